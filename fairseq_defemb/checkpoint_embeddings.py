@@ -1,0 +1,64 @@
+"""Where the token embedding matrix lives in fairseq BART and RoBERTa checkpoints.
+
+Weight tying means several state-dict entries hold the same matrix; surgery must
+update all of them and analysis may read any one.
+"""
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Every known key for the (tied) token embeddings, per architecture family. Old
+# RoBERTa checkpoints (the released roberta.base among them) prefix the encoder with
+# "decoder."; fairseq renames it on load, and we accept both.
+TIED_EMBEDDING_KEYS = {
+    "bart": ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "decoder.output_projection.weight"),
+    "roberta": (
+        "encoder.sentence_encoder.embed_tokens.weight",
+        "encoder.lm_head.weight",
+        "decoder.sentence_encoder.embed_tokens.weight",
+        "decoder.lm_head.weight",
+    ),
+}
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load`` a fairseq checkpoint on CPU, with an error that names the file."""
+    import fairseq_defemb  # noqa: F401  (safe globals for argparse.Namespace)
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found (expected a fairseq model.pt)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{path}: not a fairseq checkpoint (no 'model' state dict)")
+    return state
+
+
+def embedding_keys(model_state: dict[str, torch.Tensor]) -> list[str]:
+    """The state-dict keys holding the token embedding matrix (all tied copies)."""
+    for keys in TIED_EMBEDDING_KEYS.values():
+        present = [k for k in keys if k in model_state]
+        if present:
+            return present
+    raise KeyError(
+        "no token embedding found; expected one of "
+        + ", ".join(k for keys in TIED_EMBEDDING_KEYS.values() for k in keys)
+    )
+
+
+def architecture_family(model_state: dict[str, torch.Tensor]) -> str:
+    for family, keys in TIED_EMBEDDING_KEYS.items():
+        if any(k in model_state for k in keys):
+            return family
+    raise KeyError("neither a BART nor a RoBERTa checkpoint")
+
+
+def read_embedding_matrix(checkpoint_path: str | Path) -> torch.Tensor:
+    """The (|V|, d) input token embedding matrix of a fairseq BART/RoBERTa checkpoint."""
+    state = load_checkpoint(checkpoint_path)["model"]
+    try:
+        key = embedding_keys(state)[0]
+    except KeyError as err:
+        raise KeyError(f"{checkpoint_path}: {err.args[0]}") from None
+    return state[key].float()

@@ -1,0 +1,31 @@
+"""The model dictionary as fairseq's BART/RoBERTa tasks build it.
+
+``dict.txt`` of ``bart.large``/``roberta.base`` lists the BPE symbols; the
+pretraining tasks (``denoising``, ``masked_lm``) append ``<mask>``, which is why the
+checkpoints have ``len(dict.txt) + 5`` embedding rows (4 specials + ``<mask>``).
+Every tool here builds the dictionary the same way, so ids agree everywhere.
+"""
+import hashlib
+from pathlib import Path
+
+from fairseq.data import Dictionary
+
+MASK_SYMBOL = "<mask>"
+
+
+def load_model_dictionary(dict_path: str | Path) -> Dictionary:
+    """Load ``dict.txt`` and append ``<mask>`` exactly as fairseq's pretraining tasks do."""
+    path = Path(dict_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: dictionary not found. Pass the dict.txt that ships beside the "
+            "pretrained model.pt (e.g. bart.large/dict.txt)."
+        )
+    dictionary = Dictionary.load(str(path))
+    dictionary.add_symbol(MASK_SYMBOL)
+    return dictionary
+
+
+def dictionary_sha256(dict_path: str | Path) -> str:
+    """Hash of the dictionary file's bytes: two corpora/checkpoints agree iff their dict.txt do."""
+    return hashlib.sha256(Path(dict_path).read_bytes()).hexdigest()

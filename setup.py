@@ -1,0 +1,25 @@
+"""fairseq-defemb: DefinitionEMB as a fairseq plugin (``--user-dir fairseq_defemb``).
+
+fairseq itself is *not* an install requirement: the PyPI name ``fairseq`` resolves to
+an old release whose dependencies pull in torchaudio and a CUDA torch. ``make install``
+installs ``ve-fairseq==0.12.3`` with ``--no-deps`` and its real dependencies by hand.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="fairseq-defemb",
+    version="0.1.0",
+    description="Repair rare-token embeddings of fairseq PLMs with dictionary definitions (DefinitionEMB)",
+    packages=find_packages(include=["fairseq_defemb", "fairseq_defemb.*", "preprocess", "preprocess.*"]),
+    python_requires=">=3.10",
+    install_requires=["numpy", "tqdm", "regex"],
+    entry_points={
+        "console_scripts": [
+            "defemb-predict = fairseq_defemb.predict:cli_main",
+            "defemb-corpus = preprocess.build_corpus:cli_main",
+            "defemb-surgery = fairseq_defemb.surgery:cli_main",
+            "defemb-analyze = fairseq_defemb.analyze:cli_main",
+            "defemb-convert-hf = fairseq_defemb.convert_hf:cli_main",
+        ]
+    },
+)
