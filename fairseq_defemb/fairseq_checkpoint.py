@@ -1,0 +1,45 @@
+"""Build fairseq pretraining models from command-line style options and save them
+in exactly the format fairseq's trainer writes, so stock tools load the result."""
+from pathlib import Path
+from typing import Any
+
+import torch
+from fairseq import options, tasks
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from omegaconf import OmegaConf
+
+from fairseq_defemb.atomic_io import atomic_output_file
+
+
+def build_pretraining_model(data_dir: str | Path, task: str, arch: str, extra_args: list[str] = ()) -> tuple[Any, torch.nn.Module, Any]:
+    """Parse ``fairseq-train``-style options and build ``(task, model, cfg)``.
+
+    ``data_dir`` must hold the ``dict.txt``; the task appends ``<mask>`` as in
+    pretraining, so the embedding matrix has the rows the released checkpoints have.
+    """
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(
+        parser, [str(data_dir), "--task", task, "--arch", arch, "--cpu", *extra_args]
+    )
+    cfg = convert_namespace_to_omegaconf(args)
+    task_obj = tasks.setup_task(cfg.task)
+    model = task_obj.build_model(cfg.model)
+    return task_obj, model, cfg
+
+
+def save_model_checkpoint(model: torch.nn.Module, cfg: Any, path: str | Path, num_updates: int = 0) -> Path:
+    """Save ``model`` as a trainer-format checkpoint (what ``checkpoint_best.pt`` holds)."""
+    state = {
+        "args": None,
+        "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True) if OmegaConf.is_config(cfg) else cfg,
+        "model": model.state_dict(),
+        "criterion": None,
+        "optimizer_history": [
+            {"criterion_name": "CrossEntropyCriterion", "optimizer_name": "Adam", "lr_scheduler_state": {}, "num_updates": num_updates}
+        ],
+        "task_state": {},
+        "extra_state": {"metrics": {}, "previous_training_time": 0.0},
+    }
+    with atomic_output_file(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)

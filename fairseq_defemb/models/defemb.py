@@ -1,0 +1,179 @@
+"""DefinitionEMB models: a pretrained RoBERTa/BART plus the bias-free projection W.
+
+Each model *is* the stock fairseq model (subclass), so a pretrained state dict loads
+key for key, plus two things: ``projection`` (W, h_s -> h_e, Eq. 4) and the buffer
+``target_embeddings``, a frozen copy of the pretrained embedding matrix: the
+regression target of Eq. 5 stays fixed even with ``--update-embeddings``.
+"""
+import logging
+from pathlib import Path
+
+import torch
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.bart import BARTModel
+from fairseq.models.bart.model import bart_base_architecture, bart_large_architecture
+from fairseq.models.roberta import RobertaModel
+from fairseq.models.roberta.model import base_architecture as roberta_architecture
+from fairseq.models.roberta.model import roberta_large_architecture
+from omegaconf import OmegaConf
+from torch import nn
+
+from fairseq_defemb.corpus_format import DICT_FILE
+from fairseq_defemb.models.pretrained import adopt_architecture, load_pretrained
+
+logger = logging.getLogger(__name__)
+
+ENCODER_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads")
+DECODER_FIELDS = ("decoder_layers", "decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_attention_heads")
+
+
+def add_defemb_args(parser) -> None:
+    parser.add_argument("--pretrained-checkpoint", type=str, metavar="PATH",
+                        help="stock fairseq checkpoint (e.g. bart.large/model.pt) to start from; "
+                        "its dict.txt must be the corpus's")
+    parser.add_argument("--update-embeddings", action="store_true",
+                        help="train the token embeddings too (the paper does for RoBERTa); "
+                        "the regression target stays the frozen pretrained copy")
+
+
+class DefinitionEmbeddingMixin:
+    """What both models add to their fairseq parent."""
+
+    generic_arch: str
+    checked_fields: tuple[str, ...]
+
+    def _init_defemb(self, args, embed_tokens: nn.Embedding, hidden_dim: int) -> None:
+        self.projection = nn.Linear(hidden_dim, embed_tokens.embedding_dim, bias=False)
+        self.register_buffer("target_embeddings", embed_tokens.weight.detach().clone())
+        self.update_embeddings = bool(getattr(args, "update_embeddings", False))
+
+    def _freeze(self) -> None:
+        self.embed_tokens.weight.requires_grad = self.update_embeddings
+        for name, param in self.named_parameters():
+            # Heads the definition cloze never reads (RoBERTa's LM head) stay as loaded.
+            if ".lm_head." in f".{name}" and param is not self.embed_tokens.weight:
+                param.requires_grad = False
+
+    @classmethod
+    def build_model(cls, args, task):
+        if OmegaConf.is_config(args):
+            OmegaConf.set_struct(args, False)
+        state = None
+        if getattr(args, "pretrained_checkpoint", None):
+            corpus_dict = Path(task.cfg.data) / DICT_FILE
+            state = load_pretrained(args.pretrained_checkpoint, corpus_dict, len(task.source_dictionary))
+            fields = () if args.arch == cls.generic_arch else cls.checked_fields
+            adopt_architecture(args, state["cfg"]["model"], fields, args.arch)
+        model = super().build_model(args, task)
+        if state is not None:
+            model.load_pretrained_state(state["model"], args.pretrained_checkpoint)
+        model._freeze()
+        if OmegaConf.is_config(args):
+            OmegaConf.set_struct(args, True)
+        return model
+
+    def load_pretrained_state(self, pretrained: dict, source: str) -> None:
+        self.upgrade_state_dict_named(pretrained, "")
+        missing, unexpected = self.load_state_dict(pretrained, strict=False)
+        ours = {"projection.weight", "target_embeddings"}
+        if set(missing) - ours or unexpected:
+            raise ValueError(
+                f"{source}: does not fit {type(self).__name__} (missing {sorted(set(missing) - ours)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]}); is it a {self.generic_arch.split('_')[1]} checkpoint?"
+            )
+        self.target_embeddings.copy_(self.embed_tokens.weight.detach())
+        logger.info(f"initialised from {source}")
+
+    def predict_embeddings(self, hidden: torch.Tensor, predict_mask: torch.Tensor) -> torch.Tensor:
+        """W h_{g(k)} for every position of ``predict_mask``, in row-major order."""
+        return self.projection(hidden[predict_mask])
+
+
+@register_model("defemb_roberta")
+class DefinitionEmbRobertaModel(DefinitionEmbeddingMixin, RobertaModel):
+    """Encoder-only DefinitionEMB: g(k) = k, the masked subword's own position."""
+
+    generic_arch = "defemb_roberta"
+    checked_fields = ENCODER_FIELDS
+
+    def __init__(self, args, encoder):
+        super().__init__(args, encoder)
+        self._init_defemb(args, encoder.sentence_encoder.embed_tokens, args.encoder_embed_dim)
+
+    @staticmethod
+    def add_args(parser):
+        RobertaModel.add_args(parser)
+        add_defemb_args(parser)
+
+    @property
+    def embed_tokens(self) -> nn.Embedding:
+        return self.encoder.sentence_encoder.embed_tokens
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return False
+
+    def forward(self, src_tokens, predict_mask, src_lengths=None, **kwargs):
+        hidden, _ = self.encoder.extract_features(src_tokens)
+        return self.predict_embeddings(hidden, predict_mask)
+
+
+@register_model("defemb_bart")
+class DefinitionEmbBARTModel(DefinitionEmbeddingMixin, BARTModel):
+    """Encoder-decoder DefinitionEMB: g(k) is the decoder position fed the token before p_k."""
+
+    generic_arch = "defemb_bart"
+    checked_fields = ENCODER_FIELDS + DECODER_FIELDS
+
+    def __init__(self, args, encoder, decoder):
+        super().__init__(args, encoder, decoder)
+        self._init_defemb(args, encoder.embed_tokens, args.decoder_embed_dim)
+
+    @staticmethod
+    def add_args(parser):
+        BARTModel.add_args(parser)
+        add_defemb_args(parser)
+
+    @property
+    def embed_tokens(self) -> nn.Embedding:
+        return self.encoder.embed_tokens
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return True
+
+    def forward(self, src_tokens, src_lengths, prev_output_tokens, predict_mask, **kwargs):
+        encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
+        hidden, _ = self.decoder.extract_features(prev_output_tokens, encoder_out=encoder_out)
+        return self.predict_embeddings(hidden, predict_mask)
+
+
+# Generic architectures take every dimension from --pretrained-checkpoint.
+@register_model_architecture("defemb_roberta", "defemb_roberta")
+def defemb_roberta(args):
+    roberta_architecture(args)
+
+
+@register_model_architecture("defemb_roberta", "defemb_roberta_base")
+def defemb_roberta_base(args):
+    roberta_architecture(args)
+
+
+@register_model_architecture("defemb_roberta", "defemb_roberta_large")
+def defemb_roberta_large(args):
+    roberta_large_architecture(args)
+
+
+@register_model_architecture("defemb_bart", "defemb_bart")
+def defemb_bart(args):
+    bart_large_architecture(args)
+
+
+@register_model_architecture("defemb_bart", "defemb_bart_large")
+def defemb_bart_large(args):
+    bart_large_architecture(args)
+
+
+@register_model_architecture("defemb_bart", "defemb_bart_base")
+def defemb_bart_base(args):
+    bart_base_architecture(args)

@@ -1,0 +1,113 @@
+"""``--task definition_cloze``: train DefinitionEMB on a binarized definition corpus."""
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from fairseq.data import Dictionary
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.tasks import FairseqTask, register_task
+from omegaconf import II, MISSING
+
+from fairseq_defemb.cloze_dataset import DefinitionClozeDataset
+from fairseq_defemb.corpus_format import DICT_FILE, check_corpus_dictionary, load_split
+from fairseq_defemb.vocabulary import MASK_SYMBOL, load_model_dictionary
+
+logger = logging.getLogger(__name__)
+
+CORRUPTION_CHOICES = ChoiceEnum(["auto", "bert", "sentinel"])
+
+
+@dataclass
+class DefinitionClozeConfig(FairseqDataclass):
+    data: str = field(default=MISSING, metadata={"help": "definition corpus directory written by defemb-corpus"})
+    corruption: CORRUPTION_CHOICES = field(
+        default="auto",
+        metadata={
+            "help": "how headword subwords are corrupted: 'bert' (encoder-only: <mask>/random/unchanged), "
+            "'sentinel' (encoder-decoder: each variant span -> one <mask>, decoder fed the target prefix); "
+            "'auto' picks by the model"
+        },
+    )
+    mask_prob: float = field(
+        default=0.5, metadata={"help": "bert corruption: probability a headword subword becomes <mask> (paper: 0.5)"}
+    )
+    random_token_prob: float = field(
+        default=0.25,
+        metadata={"help": "bert corruption: probability it becomes a random token (paper: 0.25); the rest stay unchanged"},
+    )
+    max_positions: int = field(
+        default=512, metadata={"help": "longest prompt (tokens) the model accepts; longer ones are skipped"}
+    )
+    seed: int = II("common.seed")
+
+
+@register_task("definition_cloze", dataclass=DefinitionClozeConfig)
+class DefinitionClozeTask(FairseqTask):
+    cfg: DefinitionClozeConfig
+
+    def __init__(self, cfg: DefinitionClozeConfig, dictionary: Dictionary):
+        super().__init__(cfg)
+        self.dictionary = dictionary
+        self.mask_idx = dictionary.index(MASK_SYMBOL)
+        self.corruption = None if cfg.corruption == "auto" else str(cfg.corruption)
+
+    @classmethod
+    def setup_task(cls, cfg: DefinitionClozeConfig, **kwargs):
+        if not (0.0 <= cfg.mask_prob and 0.0 <= cfg.random_token_prob and cfg.mask_prob + cfg.random_token_prob <= 1.0):
+            raise ValueError(
+                f"--mask-prob {cfg.mask_prob} and --random-token-prob {cfg.random_token_prob} must be >= 0 "
+                "and sum to at most 1 (the rest of the headword subwords stay unchanged)"
+            )
+        meta = check_corpus_dictionary(cfg.data)
+        dictionary = load_model_dictionary(Path(cfg.data) / DICT_FILE)
+        if len(dictionary) != meta["dictionary_size"]:
+            raise ValueError(f"{cfg.data}: corpus.json says {meta['dictionary_size']} symbols, dict.txt gives {len(dictionary)}")
+        logger.info(f"definition corpus {cfg.data}: dictionary of {len(dictionary)} types, splits {meta['splits']}")
+        return cls(cfg, dictionary)
+
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        if self.corruption is None:
+            self.corruption = "sentinel" if model.is_encoder_decoder else "bert"
+        elif self.corruption == "sentinel" and not model.is_encoder_decoder:
+            raise ValueError("--corruption sentinel needs an encoder-decoder model (defemb_bart_*)")
+        for dataset in self.datasets.values():
+            dataset.set_corruption(self.corruption)
+        logger.info(f"definition cloze corruption: {self.corruption}")
+        return model
+
+    def random_token_ids(self) -> np.ndarray:
+        """Replacement candidates for bert corruption: every real symbol, no specials."""
+        ids = np.arange(self.dictionary.nspecial, len(self.dictionary))
+        return ids[ids != self.mask_idx]
+
+    def build_cloze_dataset(self, split: str, predict: bool = False) -> DefinitionClozeDataset:
+        return DefinitionClozeDataset(
+            load_split(self.cfg.data, split),
+            pad_idx=self.dictionary.pad(),
+            eos_idx=self.dictionary.eos(),
+            mask_idx=self.mask_idx,
+            random_token_ids=self.random_token_ids(),
+            corruption=self.corruption,
+            mask_prob=self.cfg.mask_prob,
+            random_token_prob=self.cfg.random_token_prob,
+            seed=self.cfg.seed,
+            predict=predict,
+            fixed_corruption=not split.startswith("train"),
+        )
+
+    def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs):
+        self.datasets[split] = self.build_cloze_dataset(split)
+        logger.info(f"loaded {len(self.datasets[split])} definitions from {self.cfg.data}/{split}")
+
+    def max_positions(self):
+        return (self.cfg.max_positions, self.cfg.max_positions) if self.corruption == "sentinel" else self.cfg.max_positions
+
+    @property
+    def source_dictionary(self) -> Dictionary:
+        return self.dictionary
+
+    @property
+    def target_dictionary(self) -> Dictionary:
+        return self.dictionary
