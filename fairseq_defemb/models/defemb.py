@@ -20,6 +20,7 @@ from torch import nn
 
 from fairseq_defemb.corpus_format import DICT_FILE
 from fairseq_defemb.models.pretrained import adopt_architecture, load_pretrained
+from fairseq_defemb.vocabulary import dictionary_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class DefinitionEmbeddingMixin:
             state = load_pretrained(args.pretrained_checkpoint, corpus_dict, len(task.source_dictionary))
             fields = () if args.arch == cls.generic_arch else cls.checked_fields
             adopt_architecture(args, state["cfg"]["model"], fields, args.arch)
+        # Recorded in the saved cfg so defemb-predict can refuse a corpus of another vocabulary.
+        args.dictionary_sha256 = dictionary_sha256(Path(task.cfg.data) / DICT_FILE)
         model = super().build_model(args, task)
         if state is not None:
             model.load_pretrained_state(state["model"], args.pretrained_checkpoint)

@@ -16,7 +16,8 @@ from fairseq_defemb.vocabulary import dictionary_sha256
 
 # Options that are about training, not about the shape of the network.
 NOT_ARCHITECTURE = {"_name", "arch", "pretrained_checkpoint", "update_embeddings", "load_checkpoint_heads",
-                    "checkpoint_activations", "offload_activations", "min_params_to_wrap", "data"}
+                    "checkpoint_activations", "offload_activations", "min_params_to_wrap", "data",
+                    "dictionary_sha256"}
 
 
 def _is_regularisation(key: str) -> bool:

@@ -1,0 +1,168 @@
+"""``defemb-predict``: an embedding for every defined token of the vocabulary.
+
+Runs the trained DefinitionEMB model over every (token, definition, variant)
+occurrence of a definition corpus, deterministically (one ``<mask>`` at a time for
+encoder-only models, one teacher-forced decoder pass per prompt for BART), in
+length-bucketed batches, and averages the predictions per token id.
+"""
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from fairseq import checkpoint_utils, utils
+from fairseq.data import data_utils
+from tqdm import tqdm
+
+import fairseq_defemb  # noqa: F401  (registers the plugin, safe globals)
+from fairseq_defemb.corpus_format import DICT_FILE, check_corpus_dictionary
+from fairseq_defemb.embedding_file import PredictedEmbeddings
+from fairseq_defemb.vocabulary import dictionary_sha256
+
+logger = logging.getLogger("defemb-predict")
+
+
+def load_definition_model(checkpoint: str | Path, corpus_dir: str | Path, device: str = "cpu"):
+    """Load a DefinitionEMB checkpoint for inference on ``corpus_dir``; return (model, task)."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"--checkpoint {checkpoint}: not found (a checkpoint written by fairseq-train --task definition_cloze)")
+    check_corpus_dictionary(corpus_dir)
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint))
+    trained_on = getattr(state["cfg"]["model"], "dictionary_sha256", None) if state.get("cfg") else None
+    corpus_hash = dictionary_sha256(Path(corpus_dir) / DICT_FILE)
+    if trained_on is None:
+        raise ValueError(f"{checkpoint}: not a DefinitionEMB checkpoint (train it with --task definition_cloze)")
+    if trained_on != corpus_hash:
+        raise ValueError(
+            f"{Path(corpus_dir) / DICT_FILE} is not the dictionary {checkpoint} was trained with; "
+            "predict on a corpus built with the model's dict.txt"
+        )
+    # The stored cfg already holds the pretrained architecture: no need for the original file.
+    models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(checkpoint)], arg_overrides={"data": str(corpus_dir), "pretrained_checkpoint": None}, state=state
+    )
+    model = models[0].to(device).eval()
+    return model, task
+
+
+def predict_embeddings(
+    model,
+    task,
+    splits: tuple[str, ...] = ("train", "valid"),
+    max_tokens: int = 8192,
+    batch_size: int | None = None,
+    token_ids: set[int] | None = None,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean prediction per token id over every occurrence; returns (ids, vectors, num_definitions)."""
+    device = next(model.parameters()).device
+    vocab, dim = model.target_embeddings.shape
+    sums = torch.zeros(vocab, dim, dtype=torch.float64, device=device)
+    occurrences = torch.zeros(vocab, dtype=torch.long, device=device)
+    definition_pairs = []
+    for offset, split in enumerate(splits):
+        dataset = task.build_cloze_dataset(split, predict=True)
+        indices = dataset.ordered_indices()
+        if token_ids is not None:
+            keep = np.fromiter((_wanted(dataset, i, token_ids) for i in indices), dtype=bool, count=len(indices))
+            indices = indices[keep]
+        batches = data_utils.batch_by_size(
+            indices, dataset.num_tokens, max_tokens=max_tokens, max_sentences=batch_size, required_batch_size_multiple=1
+        )
+        for batch in tqdm(batches, desc=f"predict {split}", unit="batch", disable=not progress):
+            sample = utils.move_to_cuda(dataset.collater([dataset[i] for i in batch])) if device.type == "cuda" else \
+                dataset.collater([dataset[i] for i in batch])
+            with torch.inference_mode():
+                predicted = model(**sample["net_input"]).double()
+            target = sample["target"]
+            sums.index_add_(0, target, predicted)
+            occurrences.index_add_(0, target, torch.ones_like(target))
+            # A definition counts once per token, however many variants contain it.
+            prompt = sample["definition"][sample["target_row"]].cpu().numpy() + offset * (1 << 40)
+            definition_pairs.append(prompt * vocab + target.cpu().numpy())
+    ids = torch.nonzero(occurrences, as_tuple=True)[0]
+    if token_ids is not None:
+        ids = ids[torch.isin(ids.cpu(), torch.tensor(sorted(token_ids))).to(ids.device)]
+    means = (sums[ids] / occurrences[ids, None]).float().cpu()
+    pairs = np.unique(np.concatenate(definition_pairs)) if definition_pairs else np.zeros(0, dtype=np.int64)
+    num_definitions = torch.from_numpy(np.bincount(pairs % vocab, minlength=vocab))[ids.cpu()]
+    return ids.cpu(), means, num_definitions
+
+
+def _wanted(dataset, index: int, token_ids: set[int]) -> bool:
+    prompt = dataset.corpus.prompts[dataset.prompt_index(index)]
+    if dataset.predict and dataset.corruption == "bert":
+        return int(prompt[int(dataset.occurrences[index, 1])]) in token_ids
+    spans = dataset.corpus.spans_of(dataset.prompt_index(index)).tolist()
+    return any(int(prompt[k]) in token_ids for s, e in spans for k in range(s, e))
+
+
+def read_token_ids(spec: str) -> set[int]:
+    """``--token-ids``: a file with one id per line, or a comma-separated list."""
+    path = Path(spec)
+    text = path.read_text() if path.is_file() else spec.replace(",", "\n")
+    ids = set()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if not line.isdigit():
+            raise ValueError(f"--token-ids {spec}:{lineno}: '{line}' is not a token id (one integer per line)")
+        ids.add(int(line))
+    return ids
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="defemb-predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="DefinitionEMB checkpoint (checkpoints/checkpoint_best.pt)")
+    parser.add_argument("--corpus", required=True, help="definition corpus directory (defemb-corpus --out)")
+    parser.add_argument("--out", required=True, help="output file (.pt), written atomically")
+    parser.add_argument("--splits", default="train,valid", help="corpus splits to predict over (default: train,valid)")
+    parser.add_argument("--max-tokens", type=int, default=8192, help="tokens per batch (default: 8192)")
+    parser.add_argument("--batch-size", type=int, default=None, help="at most this many items per batch")
+    parser.add_argument("--token-ids", default=None,
+                        help="predict only these ids (file, one per line, or comma list): e.g. surgery's candidates")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        model, task = load_definition_model(args.checkpoint, args.corpus, args.device)
+        token_ids = read_token_ids(args.token_ids) if args.token_ids else None
+        start = time.perf_counter()
+        ids, vectors, num_definitions = predict_embeddings(
+            model, task, tuple(s for s in args.splits.split(",") if s), args.max_tokens, args.batch_size,
+            token_ids, progress=not args.no_progress,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"defemb-predict: error: {err}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - start
+    dictionary = task.source_dictionary
+    defined = len(dictionary) - dictionary.nspecial - 1  # no specials, no <mask>
+    coverage = {"predicted_tokens": len(ids), "vocabulary": defined, "share": len(ids) / max(defined, 1),
+                "seconds": round(seconds, 2)}
+    PredictedEmbeddings(
+        token_ids=ids, embeddings=vectors, num_definitions=num_definitions,
+        embedding_dim=model.target_embeddings.size(1),
+        dictionary_sha256=dictionary_sha256(Path(args.corpus) / DICT_FILE),
+        dictionary_size=model.target_embeddings.size(0), source_checkpoint=str(args.checkpoint),
+        extra={"coverage": coverage, "corpus": str(args.corpus)},
+    ).save(args.out)
+    print(json.dumps(coverage))
+    print(f"predicted {len(ids)} of {defined} tokens ({100 * coverage['share']:.1f}%) in {seconds:.1f}s -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main())
