@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from fairseq_defemb.corpus_format import DICT_FILE
-from fairseq_defemb.models.pretrained import adopt_architecture, load_pretrained
+from fairseq_defemb.models.pretrained import adopt_architecture, architecture_keys, load_pretrained
 from fairseq_defemb.vocabulary import dictionary_sha256
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ class DefinitionEmbeddingMixin:
             corpus_dict = Path(task.cfg.data) / DICT_FILE
             state = load_pretrained(args.pretrained_checkpoint, corpus_dict, len(task.source_dictionary))
             fields = () if args.arch == cls.generic_arch else cls.checked_fields
-            adopt_architecture(args, state["cfg"]["model"], fields, args.arch)
+            keys = architecture_keys(cls.__bases__[-1], cls.base_architecture)
+            adopt_architecture(args, state["cfg"]["model"], keys, fields, args.arch)
         # Recorded in the saved cfg so defemb-predict can refuse a corpus of another vocabulary.
         args.dictionary_sha256 = dictionary_sha256(Path(task.cfg.data) / DICT_FILE)
         model = super().build_model(args, task)
@@ -98,6 +99,7 @@ class DefinitionEmbRobertaModel(DefinitionEmbeddingMixin, RobertaModel):
 
     generic_arch = "defemb_roberta"
     checked_fields = ENCODER_FIELDS
+    base_architecture = staticmethod(roberta_architecture)
 
     def __init__(self, args, encoder):
         super().__init__(args, encoder)
@@ -127,6 +129,7 @@ class DefinitionEmbBARTModel(DefinitionEmbeddingMixin, BARTModel):
 
     generic_arch = "defemb_bart"
     checked_fields = ENCODER_FIELDS + DECODER_FIELDS
+    base_architecture = staticmethod(bart_large_architecture)
 
     def __init__(self, args, encoder, decoder):
         super().__init__(args, encoder, decoder)

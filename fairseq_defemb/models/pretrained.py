@@ -6,7 +6,7 @@ checkpoint describes itself and reloads without the original file), regularisati
 """
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from fairseq import checkpoint_utils
 from omegaconf import OmegaConf
@@ -55,8 +55,23 @@ def load_pretrained(path: str, corpus_dict: str | Path, num_embeddings: int) -> 
     return state
 
 
-def adopt_architecture(args: Any, pretrained_model_cfg: Any, checked_fields: tuple[str, ...], arch: str) -> None:
-    """Copy the checkpoint's architecture into ``args``; a named arch must agree with it."""
+def architecture_keys(model_cls: type, architecture: Callable[[Any], None]) -> set[str]:
+    """Options that shape ``model_cls``: its own command-line options and what its arch sets.
+
+    Legacy checkpoints store every option (task, optimizer...) in the model cfg; only
+    these may be copied, or the checkpoint's ``--task masked_lm`` would leak in.
+    """
+    parser = argparse.ArgumentParser()
+    model_cls.add_args(parser)
+    defaults = argparse.Namespace()
+    architecture(defaults)
+    keys = {action.dest for action in parser._actions} | set(vars(defaults))
+    return {k for k in keys if k not in NOT_ARCHITECTURE and not _is_regularisation(k)}
+
+
+def adopt_architecture(args: Any, pretrained_model_cfg: Any, keys: set[str], checked_fields: tuple[str, ...],
+                       arch: str) -> None:
+    """Copy the checkpoint's architecture (``keys``) into ``args``; a named arch must agree with it."""
     pretrained = _as_dict(pretrained_model_cfg)
     mismatched = [
         f"{name}: checkpoint {pretrained[name]}, --arch {arch} {getattr(args, name, None)}"
@@ -69,5 +84,5 @@ def adopt_architecture(args: Any, pretrained_model_cfg: Any, checked_fields: tup
             "the checkpoint's size, or the generic defemb_roberta / defemb_bart that take every dimension from it."
         )
     for key, value in pretrained.items():
-        if key not in NOT_ARCHITECTURE and not _is_regularisation(key):
+        if key in keys:
             setattr(args, key, value)

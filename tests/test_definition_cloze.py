@@ -1,0 +1,243 @@
+"""The definition_cloze task, the defemb models and the mimic_mse criterion (issue 2)."""
+import numpy as np
+import pytest
+import torch
+from fairseq import options, tasks
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+from fairseq_defemb.cloze_dataset import DefinitionClozeDataset
+from fairseq_defemb.corpus_format import CorpusWriter, load_split, write_metadata
+from fairseq_defemb.criterions.mimic_mse import mimic_loss_terms
+from fairseq_defemb.vocabulary import load_model_dictionary
+
+
+def training_args(tiny_dir, family, extra=()):
+    parser = options.get_training_parser()
+    return options.parse_args_and_arch(parser, [
+        str(tiny_dir / "corpus"), "--task", "definition_cloze", "--criterion", "mimic_mse",
+        "--arch", f"defemb_{family}", "--pretrained-checkpoint", str(tiny_dir / family / "model.pt"),
+        "--dropout", "0", "--attention-dropout", "0", "--cpu", *extra,
+    ])
+
+
+def build_with_cfg(tiny_dir, family, extra=()):
+    """Task, model, criterion and cfg exactly as fairseq-train builds them from its command line."""
+    cfg = convert_namespace_to_omegaconf(training_args(tiny_dir, family, extra))
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    for split in ("train", "valid"):
+        task.load_dataset(split)
+    return task, model, task.build_criterion(cfg.criterion), cfg
+
+
+def build(tiny_dir, family, extra=()):
+    return build_with_cfg(tiny_dir, family, extra)[:3]
+
+
+def batch(dataset, indices):
+    return dataset.collater([dataset[i] for i in indices])
+
+
+# -- corruption -----------------------------------------------------------------
+
+def test_bert_corruption_proportions(tmp_path, tiny_dir):
+    dictionary = load_model_dictionary(tiny_dir / "roberta" / "dict.txt")
+    (tmp_path / "dict.txt").write_bytes((tiny_dir / "roberta" / "dict.txt").read_bytes())
+    writer = CorpusWriter(tmp_path, "train", len(dictionary))
+    word = dictionary.index("quagga")
+    prompt = [dictionary.bos()] + [word] * 200 + [dictionary.eos()]
+    for _ in range(50):
+        writer.add(prompt, [(1, 201)])
+    writer.finalize()
+    write_metadata(tmp_path, tmp_path / "dict.txt", {"train": 50})
+    random_ids = np.arange(dictionary.nspecial, len(dictionary) - 1)
+    ds = DefinitionClozeDataset(load_split(tmp_path, "train"), dictionary.pad(), dictionary.eos(),
+                                dictionary.index("<mask>"), random_ids, corruption="bert")
+    sources = torch.cat([ds[i]["source"][1:-1] for i in range(len(ds))])
+    masked = (sources == dictionary.index("<mask>")).float().mean().item()
+    unchanged = (sources == word).float().mean().item()
+    # Random draws hit the headword itself 1/len(random_ids) of the time.
+    randomised = 1 - masked - unchanged
+    assert masked == pytest.approx(0.5, abs=0.02)
+    assert randomised == pytest.approx(0.25 * (1 - 1 / len(random_ids)), abs=0.02)
+    assert unchanged == pytest.approx(0.25, abs=0.02)
+    # Deterministic per (seed, epoch, index); a new epoch redraws.
+    assert torch.equal(ds[3]["source"], ds[3]["source"])
+    first = ds[3]["source"].clone()
+    ds.set_epoch(2)
+    assert not torch.equal(first, ds[3]["source"])
+
+
+def test_bert_prediction_masks_one_token_at_a_time(tiny_dir):
+    task, model, _ = build(tiny_dir, "roberta")
+    ds = task.build_cloze_dataset("valid", predict=True)
+    mask = task.mask_idx
+    total = sum(int((ds.corpus.spans_of(i)[:, 1] - ds.corpus.spans_of(i)[:, 0]).sum()) for i in range(len(ds.corpus)))
+    assert len(ds) == total
+    for i in range(len(ds)):
+        item = ds[i]
+        assert (item["source"] == mask).sum() == 1
+        assert item["source"][item["positions"]].item() == mask
+        assert item["target"].item() == ds.corpus.prompts[item["definition"]][item["positions"]].item()
+
+
+def test_sentinel_alignment_is_the_preceding_token(tiny_dir):
+    task, model, _ = build(tiny_dir, "bart")
+    assert task.corruption == "sentinel"
+    ds = task.datasets["train"]
+    for i in range(len(ds)):
+        item = ds[i]
+        prompt, spans = ds.corpus.prompts[i].long(), ds.corpus.spans_of(i)
+        # Encoder input: every variant span collapsed to one <mask>.
+        assert (item["source"] == task.mask_idx).sum() == len(spans)
+        assert len(item["source"]) == len(prompt) - int((spans[:, 1] - spans[:, 0] - 1).sum())
+        # Targets are the headword subwords in order of occurrence...
+        expected = torch.cat([prompt[s:e] for s, e in spans.tolist()])
+        assert torch.equal(item["target"], expected)
+        # ...and the decoder input at g(k) is the token preceding p_k in y.
+        y = torch.cat([item["prev_output_tokens"][1:], torch.tensor([task.dictionary.eos()])])
+        assert torch.equal(y[item["positions"]], item["target"])
+
+
+def test_bart_teacher_forced_pass_equals_prefix_decoding(tiny_dir):
+    """One teacher-forced pass gives, at g(k), the state of decoding the prefix up to p_k."""
+    task, model, _ = build(tiny_dir, "bart")
+    model.eval()
+    ds = task.datasets["valid"]
+    sample = batch(ds, [0])
+    net = sample["net_input"]
+    with torch.no_grad():
+        batched = model(**net)
+        encoder_out = model.encoder(net["src_tokens"], src_lengths=net["src_lengths"])
+        for j, t in enumerate(torch.nonzero(net["predict_mask"][0]).flatten().tolist()):
+            prefix = net["prev_output_tokens"][:, : t + 1]
+            hidden, _ = model.decoder.extract_features(prefix, encoder_out=encoder_out)
+            torch.testing.assert_close(batched[j], model.projection(hidden[0, -1]), atol=1e-5, rtol=1e-5)
+
+
+def test_roberta_reads_the_masked_position(tiny_dir):
+    task, model, _ = build(tiny_dir, "roberta")
+    model.eval()
+    sample = batch(task.build_cloze_dataset("valid", predict=True), [0, 1, 2])
+    with torch.no_grad():
+        predicted = model(**sample["net_input"])
+        hidden, _ = model.encoder.extract_features(sample["net_input"]["src_tokens"])
+    rows, cols = torch.nonzero(sample["net_input"]["predict_mask"], as_tuple=True)
+    torch.testing.assert_close(predicted, hidden[rows, cols] @ model.projection.weight.T)
+
+
+# -- model construction ---------------------------------------------------------
+
+def test_pretrained_weights_loaded_and_embeddings_frozen(tiny_dir):
+    from fairseq import checkpoint_utils
+
+    _, model, _ = build(tiny_dir, "bart")
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(tiny_dir / "bart" / "model.pt"))["model"]
+    for key, value in state.items():
+        assert torch.equal(model.state_dict()[key], value), key
+    assert torch.equal(model.target_embeddings, state["encoder.embed_tokens.weight"])
+    assert not model.embed_tokens.weight.requires_grad
+    assert model.projection.weight.requires_grad and model.projection.bias is None
+    assert model.projection.weight.shape == (32, 32)
+    _, unfrozen, _ = build(tiny_dir, "roberta", ["--update-embeddings"])
+    assert unfrozen.embed_tokens.weight.requires_grad
+
+
+@pytest.mark.parametrize("arch,family", [("defemb_bart_large", "bart"), ("defemb_roberta_base", "roberta")])
+def test_named_arch_must_match_checkpoint(tiny_dir, arch, family):
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, [
+        str(tiny_dir / "corpus"), "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", arch,
+        "--pretrained-checkpoint", str(tiny_dir / family / "model.pt"), "--cpu"])
+    with pytest.raises(ValueError, match=f"{arch} does not match .*encoder_layers: checkpoint 2"):
+        tasks.setup_task(args).build_model(args)
+
+
+def test_missing_checkpoint_names_the_file(tiny_dir):
+    with pytest.raises(FileNotFoundError, match="nowhere/model.pt"):
+        parser = options.get_training_parser()
+        args = options.parse_args_and_arch(parser, [
+            str(tiny_dir / "corpus"), "--task", "definition_cloze", "--arch", "defemb_roberta",
+            "--pretrained-checkpoint", "nowhere/model.pt", "--cpu"])
+        tasks.setup_task(args).build_model(args)
+
+
+def test_dictionary_mismatch_is_refused(tiny_dir, tmp_path):
+    from tiny_corpus import make_tiny_corpus
+    from tiny_models import TINY_WORDS, write_dict
+
+    # Same size, different order: only the hash can tell.
+    other = write_dict(tmp_path / "dict.txt", list(reversed(TINY_WORDS)))
+    make_tiny_corpus(tmp_path / "corpus", other)
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, [
+        str(tmp_path / "corpus"), "--task", "definition_cloze", "--arch", "defemb_roberta",
+        "--pretrained-checkpoint", str(tiny_dir / "roberta" / "model.pt"), "--cpu"])
+    with pytest.raises(ValueError, match="differs from .*Rebuild the corpus"):
+        tasks.setup_task(args).build_model(args)
+    # A corpus for a vocabulary of another size.
+    small = write_dict(tmp_path / "small.txt", TINY_WORDS[:-3])
+    make_tiny_corpus(tmp_path / "small_corpus", small)
+    args.data = str(tmp_path / "small_corpus")
+    with pytest.raises(ValueError, match="another vocabulary"):
+        tasks.setup_task(args).build_model(args)
+
+
+# -- loss -----------------------------------------------------------------------
+
+def test_loss_matches_hand_computation():
+    predicted = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    target = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    rows = torch.tensor([0, 0, 1])
+    # definition 0: (1 + 4) / 2 = 2.5; definition 1: (4 + 4) / 1 = 8
+    assert mimic_loss_terms(predicted, target, rows, 2).tolist() == [2.5, 8.0]
+
+
+def test_criterion_on_a_batch_matches_eq5(tiny_dir):
+    task, model, criterion = build(tiny_dir, "roberta")
+    sample = batch(task.datasets["train"], list(range(6)))
+    loss, sample_size, log = criterion(model, sample)
+    predicted = model(**sample["net_input"]).detach()
+    target = model.target_embeddings[sample["target"]]
+    expected = 0.0
+    for row in range(sample["nsentences"]):
+        sel = sample["target_row"] == row
+        expected += ((predicted[sel] - target[sel]) ** 2).sum(-1).mean().item()
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert sample_size == 6 and log["nmasked"] == sample["target"].numel()
+
+
+def test_one_step_changes_w_and_not_the_frozen_embeddings(tiny_dir):
+    task, model, criterion = build(tiny_dir, "bart")
+    w0, e0 = model.projection.weight.detach().clone(), model.embed_tokens.weight.detach().clone()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    loss, _, _ = criterion(model, batch(task.datasets["train"], [0, 1, 2, 3]))
+    assert loss.requires_grad
+    loss.backward()
+    optimizer.step()
+    assert not torch.equal(w0, model.projection.weight)
+    assert torch.equal(e0, model.embed_tokens.weight)
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_training_lowers_validation_loss(tiny_dir, family):
+    torch.manual_seed(0)
+    task, model, criterion = build(tiny_dir, family)
+    valid = batch(task.datasets["valid"], range(len(task.datasets["valid"])))
+    train = task.datasets["train"]
+
+    def valid_loss():
+        model.eval()
+        with torch.no_grad():
+            loss, size, _ = criterion(model, valid)
+        model.train()
+        return loss.item() / size
+
+    before = valid_loss()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    for step in range(40):
+        loss, size, _ = criterion(model, batch(train, [(4 * step + k) % len(train) for k in range(8)]))
+        optimizer.zero_grad()
+        (loss / size).backward()
+        optimizer.step()
+    assert valid_loss() < 0.7 * before

@@ -1,0 +1,145 @@
+"""Stock fairseq-train with --user-dir, resuming, 2-rank DDP on CPU, and defemb-predict."""
+import re
+import socket
+import subprocess
+
+import pytest
+import torch
+
+from conftest import REPO, VENV_BIN
+from test_definition_cloze import batch, build_with_cfg
+from tiny_corpus import DEFINITIONS, make_tiny_corpus
+from tiny_models import TINY_WORDS, write_dict
+from fairseq_defemb.embedding_file import PredictedEmbeddings
+from fairseq_defemb.fairseq_checkpoint import save_model_checkpoint
+from fairseq_defemb.predict import cli_main as predict_main
+from fairseq_defemb.predict import load_definition_model
+
+
+def train_cmd(tiny_dir, family, save_dir, *extra):
+    return [
+        str(VENV_BIN / "fairseq-train"), str(tiny_dir / "corpus"), "--user-dir", str(REPO / "fairseq_defemb"),
+        "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", f"defemb_{family}",
+        "--pretrained-checkpoint", str(tiny_dir / family / "model.pt"), "--optimizer", "adam", "--lr", "1e-3",
+        "--max-tokens", "256", "--cpu", "--save-dir", str(save_dir), "--log-format", "simple",
+        "--log-interval", "1", "--required-batch-size-multiple", "1", "--num-workers", "0",
+        "--dropout", "0", "--attention-dropout", "0", "--seed", "7", *extra,
+    ]
+
+
+def run(cmd, **kw):
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def train_losses(log: str) -> list[float]:
+    return [float(x) for x in re.findall(r"train_inner \| .*?loss=([0-9.]+)", log)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_fairseq_train_runs_and_resumes(tiny_dir, tmp_path, family):
+    save = tmp_path / "ckpt"
+    log = run(train_cmd(tiny_dir, family, save, "--max-update", "3"))
+    assert len(train_losses(log)) == 3
+    assert (save / "checkpoint_last.pt").is_file()
+    log = run(train_cmd(tiny_dir, family, save, "--max-update", "5"))
+    assert "Loaded checkpoint" in log and "@ 3 updates" in log
+    state = torch.load(save / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    assert state["optimizer_history"][-1]["num_updates"] == 5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_rank_ddp_on_cpu_matches_single_process(tiny_dir, tmp_path):
+    """2 ranks on gloo see batch i each; one process with --update-freq 2 sees both."""
+    single = train_losses(run(train_cmd(tiny_dir, "roberta", tmp_path / "single", "--max-update", "3",
+                                        "--update-freq", "2")))
+    port = free_port()
+    procs = []
+    for rank in range(2):
+        cmd = train_cmd(tiny_dir, "roberta", tmp_path / "ddp", "--max-update", "3", "--distributed-world-size", "2",
+                        "--distributed-rank", str(rank), "--distributed-backend", "gloo", "--ddp-backend",
+                        "legacy_ddp", "--distributed-no-spawn", "--distributed-init-method", f"tcp://127.0.0.1:{port}")
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    for rank, log in enumerate(logs):
+        # Every rank imported the plugin and built the task before joining the group.
+        assert f"distributed init (rank {rank})" in log
+    distributed = train_losses(logs[0])
+    assert len(single) == len(distributed) == 3
+    assert distributed == pytest.approx(single, rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dir, tmp_path_factory):
+    """Checkpoints trained a few steps in-process and saved as fairseq-train saves them."""
+    save = tmp_path_factory.mktemp("trained")
+    out = {}
+    for family in ("roberta", "bart"):
+        task, model, criterion, cfg = build_with_cfg(tiny_dir, family)
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+        for step in range(3):
+            loss, size, _ = criterion(model, batch(task.datasets["train"], range(4 * step, 4 * step + 4)))
+            optimizer.zero_grad()
+            (loss / size).backward()
+            optimizer.step()
+        out[family] = save_model_checkpoint(model, cfg, save / f"{family}.pt")
+    return out
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_predict_reproduces_the_models_own_forward(tiny_dir, trained, tmp_path, family):
+    out = tmp_path / "defemb.pt"
+    assert predict_main(["--checkpoint", str(trained[family]), "--corpus", str(tiny_dir / "corpus"),
+                         "--out", str(out), "--no-progress", "--max-tokens", "64"]) == 0
+    result = PredictedEmbeddings.load(out)
+    model, task = load_definition_model(trained[family], tiny_dir / "corpus")
+    dictionary = task.source_dictionary
+    token = dictionary.index("quagga")
+    # Recompute by hand: every occurrence of the token, one forward each, then the mean.
+    vectors, prompts = [], set()
+    for split in ("train", "valid"):
+        ds = task.build_cloze_dataset(split, predict=True)
+        for i in range(len(ds)):
+            item = ds[i]
+            if token in item["target"].tolist():
+                sample = ds.collater([item])
+                with torch.no_grad():
+                    predicted = model(**sample["net_input"])
+                vectors.append(predicted[sample["target"] == token])
+                prompts.add((split, item["definition"]))
+    expected = torch.cat(vectors).mean(0)
+    row = result.token_ids.tolist().index(token)
+    torch.testing.assert_close(result.embeddings[row], expected, atol=1e-5, rtol=1e-4)
+    assert result.num_definitions[row].item() == len(prompts)
+    assert result.embedding_dim == 32 and result.dictionary_size == len(dictionary)
+    # Only headword tokens get a prediction.
+    assert set(result.token_ids.tolist()) == {dictionary.index(w) for w in DEFINITIONS}
+
+
+def test_predict_refuses_a_corpus_of_another_dictionary(tiny_dir, trained, tmp_path, capsys):
+    other = write_dict(tmp_path / "dict.txt", list(reversed(TINY_WORDS)))
+    make_tiny_corpus(tmp_path / "corpus", other)
+    code = predict_main(["--checkpoint", str(trained["roberta"]), "--corpus", str(tmp_path / "corpus"),
+                         "--out", str(tmp_path / "x.pt"), "--no-progress"])
+    assert code == 2 and "not the dictionary" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_predict_only_requested_ids(tiny_dir, trained, tmp_path):
+    from fairseq_defemb.vocabulary import load_model_dictionary
+
+    d = load_model_dictionary(tiny_dir / "corpus" / "dict.txt")
+    wanted = {d.index("okapi"), d.index("emu")}
+    out = tmp_path / "some.pt"
+    assert predict_main(["--checkpoint", str(trained["bart"]), "--corpus", str(tiny_dir / "corpus"), "--out",
+                         str(out), "--no-progress", "--token-ids", ",".join(map(str, wanted))]) == 0
+    assert set(PredictedEmbeddings.load(out).token_ids.tolist()) == wanted
