@@ -241,3 +241,17 @@ def test_training_lowers_validation_loss(tiny_dir, family):
         (loss / size).backward()
         optimizer.step()
     assert valid_loss() < 0.7 * before
+
+
+def test_plugin_import_makes_checkpoints_loadable(tiny_dir):
+    """torch >= 2.6 refuses fairseq's pickled Namespace until the plugin allow-lists it."""
+    import subprocess
+    import sys
+
+    load = (f"import torch; torch.load({str(tiny_dir / 'roberta' / 'model.pt')!r}); "
+            "from fairseq.models.roberta import RobertaModel; "
+            f"RobertaModel.from_pretrained({str(tiny_dir / 'roberta')!r}, 'model.pt', bpe=None)")
+    bare = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True)
+    assert bare.returncode != 0 and "Weights only load failed" in bare.stderr
+    plugged = subprocess.run([sys.executable, "-c", "import fairseq_defemb; " + load], capture_output=True, text=True)
+    assert plugged.returncode == 0, plugged.stderr[-2000:]
