@@ -1,0 +1,28 @@
+"""The paper's post-processing baselines, applied to the whole embedding matrix.
+
+DelDirection (All-but-the-Top, Mu et al. 2018): subtract the mean, then the projections
+on the top D = d/100 principal components *of the centred matrix*, applied to the centred
+vectors (the authors' code projected the uncentred vectors). Del-zscore: DelDirection,
+then a z-score per dimension (Sajjad et al. 2022).
+"""
+import numpy as np
+import torch
+
+
+def principal_directions(X: torch.Tensor, count: int) -> torch.Tensor:
+    """Top ``count`` principal directions (d x count) of an already centred matrix."""
+    covariance = X.double().T @ X.double()
+    _, vectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
+    return vectors[:, -count:].flip(-1).to(X.dtype)
+
+
+def del_direction(E: np.ndarray | torch.Tensor, num_directions: int | None = None) -> torch.Tensor:
+    E = torch.as_tensor(E).float()
+    X = E - E.mean(0, keepdim=True)
+    U = principal_directions(X, num_directions or max(1, E.size(1) // 100))
+    return X - (X @ U) @ U.T
+
+
+def del_zscore(E: np.ndarray | torch.Tensor, num_directions: int | None = None) -> torch.Tensor:
+    X = del_direction(E, num_directions)
+    return (X - X.mean(0, keepdim=True)) / X.std(0, keepdim=True).clamp(min=1e-12)
