@@ -127,7 +127,7 @@ def run_surgery(args) -> dict:
         raise SurgeryError("--method definitionemb needs --embeddings (defemb-predict output) and --task-data")
     if not 0 <= args.alpha <= 100:
         raise SurgeryError(f"--alpha {args.alpha}: must be a percentage in [0, 100] (paper: CNNDM 100, XSum 10, RTE 3)")
-    if Path(args.out).exists() and not args.overwrite and not args.dry_run:
+    if not args.dry_run and Path(args.out).exists() and not args.overwrite:
         raise SurgeryError(f"--out {args.out}: exists; pick a new directory or pass --overwrite")
     start = time.perf_counter()
     dictionary = load_model_dictionary(args.dict)
