@@ -3,7 +3,9 @@
     I(E) = min_c Z(c) / max_c Z(c),  Z(c) = sum_w exp(c^T e_w),  c over the eigenvectors of E^T E
 
 The eigenvectors come from a symmetric eigendecomposition (float64) of the d x d Gram
-matrix, log Z(c) from a log-sum-exp over rows, and I = exp(min log Z - max log Z): no
+matrix. An eigenvector's sign is arbitrary (if c is one, so is -c), so both signs are
+scored: that makes I(E) a function of E alone, not of the solver's sign convention
+(for a centred E the two agree closely anyway). Then log Z(c) from a log-sum-exp over rows, and I = exp(min log Z - max log Z): no
 exponent is clipped (the authors' code clipped, which biases I toward 1 for large norms).
 The two N x d x d products run as float32 matrix multiplies in row chunks (the fast
 path on CPU and GPU); Gram chunks accumulate and partial log-sum-exps combine in float64.
@@ -26,10 +28,10 @@ def gram_matrix(E: torch.Tensor) -> torch.Tensor:
 
 
 def log_partition(E: np.ndarray | torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
-    """log Z(c) for every eigenvector c of E^T E (float64, length d)."""
+    """log Z(c) for every eigenvector c of E^T E, both signs (float64, length 2d)."""
     E = _as_tensor(E)
     _, directions = torch.linalg.eigh(gram_matrix(E) if gram is None else gram)
-    directions = directions.float()
+    directions = torch.cat([directions, -directions], dim=1).float()
     partial = [torch.logsumexp(chunk @ directions, dim=0).double() for chunk in torch.split(E, CHUNK_ROWS)]
     return torch.logsumexp(torch.stack(partial), dim=0)
 
