@@ -1,0 +1,40 @@
+"""The shortened `make demo` end to end: its figures must come from what it saved (issue 6)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from fairseq_defemb.checkpoint_embeddings import read_embedding_matrix
+from fairseq_defemb.frequency_groups import frequency_groups
+from fairseq_defemb.isotropy import isotropy_by_group
+from fairseq_defemb.neighbours import max_difference, numeric_tokens, token_surfaces
+from fairseq_defemb.vocabulary import load_model_dictionary
+
+
+@pytest.mark.slow
+def test_short_demo_reports_what_it_saved(tmp_path):
+    out = tmp_path / "demo-out"
+    run = subprocess.run([sys.executable, str(REPO / "examples" / "demo.py"), "--budget", "ci", "--out", str(out)],
+                         capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-out"]  # no temporary folder left behind
+    summary = json.loads((out / "summary.json").read_text())
+    dictionary = load_model_dictionary(out / "original" / "dict.txt")
+    groups = frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index("<mask>"))
+    num_ids, num_values = numeric_tokens(token_surfaces(dictionary), dictionary.nspecial)
+    for name, path in (("original", out / "original" / "model.pt"), ("DefinitionEMB", out / "DefinitionEMB" / "model.pt"),
+                       ("DelDirection", out / "DelDirection" / "model.pt"), ("Del-zscore", out / "Del-zscore" / "model.pt")):
+        E = read_embedding_matrix(path)
+        reported = summary["analysis"]["matrices"][name]
+        recomputed = isotropy_by_group(E, groups)
+        for group in ("frequent", "medium", "rare", "all"):
+            assert recomputed[group] == pytest.approx(reported["isotropy"][group], rel=1e-9), (name, group)
+        assert max_difference(E, num_ids, num_values) == pytest.approx(reported["max_difference"], rel=1e-9)
+    text = (out / "summary.md").read_text()
+    iso = summary["analysis"]["matrices"]["DelDirection"]["isotropy"]["all"]
+    assert f"{iso:.3f}" in text
+    assert summary["curve"]["loss"][-1] < summary["curve"]["loss"][0]
+    for png in ("training_curve.png", "projection.png"):
+        assert (out / png).stat().st_size > 5000
