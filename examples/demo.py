@@ -25,7 +25,7 @@ import torch
 
 from fairseq_defemb.atomic_io import atomic_output_dir
 from fairseq_defemb.corpus_format import load_split
-from fairseq_defemb.frequency_groups import frequency_groups
+from fairseq_defemb.selection import select_rows
 from fairseq_defemb.vocabulary import load_model_dictionary
 
 BIN = Path(sys.executable).parent
@@ -35,8 +35,10 @@ REPO = Path(__file__).resolve().parent.parent
 # predicts at ~7,200 tokens/s on 2 cores, so prompts are kept short (32 tokens), the corpus
 # is a sample weighted toward rare tokens, and only surgery's candidates are predicted.
 BUDGETS = {
-    "full": {"prompts": 12000, "valid": 300, "updates": 300, "max_tokens": 2048, "prompt_tokens": 32, "aclsum_docs": 250},
-    "ci": {"prompts": 600, "valid": 40, "updates": 12, "max_tokens": 1024, "prompt_tokens": 24, "aclsum_docs": 20},
+    "full": {"prompts": 12000, "valid": 300, "updates": 300, "max_tokens": 2048, "prompt_tokens": 32, "aclsum_docs": 250,
+             "alpha": 20},
+    "ci": {"prompts": 600, "valid": 40, "updates": 12, "max_tokens": 1024, "prompt_tokens": 24, "aclsum_docs": 20,
+           "alpha": 20},
 }
 
 
@@ -99,8 +101,9 @@ def plot_curve(curve: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def candidate_ids(corpus: Path, task_ids: np.ndarray, dictionary) -> list[int]:
-    """Tokens surgery can replace: defined in the corpus and present in the task data."""
+def candidate_ids(corpus: Path, task_ids: np.ndarray, dictionary, alpha: float) -> list[int]:
+    """Tokens surgery will replace at ``alpha``: surgery's own selection over the task's
+    tokens, restricted to those the corpus defines. Only these are worth predicting."""
     defined = set()
     for split in ("train", "valid"):
         data = load_split(corpus, split)
@@ -108,8 +111,7 @@ def candidate_ids(corpus: Path, task_ids: np.ndarray, dictionary) -> list[int]:
             prompt = data.prompts[i]
             for start, end in data.spans_of(i).tolist():
                 defined.update(prompt[start:end].tolist())
-    groups = frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index("<mask>"))
-    return sorted(set(task_ids.tolist()) & defined & set(groups["all"].tolist()))
+    return select_rows(dictionary, set(task_ids.tolist()), defined, alpha).replaced
 
 
 def binarize_task_text(out_dir: Path, dict_path: Path, vocab_txt: Path, max_docs: int) -> np.ndarray:
@@ -161,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"DefinitionEMB demo ({args.budget} budget) -> {args.out}")
     print(f"  choices: GCIDE + spelled-out numbers; prompts cut to {budget['prompt_tokens']} tokens; "
           f"{budget['prompts']:,} training prompts sampled toward rare tokens; {budget['updates']} updates of "
-          f"<= {budget['max_tokens']} tokens; predictions only for the tokens surgery can use.")
+          f"<= {budget['max_tokens']} tokens; surgery at alpha {budget['alpha']} (the rarest {budget['alpha']}% of the "
+          "vocabulary among the task's tokens) and predictions only for the tokens it will replace.")
     with atomic_output_dir(args.out, overwrite=True) as work:
         step = Step(work)
         model_dir = minilm_dir()
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         curve = training_curve(train_log)
         plot_curve(curve, work / "training_curve.png")
         dictionary = load_model_dictionary(original / "dict.txt")
-        candidates = candidate_ids(work / "definitions", task_ids, dictionary)
+        candidates = candidate_ids(work / "definitions", task_ids, dictionary, budget["alpha"])
         (work / "candidates.txt").write_text("".join(f"{i}\n" for i in candidates))
         step.run("predict", [
             BIN / "defemb-predict", "--checkpoint", work / "checkpoints" / "checkpoint_best.pt",
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             "--max-tokens", "4096", "--device", "cpu", "--no-progress",
         ])
         for method, name in (("definitionemb", "DefinitionEMB"), ("deldirection", "DelDirection"), ("del-zscore", "Del-zscore")):
-            extra = ["--embeddings", work / "defemb.pt", "--task-data", work / "task-bin", "--alpha", "100"] \
+            extra = ["--embeddings", work / "defemb.pt", "--task-data", work / "task-bin", "--alpha", budget["alpha"]] \
                 if method == "definitionemb" else []
             step.run(f"surgery {name}", [BIN / "defemb-surgery", "--checkpoint", original / "model.pt",
                                          "--dict", original / "dict.txt", "--method", method, *extra, "--out", work / name])
@@ -233,7 +236,7 @@ def write_summary(work: Path, args, budget: dict, timings: dict, curve: dict, ca
         f"cosine to the pretrained vectors {curve['cosine'][0]:.3f} -> {curve['cosine'][-1]:.3f}"
         + (f"; valid loss {curve['valid_loss'][0]:.3f} -> {curve['valid_loss'][-1]:.3f}" if curve["valid_loss"] else ""),
         f"- **predict**: {len(prediction['token_ids']):,} of {candidates:,} candidate tokens (defined and in the ACLSum task text)",
-        f"- **surgery**: DefinitionEMB replaced {definitionemb['num_changed']:,} rows (alpha 100, budget "
+        f"- **surgery**: DefinitionEMB replaced {definitionemb['num_changed']:,} rows (alpha {budget['alpha']}, budget "
         f"{definitionemb['budget']:,} task tokens, {definitionemb['requested_without_definition']:,} without a definition); "
         "DelDirection and Del-zscore transform the whole matrix", "",
         "## Coverage (full GCIDE + numbers build, before sampling)", "",

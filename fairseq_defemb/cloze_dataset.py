@@ -59,13 +59,16 @@ class DefinitionClozeDataset(FairseqDataset):
 
     @property
     def occurrences(self) -> np.ndarray:
-        """(prompt, position) of every headword subword: the items of bert-style prediction."""
+        """(prompt, position, token id) of every headword subword, one row each: the items
+        of bert-style prediction, and what prediction filters by token."""
         if self._occurrences is None:
             rows = []
             for i in range(len(self.corpus)):
-                for start, end in self.corpus.spans_of(i).tolist():
-                    rows.extend((i, k) for k in range(start, end))
-            self._occurrences = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+                spans = self.corpus.spans[i].numpy().astype(np.int64).reshape(-1, 2)
+                positions = np.concatenate([np.arange(s, e) for s, e in spans])
+                tokens = self.corpus.prompts[i].numpy()[positions].astype(np.int64)
+                rows.append(np.stack([np.full_like(positions, i), positions, tokens], axis=1))
+            self._occurrences = np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
         return self._occurrences
 
     def _one_mask_at_a_time(self) -> bool:

@@ -69,8 +69,10 @@ def predict_embeddings(
         dataset = task.build_cloze_dataset(split, predict=True)
         indices = dataset.ordered_indices()
         if token_ids is not None:
-            keep = np.fromiter((_wanted(dataset, i, token_ids) for i in indices), dtype=bool, count=len(indices))
-            indices = indices[keep]
+            table = dataset.occurrences
+            hit = np.isin(table[:, 2], np.fromiter(token_ids, dtype=np.int64))
+            wanted = np.nonzero(hit)[0] if dataset.corruption == "bert" else np.unique(table[hit, 0])
+            indices = indices[np.isin(indices, wanted)]
         batches = data_utils.batch_by_size(
             indices, dataset.num_tokens, max_tokens=max_tokens, max_sentences=batch_size, required_batch_size_multiple=1
         )
@@ -92,14 +94,6 @@ def predict_embeddings(
     pairs = np.unique(np.concatenate(definition_pairs)) if definition_pairs else np.zeros(0, dtype=np.int64)
     num_definitions = torch.from_numpy(np.bincount(pairs % vocab, minlength=vocab))[ids.cpu()]
     return ids.cpu(), means, num_definitions
-
-
-def _wanted(dataset, index: int, token_ids: set[int]) -> bool:
-    prompt = dataset.corpus.prompts[dataset.prompt_index(index)]
-    if dataset.predict and dataset.corruption == "bert":
-        return int(prompt[int(dataset.occurrences[index, 1])]) in token_ids
-    spans = dataset.corpus.spans_of(dataset.prompt_index(index)).tolist()
-    return any(int(prompt[k]) in token_ids for s, e in spans for k in range(s, e))
 
 
 def read_token_ids(spec: str) -> set[int]:
