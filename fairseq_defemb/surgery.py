@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from fairseq_defemb.atomic_io import atomic_output_dir
-from fairseq_defemb.checkpoint_embeddings import embedding_keys
+from fairseq_defemb.checkpoint_embeddings import embedding_keys, load_checkpoint
 from fairseq_defemb.embedding_file import PredictedEmbeddings
 from fairseq_defemb.frequency_groups import frequency_groups
 from fairseq_defemb.isotropy import isotropy_by_group
@@ -35,24 +35,6 @@ REPORT = "surgery.json"
 
 class SurgeryError(ValueError):
     """Inputs that do not fit together; the message names the files and the fix."""
-
-
-def load_state(path: str | Path) -> dict:
-    """Load a checkpoint memory-mapped: rows we change are copied on write, the rest never read."""
-    import fairseq_defemb  # noqa: F401  (safe globals for fairseq's pickled Namespace)
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found (a fairseq model.pt)")
-    try:
-        state = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    except RuntimeError:  # legacy (non-zip) serialization cannot be memory-mapped
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or "model" not in state:
-        raise SurgeryError(f"{path}: not a fairseq checkpoint (no 'model' state dict)")
-    return state
 
 
 def tied_matrix(state: dict, source: str) -> tuple[list[str], torch.Tensor]:
@@ -131,7 +113,7 @@ def run_surgery(args) -> dict:
         raise SurgeryError(f"--out {args.out}: exists; pick a new directory or pass --overwrite")
     start = time.perf_counter()
     dictionary = load_model_dictionary(args.dict)
-    state = load_state(args.checkpoint)
+    state = load_checkpoint(args.checkpoint)
     keys, matrix = tied_matrix(state, args.checkpoint)
     check_inputs(args, matrix, dictionary, None)
     changed, values, selection = plan(args, matrix, dictionary)
@@ -171,7 +153,7 @@ def verify(out: str | Path, against: str | Path) -> tuple[bool, list[str]]:
     out = Path(out)
     report = json.loads((out / REPORT).read_text())
     changed = torch.tensor(report["changed_ids"], dtype=torch.long)
-    new, old = load_state(out), load_state(against)
+    new, old = load_checkpoint(out), load_checkpoint(against)
     problems = []
     keys = report["embedding_keys"]
     if set(new["model"]) != set(old["model"]):

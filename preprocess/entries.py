@@ -1,5 +1,9 @@
 """What every definition source yields, and the ledger of what it had to skip."""
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+MAX_LINE_BYTES = 1 << 20  # a line over 1 MiB in a dictionary dump is a broken record, not a word
 
 
 @dataclass(frozen=True)
@@ -34,3 +38,21 @@ class SkipLog:
 
     def as_dict(self) -> dict:
         return {reason: {"count": n, "first": self.examples.get(reason, [])} for reason, n in sorted(self.counts.items())}
+
+
+def numbered_lines(path: str | Path, flag: str, expected: str, skips: SkipLog) -> Iterator[tuple[str, str]]:
+    """("file:line", text) of a line-oriented source, read as bytes so that invalid UTF-8
+    and absurdly long lines are skipped and counted instead of ending the build."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag} {path}: not found ({expected})")
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, 1):
+            where = f"{path}:{lineno}"
+            if len(raw) > MAX_LINE_BYTES:
+                skips.skip("line too long", where)
+                continue
+            try:
+                yield where, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                skips.skip("invalid UTF-8", where)

@@ -11,7 +11,8 @@ from conftest import REPO, VENV_BIN
 from fairseq_defemb.embedding_file import PredictedEmbeddings
 from fairseq_defemb.postprocessing import del_direction, del_zscore
 from fairseq_defemb.selection import select_rows
-from fairseq_defemb.surgery import cli_main, load_state, verify
+from fairseq_defemb.checkpoint_embeddings import load_checkpoint as load_state
+from fairseq_defemb.surgery import cli_main, verify
 from fairseq_defemb.vocabulary import dictionary_sha256, load_model_dictionary
 from tiny_models import TINY_WORDS, write_dict
 
