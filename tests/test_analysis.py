@@ -157,3 +157,18 @@ def test_analyze_cli_end_to_end(tmp_path):
     assert report["matrices"]["A"]["isotropy"]["all"] == pytest.approx(isotropy(W[4:-1].numpy()), rel=1e-6)
     assert report["drift"]["all"]["mean_cosine"] > 0.99
     assert (out / "projection.png").stat().st_size > 1000 and "| A |" in (out / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_final_layer_states_of_a_real_fairseq_model(tiny_dir, family):
+    from fairseq import checkpoint_utils
+
+    from fairseq_defemb.probing import final_layer_states
+
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(tiny_dir / family / "model.pt")])
+    d = task.source_dictionary
+    words = [[d.index("cat")], [d.index("quagga"), d.index("okapi")]]
+    states = final_layer_states(models[0], words, d.bos(), d.eos())
+    assert states.shape == (2, 32) and np.isfinite(states).all()
+    # A word's state depends on the word: different inputs, different states.
+    assert not np.allclose(states[0], states[1])

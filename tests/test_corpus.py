@@ -231,3 +231,23 @@ def test_full_gcide_for_the_gpt2_vocabulary_trains_with_definition_cloze(tmp_pat
     task.load_dataset("valid")
     item = task.datasets["valid"][0]
     assert len(item["target"]) == len(item["positions"]) > 0
+
+
+def test_sentencepiece_backend_spans(tmp_path):
+    """A sentencepiece model trained here on GCIDE text; dict.txt symbols are its pieces."""
+    import sentencepiece
+
+    from preprocess.tokenizers import SentencePieceBackend
+
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(e.definition for e, _ in zip(read_gcide(), range(3000))))
+    sentencepiece.SentencePieceTrainer.train(input=str(text), model_prefix=str(tmp_path / "sp"), vocab_size=800,
+                                             model_type="unigram", minloglevel=2)
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(tmp_path / "sp.model"))
+    pieces = [sp.id_to_piece(i) for i in range(3, sp.get_piece_size())]  # skip <unk> <s> </s>
+    (tmp_path / "dict.txt").write_text("".join(f"{p} {1000 - i}\n" for i, p in enumerate(pieces)))
+    backend = SentencePieceBackend(load_model_dictionary(tmp_path / "dict.txt"), tmp_path / "sp.model")
+    prompt = build_prompt(Entry("Sediment", "n.", "matter that settles", "t"), backend, 64, SkipLog())
+    d = backend.dictionary
+    decoded = {"".join(d[i] for i in prompt.ids[s:e]).replace("\u2581", " ").strip() for s, e in prompt.spans}
+    assert decoded == {"Sediment", "sediment"}

@@ -207,3 +207,20 @@ def test_surgered_bart_fine_tunes_and_generates_with_stock_fairseq(tiny_dir, inp
     assert gen.returncode == 0, gen.stderr[-3000:]
     hypotheses = [line for line in gen.stdout.splitlines() if line.startswith("H-")]
     assert len(hypotheses) == len(src[3:])
+
+
+def test_task_ids_from_raw_text_with_gpt2_bpe(tmp_path):
+    from fairseq_defemb.selection import task_token_ids
+
+    gpt2 = REPO / ".cache" / "gpt2"
+    n = len(json.loads((gpt2 / "encoder.json").read_text()))
+    (tmp_path / "dict.txt").write_text("".join(f"{i} {n - i}\n" for i in range(n)))
+    d = load_model_dictionary(tmp_path / "dict.txt")
+    (tmp_path / "task.txt").write_text("The sediment settled.\n")
+    ids = task_token_ids(tmp_path / "task.txt", d, tmp_path / "dict.txt", str(gpt2 / "encoder.json"), str(gpt2 / "vocab.bpe"))
+    from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
+
+    expected = {d.index(str(t)) for t in get_encoder(str(gpt2 / "encoder.json"), str(gpt2 / "vocab.bpe")).encode("The sediment settled.")}
+    assert ids == expected
+    with pytest.raises(ValueError, match="raw text needs --gpt2-encoder-json"):
+        task_token_ids(tmp_path / "task.txt", d, tmp_path / "dict.txt")
