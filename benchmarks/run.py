@@ -76,7 +76,8 @@ def build(corpus: Path, checkpoint: Path, arch: str = "defemb_roberta"):
 def bench_training(root: Path, quick: bool) -> dict:
     """definition_cloze + mimic_mse vs stock masked_lm training of the same network on the
     same corrupted token batches: forward, backward and an Adam step each."""
-    from fairseq.criterions.masked_lm import MaskedLmLoss
+    from fairseq import checkpoint_utils
+    from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
     from fairseq.data import data_utils
 
     minilm, corpus = minilm_and_corpus(root, 2000)
@@ -85,19 +86,18 @@ def bench_training(root: Path, quick: bool) -> dict:
     dataset = task.datasets["train"]
     batches = data_utils.batch_by_size(dataset.ordered_indices(), dataset.num_tokens, max_tokens=2048)[: 4 if quick else 12]
     samples = [dataset.collater([dataset[i] for i in b]) for b in batches]
-    # The stock baseline: fairseq's masked_lm criterion on the same network (its LM head
-    # over the same masked positions), targets = the same subwords.
+    # The stock baseline: the same converted checkpoint loaded as fairseq's RobertaModel and
+    # trained with its masked_lm criterion (LM head over the same masked positions).
     for sample in samples:
         target = torch.full_like(sample["net_input"]["src_tokens"], task.dictionary.pad())
         target[sample["net_input"]["predict_mask"]] = sample["target"]
         sample["mlm"] = {"id": sample["id"], "net_input": {"src_tokens": sample["net_input"]["src_tokens"]},
                          "target": target, "ntokens": sample["ntokens"], "nsentences": sample["nsentences"]}
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    for p in model.encoder.lm_head.parameters():
-        p.requires_grad = True
-    mlm_criterion = MaskedLmLoss(task, tpu=False)
-    opt_defemb = torch.optim.Adam(trainable, lr=1e-5)
-    opt_mlm = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    models, _, mlm_task = checkpoint_utils.load_model_ensemble_and_task([str(minilm / "model.pt")])
+    mlm_model = models[0].train()
+    mlm_criterion = MaskedLmLoss(MaskedLmConfig(), mlm_task)
+    opt_defemb = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    opt_mlm = torch.optim.Adam(mlm_model.parameters(), lr=1e-5)
     tokens = sum(s["ntokens"] for s in samples)
 
     def defemb_epoch():
@@ -109,7 +109,7 @@ def bench_training(root: Path, quick: bool) -> dict:
 
     def mlm_epoch():
         for s in samples:
-            loss, size, _ = mlm_criterion(model, s["mlm"])
+            loss, size, _ = mlm_criterion(mlm_model, s["mlm"])
             opt_mlm.zero_grad()
             (loss / size).backward()
             opt_mlm.step()

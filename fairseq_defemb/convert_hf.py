@@ -135,6 +135,8 @@ def convert(model_dir: str | Path, out: str | Path, overwrite: bool = False) -> 
         ])
         state = convert_state(config, hf, vocab, task.source_dictionary, model.state_dict())
         model.load_state_dict(state, strict=True)
+        # The task's data directory is the final one (where dict.txt will be), not the temporary one.
+        cfg.task.data = str(Path(out).resolve())
         save_model_checkpoint(model, cfg, tmp / "model.pt")
         report = {
             "source": str(model_dir), "layers": config["num_hidden_layers"], "hidden": config["hidden_size"],

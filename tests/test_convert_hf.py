@@ -75,6 +75,9 @@ def test_real_minilm_matches_transformers(tmp_path):
 
     state = checkpoint_utils.load_checkpoint_to_cpu(str(out / "model.pt"))
     assert state["cfg"]["model"].encoder_embed_dim == 384 and state["cfg"]["task"]._name == "masked_lm"
+    # Stock loaders that read cfg.task.data find the dictionary beside the checkpoint.
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(out / "model.pt")])
+    assert len(task.source_dictionary) == 30522
 
 
 def test_bad_inputs_name_the_file(tiny_bert, tmp_path, capsys):
