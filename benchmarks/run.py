@@ -169,12 +169,13 @@ def bench_predict(root: Path, quick: bool) -> dict:
 def naive_isotropy_seconds(E: np.ndarray, directions: int) -> float:
     """eig + an explicit Python loop over directions, timed on ``directions`` of the 2d."""
     start = time.perf_counter()
-    _, vectors = np.linalg.eig(E.T.astype(np.float64) @ E.astype(np.float64))
+    E = E.astype(np.float64)
+    _, vectors = np.linalg.eig(E.T @ E)
     eig_time = time.perf_counter() - start
     start = time.perf_counter()
     for i in range(directions):
         c = np.real(vectors[:, i % E.shape[1]]) * (1 if i < E.shape[1] else -1)
-        np.exp(E.astype(np.float64) @ c).sum()
+        np.exp(E @ c).sum()
     loop_time = (time.perf_counter() - start) / directions * 2 * E.shape[1]
     return eig_time + loop_time
 
@@ -288,7 +289,10 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", help="stages to run (training predict isotropy surgery corpus)")
     args = parser.parse_args(argv)
     stages = args.only or ["training", "predict", "isotropy", "surgery", "corpus"]
-    results = {"quick": args.quick, "torch_threads": torch.get_num_threads()}
+    previous = HERE / "results.json"
+    # --only refreshes some stages and keeps the others' last figures.
+    results = json.loads(previous.read_text()) if args.only and previous.exists() else {}
+    results.update(quick=args.quick, torch_threads=torch.get_num_threads())
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for stage in stages:

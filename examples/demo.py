@@ -91,6 +91,7 @@ def plot_curve(curve: dict, path: Path) -> None:
     ax.plot(curve["valid_update"], curve["valid_loss"], "o-", label="valid loss")
     ax.set_xlabel("update")
     ax.set_ylabel("mean squared L2 per definition")
+    ax.set_yscale("log")  # the first updates fit the scale; later progress is small in absolute terms
     ax2 = ax.twinx()
     ax2.plot(curve["update"], curve["cosine"], color="tab:green", alpha=0.6, label="cosine to pretrained")
     ax2.set_ylabel("cosine")
