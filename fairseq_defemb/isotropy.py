@@ -31,8 +31,11 @@ def log_partition(E: np.ndarray | torch.Tensor, gram: torch.Tensor | None = None
     """log Z(c) for every eigenvector c of E^T E, both signs (float64, length 2d)."""
     E = _as_tensor(E)
     _, directions = torch.linalg.eigh(gram_matrix(E) if gram is None else gram)
-    directions = torch.cat([directions, -directions], dim=1).float()
-    partial = [torch.logsumexp(chunk @ directions, dim=0).double() for chunk in torch.split(E, CHUNK_ROWS)]
+    directions = directions.float()
+    partial = []
+    for chunk in torch.split(E, CHUNK_ROWS):
+        projected = chunk @ directions  # -c needs no second product: it is -projected
+        partial.append(torch.cat([torch.logsumexp(projected, dim=0), torch.logsumexp(-projected, dim=0)]).double())
     return torch.logsumexp(torch.stack(partial), dim=0)
 
 
