@@ -56,13 +56,6 @@ def embedding_keys(model_state: dict[str, torch.Tensor]) -> list[str]:
     )
 
 
-def architecture_family(model_state: dict[str, torch.Tensor]) -> str:
-    for family, keys in TIED_EMBEDDING_KEYS.items():
-        if any(k in model_state for k in keys):
-            return family
-    raise KeyError("neither a BART nor a RoBERTa checkpoint")
-
-
 def read_embedding_matrix(checkpoint_path: str | Path) -> torch.Tensor:
     """The (|V|, d) input token embedding matrix of a fairseq BART/RoBERTa checkpoint."""
     state = load_checkpoint(checkpoint_path)["model"]

@@ -26,7 +26,7 @@ from fairseq_defemb.embedding_file import PredictedEmbeddings
 from fairseq_defemb.frequency_groups import frequency_groups
 from fairseq_defemb.isotropy import isotropy_by_group
 from fairseq_defemb.postprocessing import del_direction, del_zscore
-from fairseq_defemb.selection import Selection, select_rows, special_ids, task_token_ids
+from fairseq_defemb.selection import Selection, select_rows, task_token_ids
 from fairseq_defemb.vocabulary import dictionary_sha256, load_model_dictionary
 
 METHODS = ("definitionemb", "deldirection", "del-zscore")
@@ -117,8 +117,6 @@ def run_surgery(args) -> dict:
     keys, matrix = tied_matrix(state, args.checkpoint)
     check_inputs(args, matrix, dictionary, None)
     changed, values, selection = plan(args, matrix, dictionary)
-    protected = sorted(special_ids(dictionary) & set(changed)) if selection is not None else []
-    assert not protected, protected  # selection never returns specials
     before = matrix.detach().clone().float()
     after = before.clone()
     index = torch.tensor(changed, dtype=torch.long)
