@@ -225,12 +225,22 @@ def test_full_gcide_for_the_gpt2_vocabulary_trains_with_definition_cloze(tmp_pat
     report = json.loads((out / "coverage.json").read_text())
     assert report["prompts_built"] > 170_000 and report["splits"]["valid"] == 10_000
     assert 0.6 < report["coverage"]["grounded"]["share"] < 0.8
-    from fairseq_defemb.tasks.definition_cloze import DefinitionClozeConfig, DefinitionClozeTask
+    # ...and it trains: a tiny BART over the real 50k GPT-2 vocabulary, stock fairseq-train.
+    import subprocess
 
-    task = DefinitionClozeTask.setup_task(DefinitionClozeConfig(data=str(out), corruption="sentinel", seed=1))
-    task.load_dataset("valid")
-    item = task.datasets["valid"][0]
-    assert len(item["target"]) == len(item["positions"]) > 0
+    from conftest import VENV_BIN
+    from tiny_models import make_tiny_checkpoint
+
+    checkpoint = make_tiny_checkpoint(tmp_path / "bart", "bart", dict_path=gpt2_dict)
+    train = subprocess.run([
+        str(VENV_BIN / "fairseq-train"), str(out), "--user-dir", str(REPO / "fairseq_defemb"), "--task", "definition_cloze",
+        "--criterion", "mimic_mse", "--arch", "defemb_bart", "--pretrained-checkpoint", str(checkpoint),
+        "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1024", "--max-update", "2", "--cpu", "--num-workers", "0",
+        "--save-dir", str(tmp_path / "ckpt"), "--required-batch-size-multiple", "1", "--max-positions", "64",
+        "--skip-invalid-size-inputs-valid-test", "--disable-validation", "--no-save",
+    ], capture_output=True, text=True)
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert "num_updates 2" in train.stdout + train.stderr
 
 
 def test_sentencepiece_backend_spans(tmp_path):
