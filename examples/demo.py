@@ -31,8 +31,8 @@ from fairseq_defemb.vocabulary import load_model_dictionary
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 
-# CPU budgets. Measured here: the 6-layer, 384-wide encoder trains at ~1,300 tokens/s and
-# predicts at ~7,200 tokens/s on 2 cores, so prompts are kept short (32 tokens), the corpus
+# CPU budgets. benchmarks/results.json: this 6-layer, 384-wide encoder trains at ~2,500 tokens/s
+# and predicts at ~8,800 tokens/s on 2 cores, so prompts are kept short (32 tokens), the corpus
 # is a sample weighted toward rare tokens, and only surgery's candidates are predicted.
 BUDGETS = {
     "full": {"prompts": 12000, "valid": 300, "updates": 300, "max_tokens": 2048, "prompt_tokens": 32, "aclsum_docs": 250,
