@@ -1,211 +1,510 @@
 """``defemb-convert-hf``: a BERT-family model in Hugging Face layout -> a stock fairseq RoBERTa.
 
-    defemb-convert-hf --model-dir DIR --out minilm-fairseq/
+    defemb-convert-hf --model-dir DIR --out minilm-fairseq/ [--verify] [--overwrite]
 
 DIR holds ``config.json``, ``model.safetensors`` and ``vocab.txt``. The output directory
-(``model.pt`` + ``dict.txt`` + ``conversion.json``) loads with
-``RobertaModel.from_pretrained`` and ``fairseq-train --restore-file`` like ``roberta.base``.
+(``model.pt`` + ``dict.txt`` + ``conversion.json``), written atomically, loads with
+``RobertaModel.from_pretrained(out, checkpoint_file="model.pt")``,
+``checkpoint_utils.load_checkpoint_to_cpu`` and ``fairseq-train --restore-file`` like
+``roberta.base``. The fairseq model is built by fairseq itself (``--task masked_lm --arch
+roberta_base`` with the BERT dimensions) and the converted weights load with strict=True.
 
-* dict.txt: the WordPiece strings of vocab.txt in vocab.txt order, without BERT's
-  specials, which map to fairseq's: [CLS] -> <s>, [PAD] -> <pad>, [SEP] -> </s>,
-  [UNK] -> <unk>, [MASK] -> <mask> (appended last, as fairseq's masked_lm does). The
-  count column is rank-derived (|vocab| - rank), not corpus counts: vocab.txt has none.
-* Token-type embedding 0 (single-segment input) is folded into the position embeddings;
-  HF position i is fairseq row i + 2 (fairseq offsets positions by padding_idx + 1).
-* No MLM head in a sentence-transformers checkpoint: the LM head is identity dense, unit
-  LayerNorm, zero bias, output weight tied to the embeddings (a BertForMaskedLM head
-  ``cls.predictions.*`` is converted when present).
-* LayerNorm epsilon: BERT uses 1e-12, fairseq's LayerNorm 1e-5 and does not expose it;
-  ``--verify`` measures what that changes in the final hidden states.
+dict.txt
+  The WordPiece strings of vocab.txt in vocab.txt order (vocab.txt is read the way
+  transformers' BertTokenizer reads it: one token per line, only the newline removed),
+  except BERT's specials, which map to fairseq's: [CLS] -> <s>, [PAD] -> <pad>,
+  [SEP] -> </s>, [UNK] -> <unk> (ids 0-3) and [MASK] -> <mask>, which fairseq's masked_lm
+  appends last. So vocab.txt line k (HF id k) lands at fairseq id 4 + (number of
+  non-special lines before it). The count column is rank-derived (len(vocab) - rank,
+  descending as fairseq expects), NOT corpus counts: vocab.txt has none.
+  Awkward strings are handled explicitly: tokens containing whitespace (or empty) are
+  written verbatim, which fairseq's ``<token> <count>`` format (split at the LAST space)
+  reads back intact; a token repeated in vocab.txt keeps its own row and gets fairseq's
+  ``#fairseq:overwrite`` flag, so the string resolves to its last occurrence in both
+  fairseq and BertTokenizer; a token literally equal to a fairseq special (<s>, <pad>,
+  </s>, <unk>, <mask>) or a repeated BERT special is an error naming vocab.txt:line.
+  dict.txt is reloaded after writing and checked row by row.
+
+Weights
+  * word embeddings are permuted into fairseq ids as above;
+  * token-type embedding 0 (single-segment input) is added to every position embedding;
+    HF position i is fairseq row i + 2 (fairseq offsets learned positions by
+    padding_idx + 1). Row 0 is never indexed; row 1 is what <pad> tokens get: both zero;
+  * embeddings.LayerNorm -> layernorm_embedding; no embedding scaling; post-LN layers
+    (q/k/v/out_proj, self_attn_layer_norm, fc1, fc2, final_layer_norm);
+  * LM head: a BertForMaskedLM head (``cls.predictions.*``) is converted. Without one
+    (sentence-transformers checkpoints) it is initialized deterministically: dense =
+    identity with zero bias, LayerNorm gamma 1 / beta 0, output bias 0, output weight tied
+    to the embeddings (as always in fairseq RoBERTa);
+  * dropped: the pooler (fairseq RoBERTa has none) and the NSP head.
+
+LayerNorm epsilon
+  BERT uses 1e-12, fairseq's LayerNorm 1e-5 and does not expose it. ``--verify`` runs
+  transformers' BertModel on a few sentences twice, at BERT's epsilon and at 1e-5, and
+  reports both maximum absolute differences of the final hidden states: the second
+  isolates the conversion (float rounding), the first adds the epsilon effect
+  (about 1e-3 on all-MiniLM-L6-v2).
 """
 import argparse
+import hashlib
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from fairseq_defemb.atomic_io import atomic_output_dir
 from fairseq_defemb.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
+from fairseq_defemb.vocabulary import MASK_SYMBOL, load_model_dictionary
 
 BERT_TO_FAIRSEQ_SPECIALS = {"[CLS]": "<s>", "[PAD]": "<pad>", "[SEP]": "</s>", "[UNK]": "<unk>", "[MASK]": "<mask>"}
-FAIRSEQ_SYMBOLS = {"<s>", "<pad>", "</s>", "<unk>", "<mask>"}
+FAIRSEQ_SPECIAL_IDS = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+FAIRSEQ_SYMBOLS = {"<s>", "<pad>", "</s>", "<unk>", MASK_SYMBOL}
+OVERWRITE_FLAG = "#fairseq:overwrite"
+FAIRSEQ_LAYER_NORM_EPS = 1e-5  # fairseq.modules.LayerNorm -> torch.nn.LayerNorm default
+POSITION_OFFSET = 2  # padding_idx (1) + 1
+# HF hidden_act -> fairseq --activation-fn (same function; gelu_new is the tanh approximation).
+ACTIVATIONS = {"gelu": "gelu", "gelu_python": "gelu", "gelu_new": "gelu_accurate",
+               "gelu_pytorch_tanh": "gelu_accurate", "relu": "relu", "tanh": "tanh"}
+REQUIRED_FILES = ("config.json", "model.safetensors", "vocab.txt")
+IGNORED_PREFIXES = ("pooler.", "cls.seq_relationship.")
+IGNORED_KEYS = {"embeddings.position_ids"}
+LAYER_KEYS = {  # fairseq TransformerEncoderLayer name -> HF BertLayer name
+    "self_attn.q_proj": "attention.self.query", "self_attn.k_proj": "attention.self.key",
+    "self_attn.v_proj": "attention.self.value", "self_attn.out_proj": "attention.output.dense",
+    "self_attn_layer_norm": "attention.output.LayerNorm", "fc1": "intermediate.dense",
+    "fc2": "output.dense", "final_layer_norm": "output.LayerNorm",
+}
+ENC = "encoder.sentence_encoder."
+HEAD = "encoder.lm_head."
 
 
 class ConversionError(ValueError):
-    """The input is not a BERT model this converter understands; the message says why."""
+    """The input is not a BERT model this converter understands; the message names the file."""
+
+
+# -- reading the Hugging Face directory ---------------------------------------------
+
+def read_config(model_dir: Path) -> dict:
+    path = model_dir / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConversionError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise ConversionError(f"{path}: expected a JSON object")
+    if config.get("model_type") != "bert":
+        raise ConversionError(f"{path}: model_type {config.get('model_type')!r}; only BERT-family models "
+                              "(model_type 'bert') convert")
+    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "max_position_embeddings"):
+        if not isinstance(config.get(key), int) or config[key] <= 0:
+            raise ConversionError(f"{path}: {key} missing or not a positive integer ({config.get(key)!r})")
+    if config["hidden_size"] % config["num_attention_heads"]:
+        raise ConversionError(f"{path}: hidden_size {config['hidden_size']} is not divisible by "
+                              f"num_attention_heads {config['num_attention_heads']}")
+    if config.get("position_embedding_type", "absolute") != "absolute":
+        raise ConversionError(f"{path}: position_embedding_type {config['position_embedding_type']!r}; fairseq "
+                              "RoBERTa has absolute learned positions only")
+    if config.get("hidden_act", "gelu") not in ACTIVATIONS:
+        raise ConversionError(f"{path}: hidden_act {config['hidden_act']!r}; supported: {', '.join(ACTIVATIONS)}")
+    if config.get("is_decoder") or config.get("add_cross_attention"):
+        raise ConversionError(f"{path}: a decoder / cross-attention BERT does not fit a RoBERTa encoder")
+    return config
+
+
+def read_vocab(path: Path) -> list[str]:
+    """vocab.txt exactly as transformers' BertTokenizer reads it: line k is the token of id k."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f]
+    except UnicodeDecodeError as err:
+        raise ConversionError(f"{path}: not UTF-8 ({err})") from None
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        raw = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ConversionError(f"{path}: not a readable safetensors file ({err})") from None
+    # BertForMaskedLM / BertForPreTraining prefix the encoder with "bert."; BertModel does not.
+    return {k.removeprefix("bert."): v.float() for k, v in raw.items()}
 
 
 def read_hf_dir(model_dir: Path) -> tuple[dict, dict[str, torch.Tensor], list[str]]:
-    from safetensors.torch import load_file
-
-    for name in ("config.json", "model.safetensors", "vocab.txt"):
+    if not model_dir.is_dir():
+        raise ConversionError(f"{model_dir}: --model-dir is not a directory")
+    for name in REQUIRED_FILES:
         if not (model_dir / name).is_file():
-            raise ConversionError(f"{model_dir / name}: missing; --model-dir must hold config.json, model.safetensors, vocab.txt")
-    config = json.loads((model_dir / "config.json").read_text())
-    if config.get("model_type") != "bert":
-        raise ConversionError(f"{model_dir / 'config.json'}: model_type {config.get('model_type')!r}; only BERT-family models convert")
-    if config.get("position_embedding_type", "absolute") != "absolute" or config.get("hidden_act") not in ("gelu", "gelu_python"):
-        raise ConversionError(f"{model_dir / 'config.json'}: needs absolute positions and gelu (fairseq RoBERTa's)")
-    state = {k.removeprefix("bert."): v for k, v in load_file(str(model_dir / "model.safetensors")).items()}
-    vocab = (model_dir / "vocab.txt").read_text(encoding="utf-8").split("\n")
-    if vocab and vocab[-1] == "":
-        vocab.pop()
+            raise ConversionError(f"{model_dir / name}: missing; --model-dir must hold {', '.join(REQUIRED_FILES)}")
+    config = read_config(model_dir)
+    vocab = read_vocab(model_dir / "vocab.txt")
     if len(vocab) != config["vocab_size"]:
-        raise ConversionError(f"{model_dir / 'vocab.txt'}: {len(vocab)} lines but config.json says vocab_size {config['vocab_size']}")
-    return config, state, vocab
+        raise ConversionError(f"{model_dir / 'vocab.txt'}: {len(vocab)} lines but {model_dir / 'config.json'} says "
+                              f"vocab_size {config['vocab_size']}")
+    return config, read_weights(model_dir / "model.safetensors"), vocab
 
 
-def dictionary_lines(vocab: list[str], vocab_path: Path) -> list[str]:
-    missing = [s for s in BERT_TO_FAIRSEQ_SPECIALS if s not in vocab]
-    if missing:
-        raise ConversionError(f"{vocab_path}: lacks {', '.join(missing)}; not a BERT WordPiece vocabulary")
-    seen = set()
-    lines = []
+# -- the dict.txt rule ------------------------------------------------------------------
+
+@dataclass
+class DictionaryPlan:
+    lines: list[str]  # dict.txt
+    rows: list[int]  # fairseq id of vocab.txt line k (= HF id k)
+    symbols: list[str]  # fairseq symbol of vocab.txt line k
+    duplicates: list[str] = field(default_factory=list)  # "line N: 'tok' (also line M)"
+    unusual: list[str] = field(default_factory=list)  # whitespace/empty tokens written verbatim
+
+    def fairseq_ids(self, hf_ids: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(self.rows)[hf_ids]
+
+
+def plan_dictionary(vocab: list[str], vocab_path: Path) -> DictionaryPlan:
+    special_lines: dict[str, int] = {}
     for lineno, token in enumerate(vocab, 1):
         if token in BERT_TO_FAIRSEQ_SPECIALS:
+            if token in special_lines:
+                raise ConversionError(f"{vocab_path}:{lineno}: BERT special {token} repeats line {special_lines[token]}")
+            special_lines[token] = lineno
+    missing = [s for s in BERT_TO_FAIRSEQ_SPECIALS if s not in special_lines]
+    if missing:
+        raise ConversionError(f"{vocab_path}: lacks {', '.join(missing)}; not a BERT WordPiece vocabulary")
+    n_words = len(vocab) - len(BERT_TO_FAIRSEQ_SPECIALS)
+    plan = DictionaryPlan(lines=[], rows=[], symbols=[])
+    first_line: dict[str, int] = {}
+    for rank, token in enumerate(vocab):
+        lineno = rank + 1
+        if token in BERT_TO_FAIRSEQ_SPECIALS:
+            symbol = BERT_TO_FAIRSEQ_SPECIALS[token]
+            plan.rows.append(FAIRSEQ_SPECIAL_IDS.get(symbol, len(FAIRSEQ_SPECIAL_IDS) + n_words))
+            plan.symbols.append(symbol)
             continue
-        if not token or any(c.isspace() for c in token) or token in FAIRSEQ_SYMBOLS or token in seen:
-            raise ConversionError(f"{vocab_path}:{lineno}: token {token!r} cannot be a fairseq dictionary symbol "
-                                  "(empty, whitespace, duplicate or a fairseq special)")
-        seen.add(token)
-        lines.append(f"{token} {len(vocab) - lineno + 1}")
-    return lines
+        if token in FAIRSEQ_SYMBOLS:
+            raise ConversionError(f"{vocab_path}:{lineno}: token {token!r} is literally a fairseq special symbol; it "
+                                  "would collide with the one BERT's specials map to. Rename it in vocab.txt.")
+        line = f"{token} {len(vocab) - rank}"
+        if token in first_line:
+            line += f" {OVERWRITE_FLAG}"
+            plan.duplicates.append(f"line {lineno}: {token!r} (also line {first_line[token]})")
+        else:
+            first_line[token] = lineno
+        if not token or token != token.strip() or any(c.isspace() for c in token):
+            plan.unusual.append(f"line {lineno}: {token!r}")
+        plan.rows.append(len(FAIRSEQ_SPECIAL_IDS) + len(plan.lines))
+        plan.symbols.append(token)
+        plan.lines.append(line)
+    return plan
 
 
-def convert_state(config: dict, hf: dict[str, torch.Tensor], vocab: list[str], dictionary, fairseq_state: dict) -> dict:
-    """Map every HF tensor onto the fairseq RoBERTa state dict (same keys as ``fairseq_state``)."""
-    prefix = "encoder.sentence_encoder."
-    out = {}
-    order = torch.tensor([dictionary.index(BERT_TO_FAIRSEQ_SPECIALS.get(t, t)) for t in vocab])
-    words = hf["embeddings.word_embeddings.weight"]
-    embed = torch.zeros_like(fairseq_state[prefix + "embed_tokens.weight"])
-    embed[order] = words
-    out[prefix + "embed_tokens.weight"] = embed
-    positions = fairseq_state[prefix + "embed_positions.weight"].clone().zero_()
+def check_dictionary(plan: DictionaryPlan, dict_path: Path) -> None:
+    """Reload dict.txt as every tool here does and check each vocab.txt line's row."""
+    dictionary = load_model_dictionary(dict_path)
+    if len(dictionary) != len(plan.rows):
+        raise RuntimeError(f"{dict_path}: {len(dictionary)} symbols after loading, expected {len(plan.rows)}")
+    last_row = {}
+    for row, symbol in zip(plan.rows, plan.symbols):
+        if dictionary[row] != symbol:
+            raise RuntimeError(f"{dict_path}: row {row} is {dictionary[row]!r}, expected {symbol!r}")
+        last_row[symbol] = row
+    for symbol, row in last_row.items():
+        if dictionary.index(symbol) != row:
+            raise RuntimeError(f"{dict_path}: {symbol!r} resolves to {dictionary.index(symbol)}, expected {row}")
+
+
+# -- weights ----------------------------------------------------------------------------
+
+def convert_state(config: dict, hf: dict[str, torch.Tensor], plan: DictionaryPlan, fairseq_state: dict,
+                  weights_path: Path = Path("model.safetensors")) -> tuple[dict, dict]:
+    """Map the HF tensors onto fairseq RoBERTa's state dict; return ``(state, notes)``."""
+    used: set[str] = set()
+
+    def take(key: str) -> torch.Tensor:
+        if key not in hf:
+            raise ConversionError(f"{weights_path}: tensor {key!r} missing (config.json says "
+                                  f"{config['num_hidden_layers']} layers of width {config['hidden_size']})")
+        used.add(key)
+        return hf[key]
+
+    out: dict[str, torch.Tensor] = {}
+    rows = torch.tensor(plan.rows)
+    words = take("embeddings.word_embeddings.weight")
+    embed = torch.zeros_like(fairseq_state[ENC + "embed_tokens.weight"])
+    if words.shape != embed.shape:
+        raise ConversionError(f"{weights_path}: word embeddings {tuple(words.shape)}, expected {tuple(embed.shape)}")
+    embed[rows] = words
+    out[ENC + "embed_tokens.weight"] = embed
+
+    hf_positions = take("embeddings.position_embeddings.weight")
     token_type = hf.get("embeddings.token_type_embeddings.weight")
-    hf_pos = hf["embeddings.position_embeddings.weight"] + (token_type[0] if token_type is not None else 0)
-    positions[2 : 2 + hf_pos.size(0)] = hf_pos
-    out[prefix + "embed_positions.weight"] = positions
-    out[prefix + "layernorm_embedding.weight"] = hf["embeddings.LayerNorm.weight"]
-    out[prefix + "layernorm_embedding.bias"] = hf["embeddings.LayerNorm.bias"]
-    names = {
-        "self_attn.q_proj": "attention.self.query", "self_attn.k_proj": "attention.self.key",
-        "self_attn.v_proj": "attention.self.value", "self_attn.out_proj": "attention.output.dense",
-        "self_attn_layer_norm": "attention.output.LayerNorm", "fc1": "intermediate.dense",
-        "fc2": "output.dense", "final_layer_norm": "output.LayerNorm",
-    }
+    if token_type is not None:
+        used.add("embeddings.token_type_embeddings.weight")
+        hf_positions = hf_positions + token_type[0]
+    positions = torch.zeros_like(fairseq_state[ENC + "embed_positions.weight"])
+    if hf_positions.size(0) != positions.size(0) - POSITION_OFFSET:
+        raise ConversionError(f"{weights_path}: {hf_positions.size(0)} position embeddings, config.json says "
+                              f"max_position_embeddings {config['max_position_embeddings']}")
+    positions[POSITION_OFFSET:] = hf_positions
+    out[ENC + "embed_positions.weight"] = positions
+    out[ENC + "layernorm_embedding.weight"] = take("embeddings.LayerNorm.weight")
+    out[ENC + "layernorm_embedding.bias"] = take("embeddings.LayerNorm.bias")
     for layer in range(config["num_hidden_layers"]):
-        for ours, theirs in names.items():
+        for ours, theirs in LAYER_KEYS.items():
             for param in ("weight", "bias"):
-                out[f"{prefix}layers.{layer}.{ours}.{param}"] = hf[f"encoder.layer.{layer}.{theirs}.{param}"]
+                out[f"{ENC}layers.{layer}.{ours}.{param}"] = take(f"encoder.layer.{layer}.{theirs}.{param}")
+
     dim = config["hidden_size"]
     if "cls.predictions.transform.dense.weight" in hf:
-        out["encoder.lm_head.dense.weight"] = hf["cls.predictions.transform.dense.weight"]
-        out["encoder.lm_head.dense.bias"] = hf["cls.predictions.transform.dense.bias"]
-        out["encoder.lm_head.layer_norm.weight"] = hf["cls.predictions.transform.LayerNorm.weight"]
-        out["encoder.lm_head.layer_norm.bias"] = hf["cls.predictions.transform.LayerNorm.bias"]
+        out[HEAD + "dense.weight"] = take("cls.predictions.transform.dense.weight")
+        out[HEAD + "dense.bias"] = take("cls.predictions.transform.dense.bias")
+        out[HEAD + "layer_norm.weight"] = take("cls.predictions.transform.LayerNorm.weight")
+        out[HEAD + "layer_norm.bias"] = take("cls.predictions.transform.LayerNorm.bias")
+        bias_key = "cls.predictions.bias" if "cls.predictions.bias" in hf else "cls.predictions.decoder.bias"
         bias = torch.zeros(embed.size(0))
-        bias[order] = hf["cls.predictions.bias"]
-        out["encoder.lm_head.bias"] = bias
+        bias[rows] = take(bias_key)
+        if "cls.predictions.decoder.bias" in hf:  # tied to cls.predictions.bias when both are saved
+            used.add("cls.predictions.decoder.bias")
+        decoder = hf.get("cls.predictions.decoder.weight")
+        if decoder is not None:
+            if not torch.equal(decoder, words):
+                raise ConversionError(f"{weights_path}: cls.predictions.decoder.weight is not tied to the word "
+                                      "embeddings; fairseq RoBERTa ties them and cannot hold both")
+            used.add("cls.predictions.decoder.weight")
+        out[HEAD + "bias"] = bias
+        head = "converted from cls.predictions (BertForMaskedLM)"
     else:
-        out["encoder.lm_head.dense.weight"] = torch.eye(dim)
-        out["encoder.lm_head.dense.bias"] = torch.zeros(dim)
-        out["encoder.lm_head.layer_norm.weight"] = torch.ones(dim)
-        out["encoder.lm_head.layer_norm.bias"] = torch.zeros(dim)
-        out["encoder.lm_head.bias"] = torch.zeros(embed.size(0))
-    out["encoder.lm_head.weight"] = embed
+        out[HEAD + "dense.weight"] = torch.eye(dim)
+        out[HEAD + "dense.bias"] = torch.zeros(dim)
+        out[HEAD + "layer_norm.weight"] = torch.ones(dim)
+        out[HEAD + "layer_norm.bias"] = torch.zeros(dim)
+        out[HEAD + "bias"] = torch.zeros(embed.size(0))
+        head = ("initialized (no MLM head in the source): dense = identity, dense bias 0, LayerNorm gamma 1 "
+                "beta 0, output bias 0, output weight tied to the embeddings")
+    out[HEAD + "weight"] = embed  # tied, as in every fairseq RoBERTa
+
+    leftover = sorted(k for k in hf if k not in used and k not in IGNORED_KEYS and not k.startswith(IGNORED_PREFIXES))
+    if leftover:
+        raise ConversionError(f"{weights_path}: tensors this converter does not know where to put: "
+                              f"{', '.join(leftover[:8])}{' ...' if len(leftover) > 8 else ''}")
     for key, value in fairseq_state.items():
-        out.setdefault(key, value)  # version counters and the like
-    return out
+        if key in out:
+            if out[key].shape != value.shape:
+                raise ConversionError(f"{weights_path}: {key} gets shape {tuple(out[key].shape)}, fairseq expects "
+                                      f"{tuple(value.shape)}")
+        elif key.endswith(".version"):
+            out[key] = value  # fairseq's state-dict version counters
+        else:
+            raise RuntimeError(f"fairseq parameter {key} has no source; fairseq's RoBERTa changed?")
+    notes = {
+        "lm_head": head,
+        "token_type_folded": token_type is not None,
+        "dropped": sorted({k.split(".")[0] + "." + k.split(".")[1] for k in hf
+                           if k.startswith(IGNORED_PREFIXES) or k in IGNORED_KEYS}),
+    }
+    return out, notes
 
 
-def convert(model_dir: str | Path, out: str | Path, overwrite: bool = False) -> dict:
+def fairseq_options(config: dict) -> list[str]:
+    return [
+        "--encoder-layers", str(config["num_hidden_layers"]), "--encoder-embed-dim", str(config["hidden_size"]),
+        "--encoder-ffn-embed-dim", str(config["intermediate_size"]),
+        "--encoder-attention-heads", str(config["num_attention_heads"]),
+        "--max-positions", str(config["max_position_embeddings"]),
+        "--tokens-per-sample", str(config["max_position_embeddings"]),
+        "--activation-fn", ACTIVATIONS[config.get("hidden_act", "gelu")],
+        "--dropout", str(config.get("hidden_dropout_prob", 0.1)),
+        "--attention-dropout", str(config.get("attention_probs_dropout_prob", 0.1)),
+        "--activation-dropout", "0.0", "--encoder-layerdrop", "0.0",
+    ]
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def convert(model_dir: str | Path, out: str | Path, overwrite: bool = False, verify: bool = False,
+            sentences: list[str] | None = None) -> dict:
+    """Convert ``model_dir`` into ``out`` (atomically) and return the conversion report.
+
+    ``verify`` compares against transformers' BertModel before the output is moved into
+    place, so ``conversion.json`` carries the measured differences."""
     model_dir = Path(model_dir)
+    out = Path(out)
     config, hf, vocab = read_hf_dir(model_dir)
-    lines = dictionary_lines(vocab, model_dir / "vocab.txt")
+    plan = plan_dictionary(vocab, model_dir / "vocab.txt")
+    if out.exists() and not overwrite:  # fail before the (slow) build; atomic_output_dir checks again
+        raise FileExistsError(f"{out}: output directory exists; pick a new --out or pass --overwrite")
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        (tmp / "dict.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        task, model, cfg = build_pretraining_model(tmp, "masked_lm", "roberta_base", [
-            "--encoder-layers", str(config["num_hidden_layers"]), "--encoder-embed-dim", str(config["hidden_size"]),
-            "--encoder-ffn-embed-dim", str(config["intermediate_size"]),
-            "--encoder-attention-heads", str(config["num_attention_heads"]),
-            "--max-positions", str(config["max_position_embeddings"]),
-            "--tokens-per-sample", str(config["max_position_embeddings"]), "--activation-fn", "gelu",
-        ])
-        state = convert_state(config, hf, vocab, task.source_dictionary, model.state_dict())
+        (tmp / "dict.txt").write_text("".join(f"{line}\n" for line in plan.lines), encoding="utf-8")
+        check_dictionary(plan, tmp / "dict.txt")
+        task, model, cfg = build_pretraining_model(tmp, "masked_lm", "roberta_base", fairseq_options(config))
+        m = cfg.model
+        assert not m.encoder_normalize_before and m.layernorm_embedding and m.no_scale_embedding, \
+            "fairseq's roberta_base is no longer post-LN with an embedding LayerNorm and unscaled embeddings"
+        if task.source_dictionary.symbols != load_model_dictionary(tmp / "dict.txt").symbols:
+            raise RuntimeError("masked_lm built a different dictionary than load_model_dictionary")
+        state, notes = convert_state(config, hf, plan, model.state_dict(), model_dir / "model.safetensors")
         model.load_state_dict(state, strict=True)
         # The task's data directory is the final one (where dict.txt will be), not the temporary one.
-        cfg.task.data = str(Path(out).resolve())
+        cfg.task.data = str(out.resolve())
         save_model_checkpoint(model, cfg, tmp / "model.pt")
         report = {
-            "source": str(model_dir), "layers": config["num_hidden_layers"], "hidden": config["hidden_size"],
+            "source": str(model_dir.resolve()),
+            "source_sha256": {name: sha256(model_dir / name) for name in REQUIRED_FILES},
+            "layers": config["num_hidden_layers"], "hidden": config["hidden_size"],
             "heads": config["num_attention_heads"], "ffn": config["intermediate_size"],
+            "max_positions": config["max_position_embeddings"], "activation_fn": m.activation_fn,
             "vocabulary": len(task.source_dictionary), "parameters": sum(p.numel() for p in model.parameters()),
-            "hf_layer_norm_eps": config.get("layer_norm_eps"), "fairseq_layer_norm_eps": 1e-5,
+            "dict_txt": ("vocab.txt order without [PAD] [UNK] [CLS] [SEP] [MASK] (-> <pad> <unk> <s> </s>, <mask> "
+                         "appended last); counts are rank-derived (len(vocab) - rank), not corpus counts"),
+            "duplicate_tokens": plan.duplicates, "whitespace_or_empty_tokens": plan.unusual,
+            "positions": "HF position i -> fairseq row i + 2 (+ token-type 0); rows 0-1 zero (row 1 is <pad>'s)",
+            **notes,
+            "hf_layer_norm_eps": config.get("layer_norm_eps", 1e-12), "fairseq_layer_norm_eps": FAIRSEQ_LAYER_NORM_EPS,
         }
+        if verify:
+            # Flat keys: examples/demo.py reads max_abs_difference(_same_eps) from conversion.json.
+            report.update(verify_against_transformers(model_dir, tmp, sentences or VERIFY_SENTENCES, config))
         (tmp / "conversion.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
-def reference_difference(model_dir: str | Path, out: str | Path, sentences: list[str],
-                         layer_norm_eps: float | None = None) -> float:
-    """Max |difference| of final hidden states: transformers' BertModel vs the converted model.
-
-    ``layer_norm_eps=1e-5`` runs the reference with fairseq's epsilon, isolating the
-    conversion itself from the one thing fairseq cannot reproduce."""
-    from fairseq.models.roberta import RobertaModel
-    from transformers import BertModel, BertTokenizerFast
-
-    import fairseq_defemb  # noqa: F401  (safe globals)
-
-    tokenizer = BertTokenizerFast.from_pretrained(str(model_dir), local_files_only=True)
-    overrides = {} if layer_norm_eps is None else {"layer_norm_eps": layer_norm_eps}
-    reference = BertModel.from_pretrained(str(model_dir), local_files_only=True, **overrides).eval()
-    ours = RobertaModel.from_pretrained(str(out), "model.pt", bpe=None).model.eval()
-    dictionary = ours.encoder.dictionary
-    worst = 0.0
-    for sentence in sentences:
-        hf_ids = tokenizer(sentence, return_tensors="pt")["input_ids"]
-        pieces = tokenizer.convert_ids_to_tokens(hf_ids[0])
-        fs_ids = torch.tensor([[dictionary.index(BERT_TO_FAIRSEQ_SPECIALS.get(p, p)) for p in pieces]])
-        with torch.no_grad():
-            expected = reference(hf_ids).last_hidden_state
-            got, _ = ours.encoder.extract_features(fs_ids)
-        worst = max(worst, (expected - got).abs().max().item())
-    return worst
-
+# -- the reference comparison -------------------------------------------------------------
 
 VERIFY_SENTENCES = [
     "The sediment settled at the bottom of the river.",
-    "A quagga is an extinct subspecies of the plains zebra, 1883.",
-    "Definitions give rare tokens their meaning.",
+    "A quagga is an extinct subspecies of the plains zebra, last seen in 1883.",
+    "Definitions give rare tokens their meaning; café, naïve and Zürich keep accents?",
+    "Hello!",
 ]
+
+
+def compare_with_transformers(model_dir: str | Path, out: str | Path, sentences: list[str],
+                              layer_norm_eps: float | None = None) -> dict:
+    """Run transformers (the original weights) and the converted fairseq model on ``sentences``.
+
+    Each sentence alone and all of them as one right-padded batch (pad positions are not
+    compared). ``layer_norm_eps`` overrides the reference's epsilon (1e-5 = fairseq's
+    isolates the conversion from the one thing fairseq cannot reproduce). Returns the max
+    absolute differences of the final hidden states (``hidden``), of the MLM logits when
+    the source has a head (``logits``), the largest |hidden state| and the smallest cosine
+    of mean-pooled sentence vectors (sentence-transformers' pooling)."""
+    from fairseq.models.roberta import RobertaModel
+    from transformers import BertForMaskedLM, BertModel, BertTokenizerFast
+
+    import fairseq_defemb  # noqa: F401  (torch >= 2.6 safe globals for fairseq checkpoints)
+
+    model_dir = Path(model_dir)
+    config, hf_state, vocab = read_hf_dir(model_dir)
+    plan = plan_dictionary(vocab, model_dir / "vocab.txt")
+    has_head = "cls.predictions.transform.dense.weight" in hf_state
+    overrides = {} if layer_norm_eps is None else {"layer_norm_eps": layer_norm_eps}
+    tokenizer = BertTokenizerFast.from_pretrained(str(model_dir), local_files_only=True)
+    reference_cls = BertForMaskedLM if has_head else BertModel
+    reference = reference_cls.from_pretrained(str(model_dir), local_files_only=True, **overrides).eval()
+    ours = RobertaModel.from_pretrained(str(out), checkpoint_file="model.pt", bpe=None).model.eval()
+    pad = ours.encoder.dictionary.pad()
+    batches = [tokenizer([s], return_tensors="pt") for s in sentences]
+    batches.append(tokenizer(sentences, return_tensors="pt", padding=True))
+    result = {"hidden": 0.0, "logits": None, "max_abs_hidden": 0.0, "min_cosine_mean_pooled": 1.0}
+    for batch in batches:
+        mask = batch["attention_mask"].bool()
+        fs_ids = plan.fairseq_ids(batch["input_ids"]).masked_fill(~mask, pad)
+        with torch.no_grad():
+            if has_head:
+                hf_out = reference(**batch, output_hidden_states=True)
+                expected, expected_logits = hf_out.hidden_states[-1], hf_out.logits
+            else:
+                expected = reference(**batch).last_hidden_state
+            got_logits, extra = ours(fs_ids, return_all_hiddens=True)
+            got = extra["inner_states"][-1].transpose(0, 1)
+        result["hidden"] = max(result["hidden"], (expected - got).abs()[mask].max().item())
+        result["max_abs_hidden"] = max(result["max_abs_hidden"], expected.abs()[mask].max().item())
+        m = mask.unsqueeze(-1).float()
+        cos = torch.nn.functional.cosine_similarity((expected * m).sum(1), (got * m).sum(1), dim=-1)
+        result["min_cosine_mean_pooled"] = min(result["min_cosine_mean_pooled"], cos.min().item())
+        if has_head:
+            permuted = got_logits[..., torch.tensor(plan.rows)]  # fairseq logits in HF id order
+            diff = (expected_logits - permuted).abs()[mask].max().item()
+            result["logits"] = max(result["logits"] or 0.0, diff)
+    return result
+
+
+def reference_difference(model_dir: str | Path, out: str | Path, sentences: list[str],
+                         layer_norm_eps: float | None = None) -> float:
+    """Max |difference| of final hidden states: transformers' BertModel vs the converted model."""
+    return compare_with_transformers(model_dir, out, sentences, layer_norm_eps)["hidden"]
+
+
+def verify_against_transformers(model_dir: Path, out: Path, sentences: list[str], config: dict) -> dict:
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        return {"verify_skipped": "transformers is not importable"}
+    original = compare_with_transformers(model_dir, out, sentences)
+    same_eps = compare_with_transformers(model_dir, out, sentences, layer_norm_eps=FAIRSEQ_LAYER_NORM_EPS)
+    return {
+        "sentences": len(sentences),
+        "max_abs_difference": original["hidden"],
+        "max_abs_difference_same_eps": same_eps["hidden"],
+        "max_abs_logit_difference": original["logits"],
+        "max_abs_logit_difference_same_eps": same_eps["logits"],
+        "max_abs_hidden_state": original["max_abs_hidden"],
+        "min_cosine_mean_pooled": original["min_cosine_mean_pooled"],
+        "verify_note": (f"reference run at the source's LayerNorm eps ({config.get('layer_norm_eps', 1e-12)}) and at fairseq's "
+                 f"({FAIRSEQ_LAYER_NORM_EPS}); the second difference is the conversion alone"),
+    }
+
+
+# -- command line --------------------------------------------------------------------------
+
+def summary(report: dict, out: str | Path) -> str:
+    lines = [
+        f"defemb-convert-hf: {report['source']} -> {out}",
+        f"  {report['layers']} layers, hidden {report['hidden']}, {report['heads']} heads, ffn {report['ffn']}, "
+        f"{report['max_positions']} positions, {report['activation_fn']}",
+        f"  vocabulary {report['vocabulary']:,} symbols, {report['parameters']:,} parameters",
+        f"  lm_head: {report['lm_head']}",
+    ]
+    if report["duplicate_tokens"] or report["whitespace_or_empty_tokens"]:
+        lines.append(f"  vocab.txt: {len(report['duplicate_tokens'])} repeated tokens (#fairseq:overwrite), "
+                     f"{len(report['whitespace_or_empty_tokens'])} whitespace/empty tokens written verbatim")
+    v = report
+    if "verify_skipped" in v:
+        lines.append(f"  verify skipped: {v['verify_skipped']}")
+    elif "max_abs_difference" in v:
+        lines.append(f"  max |h_fairseq - h_transformers| = {v['max_abs_difference']:.2e} "
+                     f"(LayerNorm eps {report['hf_layer_norm_eps']:g} vs fairseq's {FAIRSEQ_LAYER_NORM_EPS:g}); "
+                     f"{v['max_abs_difference_same_eps']:.2e} with the reference at eps {FAIRSEQ_LAYER_NORM_EPS:g}")
+        if v["max_abs_logit_difference"] is not None:
+            lines.append(f"  max |logits difference| = {v['max_abs_logit_difference']:.2e} "
+                         f"({v['max_abs_logit_difference_same_eps']:.2e} at the same eps)")
+    return "\n".join(lines)
 
 
 def cli_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="defemb-convert-hf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", required=True, help="Hugging Face BERT directory (config.json, model.safetensors, vocab.txt)")
+    parser.add_argument("--model-dir", required=True,
+                        help="Hugging Face BERT directory (config.json, model.safetensors, vocab.txt)")
     parser.add_argument("--out", required=True, help="output fairseq checkpoint directory (written atomically)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument("--verify", action="store_true", help="compare final hidden states with transformers' BertModel")
+    parser.add_argument("--verify", action="store_true",
+                        help="compare final hidden states with transformers' BertModel (needs transformers)")
     args = parser.parse_args(argv)
     try:
-        report = convert(args.model_dir, args.out, args.overwrite)
+        report = convert(args.model_dir, args.out, args.overwrite, verify=args.verify)
     except (ConversionError, FileExistsError) as err:
         print(f"defemb-convert-hf: error: {err}", file=sys.stderr)
         return 2
-    if args.verify:
-        report["max_abs_difference"] = reference_difference(args.model_dir, args.out, VERIFY_SENTENCES)
-        report["max_abs_difference_same_eps"] = reference_difference(args.model_dir, args.out, VERIFY_SENTENCES, 1e-5)
-        (Path(args.out) / "conversion.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report))
-    print(f"converted {report['layers']} layers x {report['hidden']} ({report['parameters']:,} parameters, "
-          f"{report['vocabulary']:,} symbols) -> {args.out}"
-          + (f"; max |h_fairseq - h_hf| = {report['max_abs_difference']:.2e} "
-             f"({report['max_abs_difference_same_eps']:.2e} with the reference at fairseq's LayerNorm eps)"
-             if args.verify else ""))
+    print(summary(report, args.out))
     return 0
 
 
