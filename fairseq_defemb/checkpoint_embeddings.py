@@ -64,3 +64,40 @@ def read_embedding_matrix(checkpoint_path: str | Path) -> torch.Tensor:
     except KeyError as err:
         raise KeyError(f"{checkpoint_path}: {err.args[0]}") from None
     return state[key].float()
+
+
+def tied_embedding(model_state: dict[str, torch.Tensor], source: str | Path = "checkpoint") -> tuple[list[str], torch.Tensor]:
+    """All keys of the tied token embedding and the matrix, checking the copies are equal.
+
+    Raises ValueError naming ``source`` if there is no embedding or a copy differs
+    (an untied checkpoint: surgery would have to choose which copy to trust).
+    """
+    try:
+        keys = embedding_keys(model_state)
+    except KeyError as err:
+        raise ValueError(f"{source}: {err.args[0]}") from None
+    matrix = model_state[keys[0]]
+    for key in keys[1:]:
+        other = model_state[key]
+        if other.shape != matrix.shape or other.dtype != matrix.dtype or not torch.equal(other, matrix):
+            raise ValueError(f"{source}: {key} differs from {keys[0]}; these copies must be tied (equal) for surgery")
+    return keys, matrix
+
+
+def write_embedding_rows(model_state: dict[str, torch.Tensor], keys: list[str], ids: torch.Tensor,
+                         rows: torch.Tensor) -> None:
+    """Set rows ``ids`` of every tied copy to ``rows`` in place (cast to the checkpoint's dtype).
+
+    Copies sharing one storage (torch.save keeps tied parameters shared) are written once.
+    """
+    done: set[tuple[int, int]] = set()
+    for key in keys:
+        tensor = model_state[key]
+        where = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        if where in done:
+            continue
+        done.add(where)
+        if len(ids) == tensor.size(0) and torch.equal(ids, torch.arange(tensor.size(0))):
+            tensor.copy_(rows)
+        else:
+            tensor.index_copy_(0, ids, rows.to(tensor.dtype))

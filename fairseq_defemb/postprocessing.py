@@ -3,7 +3,12 @@
 DelDirection (All-but-the-Top, Mu et al. 2018): subtract the mean, then the projections
 on the top D = d/100 principal components *of the centred matrix*, applied to the centred
 vectors (the authors' code projected the uncentred vectors). Del-zscore: DelDirection,
-then a z-score per dimension (Sajjad et al. 2022).
+then a z-score per dimension (Sajjad et al. 2022), with the sample std (ddof 1).
+
+Both act on the whole matrix E as the paper's Eq. 3 does (mu and the PCA over all |V| rows):
+``defemb-surgery --method deldirection|del-zscore`` passes every row, specials, ``<mask>``
+and ``madeupword`` fillers included, and rewrites every row. D = max(1, d // 100)
+(BART-large, d = 1024: 10; RoBERTa-base, d = 768: 7).
 """
 import numpy as np
 import torch

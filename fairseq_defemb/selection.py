@@ -3,46 +3,54 @@
 Rank the vocabulary by pretraining frequency: a fairseq dictionary lists symbols by
 descending count, so the id order is the frequency rank. Keep the tokens that occur in the
 task data (V_task) and request the last ``k = min(floor(alpha% * |V|), |V_task|)`` of them,
-|V| counting every non-special symbol. Requested tokens without a predicted embedding are
-not replaced (paper: "tokens without a corresponding definition were excluded from
-replacement"); they still use up the budget, so ``alpha`` selects the same frequency band
-whatever the definition coverage, and the report counts them.
+|V| counting every non-special symbol. Specials (``<s> <pad> </s> <unk>``, ``<mask>`` and
+fairseq's ``madeupwordNNNN`` fillers) are never in V or V_task.
+
+Budget rule (decided here, tested in tests/test_selection.py): requested tokens without a
+predicted embedding are *not* replaced (paper: "tokens without a corresponding definition
+were excluded from replacement") and they still use up the budget: the k requested tokens
+are fixed by alpha and the task alone, and no more frequent token is pulled in to take an
+undefined token's place. So alpha selects the same frequency band whatever the definition
+coverage, and the report counts the undefined ones ("requested rows with no definition").
 """
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from fairseq.data import Dictionary, data_utils
-
-from fairseq_defemb.vocabulary import dictionary_sha256
+from fairseq.data import Dictionary, data_utils, indexed_dataset
 
 SPECIAL_PREFIXES = ("madeupword",)
+MASK_SYMBOL = "<mask>"
 
 
 def special_ids(dictionary: Dictionary) -> set[int]:
     """Never touched: <s> <pad> </s> <unk>, <mask>, and fairseq's padding fillers."""
     ids = set(range(dictionary.nspecial))
-    ids |= {i for i, s in enumerate(dictionary.symbols) if s == "<mask>" or s.startswith(SPECIAL_PREFIXES)}
+    ids |= {i for i, s in enumerate(dictionary.symbols) if s == MASK_SYMBOL or s.startswith(SPECIAL_PREFIXES)}
     return ids
 
 
 @dataclass
 class Selection:
-    budget: int
-    requested: list[int]
-    replaced: list[int]
-    without_definition: list[int]
-    task_vocabulary: int
+    budget: int                    # k = min(floor(alpha% |V|), |V_task|)
+    requested: list[int]           # the k rarest task tokens, in frequency (= id) order
+    replaced: list[int]            # requested tokens that have a prediction
+    without_definition: list[int]  # requested tokens that have none (skipped, still in the budget)
+    task_vocabulary: int           # |V_task|
+    vocabulary: int = 0            # |V|, non-special symbols
 
 
 def select_rows(dictionary: Dictionary, task_ids: set[int], predicted_ids: set[int], alpha: float) -> Selection:
+    """The rows to replace. ``task_ids``: ids occurring in the task data; ``predicted_ids``:
+    ids with a predicted embedding; ``alpha``: percentage of |V| in [0, 100]."""
     if not 0 <= alpha <= 100:
         raise ValueError(f"--alpha {alpha}: must be a percentage in [0, 100] (paper: CNNDM 100, XSum 10, RTE 3)")
     specials = special_ids(dictionary)
     vocabulary = len(dictionary) - len(specials)
     in_task = sorted(i for i in task_ids if i not in specials and 0 <= i < len(dictionary))
-    budget = min(math.floor(alpha / 100 * vocabulary), len(in_task))
+    # round() first so that e.g. 7% of 100 (7.000000000000001) is 7, not a float artefact away.
+    budget = min(math.floor(round(alpha / 100 * vocabulary, 9)), len(in_task))
     requested = in_task[len(in_task) - budget:] if budget else []
     return Selection(
         budget=budget,
@@ -50,6 +58,7 @@ def select_rows(dictionary: Dictionary, task_ids: set[int], predicted_ids: set[i
         replaced=[i for i in requested if i in predicted_ids],
         without_definition=[i for i in requested if i not in predicted_ids],
         task_vocabulary=len(in_task),
+        vocabulary=vocabulary,
     )
 
 
@@ -57,39 +66,84 @@ def _binarized_prefixes(directory: Path) -> list[str]:
     return sorted({str(p.with_suffix("")) for p in directory.glob("*.bin") if p.with_suffix(".idx").is_file()})
 
 
-def task_token_ids(task_data: str | Path, dictionary: Dictionary, dict_path: str | Path,
-                   gpt2_encoder_json: str | None = None, gpt2_vocab_bpe: str | None = None) -> set[int]:
-    """Token ids occurring in the task data: a fairseq-preprocess directory (every
-    ``*.bin``/``*.idx`` in it) or raw text files, encoded with GPT-2 BPE."""
-    path = Path(task_data)
-    if not path.exists():
-        raise FileNotFoundError(f"--task-data {path}: not found (a fairseq-preprocess directory or raw text files)")
-    if path.is_dir() and _binarized_prefixes(path):
-        for other in sorted(path.glob("dict*.txt")):
-            if dictionary_sha256(other) != dictionary_sha256(dict_path):
-                raise ValueError(f"{other} differs from --dict {dict_path}: the task data was binarized with another "
-                                 "dictionary; rerun fairseq-preprocess with --srcdict/--tgtdict set to the model's dict.txt")
-        ids: set[int] = set()
-        for prefix in _binarized_prefixes(path):
-            dataset = data_utils.load_indexed_dataset(prefix, None)
-            if dataset is None:
-                raise ValueError(f"{prefix}.bin/.idx: not a fairseq indexed dataset")
-            for start in range(0, len(dataset), 4096):
-                ids.update(np.unique(np.concatenate([dataset[i].numpy() for i in range(start, min(start + 4096, len(dataset)))])).tolist())
-        if ids and max(ids) >= len(dictionary):
-            raise ValueError(f"--task-data {path}: ids up to {max(ids)} but --dict has {len(dictionary)} symbols")
-        return ids
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    if not (gpt2_encoder_json and gpt2_vocab_bpe):
-        raise ValueError(f"--task-data {path}: raw text needs --gpt2-encoder-json and --gpt2-vocab-bpe to tokenize it "
-                         "(or pass a fairseq-preprocess directory)")
-    from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
+def _check_task_dictionaries(directory: Path, dictionary: Dictionary, dict_path: str | Path) -> None:
+    """fairseq-preprocess writes the dictionary it binarized with beside the data
+    (dict.txt, dict.{lang}.txt): its symbols must be the model's (without <mask>)."""
+    expected = [s for s in dictionary.symbols if s != MASK_SYMBOL]
+    for other in sorted(directory.glob("dict*.txt")):
+        symbols = Dictionary.load(str(other)).symbols
+        if symbols != expected:
+            raise ValueError(
+                f"{other} differs from --dict {dict_path}: the task data was binarized with another dictionary; "
+                "rerun fairseq-preprocess with --srcdict/--tgtdict set to the model's dict.txt"
+            )
 
-    bpe = get_encoder(gpt2_encoder_json, gpt2_vocab_bpe)
-    ids = set()
-    for file in files:
-        with file.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                ids.update(dictionary.index(str(t)) for t in bpe.encode(line.rstrip("\n")))
-    ids.discard(dictionary.unk())
+
+def _ids_in_dataset(prefix: str, size: int) -> np.ndarray:
+    """Occurrence counts (length ``size``) of every id in one binarized split."""
+    impl = indexed_dataset.infer_dataset_impl(prefix)
+    # fairseq infers "cached" for the legacy format, which needs a prefetch; "lazy" reads it as is.
+    dataset = data_utils.load_indexed_dataset(prefix, None, dataset_impl="lazy" if impl == "cached" else impl)
+    if dataset is None:
+        raise ValueError(f"{prefix}.bin/.idx: not a fairseq indexed dataset")
+    counts = np.zeros(size, dtype=np.int64)
+
+    def add(tokens: np.ndarray) -> None:
+        if len(tokens) and int(tokens.max()) >= size:
+            raise ValueError(f"{prefix}.bin: token id {int(tokens.max())} but --dict has only {size} symbols; "
+                             "the task data was binarized with another dictionary")
+        counts[:] += np.bincount(tokens, minlength=size)[:size]
+
+    if isinstance(dataset, indexed_dataset.MMapIndexedDataset):
+        # The .bin is the concatenation of all items: count it in flat chunks, no per-item loop.
+        flat = np.frombuffer(dataset._bin_buffer, dtype=dataset._index.dtype, count=int(dataset.sizes.sum()))
+        for start in range(0, len(flat), 1 << 26):
+            add(flat[start:start + (1 << 26)].astype(np.int64))
+    else:
+        for start in range(0, len(dataset), 4096):
+            items = [dataset[i].numpy() for i in range(start, min(start + 4096, len(dataset)))]
+            add(np.concatenate(items).astype(np.int64) if items else np.zeros(0, np.int64))
+    return counts
+
+
+def task_token_ids(task_data, dictionary: Dictionary, dict_path: str | Path,
+                   gpt2_encoder_json: str | None = None, gpt2_vocab_bpe: str | None = None) -> set[int]:
+    """Token ids occurring in the task data: one or more fairseq-preprocess directories
+    (every ``*.bin``/``*.idx`` pair in them: all splits, both languages) or raw text files
+    (or directories of them), encoded with GPT-2 BPE."""
+    paths = [Path(p) for p in ([task_data] if isinstance(task_data, (str, Path)) else task_data)]
+    ids: set[int] = set()
+    raw: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"--task-data {path}: not found (a fairseq-preprocess directory or raw text files)")
+        if path.is_dir() and _binarized_prefixes(path):
+            _check_task_dictionaries(path, dictionary, dict_path)
+            counts = sum(_ids_in_dataset(prefix, len(dictionary)) for prefix in _binarized_prefixes(path))
+            ids.update(np.flatnonzero(counts).tolist())
+        elif path.is_dir():
+            nested = sorted({str(p.parent) for p in path.rglob("*.bin")})
+            if nested:
+                raise ValueError(f"--task-data {path}: no .bin/.idx directly inside, but in {', '.join(nested)}; "
+                                 "pass the directories binarized with the model's dictionary (e.g. RTE-bin/input0 "
+                                 "RTE-bin/input1), not the label directory")
+            raw.extend(sorted(p for p in path.iterdir() if p.is_file()))
+        else:
+            raw.append(path)
+    if raw:
+        if not (gpt2_encoder_json and gpt2_vocab_bpe):
+            raise ValueError(f"--task-data {raw[0]}: raw text needs --gpt2-encoder-json and --gpt2-vocab-bpe to "
+                             "tokenize it (or pass a fairseq-preprocess directory)")
+        from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
+
+        for f in (gpt2_encoder_json, gpt2_vocab_bpe):
+            if not Path(f).is_file():
+                raise FileNotFoundError(f"{f}: not found (GPT-2 BPE files: encoder.json and vocab.bpe)")
+        bpe = get_encoder(gpt2_encoder_json, gpt2_vocab_bpe)
+        for file in raw:
+            with file.open(encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    # the symbols of fairseq's GPT-2 dict.txt are the BPE ids as strings
+                    ids.update(dictionary.index(str(t)) for t in bpe.encode(line.rstrip("\n")))
+        ids.discard(dictionary.unk())
     return ids
