@@ -2,8 +2,16 @@
 
 Max Difference: for every numeric token, its three nearest numeric neighbours
 (Euclidean, among numeric tokens only) and the largest |value difference| among them,
-averaged over numeric tokens. Tokens with the same value (GPT-2's "2" and " 2") are
-distinct tokens: each may be the other's neighbour, at a gap of 0.
+averaged over numeric tokens. Duplicates: tokens with the same value (GPT-2's "2" and
+" 2", or "02" and "2") are kept as distinct tokens: each may be the other's neighbour, at a
+gap of 0 (the paper counts numeric *subwords*, 492 of them in BART's vocabulary, so both
+forms count). Ties in distance are broken by ``torch.topk`` (lowest index first in practice).
+
+Surfaces: GPT-2 BPE dict.txt files (bart.large, roberta.base) list ids of encoder.json, not
+text; pass the encoder.json to decode them (``token_surfaces``). Without it such a dictionary
+would look all-numeric, so ``looks_like_gpt2_ids`` lets callers refuse numeric analysis.
+WordPiece ``##`` and sentencepiece ``\u2581`` markers are stripped; GPT-2's leading space
+(``\u0120``, "G-dot") is stripped after decoding.
 """
 import json
 from pathlib import Path
@@ -31,6 +39,14 @@ def token_surfaces(dictionary, gpt2_encoder_json: str | Path | None = None) -> l
     return surfaces
 
 
+def looks_like_gpt2_ids(dictionary) -> bool:
+    """True if (almost) every non-special symbol is a decimal number: GPT-2 BPE ids, not text."""
+    symbols = [s for s in dictionary.symbols[dictionary.nspecial:] if not (s.startswith("<") and s.endswith(">"))]
+    if len(symbols) < 50:
+        return False
+    return sum(s.isdigit() for s in symbols) / len(symbols) > 0.9
+
+
 def numeric_tokens(surfaces: list[str], num_special: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """(ids, values) of the tokens whose surface is all ASCII digits."""
     ids = [i for i, s in enumerate(surfaces) if i >= num_special and s.isascii() and s.isdigit() and len(s) <= 15]
@@ -50,12 +66,16 @@ def max_difference(E: np.ndarray | torch.Tensor, ids: np.ndarray, values: np.nda
 
 def nearest_neighbours(E: np.ndarray | torch.Tensor, token_id: int, k: int = 10, metric: str = "cosine",
                        exclude: set[int] = frozenset()) -> list[tuple[int, float]]:
+    """The ``k`` nearest rows to ``token_id`` (itself and ``exclude`` left out) with their
+    cosine similarity, or minus their Euclidean distance (higher = nearer either way)."""
     X = torch.as_tensor(E).float()
     if metric == "cosine":
         X = torch.nn.functional.normalize(X, dim=1)
         score = X @ X[token_id]
-    else:
+    elif metric == "euclidean":
         score = -(X - X[token_id]).norm(dim=1)
+    else:
+        raise ValueError(f"metric must be 'cosine' or 'euclidean', not {metric!r}")
     score[token_id] = -float("inf")
     for i in exclude:
         score[i] = -float("inf")

@@ -1,0 +1,110 @@
+"""defemb-analyze end to end on a small fairseq-like checkpoint, plus its subcommands."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fairseq_defemb.analyze import analyze_matrices, cli_main
+from fairseq_defemb.frequency_groups import frequency_groups
+from fairseq_defemb.isotropy import isotropy
+from fairseq_defemb.neighbours import max_difference
+from fairseq_defemb.vocabulary import load_model_dictionary
+
+
+def _checkpoint(path, W):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": {"encoder.embed_tokens.weight": W, "decoder.embed_tokens.weight": W,
+                          "decoder.output_projection.weight": W}, "cfg": None}, path)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    from tiny_models import write_dict
+
+    words = [str(n) for n in range(1, 40)] + ["cat", "dog", "quagga", "okapi"] + [f"w{i}" for i in range(100)]
+    write_dict(tmp_path / "dict.txt", words)
+    n = len(words) + 5
+    rng = np.random.default_rng(0)
+    W = torch.tensor(rng.normal(size=(n, 16)), dtype=torch.float32)
+    W[4:43, 0] = torch.arange(1, 40, dtype=torch.float32) * 3  # numbers laid out by value along axis 0
+    after = W.clone()
+    after[-30:] += 0.5  # fine-tuning moved the rare rows only
+    _checkpoint(tmp_path / "A" / "model.pt", W)
+    _checkpoint(tmp_path / "B" / "model.pt", after)
+    return tmp_path, W, after
+
+
+def test_analyze_cli_end_to_end(setup):
+    tmp_path, W, after = setup
+    np.save(tmp_path / "extra.npy", (W * 2).numpy())
+    out = tmp_path / "report"
+    argv = ["--checkpoint", str(tmp_path / "A" / "model.pt"), "--compare", str(tmp_path / "B" / "model.pt"),
+            "--embeddings", f"doubled={tmp_path / 'extra.npy'}", "--dict", str(tmp_path / "dict.txt"),
+            "--neighbours-of", "quagga", "7", "--metric", "euclidean", "--out", str(out), "--no-progress"]
+    assert cli_main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["matrices"]) == ["A", "B", "doubled"]
+    assert report["numeric_tokens"] == 39
+    groups = frequency_groups(len(W), 4, len(W) - 1)
+    for g, ids in groups.items():
+        assert report["matrices"]["A"]["isotropy"][g] == pytest.approx(isotropy(W[ids].numpy()), rel=1e-6)
+    assert report["matrices"]["doubled"]["isotropy"]["all"] < 1e-10 * report["matrices"]["A"]["isotropy"]["all"]
+    ids = np.arange(4, 43)
+    assert report["matrices"]["A"]["max_difference"] == pytest.approx(max_difference(W.numpy(), ids, ids - 3.0))
+    assert report["matrices"]["A"]["neighbours"]["7"][:2] in (["6", "8"], ["8", "6"])  # laid out by value
+    assert report["drift"]["frequent"] == {"mean_l2": 0.0, "mean_cosine": pytest.approx(1.0)}
+    assert report["drift"]["rare"]["mean_l2"] == pytest.approx(2.0, rel=1e-5)  # 0.5 * sqrt(16)
+    summary = (out / "summary.md").read_text()
+    assert "| embeddings | Frequent | Medium | Rare | All | Max Difference |" in summary and "| doubled |" in summary
+    assert (out / "projection.png").read_bytes()[:4] == b"\x89PNG"
+    # --out is never half-written: an existing report is refused without --overwrite
+    assert cli_main(argv) == 2
+    assert cli_main(argv + ["--overwrite"]) == 0
+
+
+def test_analyze_rejects_mismatched_dictionary(setup, tmp_path, capsys):
+    root, W, _ = setup
+    _checkpoint(root / "C" / "model.pt", W[:-3])
+    assert cli_main(["--checkpoint", str(root / "C" / "model.pt"), "--dict", str(root / "dict.txt"),
+                     "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert "embedding rows" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_analyze_matrices_in_process_refuses_numerics_for_undecoded_gpt2_ids(tmp_path):
+    from tiny_models import write_dict
+
+    write_dict(tmp_path / "dict.txt", [str(i) for i in range(200, 400)])  # GPT-2-style ids, no encoder.json
+    d = load_model_dictionary(tmp_path / "dict.txt")
+    E = np.random.default_rng(0).normal(size=(len(d), 8)).astype(np.float32)
+    report = analyze_matrices({"E": E}, d, progress=False)
+    assert report["numeric_tokens"] is None and "max_difference" not in report["matrices"]["E"]
+    assert 0 < report["matrices"]["E"]["isotropy"]["all"] <= 1
+
+
+def test_help_lists_the_modes(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    text = capsys.readouterr().out
+    for word in ("--checkpoint", "--compare", "--neighbours-of", "--gpt2-encoder-json", "rouge", "significance"):
+        assert word in text
+
+
+def test_rouge_and_significance_subcommands(tmp_path, capsys):
+    (tmp_path / "ref.txt").write_text("the cat sat on the mat .\na dog barked at night .\n")
+    (tmp_path / "h1.txt").write_text("the cat sat on the mat .\na dog barked at night .\n")
+    (tmp_path / "h0.txt").write_text("a cat is on a mat .\nthe dog slept .\n")
+    assert cli_main(["rouge", "--hyp", str(tmp_path / "h1.txt"), "--ref", str(tmp_path / "ref.txt")]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["rouge-score"]["rouge1"] == pytest.approx(100.0)
+    assert cli_main(["significance", "--ref", str(tmp_path / "ref.txt"), "--baseline", f"{tmp_path / 'h0.txt'}",
+                     "--system", f"{tmp_path / 'h1.txt'}"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rouge1"]["p_value"] == 0.0 and result["rouge1"]["pool_size"] == 2
+    (tmp_path / "gold").write_text("1\n0\n1\n1\n")
+    (tmp_path / "p0").write_text("1\n1\n0\n1\n")
+    (tmp_path / "p1").write_text("1\n0\n1\n1\n")
+    assert cli_main(["significance", "--metric", "accuracy", "--ref", str(tmp_path / "gold"),
+                     "--baseline", f"{tmp_path / 'p0'},{tmp_path / 'p0'}", "--system", f"{tmp_path / 'p1'},{tmp_path / 'p1'}"]) == 0
+    result = json.loads(capsys.readouterr().out)["accuracy"]
+    assert result["baseline_mean"] == 0.5 and result["system_mean"] == 1.0 and result["pool_size"] == 8
