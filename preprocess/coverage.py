@@ -1,7 +1,12 @@
 """Coverage report: how much of the vocabulary the corpus grounds in a definition."""
+import re
+
 import numpy as np
 
 from fairseq_defemb.frequency_groups import frequency_groups
+
+
+UNUSED_SLOT = re.compile(r"\[unused\d+\]")
 
 
 def coverage_report(dictionary, grounded_by_source: dict[str, set[int]], surface, top: int = 50) -> dict:
@@ -16,21 +21,27 @@ def coverage_report(dictionary, grounded_by_source: dict[str, set[int]], surface
         n = int(np.isin(among, np.fromiter(ids, dtype=np.int64, count=len(ids))).sum())
         return {"grounded": n, "of": int(len(among)), "share": round(n / max(len(among), 1), 4)}
 
-    ungrounded = vocab[~mask][:top]
+    # BERT's "[unusedN]" slots are ungroundable by design: counted, not listed.
+    unused = {int(i) for i in vocab[~mask] if UNUSED_SLOT.fullmatch(surface(int(i)))}
+    ungrounded = [i for i in vocab[~mask][: top + len(unused)] if int(i) not in unused][:top]
     return {
         "vocabulary_size": int(len(vocab)),
         "grounded": share(grounded, vocab),
         "by_source": {name: share(ids, vocab) for name, ids in sorted(grounded_by_source.items())},
         "by_frequency_group": {g: share(grounded, groups[g]) for g in ("frequent", "medium", "rare")},
+        "ungrounded_unused_slots": len(unused),
         "most_frequent_ungrounded": [{"id": int(i), "token": surface(int(i))} for i in ungrounded],
     }
 
 
-def coverage_markdown(report: dict) -> str:
+def coverage_markdown(report: dict, title: str = "") -> str:
     rows = [("all", report["grounded"])] + [(f"source: {k}", v) for k, v in report["by_source"].items()] + [
         (f"group: {k}", v) for k, v in report["by_frequency_group"].items()
     ]
-    lines = ["| tokens | grounded | of | share |", "|---|---:|---:|---:|"]
+    lines = [f"Coverage of the vocabulary ({title}):", ""] if title else []
+    lines += ["| tokens | grounded | of | share |", "|---|---:|---:|---:|"]
     lines += [f"| {name} | {v['grounded']:,} | {v['of']:,} | {100 * v['share']:.1f}% |" for name, v in rows]
-    shown = ", ".join(f"`{t['token']}`" for t in report["most_frequent_ungrounded"][:20])
-    return "\n".join(lines) + f"\n\nMost frequent ungrounded tokens: {shown}\n"
+    shown = " ".join(f"`{t['token']}`" if t["token"].strip() else f"[{t['id']}]" for t in report["most_frequent_ungrounded"])
+    unused = report.get("ungrounded_unused_slots", 0)
+    note = f" ({unused:,} ungroundable [unusedN] slots not listed)" if unused else ""
+    return "\n".join(lines) + f"\n\n{len(report['most_frequent_ungrounded'])} most frequent ungrounded tokens{note}: {shown}\n"

@@ -1,4 +1,5 @@
 """What every definition source yields, and the ledger of what it had to skip."""
+import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -46,13 +47,20 @@ def numbered_lines(path: str | Path, flag: str, expected: str, skips: SkipLog) -
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{flag} {path}: not found ({expected})")
-    with path.open("rb") as handle:
-        for lineno, raw in enumerate(handle, 1):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        lineno = 0
+        while raw := handle.readline(MAX_LINE_BYTES + 1):
+            lineno += 1
             where = f"{path}:{lineno}"
-            if len(raw) > MAX_LINE_BYTES:
+            if len(raw) > MAX_LINE_BYTES:  # skip the rest of the line without holding it in memory
+                while raw and not raw.endswith(b"\n"):
+                    raw = handle.readline(MAX_LINE_BYTES)
                 skips.skip("line too long", where)
                 continue
             try:
-                yield where, raw.decode("utf-8").rstrip("\r\n")
+                text = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
                 skips.skip("invalid UTF-8", where)
+                continue
+            yield where, text

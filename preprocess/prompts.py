@@ -1,11 +1,19 @@
 """The prompt of one (word, sense), after the paper's Figure 7, kept short for CPU budgets.
 
-    <s> {v1} , {v2} , ... ( {pos} ; {case} ) : {definition} </s>
+Text view (GPT-2 BPE; ``<s>``/``</s>`` are the dictionary's bos/eos)::
 
-``v1, v2, ...`` are the headword's lexical variants (original, lower-case, capitalized,
-each with and without the leading space), deduplicated by their token ids; each is one
-span. ``case`` says how the headword is written ("lower case", "capitalized", "all caps",
-"mixed case"). The definition is cut, never a span, to fit ``max_tokens``.
+    <s> Sediment, "Sediment", sediment, "sediment" (n.; capitalized): The matter which subsides ...</s>
+
+The headword's lexical variants (original, lower-case, capitalized; each in its
+word-initial form and its attached form) come first, deduplicated by token ids, each
+one span. A word-initial variant (GPT-2 " word", WordPiece's bare first piece,
+sentencepiece's "\u2581word") follows the comma as a word does in a sentence; an attached
+variant (GPT-2 "word" without the leading space, WordPiece's "##word") sits in quotes,
+where GPT-2 BPE writes it without the space too. Then part of speech and the case of
+the original headword ("lower case", "capitalized", "all caps", "mixed case"), then the
+definition. The prompt is tokenized piece by piece (template pieces, variants,
+definition), so each span covers exactly its variant's subwords by construction.
+``max_tokens`` cuts the definition, never a span.
 """
 from dataclasses import dataclass
 
@@ -41,20 +49,27 @@ def build_prompt(entry: Entry, backend: SubwordBackend, max_tokens: int, skips: 
         skips.skip("no variant in the vocabulary", entry.word)
         return None
     d = backend.dictionary
+    comma, open_quote, close_quote = backend.glue(","), backend.text('"'), backend.glue('"')
     ids, spans = [d.bos()], []
-    separator = backend.text(",")
-    for i, variant in enumerate(variants):
+    for i, (variant, word_initial) in enumerate(variants):
         if i:
-            ids += separator
+            ids += comma
+        if not word_initial:
+            ids += open_quote
         spans.append((len(ids), len(ids) + len(variant)))
         ids += variant
-    info = f"( {entry.pos} ; {case_of(entry.word)} ) :" if entry.pos else f"( {case_of(entry.word)} ) :"
-    ids += backend.text(info)
+        if not word_initial:
+            ids += close_quote
+    case = case_of(entry.word)
+    ids += backend.text(f"({entry.pos}; {case}):" if entry.pos else f"({case}):")
     room = max_tokens - len(ids) - 1
     if room < 1:
         skips.skip("prompt too long for --max-prompt-tokens", entry.word)
         return None
     definition = backend.text(entry.definition)
+    if not definition:
+        skips.skip("empty definition after tokenization", entry.word)
+        return None
     if len(definition) > room:
         skips.skip("definition truncated", entry.word)
         definition = definition[:room]

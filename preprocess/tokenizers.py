@@ -9,9 +9,40 @@ from pathlib import Path
 
 from fairseq.data import Dictionary
 
+from fairseq_defemb.vocabulary import load_model_dictionary
+
 
 class CorpusBuildError(ValueError):
     """Input from which no corpus can be built; the message names the file and the fix."""
+
+
+def load_dictionary(dict_path: str | Path) -> Dictionary:
+    """``load_model_dictionary`` (dict.txt + ``<mask>``), with a malformed file reported by
+    file and line instead of a traceback."""
+    path = Path(dict_path)
+    if not path.is_file():
+        raise CorpusBuildError(f"--vocab {path}: not found; pass the dict.txt beside the model (e.g. bart.large/dict.txt)")
+    try:
+        dictionary = load_model_dictionary(path)
+    except (ValueError, RuntimeError, UnicodeDecodeError) as err:
+        line = "?"
+        with path.open("rb") as handle:
+            for lineno, raw in enumerate(handle, 1):
+                try:
+                    fields = raw.decode("utf-8").rstrip("\r\n").rsplit(" ", 1)
+                    ok = len(fields) == 2 and (fields[1].lstrip("-").isdigit() or fields[1].startswith("#"))
+                except UnicodeDecodeError:
+                    ok = False
+                if not ok:
+                    line = str(lineno)
+                    break
+        raise CorpusBuildError(
+            f"--vocab {path}:{line}: not a fairseq dict.txt ({err}); each line must be '<symbol> <count>', as in "
+            "bart.large/dict.txt or the dict.txt written by defemb-convert-hf"
+        ) from err
+    if len(dictionary) <= dictionary.nspecial + 1:
+        raise CorpusBuildError(f"--vocab {path}: empty dictionary; pass the model's dict.txt")
+    return dictionary
 
 
 class SubwordBackend:
@@ -25,20 +56,28 @@ class SubwordBackend:
         return [self.dictionary.index(p) for p in pieces]
 
     def text(self, text: str) -> list[int]:
+        """Running text, as it sits after a space inside a sentence."""
         raise NotImplementedError
 
-    def variant_forms(self, word: str) -> list[list[int]]:
+    def glue(self, text: str) -> list[int]:
+        """Text attached to what precedes it, without a space (GPT-2: "," not " ,")."""
+        return self.text(text)
+
+    def variant_forms(self, word: str) -> list[tuple[list[int], bool]]:
+        """(ids, word_initial) of every lexical variant: word_initial is the form after a
+        space (GPT-2 " word", WordPiece's bare first piece, sentencepiece's "\u2581word")."""
         raise NotImplementedError
 
     def surface(self, token_id: int) -> str:
         """The token's characters without the word-boundary marker (for numbers and reports)."""
         raise NotImplementedError
 
-    def variants(self, word: str) -> tuple[list[list[int]], int]:
+    def variants(self, word: str) -> tuple[list[tuple[list[int], bool]], int]:
         """Lexical variants (original, lower, capitalized; with and without the leading
-        space), deduplicated by their ids; returns (variants, number dropped for <unk>)."""
+        space) as (ids, word_initial), deduplicated by their ids; returns (variants, number
+        dropped because a piece is not in the dictionary, i.e. maps to <unk>)."""
         seen, kept, dropped = set(), [], 0
-        for ids in self.variant_forms(word):
+        for ids, initial in self.variant_forms(word):
             key = tuple(ids)
             if not ids or key in seen:
                 continue
@@ -46,7 +85,7 @@ class SubwordBackend:
             if self.unk in ids:
                 dropped += 1
             else:
-                kept.append(ids)
+                kept.append((ids, initial))
         return kept, dropped
 
 
@@ -66,7 +105,13 @@ class GPT2Backend(SubwordBackend):
         for path, flag in ((encoder_json, "--gpt2-encoder-json"), (vocab_bpe, "--gpt2-vocab-bpe")):
             if not Path(path).is_file():
                 raise CorpusBuildError(f"{flag} {path}: not found (`make install` fetches them to .cache/gpt2/)")
-        self.bpe = get_encoder(str(encoder_json), str(vocab_bpe))
+        try:
+            self.bpe = get_encoder(str(encoder_json), str(vocab_bpe))
+        except (ValueError, UnicodeDecodeError, IndexError) as err:
+            raise CorpusBuildError(
+                f"--gpt2-encoder-json {encoder_json} / --gpt2-vocab-bpe {vocab_bpe}: not GPT-2 BPE files ({err}); "
+                "pass encoder.json and vocab.bpe of the model (`make install` fetches them to .cache/gpt2/)"
+            ) from err
         n = len(self.bpe.encoder)
         for index in range(dictionary.nspecial, len(dictionary)):
             symbol = dictionary[index]
@@ -85,15 +130,28 @@ class GPT2Backend(SubwordBackend):
     def text(self, text: str) -> list[int]:
         return self._encode(" " + text)
 
-    def variant_forms(self, word: str) -> list[list[int]]:
-        return [self._encode(prefix + w) for w in casings(word) for prefix in (" ", "")]
+    def glue(self, text: str) -> list[int]:
+        return self._encode(text)
+
+    def variant_forms(self, word: str) -> list[tuple[list[int], bool]]:
+        return [(self._encode(prefix + w), prefix == " ") for w in casings(word) for prefix in (" ", "")]
 
     def surface(self, token_id: int) -> str:
         symbol = self.dictionary[token_id]
         if not symbol.isdigit() or int(symbol) not in self.bpe.decoder:
             return symbol
         chars = self.bpe.decoder[int(symbol)]
-        return bytearray(self.bpe.byte_decoder[c] for c in chars).decode("utf-8", errors="replace").lstrip(" ")
+        return bytearray(self.bpe.byte_decoder[c] for c in chars).decode("utf-8", errors="backslashreplace").lstrip(" ")
+
+
+_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+               (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+
+def _is_cjk(ch: str) -> bool:
+    """BERT's basic tokenizer makes every CJK ideograph a token of its own."""
+    cp = ord(ch)
+    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
 
 
 class WordPieceBackend(SubwordBackend):
@@ -107,7 +165,10 @@ class WordPieceBackend(SubwordBackend):
         path = Path(vocab_txt)
         if not path.is_file():
             raise CorpusBuildError(f"--wordpiece-vocab {path}: not found (the model's vocab.txt)")
-        self.vocab = set(path.read_text(encoding="utf-8").splitlines())
+        try:
+            self.vocab = set(path.read_text(encoding="utf-8").splitlines())
+        except UnicodeDecodeError as err:
+            raise CorpusBuildError(f"--wordpiece-vocab {path}: not UTF-8 text ({err}); pass the model's vocab.txt") from err
         self.lowercase = lowercase
         symbols = [dictionary[i] for i in range(dictionary.nspecial, len(dictionary))]
         if sum(s in self.vocab for s in symbols) < 0.5 * len(symbols):
@@ -125,7 +186,7 @@ class WordPieceBackend(SubwordBackend):
                 if current:
                     tokens.append("".join(current))
                     current = []
-            elif unicodedata.category(ch).startswith("P") or (ch.isascii() and not ch.isalnum()):
+            elif unicodedata.category(ch).startswith("P") or (ch.isascii() and not ch.isalnum()) or _is_cjk(ch):
                 if current:
                     tokens.append("".join(current))
                     current = []
@@ -162,13 +223,13 @@ class WordPieceBackend(SubwordBackend):
     def text(self, text: str) -> list[int]:
         return self._ids([p for t in self.basic(text) for p in self.wordpiece(t)])
 
-    def variant_forms(self, word: str) -> list[list[int]]:
+    def variant_forms(self, word: str) -> list[tuple[list[int], bool]]:
         forms = []
         for w in casings(word):
             tokens = self.basic(w)
-            forms.append(self._ids([p for t in tokens for p in self.wordpiece(t)]))
-            if len(tokens) == 1:
-                forms.append(self._ids(self.wordpiece(tokens[0], continuation=True)))
+            forms.append((self._ids([p for t in tokens for p in self.wordpiece(t)]), True))
+            if len(tokens) == 1:  # a "##" continuation form exists only for a single basic token
+                forms.append((self._ids(self.wordpiece(tokens[0], continuation=True)), False))
         return forms
 
     def surface(self, token_id: int) -> str:
@@ -181,19 +242,29 @@ class SentencePieceBackend(SubwordBackend):
 
     name = "sentencepiece"
 
-    def __init__(self, dictionary: Dictionary, model: str | Path):
+    def __init__(self, dictionary: Dictionary, model: str | Path, dict_path: str = "dict.txt"):
         super().__init__(dictionary)
         import sentencepiece
 
         if not Path(model).is_file():
             raise CorpusBuildError(f"--sentencepiece-model {model}: not found")
-        self.sp = sentencepiece.SentencePieceProcessor(model_file=str(model))
+        try:
+            self.sp = sentencepiece.SentencePieceProcessor(model_file=str(model))
+        except (RuntimeError, OSError) as err:
+            raise CorpusBuildError(f"--sentencepiece-model {model}: not a sentencepiece model ({err})") from err
+        symbols = [dictionary[i] for i in range(dictionary.nspecial, len(dictionary)) if dictionary[i] != "<mask>"]
+        unk = self.sp.unk_id()
+        if sum(self.sp.piece_to_id(s) != unk for s in symbols) < 0.5 * len(symbols):
+            raise CorpusBuildError(
+                f"{dict_path}: most symbols are not pieces of {model}; pass the dict.txt of this sentencepiece "
+                "model, or the tokenizer that matches this vocabulary (--bpe gpt2 / wordpiece)"
+            )
 
     def text(self, text: str) -> list[int]:
         return self.pieces_to_ids(self.sp.encode(text, out_type=str))
 
-    def variant_forms(self, word: str) -> list[list[int]]:
-        return [self.text(w) for w in casings(word)]
+    def variant_forms(self, word: str) -> list[tuple[list[int], bool]]:
+        return [(self.text(w), True) for w in casings(word)]
 
     def surface(self, token_id: int) -> str:
         return self.dictionary[token_id].lstrip("\u2581")
@@ -207,5 +278,5 @@ def backend_from_config(config: dict, dictionary: Dictionary) -> SubwordBackend:
     if kind == "wordpiece":
         return WordPieceBackend(dictionary, config["wordpiece_vocab"], config["lowercase"], config["vocab"])
     if kind == "sentencepiece":
-        return SentencePieceBackend(dictionary, config["sentencepiece_model"])
+        return SentencePieceBackend(dictionary, config["sentencepiece_model"], config["vocab"])
     raise CorpusBuildError(f"--bpe {kind}: unknown (gpt2, wordpiece, sentencepiece)")

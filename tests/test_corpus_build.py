@@ -1,0 +1,222 @@
+"""defemb-corpus end to end (issue 3): output contract, determinism, --limit, bad input."""
+import json
+import subprocess
+import time
+
+import pytest
+
+from fairseq_defemb.corpus_format import check_corpus_dictionary, load_split
+from fairseq_defemb.vocabulary import load_model_dictionary
+from preprocess import build_corpus
+from preprocess.build_corpus import cli_main
+from tiny_models import make_tiny_checkpoint
+from conftest import REPO, VENV_BIN
+from test_corpus_alignment import GPT2, MINILM_VOCAB, gpt2_decode, write_gpt2_dict, write_wordpiece_dict
+
+
+@pytest.fixture(scope="module")
+def wp_dict(tmp_path_factory):
+    return write_wordpiece_dict(tmp_path_factory.mktemp("wp") / "dict.txt")
+
+
+@pytest.fixture(scope="module")
+def gpt2_dict(tmp_path_factory):
+    return write_gpt2_dict(tmp_path_factory.mktemp("gpt2") / "dict.txt")
+
+
+def wp_args(out, vocab, *extra):
+    return ["--vocab", str(vocab), "--bpe", "wordpiece", "--wordpiece-vocab", str(MINILM_VOCAB), "--lowercase",
+            "--out", str(out), "--no-progress", *extra]
+
+
+def gpt2_args(out, vocab, *extra):
+    return ["--vocab", str(vocab), "--bpe", "gpt2", "--gpt2-encoder-json", str(GPT2 / "encoder.json"),
+            "--gpt2-vocab-bpe", str(GPT2 / "vocab.bpe"), "--out", str(out), "--no-progress", *extra]
+
+
+def manual_tsv(path, n=300):
+    path.write_text("".join(f"Word{i}x\tn.\tthe {i}th test word of a small manual list of words made up for this test\n" for i in range(n)))
+    return path
+
+
+def read_all(out, split):
+    data = load_split(out, split)
+    return [(data.prompts[i].tolist(), data.spans_of(i).tolist()) for i in range(len(data))]
+
+
+def test_gpt2_corpus_contract(tmp_path, gpt2_dict):
+    tsv = manual_tsv(tmp_path / "m.tsv", 50)
+    out = tmp_path / "out"
+    assert cli_main(gpt2_args(out, gpt2_dict, "--source", "manual,numbers", "--manual-tsv", str(tsv),
+                              "--valid-size", "0.2", "--max-prompt-tokens", "40")) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tsv", "out"]  # no temporary directory left
+    assert (out / "dict.txt").read_bytes() == gpt2_dict.read_bytes()
+    meta = check_corpus_dictionary(out)
+    assert meta["sources"] == ["manual", "numbers"] and meta["tokenizer"]["bpe"] == "gpt2"
+    assert meta["prompts_by_source"]["manual"] == 50 and meta["skipped"]["definition truncated"] > 0
+    dictionary = load_model_dictionary(out / "dict.txt")
+    from preprocess.tokenizers import GPT2Backend
+
+    backend = GPT2Backend(dictionary, GPT2 / "encoder.json", GPT2 / "vocab.bpe")
+    rows = read_all(out, "train") + read_all(out, "valid")
+    assert len(rows) == meta["splits"]["train"] + meta["splits"]["valid"] == meta["prompts_kept"]
+    grounded = set()
+    for ids, spans in rows:
+        assert ids[0] == dictionary.bos() and ids[-1] == dictionary.eos() and len(ids) <= 40
+        words = {gpt2_decode(backend, ids[s:e]).strip().lower() for s, e in spans}
+        assert len(words) == 1  # all spans of a prompt are variants of one headword
+        assert gpt2_decode(backend, ids[1:-1]).startswith(" " + gpt2_decode(backend, ids[spans[0][0]:spans[0][1]]).strip())
+        grounded.update(t for s, e in spans for t in ids[s:e])
+    assert sorted(grounded) == [int(x) for x in (out / "grounded_ids.txt").read_text().split()]
+    report = json.loads((out / "coverage.json").read_text())
+    assert report["coverage"]["grounded"]["grounded"] == len(grounded)
+    assert report["coverage"]["vocabulary_size"] == len(dictionary) - 5  # specials and <mask> excluded
+    assert "| all |" in (out / "coverage.md").read_text()
+
+
+def test_output_is_deterministic_and_independent_of_workers(tmp_path, wp_dict):
+    tsv = manual_tsv(tmp_path / "m.tsv")
+    outs = []
+    for name, workers in (("a", 1), ("b", 2), ("c", 1)):
+        out = tmp_path / name
+        assert cli_main(wp_args(out, wp_dict, "--source", "manual,numbers", "--manual-tsv", str(tsv),
+                                "--valid-size", "0.1", "--workers", str(workers))) == 0
+        outs.append(out)
+    for name in ("train.prompt.bin", "train.spans.bin", "valid.prompt.bin", "valid.spans.idx", "grounded_ids.txt"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes() == (outs[2] / name).read_bytes()
+    train, valid = read_all(outs[0], "train"), read_all(outs[0], "valid")
+    assert len(valid) == round(0.1 * (len(train) + len(valid))) and not {tuple(x[0]) for x in train} & {tuple(x[0]) for x in valid}
+    other = tmp_path / "seed2"
+    assert cli_main(wp_args(other, wp_dict, "--source", "manual,numbers", "--manual-tsv", str(tsv), "--valid-size", "0.1",
+                            "--seed", "2")) == 0
+    assert read_all(other, "valid") != valid and sorted(read_all(other, "train") + read_all(other, "valid")) == sorted(train + valid)
+
+
+def test_valid_size_is_capped_so_train_is_never_empty(tmp_path, wp_dict):
+    tsv = manual_tsv(tmp_path / "m.tsv", 5)
+    out = tmp_path / "out"
+    assert cli_main(wp_args(out, wp_dict, "--source", "manual", "--manual-tsv", str(tsv))) == 0  # default 10000
+    assert check_corpus_dictionary(out)["splits"] == {"train": 1, "valid": 4}
+
+
+def test_max_senses_per_word(tmp_path, wp_dict):
+    tsv = tmp_path / "m.tsv"
+    tsv.write_text("".join(f"bank\tn.\tsense number {i}\n" for i in range(5)) + "river\tn.\ta stream\n")
+    out = tmp_path / "out"
+    assert cli_main(wp_args(out, wp_dict, "--source", "manual", "--manual-tsv", str(tsv), "--max-senses-per-word", "2",
+                            "--valid-size", "0")) == 0
+    assert len(read_all(out, "train")) == 3
+
+
+def test_limit_favours_rare_tokens(tmp_path, wp_dict):
+    limited, full = tmp_path / "lim", tmp_path / "full"
+    assert cli_main(wp_args(limited, wp_dict, "--source", "numbers", "--limit", "200", "--valid-size", "0")) == 0
+    assert cli_main(wp_args(full, wp_dict, "--source", "numbers", "--valid-size", "0")) == 0
+
+    def mean_rarest(path):
+        rows = read_all(path, "train")
+        return sum(max(ids[s:e][-1] for s, e in spans) for ids, spans in rows) / len(rows), len(rows)
+
+    (lim_mean, n), (full_mean, _) = mean_rarest(limited), mean_rarest(full)
+    assert n == 200 and lim_mean > 1.1 * full_mean
+    report = json.loads((limited / "coverage.json").read_text())
+    assert report["prompts_kept"] == 200 and report["coverage_kept"]["grounded"]["grounded"] < report["coverage"]["grounded"]["grounded"]
+    assert "--limit" in (limited / "coverage.md").read_text()
+    # MiniLM's [unusedN] slots are counted apart, not listed among the ungrounded tokens.
+    assert report["coverage"]["ungrounded_unused_slots"] > 900
+    assert not any(t["token"].startswith("[unused") for t in report["coverage"]["most_frequent_ungrounded"])
+
+
+# -- bad input: a clear error, exit 2, nothing left behind ------------------------
+
+def fails(capsys, tmp_path, argv, *needles):
+    before = set(tmp_path.iterdir())
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    for needle in needles:
+        assert needle in err, err
+    assert set(tmp_path.iterdir()) == before  # no output dir, no temporary dir
+    return err
+
+
+def test_gpt2_dict_that_does_not_match_the_bpe_files(tmp_path, wp_dict, capsys):
+    fails(capsys, tmp_path, gpt2_args(tmp_path / "o", wp_dict), "is not a GPT-2 BPE id", f"{wp_dict}:1")
+
+
+def test_wordpiece_vocab_that_does_not_match(tmp_path, gpt2_dict, capsys):
+    fails(capsys, tmp_path, wp_args(tmp_path / "o", gpt2_dict), "not WordPiece pieces")
+
+
+def test_malformed_dict_txt_names_the_line(tmp_path, capsys):
+    bad = tmp_path / "dict.txt"
+    bad.write_text("10 5\n11 4\nno-count-here\n")
+    fails(capsys, tmp_path, gpt2_args(tmp_path / "o", bad), f"{bad}:3", "not a fairseq dict.txt")
+    fails(capsys, tmp_path, gpt2_args(tmp_path / "o", tmp_path / "missing.txt"), "missing.txt: not found")
+
+
+def test_sources_that_cannot_be_read(tmp_path, wp_dict, capsys):
+    fails(capsys, tmp_path, wp_args(tmp_path / "o", wp_dict, "--source", "wiktionary"), "--wiktionary-jsonl")
+    fails(capsys, tmp_path, wp_args(tmp_path / "o", wp_dict, "--source", "gcide,webster"), "webster: unknown")
+    fails(capsys, tmp_path, wp_args(tmp_path / "o", wp_dict, "--source", "manual", "--manual-tsv", str(tmp_path / "x.tsv")),
+          "x.tsv: not found")
+    junk = tmp_path / "dump.jsonl"
+    junk.write_bytes(b"\x1f\x8b\x08 binary\nnot json either\n")
+    fails(capsys, tmp_path, wp_args(tmp_path / "o", wp_dict, "--source", "wiktionary,numbers", "--wiktionary-jsonl", str(junk)),
+          f"{junk}: no usable record", f"{junk}:1", f"{junk}:2", "kaikki")
+
+
+def test_nothing_buildable(tmp_path, wp_dict, capsys):
+    tsv = tmp_path / "m.tsv"
+    tsv.write_text("\u2603\u2603\tn.\ta snowman pair\n")  # not in MiniLM's vocab: every variant is <unk>
+    fails(capsys, tmp_path, wp_args(tmp_path / "o", wp_dict, "--source", "manual", "--manual-tsv", str(tsv)),
+          "no prompt could be built")
+
+
+def test_existing_output_is_kept_and_failures_leave_nothing(tmp_path, wp_dict, capsys, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    fails(capsys, tmp_path, wp_args(out, wp_dict, "--source", "numbers"), "exists")
+    assert (out / "keep.txt").read_text() == "mine"
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(build_corpus.CorpusWriter, "finalize", crash)
+    with pytest.raises(OSError):
+        cli_main(wp_args(out, wp_dict, "--source", "numbers", "--overwrite"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (out / "keep.txt").read_text() == "mine"
+
+
+# -- full GCIDE builds (the README's numbers) --------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bpe", ["gpt2", "wordpiece"])
+def test_full_gcide_build(tmp_path, bpe, gpt2_dict, wp_dict, capsys):
+    out = tmp_path / "gcide"
+    argv = gpt2_args(out, gpt2_dict) if bpe == "gpt2" else wp_args(out, wp_dict)
+    start = time.perf_counter()
+    assert cli_main(argv + ["--source", "gcide,numbers", "--workers", "2"]) == 0
+    seconds = time.perf_counter() - start
+    report = json.loads((out / "coverage.json").read_text())
+    cov = report["coverage"]
+    with capsys.disabled():
+        print(f"\n[{bpe}] {seconds:.1f} s, {report['prompts_built']:,} prompts, grounded {cov['grounded']}, "
+              f"groups { {g: v['share'] for g, v in cov['by_frequency_group'].items()} }, by source "
+              f"{ {s: v['share'] for s, v in cov['by_source'].items()} }, skipped "
+              f"{ {k: v['count'] for k, v in report['skipped'].items()} }")
+    assert report["prompts_built"] > 170_000 and report["splits"]["valid"] == 10_000
+    assert 0.5 < cov["grounded"]["share"] < 0.85 and len(cov["most_frequent_ungrounded"]) == 50
+    if bpe == "gpt2":
+        # ...and the full 50k-vocabulary corpus trains: a tiny BART, stock fairseq-train.
+        checkpoint = make_tiny_checkpoint(tmp_path / "bart", "bart", dict_path=gpt2_dict)
+        train = subprocess.run([
+            str(VENV_BIN / "fairseq-train"), str(out), "--user-dir", str(REPO / "fairseq_defemb"),
+            "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", "defemb_bart",
+            "--pretrained-checkpoint", str(checkpoint), "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1024",
+            "--max-update", "2", "--cpu", "--num-workers", "0", "--save-dir", str(tmp_path / "ckpt"),
+            "--required-batch-size-multiple", "1", "--max-positions", "64", "--skip-invalid-size-inputs-valid-test",
+            "--disable-validation", "--no-save",
+        ], capture_output=True, text=True)
+        assert train.returncode == 0, train.stderr[-3000:]
+        assert "num_updates 2" in train.stdout + train.stderr
