@@ -2,8 +2,9 @@
 
     python benchmarks/bench_isotropy.py [--rows 50265 --dim 1024] [--repeats 3] [--quick]
 
-Fast: ``fairseq_defemb.isotropy.isotropy_by_group`` (Gram matrices in float32 chunks, float64
-``eigh``, one E @ C product per group, log-sum-exp). Naive: Mu et al.'s definition literally,
+Fast: ``fairseq_defemb.isotropy.isotropy_by_group`` (Gram matrices from float32 products of the
+upper block triangle, float64 ``eigh``, each row projected once on its group's eigenvectors and those
+of "all" side by side, a chunked exp/sum log-sum-exp). Naive: Mu et al.'s definition literally,
 per group: ``np.linalg.eig`` of E^T E (float64), then an explicit Python loop over the
 eigenvectors and their negations computing sum(exp(E c)). The loop over all 2d directions of
 all four groups would take minutes, so it is timed on ``--sample-directions`` directions per group
@@ -13,6 +14,7 @@ matrix (``--check-rows`` x 256). Prints one JSON object (last line).
 """
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -60,6 +62,7 @@ def main() -> int:
     E = (rng.standard_normal((args.rows, args.dim), dtype=np.float32) * scale * 0.5 + 0.05).astype(np.float32)
     groups = frequency_groups(args.rows, 4, args.rows - 1)
     threads = torch.get_num_threads()
+    load_before = os.getloadavg()[0]
 
     fast_times = []
     for _ in range(args.repeats):
@@ -91,6 +94,7 @@ def main() -> int:
         "speedup_vs_naive": round(naive_seconds / fast_seconds, 1),
         "isotropy": {g: float(f"{v:.6g}") for g, v in fast.items()},
         "check": {"shape": [args.check_rows, 256], "max_rel_diff_fast_vs_naive": float(f"{rel:.3g}")},
+        "load_average_1min": {"start": load_before, "end": os.getloadavg()[0]},
     }
     if not args.quick:
         scaling = {}

@@ -13,11 +13,14 @@ and ``madeupword`` fillers included, and rewrites every row. D = max(1, d // 100
 import numpy as np
 import torch
 
+from fairseq_defemb.isotropy import gram_matrix
+
 
 def principal_directions(X: torch.Tensor, count: int) -> torch.Tensor:
-    """Top ``count`` principal directions (d x count) of an already centred matrix."""
-    covariance = X.double().T @ X.double()
-    _, vectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
+    """Top ``count`` principal directions (d x count) of an already centred float32 matrix: a float64
+    eigendecomposition of X^T X, accumulated in float64 from float32 products (a float64 product
+    over all rows would cost twice the time and two float64 copies of X)."""
+    _, vectors = torch.linalg.eigh(gram_matrix(X))  # ascending eigenvalues
     return vectors[:, -count:].flip(-1).to(X.dtype)
 
 
@@ -25,7 +28,7 @@ def del_direction(E: np.ndarray | torch.Tensor, num_directions: int | None = Non
     E = torch.as_tensor(E).float()
     X = E - E.mean(0, keepdim=True)
     U = principal_directions(X, num_directions or max(1, E.size(1) // 100))
-    return X - (X @ U) @ U.T
+    return X.addmm_(X @ U, U.T, alpha=-1)  # X - (X U) U^T without a second full-size matrix
 
 
 def del_zscore(E: np.ndarray | torch.Tensor, num_directions: int | None = None) -> torch.Tensor:

@@ -21,7 +21,9 @@ def numpy_all_but_the_top(E: np.ndarray, D: int) -> np.ndarray:
 def test_deldirection_matches_numpy_svd_of_centred_matrix():
     E = anisotropic()
     expected = numpy_all_but_the_top(E, 2)  # D = 200 / 100
-    got = del_direction(torch.tensor(E).float()).numpy()
+    given = torch.tensor(E).float()
+    got = del_direction(given).numpy()
+    assert torch.equal(given, torch.tensor(E).float())  # the input (surgery's memory-mapped E) is not written
     np.testing.assert_allclose(got, expected, atol=2e-4)
     # the authors' variant (directions of the uncentred matrix) differs: the test can tell them apart
     _, _, vt = np.linalg.svd(E, full_matrices=False)

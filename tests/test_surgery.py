@@ -1,6 +1,10 @@
 """defemb-surgery: selection, writing, baselines, verification and bad input (issue 4)."""
 import json
+import shutil
+import struct
 import subprocess
+import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -12,7 +16,7 @@ from fairseq_defemb.embedding_file import PredictedEmbeddings
 from fairseq_defemb.frequency_groups import frequency_groups
 from fairseq_defemb.isotropy import isotropy_by_group
 from fairseq_defemb.postprocessing import del_direction, del_zscore
-from fairseq_defemb.checkpoint_embeddings import load_checkpoint as load_state
+from fairseq_defemb.checkpoint_embeddings import copy_with_embedding, embedding_keys, load_checkpoint as load_state
 from fairseq_defemb.surgery import cli_main, verify
 from fairseq_defemb.vocabulary import dictionary_sha256, load_model_dictionary
 from tiny_models import TINY_WORDS, write_dict
@@ -67,6 +71,11 @@ def test_surgery_writes_every_tied_copy_and_nothing_else(tiny_dir, inputs, famil
     new, old = load_state(out), load_state(tiny_dir / family)
     predicted = PredictedEmbeddings.load(tmp / "defemb.pt")
     keys = report["embedding_keys"]
+    rows = torch.tensor(report["changed_ids"])
+    a, b = new["model"][keys[0]][rows], old["model"][keys[0]][rows]
+    assert report["per_group"]["rare"] == pytest.approx({
+        "changed": 6, "norm_before": b.norm(dim=1).mean().item(), "norm_after": a.norm(dim=1).mean().item(),
+        "cosine_to_original": torch.nn.functional.cosine_similarity(a, b).mean().item()}, abs=1e-4)
     assert len(keys) == (3 if family == "bart" else 2)
     for key in keys:
         for token, vector in zip(predicted.token_ids.tolist(), predicted.embeddings):
@@ -198,6 +207,81 @@ def test_old_style_roberta_names(tiny_dir, inputs):
     for key in report["embedding_keys"]:
         assert torch.equal(new[key][d.index("quagga")], quagga)
     assert verify(tmp / "out", old)[0]
+
+
+def zip_records(path) -> dict[str, bytes]:
+    """Every record of a zip checkpoint, after checking the CRC-32 in its central directory entry and
+    in its data descriptor (or local header) against its bytes."""
+    records = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as raw:
+        for info in archive.infolist():
+            records[info.filename] = data = archive.read(info)  # checks the central directory's CRC
+            raw.seek(info.header_offset)
+            header = raw.read(30)
+            start = info.header_offset + 30 + sum(struct.unpack("<HH", header[26:30]))
+            if info.flag_bits & 0x08:
+                raw.seek(start + info.compress_size)
+                descriptor = raw.read(8)
+                crc = descriptor[4:8] if descriptor[:4] == b"PK\x07\x08" else descriptor[:4]
+            else:
+                crc = header[14:18]
+            assert struct.unpack("<I", crc)[0] == zlib.crc32(data) == info.CRC, info.filename
+    return records
+
+
+@pytest.mark.parametrize("layout", ["shared", "separate", "view", "legacy"])
+def test_output_is_the_input_file_with_the_embedding_records_rewritten(tiny_dir, inputs, layout):
+    """Tied copies sharing one storage (as torch.save keeps them), one storage each, or a view into a
+    larger storage: the output file is the input's bytes with only the embedding records and their
+    CRC-32 rewritten. A legacy (non-zip) checkpoint is written by torch.save instead."""
+    tmp, d = inputs
+    state = torch.load(tiny_dir / "bart" / "model.pt", map_location="cpu", weights_only=False)
+    keys = embedding_keys(state["model"])
+    E = state["model"][keys[0]]
+    if layout == "separate":
+        state["model"].update({key: E.clone() for key in keys})
+    elif layout == "view":  # the storage holds a row of 7s before the matrix and a row of 9s after it
+        padded = torch.cat([torch.full((1, E.size(1)), 7.0), E, torch.full((1, E.size(1)), 9.0)])
+        state["model"].update({key: padded[1:-1] for key in keys})
+    src = tmp / layout
+    src.mkdir()
+    torch.save(state, src / "model.pt", _use_new_zipfile_serialization=layout != "legacy")
+    shutil.copyfile(tiny_dir / "bart" / "dict.txt", src / "dict.txt")
+    new_matrix = torch.randn(E.shape)
+    assert copy_with_embedding(src / "model.pt", tmp / "direct.pt", keys, new_matrix) == (layout != "legacy")
+    if layout != "legacy":
+        assert all(torch.equal(load_state(tmp / "direct.pt")["model"][key], new_matrix) for key in keys)
+    else:
+        assert not (tmp / "direct.pt").exists()
+    out = tmp / "out"
+    assert cli_main(surgery_args(tiny_dir, "bart", tmp, "--checkpoint", str(src), "--dict", str(src / "dict.txt"),
+                                 "--out", str(out))) == 0
+    assert verify(out, src) == (True, [])
+    if layout == "legacy":
+        return
+    old, new = zip_records(src / "model.pt"), zip_records(out / "model.pt")
+    assert (out / "model.pt").stat().st_size == (src / "model.pt").stat().st_size and old.keys() == new.keys()
+    rewritten = [name for name in old if old[name] != new[name]]
+    assert len(rewritten) == (len(keys) if layout == "separate" else 1)
+    if layout == "view":
+        row = E.size(1) * 4
+        assert new[rewritten[0]][:row] == old[rewritten[0]][:row] == torch.full((E.size(1),), 7.0).numpy().tobytes()
+        assert new[rewritten[0]][-row:] == old[rewritten[0]][-row:] == torch.full((E.size(1),), 9.0).numpy().tobytes()
+
+
+def test_a_failed_write_leaves_nothing_behind(tiny_dir, inputs, monkeypatch, capsys):
+    """The checkpoint is written in a background thread while the report is computed: its error
+    still fails the command, and the half-written output directory is removed."""
+    tmp, _ = inputs
+
+    def disk_full(source, dest, *rest):
+        dest.write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("fairseq_defemb.surgery.write_checkpoint", disk_full)
+    assert cli_main(surgery_args(tiny_dir, "bart", tmp, "--out", str(tmp / "out"))) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert not (tmp / "out").exists() and not list(tmp.glob(".out*"))
 
 
 @pytest.mark.parametrize("method", ["deldirection", "del-zscore"])
