@@ -62,38 +62,46 @@ def predict_embeddings(
     """Mean prediction per token id over every occurrence; returns (ids, vectors, num_definitions)."""
     device = next(model.parameters()).device
     vocab, dim = model.target_embeddings.shape
-    sums = torch.zeros(vocab, dim, dtype=torch.float64, device=device)
-    occurrences = torch.zeros(vocab, dtype=torch.long, device=device)
+    datasets = [task.build_cloze_dataset(split, predict=True) for split in splits]
+    # One float64 row per token some item predicts, not per vocabulary entry: the sums stay
+    # small, and one accumulating index_put_ per batch adds them (index_add_ loops per row on CPU).
+    ids = np.unique(np.concatenate([np.zeros(0, dtype=np.int64)] + [d.occurrences[:, 2] for d in datasets]))
+    if token_ids is not None:
+        ids = ids[np.isin(ids, np.fromiter(token_ids, dtype=np.int64))]
+    slot_of = torch.full((vocab,), -1, dtype=torch.long)
+    slot_of[torch.from_numpy(ids)] = torch.arange(len(ids))
+    sums = torch.zeros(len(ids), dim, dtype=torch.float64, device=device)
+    counts = torch.zeros(len(ids), dtype=torch.long)
     definition_pairs = []
-    for offset, split in enumerate(splits):
-        dataset = task.build_cloze_dataset(split, predict=True)
+    for offset, (split, dataset) in enumerate(zip(splits, datasets)):
         indices = dataset.ordered_indices()
         if token_ids is not None:
             table = dataset.occurrences
-            hit = np.isin(table[:, 2], np.fromiter(token_ids, dtype=np.int64))
+            hit = np.isin(table[:, 2], ids)
             wanted = np.nonzero(hit)[0] if dataset.corruption == "bert" else np.unique(table[hit, 0])
             indices = indices[np.isin(indices, wanted)]
         batches = data_utils.batch_by_size(
             indices, dataset.num_tokens, max_tokens=max_tokens, max_sentences=batch_size, required_batch_size_multiple=1
         )
         for batch in tqdm(batches, desc=f"predict {split}", unit="batch", disable=not progress):
-            sample = utils.move_to_cuda(dataset.collater([dataset[i] for i in batch])) if device.type == "cuda" else \
-                dataset.collater([dataset[i] for i in batch])
+            sample = dataset.collater([dataset[i] for i in batch])
+            net_input = utils.move_to_cuda(sample["net_input"]) if device.type == "cuda" else sample["net_input"]
             with torch.inference_mode():
-                predicted = model(**sample["net_input"]).double()
-            target = sample["target"]
-            sums.index_add_(0, target, predicted)
-            occurrences.index_add_(0, target, torch.ones_like(target))
+                predicted = model(**net_input)
+            # A BART prompt also predicts the tokens --token-ids leaves out.
+            slots = slot_of[sample["target"]]
+            kept = slots >= 0
+            slots = slots[kept]
+            sums.index_put_((slots.to(device),), predicted[kept.to(device)].double(), accumulate=True)
+            counts += torch.bincount(slots, minlength=len(ids))
             # A definition counts once per token, however many variants contain it.
-            prompt = sample["definition"][sample["target_row"]].cpu().numpy() + offset * (1 << 40)
-            definition_pairs.append(prompt * vocab + target.cpu().numpy())
-    ids = torch.nonzero(occurrences, as_tuple=True)[0]
-    if token_ids is not None:
-        ids = ids[torch.isin(ids.cpu(), torch.tensor(sorted(token_ids))).to(ids.device)]
-    means = (sums[ids] / occurrences[ids, None]).float().cpu()
+            prompt = sample["definition"][sample["target_row"][kept]].numpy() + offset * (1 << 40)
+            definition_pairs.append(prompt * len(ids) + slots.numpy())
+    # Every id occurs in some item (ids come from the items' own occurrence tables).
+    means = (sums / counts.to(device, torch.float64)[:, None]).float().cpu()
     pairs = np.unique(np.concatenate(definition_pairs)) if definition_pairs else np.zeros(0, dtype=np.int64)
-    num_definitions = torch.from_numpy(np.bincount(pairs % vocab, minlength=vocab))[ids.cpu()]
-    return ids.cpu(), means, num_definitions
+    num_definitions = torch.from_numpy(np.bincount(pairs % max(len(ids), 1), minlength=len(ids)))
+    return torch.from_numpy(ids), means, num_definitions
 
 
 def read_token_ids(spec: str) -> set[int]:

@@ -126,6 +126,36 @@ def test_roberta_reads_the_masked_position(tiny_dir):
     torch.testing.assert_close(predicted, hidden[rows, cols] @ model.projection.weight.T)
 
 
+@pytest.mark.parametrize("normalize_before", [False, True])
+def test_roberta_inference_reads_the_last_layer_only_where_predicted(tiny_dir, tmp_path, normalize_before):
+    """In eval mode the last layer runs queries only at predict_mask: equal to the full forward,
+    for post- and pre-LN encoders, padded batches and rows reading several positions."""
+    from tiny_corpus import make_tiny_corpus
+    from tiny_models import ARCH_ARGS
+
+    from fairseq_defemb.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
+
+    (tmp_path / "roberta").mkdir()
+    (tmp_path / "roberta" / "dict.txt").write_bytes((tiny_dir / "roberta" / "dict.txt").read_bytes())
+    pretraining_task, arch, dims = ARCH_ARGS["roberta"]
+    torch.manual_seed(0)
+    _, pretrained, cfg = build_pretraining_model(
+        tmp_path / "roberta", pretraining_task, arch, dims + (["--encoder-normalize-before"] if normalize_before else []))
+    save_model_checkpoint(pretrained, cfg, tmp_path / "roberta" / "model.pt")
+    make_tiny_corpus(tmp_path / "corpus", tmp_path / "roberta" / "dict.txt")
+    task, model, _ = build(tmp_path, "roberta")
+    assert model.encoder.sentence_encoder.layers[-1].normalize_before == normalize_before
+    model.eval()
+    for dataset in (task.build_cloze_dataset("train", predict=True), task.datasets["train"]):
+        sample = batch(dataset, range(len(dataset)))
+        net = sample["net_input"]
+        assert net["src_tokens"].eq(task.dictionary.pad()).any()
+        with torch.no_grad():
+            hidden, _ = model.encoder.extract_features(net["src_tokens"])
+            torch.testing.assert_close(model(**net), model.projection(hidden[net["predict_mask"]]), atol=1e-5, rtol=1e-5)
+    assert net["predict_mask"].sum(1).max() > 1
+
+
 # -- model construction ---------------------------------------------------------
 
 def test_pretrained_weights_loaded_and_embeddings_frozen(tiny_dir):

@@ -134,12 +134,19 @@ def test_predict_refuses_a_corpus_of_another_dictionary(tiny_dir, trained, tmp_p
     assert not (tmp_path / "x.pt").exists()
 
 
-def test_predict_only_requested_ids(tiny_dir, trained, tmp_path):
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_predict_only_requested_ids(tiny_dir, trained, tmp_path, family):
+    """--token-ids keeps exactly those ids, with the vectors and counts of the unrestricted run."""
     from fairseq_defemb.vocabulary import load_model_dictionary
 
     d = load_model_dictionary(tiny_dir / "corpus" / "dict.txt")
     wanted = {d.index("okapi"), d.index("emu")}
-    out = tmp_path / "some.pt"
-    assert predict_main(["--checkpoint", str(trained["bart"]), "--corpus", str(tiny_dir / "corpus"), "--out",
-                         str(out), "--no-progress", "--token-ids", ",".join(map(str, wanted))]) == 0
-    assert set(PredictedEmbeddings.load(out).token_ids.tolist()) == wanted
+    every, some = tmp_path / "every.pt", tmp_path / "some.pt"
+    common = ["--checkpoint", str(trained[family]), "--corpus", str(tiny_dir / "corpus"), "--no-progress"]
+    assert predict_main([*common, "--out", str(every)]) == 0
+    assert predict_main([*common, "--out", str(some), "--token-ids", ",".join(map(str, wanted))]) == 0
+    every, some = PredictedEmbeddings.load(every), PredictedEmbeddings.load(some)
+    assert set(some.token_ids.tolist()) == wanted
+    rows = [every.token_ids.tolist().index(t) for t in some.token_ids.tolist()]
+    torch.testing.assert_close(some.embeddings, every.embeddings[rows])
+    assert torch.equal(some.num_definitions, every.num_definitions[rows])

@@ -15,6 +15,7 @@ from fairseq.models.bart.model import bart_base_architecture, bart_large_archite
 from fairseq.models.roberta import RobertaModel
 from fairseq.models.roberta.model import base_architecture as roberta_architecture
 from fairseq.models.roberta.model import roberta_large_architecture
+from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -93,6 +94,27 @@ class DefinitionEmbeddingMixin:
         return self.projection(hidden[predict_mask])
 
 
+def encoder_layer_at(layer: TransformerEncoderLayerBase, query: torch.Tensor, x: torch.Tensor,
+                     key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+    """``layer(x, key_padding_mask)`` at the rows ``query`` (Q x B x C) holds, attending over all of
+    ``x`` (T x B x C): the layer's own modules in the order of its ``forward``."""
+    residual = query
+    if layer.normalize_before:
+        query, x = layer.self_attn_layer_norm(query), layer.self_attn_layer_norm(x)
+    out, _ = layer.self_attn(query=query, key=x, value=x, key_padding_mask=key_padding_mask, need_weights=False)
+    out = layer.residual_connection(layer.dropout_module(out), residual)
+    if not layer.normalize_before:
+        out = layer.self_attn_layer_norm(out)
+    residual = out
+    if layer.normalize_before:
+        out = layer.final_layer_norm(out)
+    out = layer.fc2(layer.activation_dropout_module(layer.activation_fn(layer.fc1(out))))
+    out = layer.residual_connection(layer.dropout_module(out), residual)
+    if not layer.normalize_before:
+        out = layer.final_layer_norm(out)
+    return out
+
+
 @register_model("defemb_roberta")
 class DefinitionEmbRobertaModel(DefinitionEmbeddingMixin, RobertaModel):
     """Encoder-only DefinitionEMB: g(k) = k, the masked subword's own position."""
@@ -119,8 +141,40 @@ class DefinitionEmbRobertaModel(DefinitionEmbeddingMixin, RobertaModel):
         return False
 
     def forward(self, src_tokens, predict_mask, src_lengths=None, **kwargs):
-        hidden, _ = self.encoder.extract_features(src_tokens)
-        return self.predict_embeddings(hidden, predict_mask)
+        if self.training:
+            hidden, _ = self.encoder.extract_features(src_tokens)
+            return self.predict_embeddings(hidden, predict_mask)
+        return self.projection(self.features_at(src_tokens, predict_mask))
+
+    def features_at(self, src_tokens: torch.Tensor, predict_mask: torch.Tensor) -> torch.Tensor:
+        """``extract_features(src_tokens)[0][predict_mask]``, computed without the rows nobody reads.
+
+        Prediction reads one position of a whole prompt, so the last layer needs keys and
+        values everywhere but queries, attention output and feed-forward only where
+        ``predict_mask`` is set: that removes most of the last layer's cost. Inference only:
+        in training the full forward keeps dropout's random draws as stock fairseq makes them.
+        """
+        encoder = self.encoder.sentence_encoder
+        padding = src_tokens.eq(encoder.padding_idx)
+        key_padding = padding if padding.any() else None
+        x, _ = encoder.forward_embedding(src_tokens)
+        if key_padding is not None:
+            x = x * (1 - padding.unsqueeze(-1).type_as(x))
+        x = x.transpose(0, 1)  # T x B x C, as fairseq's layers take it
+        *lower, last = encoder.layers
+        for layer in lower:
+            x = layer(x, encoder_padding_mask=key_padding)
+        # Query slot j of row b holds that row's j-th read position; short rows repeat position 0.
+        rows, columns = predict_mask.nonzero(as_tuple=True)
+        counts = predict_mask.sum(1)
+        slots = torch.arange(len(rows), device=rows.device) - (counts.cumsum(0) - counts)[rows]
+        query_positions = torch.zeros(len(counts), int(counts.max()), dtype=torch.long, device=rows.device)
+        query_positions[rows, slots] = columns
+        batch = torch.arange(len(counts), device=rows.device)
+        out = encoder_layer_at(last, x[query_positions.t(), batch], x, key_padding)
+        if encoder.layer_norm is not None:
+            out = encoder.layer_norm(out)
+        return out[slots, rows]
 
 
 @register_model("defemb_bart")

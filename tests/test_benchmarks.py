@@ -1,0 +1,80 @@
+"""The benchmark harness's pure parts (the benchmarks themselves: make bench). No timing is asserted."""
+import json
+
+import pytest
+
+from benchmarks.run import (encoder_prediction_flops, flops_per_sequence, growth_exponent, interleaved, last_json,
+                            layer_params, median_ratio, misses_text, paper_scale, table_rows, write_readme)
+
+
+def test_interleaved_alternates_and_the_ratio_is_taken_per_round():
+    calls = []
+    times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
+    assert calls == ["a", "b"] * 3 and [len(v) for v in times.values()] == [3, 3]
+    # A load change between rounds (round 2 twice as slow for both) cancels in the per-round ratio.
+    assert median_ratio({"a": [1.0, 2.0, 1.0], "b": [4.0, 8.0, 4.0]}, "b", "a") == 4.0
+
+
+def test_growth_exponent_of_linear_quadratic_and_fixed_costs():
+    sizes = [10, 20, 40]
+    assert growth_exponent(sizes, [1, 2, 4]) == pytest.approx(1)
+    assert growth_exponent(sizes, [1, 4, 16]) == pytest.approx(2)
+    assert growth_exponent(sizes, [3, 3, 3]) == pytest.approx(0, abs=1e-12)
+
+
+def test_flop_count_is_twice_the_matmul_params_per_token_plus_attention():
+    d, ffn = 384, 1536
+    n = layer_params(d, ffn)
+    assert n == 4 * d * d + 4 * d + 2 * d * ffn + d + ffn
+    assert layer_params(d, ffn, cross=True) == n + 4 * d * d + 4 * d
+    assert flops_per_sequence(n, 1, 10, d) == 3 * (2 * n * 10 + 4 * 10 * 10 * d)
+    assert flops_per_sequence(n, 1, 10, d, training=False) == 2 * n * 10 + 4 * 10 * 10 * d
+
+
+def test_prediction_flops_spare_most_of_the_last_layer():
+    d, ffn, length = 384, 1536, 40
+    full = flops_per_sequence(6 * layer_params(d, ffn), 6, length, d, training=False)
+    ours = encoder_prediction_flops(6, d, ffn, length)
+    # Five full layers, then keys and values (a third of the attention weights, a sixth of the layer).
+    assert flops_per_sequence(5 * layer_params(d, ffn), 5, length, d, training=False) < ours < full * 0.9
+    # A one-token prompt reads every position: the count meets the full forward plus W.
+    assert encoder_prediction_flops(1, d, ffn, 1) == pytest.approx(
+        flops_per_sequence(layer_params(d, ffn), 1, 1, d, training=False) + 2 * d * d)
+
+
+def test_paper_scale_uses_bart_large_shape_and_names_the_dominant_stage():
+    ps = paper_scale({"corpus": {"mean_prompt_tokens": 43.5, "mean_headword_subwords": 9.9, "mean_variants": 4.0,
+                                 "prompts": 172_971, "seconds_2_workers": 36.0}})
+    # bart.large: 12 + 12 layers of 1,024 x 4,096 and a 50,265-row embedding: ~406M parameters.
+    assert 400e6 < ps["bart_large_params_with_embeddings"] < 410e6
+    assert ps["training_flops"] > 10 * ps["prediction_flops"]
+    assert ps["dominant_stage"] == "training (one GPU)"
+
+
+RESULTS = {
+    "torch_threads": 2, "cpu_sgemm_flops_per_s": 1e11,
+    "corpus": {"seconds_2_workers": 150.0, "prompts": 1000, "scaling": [], "quick": True, "stage_seconds": 150},
+    "isotropy": {"quick": False, "stage_seconds": 30, "fast_seconds": 1.5, "speedup_vs_naive": 40.0,
+                 "naive_seconds_extrapolated": 60.0, "check": {"max_rel_diff_fast_vs_naive": 1e-6},
+                 "scaling": {"10000": 0.3, "25000": 0.75, "50265": 1.5}},
+}
+
+
+def test_table_rows_and_misses_follow_the_targets():
+    rows = {row[0].split(",")[0]: row for row in table_rows(RESULTS)}
+    assert rows["defemb-corpus"][-1] == "**missed**" and rows["defemb-corpus"][2].startswith("150 s")
+    iso = [row for row in table_rows(RESULTS) if row[0].startswith("isotropy")]
+    assert [row[-1] for row in iso] == ["met", "met"] and [row[3] for row in iso] == ["<= 2 s", ">= 10x"]
+    assert "corpus: 150 s" in misses_text(RESULTS) and "isotropy" not in misses_text(RESULTS)
+
+
+def test_last_json_skips_logging_and_readme_section_is_replaced(tmp_path):
+    assert last_json('log line\n{\n "a": 1\n}\n') == {"a": 1}
+    assert last_json('{"a": 1}\n{"b": {"c": 2}}\nUserWarning: a line after it\n') == {"b": {"c": 2}}
+    readme = tmp_path / "README.md"
+    readme.write_text("# B\nprose\n<!-- results -->\nold\n<!-- /results -->\nafter\n")
+    write_readme(json.loads(json.dumps(RESULTS)), readme)
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("# B\nprose\n") and text.endswith("after\n")
+    assert "| defemb-corpus" in text and "isotropy: 10,000 rows 0.30 s" in text
+    assert "quick smoke run (`--quick`) of corpus:" in text and "| isotropy + frequency groups, 50,265 x 1,024" in text
