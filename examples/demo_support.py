@@ -26,19 +26,22 @@ class Step:
         self.work, self.timings = work, {}
         (work / "logs").mkdir(parents=True, exist_ok=True)
 
-    def run(self, name: str, cmd: list, show: int = 6) -> str:
-        """Run ``cmd``; exit the demo with the log's tail if it fails. Returns stdout + stderr."""
+    def run(self, name: str, cmd: list, show: int = 6, threads: int | None = None) -> str:
+        """Run ``cmd`` (with ``threads`` torch/BLAS threads, default all); exit the demo with the
+        log's tail if it fails. Returns stdout + stderr."""
         print(f"\n[{name}] $ {shlex.join(str(c) for c in cmd)}", flush=True)
         start = time.perf_counter()
-        result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env={**os.environ, **FAST_MALLOC})
+        env = {**os.environ, **FAST_MALLOC}
+        if threads:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
         self.timings[name] = round(time.perf_counter() - start, 1)
         log = result.stdout + result.stderr
         (self.work / "logs" / f"{name.replace(' ', '_')}.log").write_text(log)
         if result.returncode != 0:
             sys.exit(f"demo: step '{name}' failed (exit {result.returncode}); last lines:\n{log[-3000:]}")
         tail = [line for line in result.stdout.splitlines() if line.strip()][-show:] if show else []
-        print("\n".join(f"    {line}" for line in tail), flush=True)
-        print(f"    ({self.timings[name]} s)", flush=True)
+        print("".join(f"    {line}\n" for line in tail) + f"    ({name}: {self.timings[name]} s)", flush=True)
         return log
 
     def time(self, name: str, function, *args, **kwargs):
