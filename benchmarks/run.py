@@ -824,24 +824,40 @@ def misses_text(r: dict) -> str:
                          "variant span at once or bf16 matmuls would change the outputs.")
     i = r.get("isotropy", {})
     if "fast_seconds" in i and (i["fast_seconds"] > 2 or i["speedup_vs_naive"] < 10):
+        w = i.get("necessary_work_seconds")
+        floor = (f" What any exact implementation must do takes {w['sum']:.2f} s at this CPU's rates, measured in the "
+                 f"same run: the Gram matrices {w['gram']:.2f} s, four float64 eigendecompositions "
+                 f"{w['eigh_float64']:.2f} s, the projections of every row on 2 x d directions {w['projections']:.2f} s "
+                 f"(one float32 matrix product at the peak rate); {i['fast_seconds'] - w['sum']:.2f} s is left for "
+                 "the exp and sums over the projections." if w else "")
         lines.append(f"* isotropy: {i['fast_seconds']:.2f} s, {i['speedup_vs_naive']:.0f}x the naive implementation "
-                     f"({i['naive_seconds_extrapolated']:.0f} s). The cost is the two N x d x d products (Gram matrix, "
-                     "projections on 2d directions) and the exp over them, in fairseq_defemb/isotropy.py: what remains "
-                     "is there.")
+                     f"({i['naive_seconds_extrapolated']:.0f} s).{floor} What would close it: faster products (more "
+                     "cores or a GPU: the work is three N x d x d products); float32 eigendecompositions would save about "
+                     "half of theirs but make I(E) depend on the solver's rounding in near-degenerate eigenspaces.")
     s = r.get("surgery", {})
     if s.get("target_shape"):
         x = s[s["target_shape"]]
         report = x["definitionemb_alpha100"]["seconds"] - x["definitionemb_alpha100_no_isotropy"]["seconds"]
+        imports = x.get("import_seconds")
+        start_up = (f" Start-up: importing the tool takes {imports['defemb_surgery']:.1f} s (fairseq, for its Dictionary "
+                    f"and dataset readers and the plugin's registration) against {imports['torch']:.1f} s for the "
+                    "baseline's torch." if imports else "")
         for method in ("definitionemb_alpha100", "definitionemb_alpha100_no_isotropy", "deldirection"):
             m = x[method]
             if m["time_ratio"] > 1.3 or m["peak_rss_over_file"] > 2.2:
-                part = (f"; the isotropy report (before and after) is {report:.1f} s of it, the rest selection, "
-                        "rows and writing" if method == "definitionemb_alpha100" else "")
+                part = (f"; the isotropy report (I(E) per frequency group before and after) is {report:.1f} s of it"
+                        if method != "definitionemb_alpha100_no_isotropy" else "")
                 lines.append(f"* surgery {method} ({x['parameters'] / 1e6:.0f}M parameters): {m['seconds']:.1f} s, "
                              f"{m['time_ratio']:.2f}x a bare load + save of {x['load_save_seconds']:.1f} s{part}; peak RSS "
                              f"{m['peak_rss_over_file']:.2f}x the file (a bare load + save "
-                             f"{x['load_save_peak_rss_over_file']:.2f}x). The time beyond load + save is in "
-                             "fairseq_defemb/surgery.py's own work: what remains is there.")
+                             f"{x['load_save_peak_rss_over_file']:.2f}x).{start_up}")
+        if lines and lines[-1].startswith("* surgery"):
+            lines.append("  What would close it: writing is already a kernel copy with only the embedding's bytes "
+                         "patched, so what remains is the report and start-up. The report's two isotropy passes sit at "
+                         "the isotropy floor above (caching the pretrained checkpoint's own I(E), the same for every "
+                         "method and alpha, would remove one; `--no-isotropy` removes both); a lazy import of fairseq "
+                         "would save most of the start-up, but a plugin that fairseq loads with --user-dir must "
+                         "register at import, so that is not done.")
     c = r.get("corpus", {})
     if c.get("seconds_2_workers", 0) > 120:
         lines.append(f"* corpus: {c['seconds_2_workers']:.0f} s with 2 workers; see the scaling line for the fixed part.")
