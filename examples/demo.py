@@ -10,7 +10,6 @@ for a budgeted number of updates; ``defemb-predict`` predicts the tokens surgery
 demo only chooses a CPU budget and prints those choices. Everything lands atomically in
 ``--out`` (a re-run replaces it whole, never mixes runs).
 """
-import argparse
 import importlib.resources
 import json
 import sys
@@ -25,7 +24,7 @@ from fairseq_defemb.corpus_format import load_split
 from fairseq_defemb.selection import select_rows
 from fairseq_defemb.vocabulary import load_model_dictionary
 
-from demo_support import BIN, REPO, Step, plot_mimic_curve, training_curve
+from demo_support import BIN, REPO, Step, demo_parser, plot_mimic_curve, training_curve
 
 # CPU budgets. benchmarks/results.json: this 6-layer, 384-wide encoder trains at ~2,500 tokens/s
 # and predicts at ~8,800 tokens/s on 2 cores, so prompts are kept short (32 tokens), the corpus
@@ -94,11 +93,7 @@ def showcase_tokens(candidates: list[int], dictionary, count: int = 3) -> list[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="demo-out", help="output folder; replaced whole by a new run")
-    parser.add_argument("--budget", choices=sorted(BUDGETS), default="full", help="'ci' is the shortened run of the slow test")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
+    args = demo_parser(__doc__, "demo-out", BUDGETS).parse_args(argv)
     budget = BUDGETS[args.budget]
     started = time.perf_counter()
     print(f"DefinitionEMB demo ({args.budget} budget) -> {args.out}")

@@ -24,7 +24,6 @@
 Every step is a console command a user would run; the demo only chooses the CPU budget and
 prints it. Everything lands atomically in ``--out`` (a re-run replaces it whole).
 """
-import argparse
 import importlib.resources
 import json
 import random
@@ -49,7 +48,7 @@ from fairseq_defemb.selection import select_rows, task_token_ids
 from fairseq_defemb.vocabulary import MASK_SYMBOL, load_model_dictionary
 from preprocess.gcide import read_gcide
 
-from demo_support import BIN, REPO, Step, first_json, plot_mimic_curve, training_curve
+from demo_support import BIN, REPO, Step, demo_parser, first_json, plot_mimic_curve, training_curve
 
 GPT2 = REPO / ".cache" / "gpt2"
 ASPECTS = ("challenge", "approach", "outcome")
@@ -308,11 +307,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 # -- the demo -------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="demo-bart-out", help="output folder; replaced whole by a new run")
-    parser.add_argument("--budget", choices=sorted(BUDGETS), default="full", help="'ci' is the shortened run of the slow test")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the data sample, pretraining and DefinitionEMB")
-    args = parser.parse_args(argv)
+    args = demo_parser(__doc__, "demo-bart-out", BUDGETS).parse_args(argv)
     budget = BUDGETS[args.budget]
     started = time.perf_counter()
     print(f"DefinitionEMB encoder-decoder demo ({args.budget} budget) -> {args.out}")

@@ -1,11 +1,13 @@
 """What both demos share: running the console commands a user would run, timing and logging
 them, and reading fairseq-train's log back into a training curve."""
+import argparse
 import json
 import os
 import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 FAST_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 34), "MALLOC_TRIM_THRESHOLD_": str(1 << 34),
                "MALLOC_TOP_PAD_": str(1 << 28)}
 
+# fairseq-train's periodic lines, echoed while a long step runs (without the throughput columns).
+PROGRESS = re.compile(r"\| (train_inner|valid) \| ")
+PROGRESS_FIELDS = re.compile(r"(, | \| )(ppl|wps|ups|wpb|bsz|gnorm|clip|loss_scale|train_wall|gb_free|wall|nmasked)[= ][^,|\s]+")
+
 
 class Step:
     """Runs and times the demo's commands, logging each to ``work/logs/NAME.log``."""
@@ -27,20 +33,31 @@ class Step:
         (work / "logs").mkdir(parents=True, exist_ok=True)
 
     def run(self, name: str, cmd: list, show: int = 6, threads: int | None = None) -> str:
-        """Run ``cmd`` (with ``threads`` torch/BLAS threads, default all); exit the demo with the
-        log's tail if it fails. Returns stdout + stderr."""
+        """Run ``cmd`` (with ``threads`` torch/BLAS threads, default all), echoing fairseq-train's
+        progress lines as they come; exit the demo with the log's tail if it fails. Returns stdout
+        + stderr, also written to ``logs/NAME.log``."""
         print(f"\n[{name}] $ {shlex.join(str(c) for c in cmd)}", flush=True)
         start = time.perf_counter()
         env = {**os.environ, **FAST_MALLOC}
         if threads:
             env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
+        log_path = self.work / "logs" / f"{name.replace(' ', '_')}.log"
+        with tempfile.TemporaryFile("w+") as stderr:
+            process = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+            stdout = []
+            for line in process.stdout:
+                stdout.append(line)
+                if PROGRESS.search(line):
+                    print(f"    {name}: {PROGRESS_FIELDS.sub('', line.split(' | ', 2)[-1]).strip()}", flush=True)
+            returncode = process.wait()
+            stderr.seek(0)
+            log = "".join(stdout) + stderr.read()
         self.timings[name] = round(time.perf_counter() - start, 1)
-        log = result.stdout + result.stderr
-        (self.work / "logs" / f"{name.replace(' ', '_')}.log").write_text(log)
-        if result.returncode != 0:
-            sys.exit(f"demo: step '{name}' failed (exit {result.returncode}); last lines:\n{log[-3000:]}")
-        tail = [line for line in result.stdout.splitlines() if line.strip()][-show:] if show else []
+        log_path.write_text(log)
+        if returncode != 0:
+            sys.exit(f"demo: step '{name}' failed (exit {returncode}); last lines:\n{log[-3000:]}")
+        tail = [line for line in "".join(stdout).splitlines() if line.strip() and not PROGRESS.search(line)]
+        tail = tail[-show:] if show else []
         print("".join(f"    {line}\n" for line in tail) + f"    ({name}: {self.timings[name]} s)", flush=True)
         return log
 
@@ -95,3 +112,12 @@ def plot_mimic_curve(curve: dict, path: Path, title: str) -> None:
 def first_json(log: str) -> dict:
     """The JSON object a tool printed (its summary line may follow, fairseq's logging may precede)."""
     return json.JSONDecoder().raw_decode(log[log.index("{"):])[0]
+
+
+def demo_parser(description: str, default_out: str, budgets: dict) -> argparse.ArgumentParser:
+    """The options both demos take: where to write, which CPU budget, which seed."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=default_out, help="output folder; replaced whole by a new run")
+    parser.add_argument("--budget", choices=sorted(budgets), default="full", help="'ci' is the shortened run of the slow test")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the data sample, training and DefinitionEMB")
+    return parser
