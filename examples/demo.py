@@ -12,6 +12,7 @@ demo only chooses a CPU budget and prints those choices. Everything lands atomic
 """
 import importlib.resources
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from fairseq_defemb.atomic_io import atomic_output_dir
+from fairseq_defemb.cli_logging import configure_cli_logging
 from fairseq_defemb.corpus_format import load_split
 from fairseq_defemb.selection import select_rows
 from fairseq_defemb.vocabulary import load_model_dictionary
@@ -94,6 +96,7 @@ def showcase_tokens(candidates: list[int], dictionary, count: int = 3) -> list[s
 
 def main(argv: list[str] | None = None) -> int:
     args = demo_parser(__doc__, "demo-out", BUDGETS).parse_args(argv)
+    configure_cli_logging(logging.WARNING)
     budget = BUDGETS[args.budget]
     started = time.perf_counter()
     print(f"DefinitionEMB demo ({args.budget} budget) -> {args.out}")

@@ -26,6 +26,7 @@ prints it. Everything lands atomically in ``--out`` (a re-run replaces it whole)
 """
 import importlib.resources
 import json
+import logging
 import random
 import re
 import shutil
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 
 from fairseq_defemb.atomic_io import atomic_output_dir
+from fairseq_defemb.cli_logging import configure_cli_logging
 from fairseq_defemb.checkpoint_embeddings import read_embedding_matrix
 from fairseq_defemb.fairseq_checkpoint import build_pretraining_model
 from fairseq_defemb.frequency_groups import frequency_groups
@@ -308,6 +310,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = demo_parser(__doc__, "demo-bart-out", BUDGETS).parse_args(argv)
+    configure_cli_logging(logging.WARNING)
     budget = BUDGETS[args.budget]
     started = time.perf_counter()
     print(f"DefinitionEMB encoder-decoder demo ({args.budget} budget) -> {args.out}")

@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from fairseq_defemb.atomic_io import atomic_output_dir, write_json
+from fairseq_defemb.cli_logging import configure_cli_logging
 from fairseq_defemb.checkpoint_embeddings import read_embedding_matrix
 from fairseq_defemb.frequency_groups import frequency_groups
 from fairseq_defemb.geometry import drift, plot_projections
@@ -282,6 +283,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     mode = argv.pop(0) if argv and argv[0] in MODES else "geometry"
     args = build_parser(mode).parse_args(argv)
+    configure_cli_logging()
     main = {"geometry": geometry_main, "rouge": rouge_main, "significance": significance_main,
             "rare-subset": rare_subset_main}[mode]
     try:

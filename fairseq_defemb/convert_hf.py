@@ -55,6 +55,7 @@ from pathlib import Path
 import torch
 
 from fairseq_defemb.atomic_io import atomic_output_dir
+from fairseq_defemb.cli_logging import configure_cli_logging
 from fairseq_defemb.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
 from fairseq_defemb.vocabulary import MASK_SYMBOL, load_model_dictionary
 
@@ -499,6 +500,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verify", action="store_true",
                         help="compare final hidden states with transformers' BertModel (needs transformers)")
     args = parser.parse_args(argv)
+    configure_cli_logging()
     try:
         report = convert(args.model_dir, args.out, args.overwrite, verify=args.verify)
     except (ConversionError, FileExistsError) as err:

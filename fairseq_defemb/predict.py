@@ -19,6 +19,7 @@ from fairseq.data import data_utils
 from tqdm import tqdm
 
 import fairseq_defemb  # noqa: F401  (registers the plugin, safe globals)
+from fairseq_defemb.cli_logging import configure_cli_logging
 from fairseq_defemb.corpus_format import DICT_FILE, check_corpus_dictionary
 from fairseq_defemb.embedding_file import PredictedEmbeddings
 from fairseq_defemb.vocabulary import dictionary_sha256
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cli_main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    configure_cli_logging(logging.WARNING)
     try:
         model, task = load_definition_model(args.checkpoint, args.corpus, args.device)
         token_ids = read_token_ids(args.token_ids) if args.token_ids else None

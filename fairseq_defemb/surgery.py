@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from fairseq_defemb.atomic_io import atomic_output_dir
+from fairseq_defemb.cli_logging import configure_cli_logging
 from fairseq_defemb.checkpoint_embeddings import load_checkpoint, tied_embedding, with_rows, write_checkpoint
 from fairseq_defemb.embedding_file import PredictedEmbeddings
 from fairseq_defemb.frequency_groups import frequency_groups
@@ -344,6 +345,7 @@ def summary(report: dict, args) -> str:
 def cli_main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_cli_logging()
     if args.verify:
         if not args.against:
             parser.error("--verify OUT needs --against ORIGINAL")

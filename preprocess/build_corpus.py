@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fairseq_defemb.atomic_io import atomic_output_dir
+from fairseq_defemb.cli_logging import configure_cli_logging
 from fairseq_defemb.corpus_format import DICT_FILE, CorpusWriter, write_metadata
 from preprocess.coverage import coverage_markdown, coverage_report
 from preprocess.entries import Entry, SkipLog
@@ -228,6 +229,7 @@ def run(args) -> dict:
 
 def cli_main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_cli_logging()
     try:
         report = run(args)
     except (CorpusBuildError, FileNotFoundError, FileExistsError) as err:
