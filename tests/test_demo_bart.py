@@ -81,6 +81,7 @@ def test_rouge_and_significance_are_the_saved_hypotheses(demo):
         hyps = (out / "hypotheses" / f"{run}.txt").read_text().splitlines()
         assert len(hyps) == len(refs) == BUDGETS["ci"]["test_docs"]
         assert rouge_perl(hyps, refs) == pytest.approx(entry["rouge"], abs=1e-9)  # ROUGE-1.5.5 seeds its bootstrap
+        assert entry["words_per_summary"] == pytest.approx(np.mean([len(h.split()) for h in hyps]))
         per_example[run] = rouge_python_per_example(hyps, refs)
     for method in METHODS:
         for metric in ("rouge1", "rouge2", "rougeL"):
