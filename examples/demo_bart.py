@@ -208,10 +208,10 @@ def snapshot_update(path: Path) -> int:
     return int(path.stem.rsplit("_", 1)[1])
 
 
-def isotropy_during_pretraining(data: Path, options: list, save_dir: Path, groups: dict) -> list[dict]:
-    """I(E) per group at update 0 and at every interval checkpoint; the snapshot files are
-    deleted once read (the final model is kept as original/model.pt)."""
-    trace = [{"update": 0, **isotropy_by_group(initial_embeddings(data, options), groups)}]
+def isotropy_during_pretraining(start: torch.Tensor, save_dir: Path, groups: dict) -> list[dict]:
+    """I(E) per group at update 0 (``start``) and at every interval checkpoint; the snapshot
+    files are deleted once read (the final model is kept as original/model.pt)."""
+    trace = [{"update": 0, **isotropy_by_group(start, groups)}]
     for path in sorted(save_dir.glob("checkpoint_*_*.pt"), key=snapshot_update):
         trace.append({"update": snapshot_update(path), **isotropy_by_group(read_embedding_matrix(path), groups)})
     shutil.rmtree(save_dir)
@@ -346,10 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         (original / "dict.txt").write_bytes((raw / "dict.txt").read_bytes())
         dictionary = load_model_dictionary(original / "dict.txt")
         groups = frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index(MASK_SYMBOL))
-        trace = step.time("isotropy trace", isotropy_during_pretraining, work / "pretrain-bin", options,
-                          work / "pretrain", groups)
-        plot_figure1(trace, initial_embeddings(work / "pretrain-bin", options),
-                     read_embedding_matrix(original / "model.pt"), groups, work / "figure1_pretraining.png")
+        start = initial_embeddings(work / "pretrain-bin", options)
+        trace = step.time("isotropy trace", isotropy_during_pretraining, start, work / "pretrain", groups)
+        plot_figure1(trace, start, read_embedding_matrix(original / "model.pt"), groups, work / "figure1_pretraining.png")
         print("    isotropy (all) by update: " + ", ".join(f"{t['update']}: {t['all']:.3f}" for t in trace))
         pretrain_curve = training_curve(pretrain_log)
 

@@ -1,5 +1,6 @@
 """Build fairseq pretraining models from command-line style options and save them
 in exactly the format fairseq's trainer writes, so stock tools load the result."""
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,11 @@ def build_pretraining_model(data_dir: str | Path, task: str, arch: str, extra_ar
     args = options.parse_args_and_arch(
         parser, [str(data_dir), "--task", task, "--arch", arch, "--cpu", *extra_args]
     )
-    cfg = convert_namespace_to_omegaconf(args)
+    with warnings.catch_warnings():
+        # fairseq's conversion calls hydra APIs deprecated since hydra 1.1: the warnings are
+        # about fairseq's code, and say nothing about these options
+        warnings.simplefilter("ignore")
+        cfg = convert_namespace_to_omegaconf(args)
     task_obj = tasks.setup_task(cfg.task)
     model = task_obj.build_model(cfg.model)
     return task_obj, model, cfg
