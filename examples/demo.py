@@ -12,7 +12,6 @@ demo only chooses a CPU budget and prints those choices. Everything lands atomic
 """
 import importlib.resources
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -21,12 +20,11 @@ import numpy as np
 import torch
 
 from fairseq_defemb.atomic_io import atomic_output_dir
-from fairseq_defemb.cli_logging import configure_cli_logging
 from fairseq_defemb.corpus_format import load_split
 from fairseq_defemb.selection import select_rows
 from fairseq_defemb.vocabulary import load_model_dictionary
 
-from demo_support import BIN, REPO, Step, demo_parser, plot_mimic_curve, training_curve
+from demo_support import BIN, REPO, Step, parse_demo_args, plot_mimic_curve, training_curve
 
 # CPU budgets. benchmarks/results.json: this 6-layer, 384-wide encoder trains at ~2,500 tokens/s
 # and predicts at ~8,800 tokens/s on 2 cores, so prompts are kept short (32 tokens), the corpus
@@ -95,9 +93,7 @@ def showcase_tokens(candidates: list[int], dictionary, count: int = 3) -> list[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = demo_parser(__doc__, "demo-out", BUDGETS).parse_args(argv)
-    configure_cli_logging(logging.WARNING)
-    budget = BUDGETS[args.budget]
+    args, budget = parse_demo_args(__doc__, "demo-out", BUDGETS, argv)
     started = time.perf_counter()
     print(f"DefinitionEMB demo ({args.budget} budget) -> {args.out}")
     print(f"  choices: GCIDE + spelled-out numbers; prompts cut to {budget['prompt_tokens']} tokens; "

@@ -26,7 +26,6 @@ prints it. Everything lands atomically in ``--out`` (a re-run replaces it whole)
 """
 import importlib.resources
 import json
-import logging
 import random
 import re
 import shutil
@@ -39,7 +38,6 @@ import numpy as np
 import torch
 
 from fairseq_defemb.atomic_io import atomic_output_dir
-from fairseq_defemb.cli_logging import configure_cli_logging
 from fairseq_defemb.checkpoint_embeddings import read_embedding_matrix
 from fairseq_defemb.fairseq_checkpoint import build_pretraining_model
 from fairseq_defemb.frequency_groups import frequency_groups
@@ -50,7 +48,7 @@ from fairseq_defemb.selection import select_rows, task_token_ids
 from fairseq_defemb.vocabulary import MASK_SYMBOL, load_model_dictionary
 from preprocess.gcide import read_gcide
 
-from demo_support import BIN, REPO, Step, demo_parser, first_json, plot_mimic_curve, training_curve
+from demo_support import BIN, REPO, Step, parse_demo_args, first_json, plot_mimic_curve, training_curve
 
 GPT2 = REPO / ".cache" / "gpt2"
 ASPECTS = ("challenge", "approach", "outcome")
@@ -309,9 +307,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 # -- the demo -------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    args = demo_parser(__doc__, "demo-bart-out", BUDGETS).parse_args(argv)
-    configure_cli_logging(logging.WARNING)
-    budget = BUDGETS[args.budget]
+    args, budget = parse_demo_args(__doc__, "demo-bart-out", BUDGETS, argv)
     started = time.perf_counter()
     print(f"DefinitionEMB encoder-decoder demo ({args.budget} budget) -> {args.out}")
     print(f"  choices: a 3+3-layer, 256-wide BART pretrained from scratch for {budget['pretrain_updates']} updates of "

@@ -2,6 +2,7 @@
 them, and reading fairseq-train's log back into a training curve."""
 import argparse
 import json
+import logging
 import os
 import re
 import shlex
@@ -10,6 +11,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from fairseq_defemb.cli_logging import configure_cli_logging
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
@@ -114,10 +117,14 @@ def first_json(log: str) -> dict:
     return json.JSONDecoder().raw_decode(log[log.index("{"):])[0]
 
 
-def demo_parser(description: str, default_out: str, budgets: dict) -> argparse.ArgumentParser:
-    """The options both demos take: where to write, which CPU budget, which seed."""
+def parse_demo_args(description: str, default_out: str, budgets: dict,
+                    argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
+    """The options both demos take (where to write, which CPU budget, which seed), parsed;
+    returns them with the chosen budget, and quiets the in-process fairseq logging."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=default_out, help="output folder; replaced whole by a new run")
     parser.add_argument("--budget", choices=sorted(budgets), default="full", help="'ci' is the shortened run of the slow test")
     parser.add_argument("--seed", type=int, default=1, help="seed of the data sample, training and DefinitionEMB")
-    return parser
+    args = parser.parse_args(argv)
+    configure_cli_logging(logging.WARNING)
+    return args, budgets[args.budget]
