@@ -35,6 +35,7 @@ BIN = Path(sys.executable).parent
 GPT2 = REPO / ".cache" / "gpt2"
 
 import fairseq_defemb  # noqa: E402,F401  (registers the task, models, criterion)
+from fairseq_defemb.atomic_io import write_json, write_text  # noqa: E402
 
 WIDTH, FFN = 384, 1536
 ROBERTA_LAYERS, BART_LAYERS = 6, 3
@@ -50,6 +51,7 @@ OPTIM = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "1e-4", "
          "--required-batch-size-multiple", "1", "--seed", "1"]
 # The paper's scale (Section 5.2, Table 12) and BART-large's shape.
 PAPER_DEFINITIONS, PAPER_UPDATES = 1_455_715, 250_000
+PAPER_TRAIN_HOURS, PAPER_GPUS = 8.4, 4  # the paper's reported training time (Section 5.2)
 LARGE_WIDTH, LARGE_FFN, LARGE_LAYERS, LARGE_VOCAB = 1024, 4096, 12, 50265
 # One GPU, for the paper-scale estimate only (nothing here ran on a GPU).
 GPU_NAME, GPU_PEAK_FLOPS, GPU_UTILISATION = "A100 (bf16 dense peak)", 312e12, 0.35
@@ -558,8 +560,9 @@ def paper_scale(r: dict) -> dict:
     d, ffn, layers = LARGE_WIDTH, LARGE_FFN, LARGE_LAYERS
     n_enc, n_dec = layers * layer_params(d, ffn), layers * layer_params(d, ffn, cross=True)
     corpus = r.get("corpus", {})
-    prompt = corpus.get("mean_prompt_tokens", 43.5)
-    subwords, variants = corpus.get("mean_headword_subwords", 9.9), corpus.get("mean_variants", 4.0)
+    if "mean_prompt_tokens" not in corpus:
+        return {}  # no measured prompt lengths (the corpus stage never ran): no estimate
+    prompt, subwords, variants = corpus["mean_prompt_tokens"], corpus["mean_headword_subwords"], corpus["mean_variants"]
     src = prompt - subwords + variants  # each variant span -> one <mask>
     tgt = subwords + variants + 1  # <mask> c_1 .. c_n per variant, then </s>
     prompts_per_update = TRAIN_MAX_TOKENS / max(src, tgt)  # --max-tokens counts max(src, tgt) per prompt
@@ -574,7 +577,7 @@ def paper_scale(r: dict) -> dict:
            "training_flops": train, "prediction_flops": predict,
            "gpu": f"one {GPU_NAME} at {GPU_PEAK_FLOPS / 1e12:.0f} TFLOP/s x {GPU_UTILISATION:.0%} assumed utilisation",
            "gpu_training_hours_estimate": train / gpu / 3600, "gpu_prediction_hours_estimate": predict / gpu / 3600,
-           "paper_training_gpu_hours": 8.4 * 4}
+           "paper_training_gpu_hours": PAPER_TRAIN_HOURS * PAPER_GPUS}
     achieved = r.get("training", {}).get("bart", {}).get("achieved_flops_per_s")
     if achieved:
         out["cpu_training_days_estimate"] = train / achieved / 86400
@@ -615,10 +618,10 @@ def main(argv: list[str] | None = None) -> int:
             results[stage] = STAGES[stage](fx)
             results[stage].update(quick=args.quick, stage_seconds=time.perf_counter() - start)
             log(f"{stage} done in {results[stage]['stage_seconds']:.0f} s")
-            out.write_text(json.dumps(results, indent=2) + "\n")  # partial results survive a failure
+            write_json(out, results)  # partial results survive a failure
     results["cpu_sgemm_flops_per_s"] = max(sgemm)
     results["paper_scale"] = paper_scale(results)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out, results)
     write_readme(results, Path(args.readme))
     print(table(results))
     return 0
@@ -767,10 +770,11 @@ def flops_text(r: dict) -> str:
             f"{ps['training_flops']:.2e} FLOPs; predicting {PAPER_DEFINITIONS:,} prompts: {ps['prediction_flops']:.2e} FLOPs",
             f"* **estimate, not a measurement**, on {ps['gpu']}: training **~{ps['gpu_training_hours_estimate']:.1f} "
             f"GPU-hours**, prediction ~{ps['gpu_prediction_hours_estimate'] * 60:.0f} GPU-minutes. The paper reports "
-            f"8.4 h on 4 A100s = {ps['paper_training_gpu_hours']:.0f} GPU-hours for training, "
-            f"{ps['paper_training_gpu_hours'] / ps['gpu_training_hours_estimate']:.0f}x this estimate: 4,096 tokens per "
-            "GPU rather than per update would be 4x the FLOPs, and fp32 or fp16 on ~50-token prompts runs well below "
-            "35% of the bf16 peak; the estimate is a lower bound"]
+            f"{PAPER_TRAIN_HOURS} h on {PAPER_GPUS} A100s = {ps['paper_training_gpu_hours']:.0f} GPU-hours for training, "
+            f"{ps['paper_training_gpu_hours'] / ps['gpu_training_hours_estimate']:.0f}x this estimate: {TRAIN_MAX_TOKENS:,} "
+            f"tokens per GPU rather than per update would be {PAPER_GPUS}x the FLOPs, and fp32 or fp16 on "
+            f"~{ps['assumed_src_tokens'] + ps['assumed_tgt_tokens']:.0f}-token prompts runs well below "
+            f"{GPU_UTILISATION:.0%} of the bf16 peak; the estimate is a lower bound"]
         if "cpu_training_days_estimate" in ps:
             lines.append(f"* at the BART training FLOP/s measured here the same training would take "
                          f"~{ps['cpu_training_days_estimate']:,.0f} CPU-days (estimate)")
@@ -808,7 +812,8 @@ def misses_text(r: dict) -> str:
         x = p[fam]["speed"]
         if x["speedup_vs_one_token_at_a_time"] < 5:
             rates = (f" Batch 1 runs at {x['one_token_at_a_time_flops_per_s'] / 1e9:.0f} GFLOP/s, our batches at "
-                     f"{x['achieved_flops_per_s'] / 1e9:.0f}: on {r['torch_threads']} CPU threads a single ~40-token prompt "
+                     f"{x['achieved_flops_per_s'] / 1e9:.0f}: on {r['torch_threads']} CPU threads a single "
+                     f"~{x['tokens'] / x['items']:.0f}-token prompt "
                      "already keeps the matmul kernels busy, so batching can only buy that ratio"
                      if "one_token_at_a_time_flops_per_s" in x else "")
             why = ("an encoder's work does not shrink (one masked copy of the prompt per subword, each a full pass but "
@@ -820,7 +825,8 @@ def misses_text(r: dict) -> str:
                          f"({x['padding_share']:.0%} of its encoder positions are padding), which only ours pays; a whole "
                          "vocabulary fills each length's own batches. What would close it: a GPU, where batch 1 is bound "
                          "by kernel launches rather than arithmetic; on a CPU, exact sharing between the copies is "
-                         "limited to the first layer's projections of the unmasked positions (~4%), and masking a whole "
+                         "limited to the first layer's query, key and value projections of the unmasked positions "
+                         f"(~{2 * 3 * (WIDTH * WIDTH + WIDTH) / x['flops_per_token']:.0%} of the work), and masking a whole "
                          "variant span at once or bf16 matmuls would change the outputs.")
     i = r.get("isotropy", {})
     if "fast_seconds" in i and (i["fast_seconds"] > 2 or i["speedup_vs_naive"] < 10):
@@ -832,8 +838,8 @@ def misses_text(r: dict) -> str:
                  "the exp and sums over the projections." if w else "")
         lines.append(f"* isotropy: {i['fast_seconds']:.2f} s, {i['speedup_vs_naive']:.0f}x the naive implementation "
                      f"({i['naive_seconds_extrapolated']:.0f} s).{floor} What would close it: faster products (more "
-                     "cores or a GPU: the work is three N x d x d products); float32 eigendecompositions would save about "
-                     "half of theirs but make I(E) depend on the solver's rounding in near-degenerate eigenspaces.")
+                     "cores or a GPU: the work is three N x d x d products); float32 eigendecompositions would be faster "
+                     "but make I(E) depend on the solver's rounding in near-degenerate eigenspaces.")
     s = r.get("surgery", {})
     if s.get("target_shape"):
         x = s[s["target_shape"]]
@@ -876,7 +882,7 @@ def write_readme(r: dict, readme: Path) -> None:
     text = readme.read_text() if readme.exists() else "# Benchmarks\n\n<!-- results -->\n<!-- /results -->\n"
     head, _, rest = text.partition("<!-- results -->")
     _, _, tail = rest.partition("<!-- /results -->")
-    readme.write_text(f"{head}<!-- results -->\n{body}<!-- /results -->{tail}")
+    write_text(readme, f"{head}<!-- results -->\n{body}<!-- /results -->{tail}")
 
 
 if __name__ == "__main__":

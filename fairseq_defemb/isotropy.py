@@ -15,8 +15,8 @@ while its projections are still in cache: one exp pass, its reciprocal for -c, t
 (``torch.logsumexp`` over rows is a strided reduction with full-size temporaries, costing about half
 of the product it follows). For frequency groups that partition "all" (``frequency_groups``), the Gram
 of "all" is the sum of theirs and each row is projected once, on its group's eigenvectors and on
-those of "all" side by side. On 2 cores at BART-large's shape that is ~0.4 s of Gram products, 4 x
-0.14 s of float64 eigh and ~1.2 s of projections (``benchmarks/bench_isotropy.py``).
+those of "all" side by side. On 2 cores at BART-large's shape that is ~0.46 s of Gram products, 4 x
+0.17 s of float64 eigh and ~1.26 s of projections (``make bench``, benchmarks/README.md).
 """
 import numpy as np
 import torch
