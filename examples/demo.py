@@ -24,7 +24,7 @@ from fairseq_defemb.corpus_format import load_split
 from fairseq_defemb.selection import select_rows
 from fairseq_defemb.vocabulary import load_model_dictionary
 
-from demo_support import BIN, REPO, Step, parse_demo_args, plot_mimic_curve, training_curve
+from demo_support import BIN, REPO, Step, parse_demo_args, plot_mimic_curve, run_surgeries, training_curve
 
 # CPU budgets. benchmarks/results.json: this 6-layer, 384-wide encoder trains at ~2,500 tokens/s
 # and predicts at ~8,800 tokens/s on 2 cores, so prompts are kept short (32 tokens), the corpus
@@ -135,11 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             "--corpus", work / "definitions", "--out", work / "defemb.pt", "--token-ids", work / "candidates.txt",
             "--max-tokens", "4096", "--device", "cpu", "--no-progress",
         ])
-        for method, name in (("definitionemb", "DefinitionEMB"), ("deldirection", "DelDirection"), ("del-zscore", "Del-zscore")):
-            extra = ["--embeddings", work / "defemb.pt", "--task-data", work / "task-bin", "--alpha", budget["alpha"]] \
-                if method == "definitionemb" else []
-            step.run(f"surgery {name}", [BIN / "defemb-surgery", "--checkpoint", original / "model.pt",
-                                         "--dict", original / "dict.txt", "--method", method, *extra, "--out", work / name])
+        run_surgeries(step, work, original, budget["alpha"])
         shown = showcase_tokens(candidates, dictionary)
         step.run("analyze", [
             BIN / "defemb-analyze", "--checkpoint", original / "model.pt", "--embeddings",

@@ -37,18 +37,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fairseq_defemb.analyze import model_groups
 from fairseq_defemb.atomic_io import atomic_output_dir
 from fairseq_defemb.checkpoint_embeddings import read_embedding_matrix
 from fairseq_defemb.fairseq_checkpoint import build_pretraining_model
-from fairseq_defemb.frequency_groups import frequency_groups
 from fairseq_defemb.geometry import GROUP_COLOURS, plot_projections
 from fairseq_defemb.isotropy import isotropy_by_group
 from fairseq_defemb.neighbours import token_surfaces
 from fairseq_defemb.selection import select_rows, task_token_ids
-from fairseq_defemb.vocabulary import MASK_SYMBOL, load_model_dictionary
+from fairseq_defemb.vocabulary import load_model_dictionary
 from preprocess.gcide import read_gcide
 
-from demo_support import BIN, REPO, Step, parse_demo_args, first_json, plot_mimic_curve, training_curve
+from demo_support import BIN, REPO, Step, parse_demo_args, first_json, plot_mimic_curve, run_surgeries, training_curve
 
 GPT2 = REPO / ".cache" / "gpt2"
 ASPECTS = ("challenge", "approach", "outcome")
@@ -59,6 +59,8 @@ GROUPS = ("frequent", "medium", "rare", "all")
 # A BART of 3 + 3 layers, 256 wide: on 2 cores it pretrains at ~1,300 tokens/s (the 36k-row
 # tied output projection is most of the cost), which is what makes a 60-minute budget possible.
 MAX_POSITIONS = 256
+MAX_TOKENS = 2048  # per batch, in pretraining and fine-tuning alike
+BEAM = 4
 ARCH = "bart_base"
 MODEL = ["--arch", ARCH, "--encoder-layers", "3", "--decoder-layers", "3", "--encoder-embed-dim", "256",
          "--decoder-embed-dim", "256", "--encoder-ffn-embed-dim", "1024", "--decoder-ffn-embed-dim", "1024",
@@ -184,7 +186,7 @@ def pretrain_options(budget: dict, seed: int) -> list:
             "--criterion", "cross_entropy", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-6",
             "--clip-norm", "0.1", "--weight-decay", "0.01", "--dropout", "0.1", "--attention-dropout", "0.1",
             "--lr", "1e-3", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", max(1, updates // 10),
-            "--warmup-init-lr", "1e-7", "--max-tokens", "2048", "--max-update", updates,
+            "--warmup-init-lr", "1e-7", "--max-tokens", MAX_TOKENS, "--max-update", updates,
             "--save-interval-updates", every, "--keep-interval-updates", "-1", "--validate-interval-updates", every,
             "--no-epoch-checkpoints", "--no-save-optimizer-state", "--log-interval", max(1, every // 2), "--seed", seed, *CPU]
 
@@ -269,7 +271,7 @@ def finetune_options(task_bin: Path, restore: Path, save_dir: Path, seed: int, u
             "--attention-dropout", "0.1", "--weight-decay", "0.01", "--optimizer", "adam", "--adam-betas", "(0.9, 0.999)",
             "--adam-eps", "1e-08", "--clip-norm", "0.1", "--lr-scheduler", "polynomial_decay", "--lr", "3e-4",
             "--total-num-update", updates, "--warmup-updates", max(1, updates // 10), "--max-update", updates,
-            "--max-tokens", "2048", "--skip-invalid-size-inputs-valid-test", "--validate-interval", "2",
+            "--max-tokens", MAX_TOKENS, "--skip-invalid-size-inputs-valid-test", "--validate-interval", "2",
             "--save-dir", save_dir, "--no-epoch-checkpoints", "--no-last-checkpoints", "--no-save-optimizer-state",
             "--seed", seed, "--log-interval", "5", *CPU]
 
@@ -279,7 +281,7 @@ def generate_options(task_bin: Path, checkpoint: Path) -> list:
     return [BIN / "fairseq-generate", task_bin, "--user-dir", REPO / "fairseq_defemb", "--path", checkpoint,
             "--task", "translation", "--source-lang", "source", "--target-lang", "target", "--truncate-source",
             "--max-source-positions", MAX_POSITIONS, "--max-target-positions", MAX_POSITIONS, "--gen-subset", "test",
-            "--beam", "4", "--lenpen", "2.0", "--min-len", "40", "--max-len-b", "120", "--no-repeat-ngram-size", "3",
+            "--beam", BEAM, "--lenpen", "2.0", "--min-len", "40", "--max-len-b", "120", "--no-repeat-ngram-size", "3",
             "--batch-size", "32", *BPE, *CPU]
 
 
@@ -311,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"DefinitionEMB encoder-decoder demo ({args.budget} budget) -> {args.out}")
     print(f"  choices: a 3+3-layer, 256-wide BART pretrained from scratch for {budget['pretrain_updates']} updates of "
-          f"<= 2,048 tokens on ACLSum's training papers + {budget['gcide_lines']:,} GCIDE definitions; "
+          f"<= {MAX_TOKENS:,} tokens on ACLSum's training papers + {budget['gcide_lines']:,} GCIDE definitions; "
           f"DefinitionEMB on {budget['definition_prompts']:,} GCIDE/number prompts (sampled toward rare tokens, "
           f"<= 40 tokens) for {budget['definition_updates']} updates; surgery at alpha {budget['alpha']}; each of "
           f"{', '.join(METHODS)} fine-tuned for {budget['finetune_epochs']} epochs with seeds "
@@ -341,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         (work / "pretrain" / "checkpoint_last.pt").replace(original / "model.pt")
         (original / "dict.txt").write_bytes((raw / "dict.txt").read_bytes())
         dictionary = load_model_dictionary(original / "dict.txt")
-        groups = frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index(MASK_SYMBOL))
+        groups = model_groups(dictionary)
         start = initial_embeddings(work / "pretrain-bin", options)
         trace = step.time("isotropy trace", isotropy_during_pretraining, start, work / "pretrain", groups)
         plot_figure1(trace, start, read_embedding_matrix(original / "model.pt"), groups, work / "figure1_pretraining.png")
@@ -376,13 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             "--device", "cpu", "--no-progress"])
 
         # 3. surgery
-        checkpoints = {"original": original / "model.pt"}
-        for method, name in (("definitionemb", "DefinitionEMB"), ("deldirection", "DelDirection"), ("del-zscore", "Del-zscore")):
-            extra = ["--embeddings", work / "defemb.pt", "--task-data", work / "task-bin", "--alpha", budget["alpha"]] \
-                if method == "definitionemb" else []
-            step.run(f"surgery {name}", [BIN / "defemb-surgery", "--checkpoint", original / "model.pt", "--dict",
-                                         original / "dict.txt", "--method", method, *extra, "--out", work / name], show=2)
-            checkpoints[name] = work / name / "model.pt"
+        checkpoints = {"original": original / "model.pt", **run_surgeries(step, work, original, budget["alpha"], show=2)}
 
         # 4. fine-tune, generate and score every method with every seed
         test_refs = raw / "test.target"
@@ -437,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def finetune_steps_per_epoch(task_bin: Path) -> int:
-    """Batches per epoch of the training pairs at --max-tokens 2048 with sources truncated to
+    """Batches per epoch of the training pairs at --max-tokens MAX_TOKENS with sources truncated to
     the model's positions (what fairseq-train's batching gives for these lengths)."""
     from fairseq.data import data_utils
 
@@ -447,7 +443,7 @@ def finetune_steps_per_epoch(task_bin: Path) -> int:
         sizes[side] = np.minimum(dataset.sizes, MAX_POSITIONS)
     lengths = np.maximum(sizes["source"], sizes["target"])
     order = np.argsort(lengths, kind="stable")
-    batches = data_utils.batch_by_size(order, lambda i: int(lengths[i]), max_tokens=2048, required_batch_size_multiple=1)
+    batches = data_utils.batch_by_size(order, lambda i: int(lengths[i]), max_tokens=MAX_TOKENS, required_batch_size_multiple=1)
     return len(batches)
 
 
@@ -528,7 +524,7 @@ def write_summary(work: Path, args, budget: dict, text: dict, timings: dict, tra
         "DelDirection and Del-zscore transform the whole matrix",
         f"- **fine-tune**: stock `fairseq-train --task translation`, {finetune_updates} updates "
         f"({budget['finetune_epochs']} epochs) per run, seeds {', '.join(map(str, budget['seeds']))}; "
-        f"stock `fairseq-generate` (beam 4) on {text['pairs']['test']} test papers", "",
+        f"stock `fairseq-generate` (beam {BEAM}) on {text['pairs']['test']} test papers", "",
         "## Figure 1: the embeddings degenerate during pretraining", "",
         f"Isotropy I(E) from update 0 to {last['update']}: " + ", ".join(
             f"{g} {first[g]:.3f} -> {last[g]:.3f}" for g in GROUPS) + ".", "",
@@ -537,7 +533,8 @@ def write_summary(work: Path, args, budget: dict, text: dict, timings: dict, tra
         "| model | ROUGE-1 | ROUGE-2 | ROUGE-L | words per summary | fine-tune valid loss |",
         "|---|---:|---:|---:|---:|---:|", *rouge_rows, "",
         f"The references average {reference_words:.1f} words; valid loss is fairseq's (base 2) at the last validation.", "",
-        "Paired bootstrap (Koehn 2004): the test examples of all seeds pooled, 1,000 resamples; p is the share of "
+        f"Paired bootstrap (Koehn 2004): the test examples of all seeds pooled, "
+        f"{significance['DefinitionEMB']['rouge1']['resamples']:,} resamples; p is the share of "
         "resamples in which the method does not beat the original (per-example ROUGE from rouge-score).", "",
         "![ROUGE per method](rouge.png)", "",
         "## Geometry of the pretrained embeddings and the three replacements", "",

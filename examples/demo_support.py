@@ -128,3 +128,17 @@ def parse_demo_args(description: str, default_out: str, budgets: dict,
     args = parser.parse_args(argv)
     configure_cli_logging(logging.WARNING)
     return args, budgets[args.budget]
+
+
+def run_surgeries(step: Step, work: Path, original: Path, alpha: int, show: int = 6) -> dict[str, Path]:
+    """``defemb-surgery`` for DefinitionEMB (from ``work``/defemb.pt and the task data in
+    ``work``/task-bin) and the two baselines, each into ``work``/NAME; returns each method's model.pt."""
+    checkpoints = {}
+    for method, name in (("definitionemb", "DefinitionEMB"), ("deldirection", "DelDirection"), ("del-zscore", "Del-zscore")):
+        extra = ["--embeddings", work / "defemb.pt", "--task-data", work / "task-bin", "--alpha", alpha] \
+            if method == "definitionemb" else []
+        step.run(f"surgery {name}", [BIN / "defemb-surgery", "--checkpoint", original / "model.pt", "--dict",
+                                     original / "dict.txt", "--method", method, *extra, "--out", work / name], show=show)
+        checkpoints[name] = work / name / "model.pt"
+    return checkpoints
+

@@ -9,14 +9,14 @@ import pytest
 
 from conftest import REPO, VENV_BIN
 from fairseq_defemb.checkpoint_embeddings import read_embedding_matrix
-from fairseq_defemb.frequency_groups import frequency_groups
+from fairseq_defemb.analyze import model_groups
 from fairseq_defemb.isotropy import isotropy_by_group
 from fairseq_defemb.rouge import rouge_perl, rouge_python_per_example
 from fairseq_defemb.significance import paired_bootstrap, pool
 from fairseq_defemb.vocabulary import load_model_dictionary
 
 sys.path.insert(0, str(REPO / "examples"))
-from demo_bart import BUDGETS, METHODS, pretrain_options  # noqa: E402
+from demo_bart import BUDGETS, GROUPS, METHODS, pretrain_options  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,7 @@ def demo(tmp_path_factory):
 
 
 def groups_of(out):
-    dictionary = load_model_dictionary(out / "original" / "dict.txt")
-    return frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index("<mask>"))
+    return model_groups(load_model_dictionary(out / "original" / "dict.txt"))
 
 
 @pytest.mark.slow
@@ -41,11 +40,11 @@ def test_isotropy_trace_starts_at_fairseqs_initialisation_and_ends_at_the_kept_m
     trace, groups = summary["isotropy_during_pretraining"], groups_of(out)
     final = isotropy_by_group(read_embedding_matrix(out / "original" / "model.pt"), groups)
     assert trace[-1]["update"] == BUDGETS["ci"]["pretrain_updates"]
-    for group in ("frequent", "medium", "rare", "all"):
+    for group in GROUPS:
         assert trace[-1][group] == pytest.approx(final[group], rel=1e-9)
     # Update 0 is what stock fairseq-train starts from: with a learning rate of 0 its first
     # interval checkpoint holds the initial weights unchanged.
-    options = [str(o) for o in pretrain_options(BUDGETS["ci"], 1)]
+    options = [str(o) for o in pretrain_options(BUDGETS["ci"], summary["seed"])]
     options[options.index("--save-interval-updates") + 1] = "1"
     run = subprocess.run([str(VENV_BIN / "fairseq-train"), str(out / "pretrain-bin"), "--user-dir", str(REPO / "fairseq_defemb"),
                           "--task", "denoising", *options, "--lr", "0", "--warmup-init-lr", "0", "--max-update", "1",
@@ -53,7 +52,7 @@ def test_isotropy_trace_starts_at_fairseqs_initialisation_and_ends_at_the_kept_m
     assert run.returncode == 0, run.stderr[-3000:]
     start = isotropy_by_group(read_embedding_matrix(tmp_path / "checkpoint_1_1.pt"), groups)
     assert trace[0]["update"] == 0
-    for group in ("frequent", "medium", "rare", "all"):
+    for group in GROUPS:
         assert trace[0][group] == pytest.approx(start[group], rel=1e-9)
     assert trace[-1]["all"] < trace[0]["all"]  # the degeneration Figure 1 shows
 
@@ -65,7 +64,7 @@ def test_geometry_table_is_the_saved_matrices(demo):
     for name in ("original", "DelDirection", "Del-zscore", "DefinitionEMB"):
         reported = summary["analysis"]["matrices"][name]["isotropy"]
         recomputed = isotropy_by_group(read_embedding_matrix(out / name / "model.pt"), groups)
-        for group in ("frequent", "medium", "rare", "all"):
+        for group in GROUPS:
             assert recomputed[group] == pytest.approx(reported[group], rel=1e-9), (name, group)
     replaced = json.loads((out / "DefinitionEMB" / "surgery.json").read_text())["num_changed"]
     assert replaced > 0 and replaced == summary["candidates"]
@@ -93,7 +92,15 @@ def test_rouge_and_significance_are_the_saved_hypotheses(demo):
                                         pool([per_example[f"{method}-seed{s}"][metric] for s in seeds]))
             assert summary["significance"][method][metric]["p_value"] == expected["p_value"]
             assert summary["significance"][method][metric]["delta"] == pytest.approx(expected["delta"], abs=1e-9)
+            test = summary["significance"][method][metric]
+            assert test["pool_size"] == len(seeds) * BUDGETS["ci"]["test_docs"]
+            assert test["p_value"] == pytest.approx(1 - test["wins"] / test["resamples"])
     text = (out / "summary.md").read_text()
-    assert f"{summary['rouge']['DefinitionEMB']['rouge1']['mean']:.2f}" in text
+    row = next(line for line in text.splitlines() if line.startswith("| DefinitionEMB | "))
+    cells = row.strip("|").split("|")[1:]
+    for cell, metric in zip(cells, ("rouge1", "rouge2", "rougeL")):
+        mean, std = summary["rouge"]["DefinitionEMB"][metric]["mean"], summary["rouge"]["DefinitionEMB"][metric]["std"]
+        delta = mean - summary["rouge"]["original"][metric]["mean"]
+        assert cell.strip().startswith(f"{mean:.2f} ± {std:.2f} ({delta:+.2f}, p "), (cell, metric)
     for png in ("figure1_pretraining.png", "rouge.png", "projection.png", "definition_training_curve.png"):
         assert (out / png).stat().st_size > 5000
