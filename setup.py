@@ -10,16 +10,16 @@ setup(
     name="fairseq-defemb",
     version="0.1.0",
     description="Repair rare-token embeddings of fairseq PLMs with dictionary definitions (DefinitionEMB)",
-    packages=find_packages(include=["fairseq_defemb", "fairseq_defemb.*", "preprocess", "preprocess.*"]),
+    packages=find_packages(include=["fairseq_defemb", "fairseq_defemb.*", "defemb", "defemb.*"]),
     python_requires=">=3.10",
     install_requires=["numpy", "tqdm", "regex"],
     entry_points={
         "console_scripts": [
-            "defemb-predict = fairseq_defemb.predict:cli_main",
-            "defemb-corpus = preprocess.build_corpus:cli_main",
-            "defemb-surgery = fairseq_defemb.surgery:cli_main",
-            "defemb-analyze = fairseq_defemb.analyze:cli_main",
-            "defemb-convert-hf = fairseq_defemb.convert_hf:cli_main",
+            "defemb-predict = defemb.predict:cli_main",
+            "defemb-corpus = defemb.corpus.build:cli_main",
+            "defemb-surgery = defemb.surgery.swap:cli_main",
+            "defemb-analyze = defemb.analysis.report:cli_main",
+            "defemb-convert-hf = defemb.convert.hf_bert:cli_main",
         ]
     },
 )

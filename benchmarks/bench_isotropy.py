@@ -2,7 +2,7 @@
 
     python benchmarks/bench_isotropy.py [--rows 50265 --dim 1024] [--repeats 3] [--quick]
 
-Fast: ``fairseq_defemb.isotropy.isotropy_by_group`` (Gram matrices from float32 products of the
+Fast: ``defemb.analysis.isotropy.isotropy_by_group`` (Gram matrices from float32 products of the
 upper block triangle, float64 ``eigh``, each row projected once on its group's eigenvectors and those
 of "all" side by side, a chunked exp/sum log-sum-exp). Naive: Mu et al.'s definition literally,
 per group: ``np.linalg.eig`` of E^T E (float64), then an explicit Python loop over the
@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fairseq_defemb.frequency_groups import frequency_groups  # noqa: E402
-from fairseq_defemb.isotropy import group_grams, isotropy, isotropy_by_group  # noqa: E402
+from defemb.analysis.frequency_groups import frequency_groups  # noqa: E402
+from defemb.analysis.isotropy import group_grams, isotropy, isotropy_by_group  # noqa: E402
 
 
 def naive_group(E: np.ndarray, sample: int | None = None) -> tuple[float | None, float, float]:

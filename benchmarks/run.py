@@ -35,7 +35,7 @@ BIN = Path(sys.executable).parent
 GPT2 = REPO / ".cache" / "gpt2"
 
 import fairseq_defemb  # noqa: E402,F401  (registers the task, models, criterion)
-from fairseq_defemb.atomic_io import write_json, write_text  # noqa: E402
+from defemb.atomic_io import write_json, write_text  # noqa: E402
 
 WIDTH, FFN = 384, 1536
 ROBERTA_LAYERS, BART_LAYERS = 6, 3
@@ -143,7 +143,7 @@ class Fixtures:
     def subset(self, prompts: int) -> Path:
         """A corpus of ``prompts`` train prompts drawn (seed 0) from the full corpus."""
         def build():
-            from fairseq_defemb.corpus_format import CorpusWriter, load_split, write_metadata
+            from defemb.data.corpus_format import CorpusWriter, load_split, write_metadata
 
             src = load_split(self.full_corpus, "train")
             order = np.random.default_rng(0).permutation(len(src))[:prompts]
@@ -162,7 +162,7 @@ class Fixtures:
 
     @property
     def dictionary(self):
-        from fairseq_defemb.vocabulary import load_model_dictionary
+        from defemb.data.vocabulary import load_model_dictionary
 
         return self.once("dictionary", lambda: load_model_dictionary(self.full_corpus / "dict.txt"))
 
@@ -176,8 +176,8 @@ class Fixtures:
         reads exactly the prompts ``definition_cloze`` reads, index for index."""
         from fairseq.data import indexed_dataset
 
-        from fairseq_defemb.corpus_format import load_split
-        from fairseq_defemb.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
+        from defemb.data.corpus_format import load_split
+        from defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
 
         def build():
             out = self.root / f"{family}-{corpus.name}"
@@ -283,7 +283,7 @@ def bench_corpus(fx: Fixtures) -> dict:
         if workers == 2:
             result["scaling"].append({"max_senses_per_word": senses, "prompts": prompts, "seconds": seconds})
     result["scaling"].sort(key=lambda r: r["prompts"])
-    from fairseq_defemb.corpus_format import load_split
+    from defemb.data.corpus_format import load_split
 
     train = load_split(fx.full_corpus, "train")
     result["mean_prompt_tokens"] = float(train.prompts.sizes.mean())
@@ -404,7 +404,7 @@ def bench_training(fx: Fixtures) -> dict:
 
 def save_trained_like(fx: Fixtures, family: str, corpus: Path) -> Path:
     """A DefinitionEMB checkpoint as fairseq-train writes it (random projection: speed only)."""
-    from fairseq_defemb.fairseq_checkpoint import save_model_checkpoint
+    from defemb.convert.fairseq_checkpoint import save_model_checkpoint
 
     _, model, _, cfg = fx.definition_model(family, corpus)
     return save_model_checkpoint(model, cfg, fx.root / f"defemb-{family}-{corpus.name}.pt")
@@ -452,7 +452,7 @@ def predict_pair(fx: Fixtures, family: str, prompts: int, repeats: int, against_
     same pre-collated batches (the bound) and, optionally, against one token at a time."""
     from fairseq.data import data_utils
 
-    from fairseq_defemb.predict import load_definition_model, predict_embeddings
+    from defemb.predict import load_definition_model, predict_embeddings
 
     corpus = fx.subset(prompts)
     model, task = load_definition_model(save_trained_like(fx, family, corpus), corpus)

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fairseq_defemb.atomic_io import atomic_output_dir
-from fairseq_defemb.corpus_format import load_split
-from fairseq_defemb.selection import select_rows
-from fairseq_defemb.vocabulary import load_model_dictionary
+from defemb.atomic_io import atomic_output_dir
+from defemb.data.corpus_format import load_split
+from defemb.surgery.selection import select_rows
+from defemb.data.vocabulary import load_model_dictionary
 
 from demo_support import BIN, REPO, Step, parse_demo_args, plot_mimic_curve, run_surgeries, training_curve
 
@@ -60,7 +60,7 @@ def binarize_task_text(out_dir: Path, dict_path: Path, vocab_txt: Path, max_docs
     reads. Returns the ids that occur in it."""
     from fairseq.data import indexed_dataset
 
-    from preprocess.tokenizers import WordPieceBackend
+    from defemb.corpus.tokenizers import WordPieceBackend
 
     data_dir = Path(str(importlib.resources.files("aclsum") / "dataset"))
     dictionary = load_model_dictionary(dict_path)

@@ -37,16 +37,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fairseq_defemb.analyze import model_groups
-from fairseq_defemb.atomic_io import atomic_output_dir
-from fairseq_defemb.checkpoint_embeddings import read_embedding_matrix
-from fairseq_defemb.fairseq_checkpoint import build_pretraining_model
-from fairseq_defemb.geometry import GROUP_COLOURS, plot_projections
-from fairseq_defemb.isotropy import isotropy_by_group
-from fairseq_defemb.neighbours import token_surfaces
-from fairseq_defemb.selection import select_rows, task_token_ids
-from fairseq_defemb.vocabulary import load_model_dictionary
-from preprocess.gcide import read_gcide
+from defemb.analysis.report import model_groups
+from defemb.atomic_io import atomic_output_dir
+from defemb.surgery.checkpoint import read_embedding_matrix
+from defemb.convert.fairseq_checkpoint import build_pretraining_model
+from defemb.analysis.geometry import GROUP_COLOURS, plot_projections
+from defemb.analysis.isotropy import isotropy_by_group
+from defemb.analysis.neighbours import token_surfaces
+from defemb.surgery.selection import select_rows, task_token_ids
+from defemb.data.vocabulary import load_model_dictionary
+from defemb.corpus.gcide import read_gcide
 
 from demo_support import BIN, REPO, Step, parse_demo_args, first_json, plot_mimic_curve, run_surgeries, training_curve
 

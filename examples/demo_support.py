@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fairseq_defemb.cli_logging import configure_cli_logging
+from defemb.cli.logging_setup import configure_cli_logging
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent

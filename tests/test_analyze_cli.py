@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from fairseq_defemb.analyze import analyze_matrices, cli_main
-from fairseq_defemb.frequency_groups import frequency_groups
-from fairseq_defemb.isotropy import isotropy
-from fairseq_defemb.neighbours import max_difference
-from fairseq_defemb.vocabulary import load_model_dictionary
+from defemb.analysis.report import analyze_matrices, cli_main
+from defemb.analysis.frequency_groups import frequency_groups
+from defemb.analysis.isotropy import isotropy
+from defemb.analysis.neighbours import max_difference
+from defemb.data.vocabulary import load_model_dictionary
 
 
 def _checkpoint(path, W):

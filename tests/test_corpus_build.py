@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from fairseq_defemb.corpus_format import check_corpus_dictionary, load_split
-from fairseq_defemb.vocabulary import load_model_dictionary
-from preprocess import build_corpus
-from preprocess.build_corpus import cli_main
+from defemb.data.corpus_format import check_corpus_dictionary, load_split
+from defemb.data.vocabulary import load_model_dictionary
+from defemb.corpus import build as build_corpus
+from defemb.corpus.build import cli_main
 from tiny_models import make_tiny_checkpoint
 from conftest import REPO, VENV_BIN
 from test_corpus_alignment import GPT2, MINILM_VOCAB, gpt2_decode, write_gpt2_dict, write_wordpiece_dict
@@ -55,7 +55,7 @@ def test_gpt2_corpus_contract(tmp_path, gpt2_dict):
     assert meta["sources"] == ["manual", "numbers"] and meta["tokenizer"]["bpe"] == "gpt2"
     assert meta["prompts_by_source"]["manual"] == 50 and meta["skipped"]["definition truncated"] > 0
     dictionary = load_model_dictionary(out / "dict.txt")
-    from preprocess.tokenizers import GPT2Backend
+    from defemb.corpus.tokenizers import GPT2Backend
 
     backend = GPT2Backend(dictionary, GPT2 / "encoder.json", GPT2 / "vocab.bpe")
     rows = read_all(out, "train") + read_all(out, "valid")

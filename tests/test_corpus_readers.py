@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from preprocess.entries import MAX_LINE_BYTES, Entry, SkipLog
-from preprocess.gcide import clean_definition, clean_headword, gcide_files, read_gcide
-from preprocess.manual import read_manual
-from preprocess.numbers import number_entries, spell_number
-from preprocess.wiktionary import read_wiktionary
+from defemb.corpus.entries import MAX_LINE_BYTES, Entry, SkipLog
+from defemb.corpus.gcide import clean_definition, clean_headword, gcide_files, read_gcide
+from defemb.corpus.manual import read_manual
+from defemb.corpus.numbers import number_entries, spell_number
+from defemb.corpus.wiktionary import read_wiktionary
 
 
 # -- GCIDE ------------------------------------------------------------------------

@@ -5,10 +5,10 @@ import torch
 from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-from fairseq_defemb.cloze_dataset import DefinitionClozeDataset
-from fairseq_defemb.corpus_format import CorpusWriter, load_split, write_metadata
+from defemb.data.cloze_dataset import DefinitionClozeDataset
+from defemb.data.corpus_format import CorpusWriter, load_split, write_metadata
 from fairseq_defemb.criterions.mimic_mse import mimic_loss_terms
-from fairseq_defemb.vocabulary import load_model_dictionary
+from defemb.data.vocabulary import load_model_dictionary
 
 
 def training_args(tiny_dir, family, extra=()):
@@ -133,7 +133,7 @@ def test_roberta_inference_reads_the_last_layer_only_where_predicted(tiny_dir, t
     from tiny_corpus import make_tiny_corpus
     from tiny_models import ARCH_ARGS
 
-    from fairseq_defemb.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
+    from defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
 
     (tmp_path / "roberta").mkdir()
     (tmp_path / "roberta" / "dict.txt").write_bytes((tiny_dir / "roberta" / "dict.txt").read_bytes())

@@ -6,11 +6,11 @@ import sys
 import pytest
 
 from conftest import REPO
-from fairseq_defemb.checkpoint_embeddings import read_embedding_matrix
-from fairseq_defemb.frequency_groups import frequency_groups
-from fairseq_defemb.isotropy import isotropy_by_group
-from fairseq_defemb.neighbours import max_difference, numeric_tokens, token_surfaces
-from fairseq_defemb.vocabulary import load_model_dictionary
+from defemb.surgery.checkpoint import read_embedding_matrix
+from defemb.analysis.frequency_groups import frequency_groups
+from defemb.analysis.isotropy import isotropy_by_group
+from defemb.analysis.neighbours import max_difference, numeric_tokens, token_surfaces
+from defemb.data.vocabulary import load_model_dictionary
 
 
 @pytest.mark.slow

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import REPO, VENV_BIN
-from fairseq_defemb.checkpoint_embeddings import read_embedding_matrix
-from fairseq_defemb.analyze import model_groups
-from fairseq_defemb.isotropy import isotropy_by_group
-from fairseq_defemb.rouge import rouge_perl, rouge_python_per_example
-from fairseq_defemb.significance import paired_bootstrap, pool
-from fairseq_defemb.vocabulary import load_model_dictionary
+from defemb.surgery.checkpoint import read_embedding_matrix
+from defemb.analysis.report import model_groups
+from defemb.analysis.isotropy import isotropy_by_group
+from defemb.analysis.rouge import rouge_perl, rouge_python_per_example
+from defemb.analysis.significance import paired_bootstrap, pool
+from defemb.data.vocabulary import load_model_dictionary
 
 sys.path.insert(0, str(REPO / "examples"))
 from demo_bart import BUDGETS, GROUPS, METHODS, pretrain_options  # noqa: E402

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-import fairseq_defemb.isotropy as iso
-from fairseq_defemb.frequency_groups import frequency_groups
-from fairseq_defemb.isotropy import isotropy, isotropy_by_group
+import defemb.analysis.isotropy as iso
+from defemb.analysis.frequency_groups import frequency_groups
+from defemb.analysis.isotropy import isotropy, isotropy_by_group
 
 
 def naive_isotropy(E: np.ndarray) -> float:

@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from fairseq_defemb.postprocessing import del_direction, del_zscore
+from defemb.surgery.postprocessing import del_direction, del_zscore
 
 
 def anisotropic(rows=500, dim=200, seed=0) -> np.ndarray:

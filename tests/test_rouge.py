@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from fairseq_defemb.rouge import (FILES2ROUGE_ARGS, perl_available, ptb_tokenize, rouge, rouge_home, rouge_perl,
+from defemb.analysis.rouge import (FILES2ROUGE_ARGS, perl_available, ptb_tokenize, rouge, rouge_home, rouge_perl,
                                   rouge_python, rouge_python_per_example, sentences)
 
 needs_perl = pytest.mark.skipif(not perl_available(), reason="ROUGE-1.5.5 needs Perl XML::Parser (make install)")

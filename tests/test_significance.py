@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fairseq_defemb.significance import accuracy, correctness, paired_bootstrap, pool
+from defemb.analysis.significance import accuracy, correctness, paired_bootstrap, pool
 
 
 def test_strictly_better_system_is_significant():

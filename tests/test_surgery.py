@@ -12,13 +12,13 @@ import torch
 from fairseq.data import indexed_dataset
 
 from conftest import REPO, VENV_BIN
-from fairseq_defemb.embedding_file import PredictedEmbeddings
-from fairseq_defemb.frequency_groups import frequency_groups
-from fairseq_defemb.isotropy import isotropy_by_group
-from fairseq_defemb.postprocessing import del_direction, del_zscore
-from fairseq_defemb.checkpoint_embeddings import copy_with_embedding, embedding_keys, load_checkpoint as load_state
-from fairseq_defemb.surgery import cli_main, verify
-from fairseq_defemb.vocabulary import dictionary_sha256, load_model_dictionary
+from defemb.data.embedding_file import PredictedEmbeddings
+from defemb.analysis.frequency_groups import frequency_groups
+from defemb.analysis.isotropy import isotropy_by_group
+from defemb.surgery.postprocessing import del_direction, del_zscore
+from defemb.surgery.checkpoint import copy_with_embedding, embedding_keys, load_checkpoint as load_state
+from defemb.surgery.swap import cli_main, verify
+from defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
 from tiny_models import TINY_WORDS, write_dict
 
 
@@ -278,7 +278,7 @@ def test_a_failed_write_leaves_nothing_behind(tiny_dir, inputs, monkeypatch, cap
         dest.write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("fairseq_defemb.surgery.write_checkpoint", disk_full)
+    monkeypatch.setattr("defemb.surgery.swap.write_checkpoint", disk_full)
     assert cli_main(surgery_args(tiny_dir, "bart", tmp, "--out", str(tmp / "out"))) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert not (tmp / "out").exists() and not list(tmp.glob(".out*"))

@@ -10,10 +10,10 @@ from conftest import REPO, VENV_BIN
 from test_definition_cloze import batch, build_with_cfg
 from tiny_corpus import DEFINITIONS, make_tiny_corpus
 from tiny_models import TINY_WORDS, write_dict
-from fairseq_defemb.embedding_file import PredictedEmbeddings
-from fairseq_defemb.fairseq_checkpoint import save_model_checkpoint
-from fairseq_defemb.predict import cli_main as predict_main
-from fairseq_defemb.predict import load_definition_model
+from defemb.data.embedding_file import PredictedEmbeddings
+from defemb.convert.fairseq_checkpoint import save_model_checkpoint
+from defemb.predict import cli_main as predict_main
+from defemb.predict import load_definition_model
 
 
 def train_cmd(tiny_dir, family, save_dir, *extra):
@@ -137,7 +137,7 @@ def test_predict_refuses_a_corpus_of_another_dictionary(tiny_dir, trained, tmp_p
 @pytest.mark.parametrize("family", ["roberta", "bart"])
 def test_predict_only_requested_ids(tiny_dir, trained, tmp_path, family):
     """--token-ids keeps exactly those ids, with the vectors and counts of the unrestricted run."""
-    from fairseq_defemb.vocabulary import load_model_dictionary
+    from defemb.data.vocabulary import load_model_dictionary
 
     d = load_model_dictionary(tiny_dir / "corpus" / "dict.txt")
     wanted = {d.index("okapi"), d.index("emu")}

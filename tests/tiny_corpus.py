@@ -6,8 +6,8 @@ import random
 import shutil
 from pathlib import Path
 
-from fairseq_defemb.corpus_format import CorpusWriter, write_metadata
-from fairseq_defemb.vocabulary import load_model_dictionary
+from defemb.data.corpus_format import CorpusWriter, write_metadata
+from defemb.data.vocabulary import load_model_dictionary
 
 # headword -> definition, all in the tiny dictionary's words.
 DEFINITIONS = {

@@ -19,9 +19,9 @@ from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
 from omegaconf import OmegaConf
 from torch import nn
 
-from fairseq_defemb.corpus_format import DICT_FILE
+from defemb.data.corpus_format import DICT_FILE
 from fairseq_defemb.models.pretrained import adopt_architecture, architecture_keys, load_pretrained
-from fairseq_defemb.vocabulary import dictionary_sha256
+from defemb.data.vocabulary import dictionary_sha256
 
 logger = logging.getLogger(__name__)
 

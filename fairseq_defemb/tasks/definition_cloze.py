@@ -9,9 +9,9 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
-from fairseq_defemb.cloze_dataset import DefinitionClozeDataset
-from fairseq_defemb.corpus_format import DICT_FILE, check_corpus_dictionary, load_split
-from fairseq_defemb.vocabulary import MASK_SYMBOL, load_model_dictionary
+from defemb.data.cloze_dataset import DefinitionClozeDataset
+from defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary, load_split
+from defemb.data.vocabulary import MASK_SYMBOL, load_model_dictionary
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset, data_utils
 
-from fairseq_defemb.corpus_format import CorpusSplit
+from defemb.data.corpus_format import CorpusSplit
 
 Corruption = Literal["bert", "sentinel"]
 

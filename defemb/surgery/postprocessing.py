@@ -13,7 +13,7 @@ and ``madeupword`` fillers included, and rewrites every row. D = max(1, d // 100
 import numpy as np
 import torch
 
-from fairseq_defemb.isotropy import gram_matrix
+from defemb.analysis.isotropy import gram_matrix
 
 
 def principal_directions(X: torch.Tensor, count: int) -> torch.Tensor:

@@ -54,10 +54,10 @@ from pathlib import Path
 
 import torch
 
-from fairseq_defemb.atomic_io import atomic_output_dir
-from fairseq_defemb.cli_logging import configure_cli_logging
-from fairseq_defemb.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
-from fairseq_defemb.vocabulary import MASK_SYMBOL, load_model_dictionary
+from defemb.atomic_io import atomic_output_dir
+from defemb.cli.logging_setup import configure_cli_logging
+from defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
+from defemb.data.vocabulary import MASK_SYMBOL, load_model_dictionary
 
 BERT_TO_FAIRSEQ_SPECIALS = {"[CLS]": "<s>", "[PAD]": "<pad>", "[SEP]": "</s>", "[UNK]": "<unk>", "[MASK]": "<mask>"}
 FAIRSEQ_SPECIAL_IDS = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}

@@ -24,17 +24,17 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from fairseq_defemb.atomic_io import atomic_output_dir
-from fairseq_defemb.cli_logging import configure_cli_logging
-from fairseq_defemb.corpus_format import DICT_FILE, CorpusWriter, write_metadata
-from preprocess.coverage import coverage_markdown, coverage_report
-from preprocess.entries import Entry, SkipLog
-from preprocess.gcide import read_gcide
-from preprocess.manual import read_manual
-from preprocess.numbers import number_entries
-from preprocess.prompts import Prompt, build_prompt
-from preprocess.tokenizers import CorpusBuildError, SubwordBackend, backend_from_config, load_dictionary
-from preprocess.wiktionary import read_wiktionary
+from defemb.atomic_io import atomic_output_dir
+from defemb.cli.logging_setup import configure_cli_logging
+from defemb.data.corpus_format import DICT_FILE, CorpusWriter, write_metadata
+from defemb.corpus.coverage import coverage_markdown, coverage_report
+from defemb.corpus.entries import Entry, SkipLog
+from defemb.corpus.gcide import read_gcide
+from defemb.corpus.manual import read_manual
+from defemb.corpus.numbers import number_entries
+from defemb.corpus.prompts import Prompt, build_prompt
+from defemb.corpus.tokenizers import CorpusBuildError, SubwordBackend, backend_from_config, load_dictionary
+from defemb.corpus.wiktionary import read_wiktionary
 
 SOURCES = ("gcide", "wiktionary", "numbers", "manual")
 CHUNK = 2000

@@ -2,7 +2,7 @@
 from pathlib import Path
 from typing import Iterator
 
-from preprocess.entries import Entry, SkipLog, numbered_lines
+from defemb.corpus.entries import Entry, SkipLog, numbered_lines
 
 
 def read_manual(path: str | Path, skips: SkipLog | None = None) -> Iterator[Entry]:

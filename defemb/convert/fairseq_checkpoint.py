@@ -9,7 +9,7 @@ from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from omegaconf import OmegaConf
 
-from fairseq_defemb.atomic_io import atomic_output_file
+from defemb.atomic_io import atomic_output_file
 
 
 def build_pretraining_model(data_dir: str | Path, task: str, arch: str, extra_args: list[str] = ()) -> tuple[Any, torch.nn.Module, Any]:

@@ -19,10 +19,10 @@ from fairseq.data import data_utils
 from tqdm import tqdm
 
 import fairseq_defemb  # noqa: F401  (registers the plugin, safe globals)
-from fairseq_defemb.cli_logging import configure_cli_logging
-from fairseq_defemb.corpus_format import DICT_FILE, check_corpus_dictionary
-from fairseq_defemb.embedding_file import PredictedEmbeddings
-from fairseq_defemb.vocabulary import dictionary_sha256
+from defemb.cli.logging_setup import configure_cli_logging
+from defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary
+from defemb.data.embedding_file import PredictedEmbeddings
+from defemb.data.vocabulary import dictionary_sha256
 
 logger = logging.getLogger("defemb-predict")
 

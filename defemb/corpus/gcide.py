@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from preprocess.entries import Entry, SkipLog
+from defemb.corpus.entries import Entry, SkipLog
 
 SOURCE_TAG = re.compile(
     r"\[(?:1913 Webster|Webster 1913|PJC|WordNet|wn\d|\d+\]|See |Obs|R\.|Colloq|Written also|Cant|U\. ?S|Eng\.)[^\]]*\]",

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from fairseq_defemb.atomic_io import torch_save
+from defemb.atomic_io import torch_save
 
 REQUIRED_KEYS = ("token_ids", "embeddings", "num_definitions", "embedding_dim", "dictionary_sha256", "dictionary_size")
 

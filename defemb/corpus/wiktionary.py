@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from preprocess.entries import Entry, SkipLog, numbered_lines
+from defemb.corpus.entries import Entry, SkipLog, numbered_lines
 
 
 def read_wiktionary(path: str | Path, skips: SkipLog | None = None, lang_code: str = "en") -> Iterator[Entry]:

@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fairseq_defemb.atomic_io import atomic_output_dir
-from fairseq_defemb.cli_logging import configure_cli_logging
-from fairseq_defemb.checkpoint_embeddings import load_checkpoint, tied_embedding, with_rows, write_checkpoint
-from fairseq_defemb.embedding_file import PredictedEmbeddings
-from fairseq_defemb.frequency_groups import frequency_groups
-from fairseq_defemb.isotropy import group_grams, isotropy_from_grams, rows_of
-from fairseq_defemb.postprocessing import del_direction, del_zscore
-from fairseq_defemb.selection import Selection, select_rows, special_ids, task_token_ids
-from fairseq_defemb.vocabulary import MASK_SYMBOL, dictionary_sha256, load_model_dictionary
+from defemb.atomic_io import atomic_output_dir
+from defemb.cli.logging_setup import configure_cli_logging
+from defemb.surgery.checkpoint import load_checkpoint, tied_embedding, with_rows, write_checkpoint
+from defemb.data.embedding_file import PredictedEmbeddings
+from defemb.analysis.frequency_groups import frequency_groups
+from defemb.analysis.isotropy import group_grams, isotropy_from_grams, rows_of
+from defemb.surgery.postprocessing import del_direction, del_zscore
+from defemb.surgery.selection import Selection, select_rows, special_ids, task_token_ids
+from defemb.data.vocabulary import MASK_SYMBOL, dictionary_sha256, load_model_dictionary
 
 METHODS = ("definitionemb", "deldirection", "del-zscore")
 REPORT = "surgery.json"

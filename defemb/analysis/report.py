@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fairseq_defemb.atomic_io import atomic_output_dir, write_json
-from fairseq_defemb.cli_logging import configure_cli_logging
-from fairseq_defemb.checkpoint_embeddings import read_embedding_matrix
-from fairseq_defemb.frequency_groups import frequency_groups
-from fairseq_defemb.geometry import drift, plot_projections
-from fairseq_defemb.isotropy import isotropy_by_group
-from fairseq_defemb.neighbours import looks_like_gpt2_ids, max_difference, nearest_neighbours, numeric_tokens, token_surfaces
-from fairseq_defemb.vocabulary import MASK_SYMBOL, load_model_dictionary
+from defemb.atomic_io import atomic_output_dir, write_json
+from defemb.cli.logging_setup import configure_cli_logging
+from defemb.surgery.checkpoint import read_embedding_matrix
+from defemb.analysis.frequency_groups import frequency_groups
+from defemb.analysis.geometry import drift, plot_projections
+from defemb.analysis.isotropy import isotropy_by_group
+from defemb.analysis.neighbours import looks_like_gpt2_ids, max_difference, nearest_neighbours, numeric_tokens, token_surfaces
+from defemb.data.vocabulary import MASK_SYMBOL, load_model_dictionary
 
 GROUP_ORDER = ("frequent", "medium", "rare", "all")
 MODES = ("rouge", "significance", "rare-subset")
@@ -183,7 +183,7 @@ def read_lines(path: str) -> list[str]:
 
 
 def rouge_main(args) -> int:
-    from fairseq_defemb.rouge import perl_available, rouge_perl, rouge_python
+    from defemb.analysis.rouge import perl_available, rouge_perl, rouge_python
 
     hyp, ref = read_lines(args.hyp), read_lines(args.ref)
     tokenize = not args.no_tokenize
@@ -197,7 +197,7 @@ def rouge_main(args) -> int:
 
 
 def significance_main(args) -> int:
-    from fairseq_defemb.significance import correctness, paired_bootstrap, pool
+    from defemb.analysis.significance import correctness, paired_bootstrap, pool
 
     ref = read_lines(args.ref)
     baseline_files, system_files = args.baseline.split(","), args.system.split(",")
@@ -211,7 +211,7 @@ def significance_main(args) -> int:
             if args.metric == "accuracy":
                 scores.setdefault("accuracy", []).append(correctness([h.strip() for h in hyp], [r.strip() for r in ref]))
             else:
-                from fairseq_defemb.rouge import rouge_python_per_example
+                from defemb.analysis.rouge import rouge_python_per_example
 
                 for metric, values in rouge_python_per_example(hyp, ref, not args.no_tokenize).items():
                     scores.setdefault(metric, []).append(values)
@@ -224,12 +224,12 @@ def significance_main(args) -> int:
 
 
 def rare_subset_main(args) -> int:
-    from fairseq_defemb.rare_subset import rare_subset_binarized
+    from defemb.analysis.rare_subset import rare_subset_binarized
 
     chosen = rare_subset_binarized(args.data_bin, args.test_split, args.train_splits, args.threshold, args.min_fraction)
     text = "".join(f"{i}\n" for i in chosen)
     if args.output:
-        from fairseq_defemb.atomic_io import write_text
+        from defemb.atomic_io import write_text
 
         write_text(args.output, text)
     else:

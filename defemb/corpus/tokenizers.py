@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fairseq.data import Dictionary
 
-from fairseq_defemb.vocabulary import load_model_dictionary
+from defemb.data.vocabulary import load_model_dictionary
 
 
 class CorpusBuildError(ValueError):

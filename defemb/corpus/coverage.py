@@ -3,7 +3,7 @@ import re
 
 import numpy as np
 
-from fairseq_defemb.frequency_groups import frequency_groups
+from defemb.analysis.frequency_groups import frequency_groups
 
 
 UNUSED_SLOT = re.compile(r"\[unused\d+\]")

@@ -17,8 +17,8 @@ definition), so each span covers exactly its variant's subwords by construction.
 """
 from dataclasses import dataclass
 
-from preprocess.entries import Entry, SkipLog
-from preprocess.tokenizers import SubwordBackend
+from defemb.corpus.entries import Entry, SkipLog
+from defemb.corpus.tokenizers import SubwordBackend
 
 
 @dataclass

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from fairseq.data import data_utils, indexed_dataset
 
-from fairseq_defemb.vocabulary import dictionary_sha256, load_model_dictionary
+from defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
 
 FORMAT_VERSION = 1
 METADATA_FILE = "corpus.json"

@@ -6,7 +6,7 @@ cardinals; a leading zero ("02") or a longer string is read digit by digit.
 """
 from typing import Iterable, Iterator
 
-from preprocess.entries import Entry
+from defemb.corpus.entries import Entry
 
 ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
 TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()

@@ -1,0 +1,1 @@
+"""Converters between Hugging Face transformers directories and stock fairseq checkpoints."""
