@@ -18,7 +18,7 @@ setup(
             "defemb-predict = defemb.cli.predict:main",
             "defemb-corpus = defemb.corpus.build:cli_main",
             "defemb-surgery = defemb.cli.surgery:main",
-            "defemb-analyze = defemb.analysis.report:cli_main",
+            "defemb-analyze = defemb.cli.analyze:main",
             "defemb-convert-hf = defemb.convert.hf_bert:cli_main",
         ]
     },
