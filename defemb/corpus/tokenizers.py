@@ -7,16 +7,15 @@ it sits inside a sentence.
 import unicodedata
 from pathlib import Path
 
-from fairseq.data import Dictionary
-
-from defemb.data.vocabulary import load_model_dictionary
+from defemb.data.gpt2_bpe import gpt2_bpe_utils
+from defemb.data.vocabulary import DictionaryFormatError, Vocabulary, load_model_dictionary
 
 
 class CorpusBuildError(ValueError):
     """Input from which no corpus can be built; the message names the file and the fix."""
 
 
-def load_dictionary(dict_path: str | Path) -> Dictionary:
+def load_dictionary(dict_path: str | Path) -> Vocabulary:
     """``load_model_dictionary`` (dict.txt + ``<mask>``), with a malformed file reported by
     file and line instead of a traceback."""
     path = Path(dict_path)
@@ -24,22 +23,11 @@ def load_dictionary(dict_path: str | Path) -> Dictionary:
         raise CorpusBuildError(f"--vocab {path}: not found; pass the dict.txt beside the model (e.g. bart.large/dict.txt)")
     try:
         dictionary = load_model_dictionary(path)
-    except (ValueError, RuntimeError, UnicodeDecodeError) as err:
-        line = "?"
-        with path.open("rb") as handle:
-            for lineno, raw in enumerate(handle, 1):
-                try:
-                    fields = raw.decode("utf-8").rstrip("\r\n").rsplit(" ", 1)
-                    ok = len(fields) == 2 and (fields[1].lstrip("-").isdigit() or fields[1].startswith("#"))
-                except UnicodeDecodeError:
-                    ok = False
-                if not ok:
-                    line = str(lineno)
-                    break
+    except DictionaryFormatError as err:
         raise CorpusBuildError(
-            f"--vocab {path}:{line}: not a fairseq dict.txt ({err}); each line must be '<symbol> <count>', as in "
-            "bart.large/dict.txt or the dict.txt written by defemb-convert-hf"
-        ) from err
+            f"--vocab {err}; this is not a fairseq dict.txt (one '<symbol> <count>' per line, as in "
+            "bart.large/dict.txt or the dict.txt written by defemb-convert-hf)"
+        ) from None
     if len(dictionary) <= dictionary.nspecial + 1:
         raise CorpusBuildError(f"--vocab {path}: empty dictionary; pass the model's dict.txt")
     return dictionary
@@ -48,7 +36,7 @@ def load_dictionary(dict_path: str | Path) -> Dictionary:
 class SubwordBackend:
     name = "base"
 
-    def __init__(self, dictionary: Dictionary):
+    def __init__(self, dictionary: Vocabulary):
         self.dictionary = dictionary
         self.unk = dictionary.unk()
 
@@ -98,15 +86,13 @@ class GPT2Backend(SubwordBackend):
 
     name = "gpt2"
 
-    def __init__(self, dictionary: Dictionary, encoder_json: str | Path, vocab_bpe: str | Path, dict_path: str = "dict.txt"):
+    def __init__(self, dictionary: Vocabulary, encoder_json: str | Path, vocab_bpe: str | Path, dict_path: str = "dict.txt"):
         super().__init__(dictionary)
-        from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
-
         for path, flag in ((encoder_json, "--gpt2-encoder-json"), (vocab_bpe, "--gpt2-vocab-bpe")):
             if not Path(path).is_file():
                 raise CorpusBuildError(f"{flag} {path}: not found (`make install` fetches them to .cache/gpt2/)")
         try:
-            self.bpe = get_encoder(str(encoder_json), str(vocab_bpe))
+            self.bpe = gpt2_bpe_utils().get_encoder(str(encoder_json), str(vocab_bpe))
         except (ValueError, UnicodeDecodeError, IndexError) as err:
             raise CorpusBuildError(
                 f"--gpt2-encoder-json {encoder_json} / --gpt2-vocab-bpe {vocab_bpe}: not GPT-2 BPE files ({err}); "
@@ -160,7 +146,7 @@ class WordPieceBackend(SubwordBackend):
 
     name = "wordpiece"
 
-    def __init__(self, dictionary: Dictionary, vocab_txt: str | Path, lowercase: bool = True, dict_path: str = "dict.txt"):
+    def __init__(self, dictionary: Vocabulary, vocab_txt: str | Path, lowercase: bool = True, dict_path: str = "dict.txt"):
         super().__init__(dictionary)
         path = Path(vocab_txt)
         if not path.is_file():
@@ -242,7 +228,7 @@ class SentencePieceBackend(SubwordBackend):
 
     name = "sentencepiece"
 
-    def __init__(self, dictionary: Dictionary, model: str | Path, dict_path: str = "dict.txt"):
+    def __init__(self, dictionary: Vocabulary, model: str | Path, dict_path: str = "dict.txt"):
         super().__init__(dictionary)
         import sentencepiece
 
@@ -270,7 +256,7 @@ class SentencePieceBackend(SubwordBackend):
         return self.dictionary[token_id].lstrip("\u2581")
 
 
-def backend_from_config(config: dict, dictionary: Dictionary) -> SubwordBackend:
+def backend_from_config(config: dict, dictionary: Vocabulary) -> SubwordBackend:
     """Build the backend named in ``config`` (picklable, so worker processes rebuild it)."""
     kind = config["bpe"]
     if kind == "gpt2":
