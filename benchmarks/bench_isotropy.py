@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from defemb.analysis.frequency_groups import frequency_groups  # noqa: E402
-from defemb.analysis.isotropy import group_grams, isotropy, isotropy_by_group  # noqa: E402
+from defemb.analysis.isotropy import group_grams, isotropy_by_group  # noqa: E402
 
 
 def naive_group(E: np.ndarray, sample: int | None = None) -> tuple[float | None, float, float]:

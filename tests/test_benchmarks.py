@@ -5,8 +5,9 @@ import pytest
 from fairseq.models.transformer import TransformerConfig
 from fairseq.modules.transformer_layer import TransformerDecoderLayerBase, TransformerEncoderLayerBase
 
-from benchmarks.run import (encoder_prediction_flops, flops_per_sequence, growth_exponent, interleaved, last_json,
-                            layer_params, median_ratio, misses_text, paper_scale, table_rows, write_readme)
+from benchmarks.flops import encoder_prediction_flops, flops_per_sequence, layer_params, paper_scale
+from benchmarks.harness import growth_exponent, interleaved, last_json, median_ratio
+from benchmarks.report import misses_text, table_rows, write_readme
 
 
 def test_interleaved_alternates_and_the_ratio_is_taken_per_round():
