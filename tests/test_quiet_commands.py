@@ -15,10 +15,9 @@ import torch
 from fairseq.data import indexed_dataset
 
 from conftest import VENV_BIN
-from defemb.data.embedding_file import PredictedEmbeddings
-from defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
 from test_corpus_alignment import GPT2, write_gpt2_dict
 from test_corpus_build import gpt2_args, manual_tsv
+from test_surgery import inputs  # noqa: F401  (the fixture)
 
 COMMANDS = ("defemb-corpus", "defemb-predict", "defemb-surgery", "defemb-analyze", "defemb-convert-hf")
 # Each step runs one command's main in the same fresh interpreter and records the fairseq modules loaded so far.
@@ -39,29 +38,13 @@ print(json.dumps(record))
 LOG_LINE = re.compile(r"^(\S+ \S+ \| [A-Z]+ \| |(DEBUG|INFO|WARNING|ERROR|CRITICAL):)", re.M)
 
 
-@pytest.fixture()
-def task_and_predictions(tiny_dir, tmp_path):
-    """Task data binarized by fairseq's own builder and predictions for a few tokens."""
-    d = load_model_dictionary(tiny_dir / "bart" / "dict.txt")
-    (tmp_path / "task").mkdir()
-    for split, lines in (("train", ("the cat and the dog", "quagga okapi dugong zebu emu gnu yak")),
-                         ("test", ("okapi dugong zebu emu", "the of and"))):
-        builder = indexed_dataset.MMapIndexedDatasetBuilder(str(tmp_path / "task" / f"{split}.bin"), dtype=np.uint16)
-        for line in lines:
-            builder.add_item(torch.tensor([d.index(w) for w in line.split()] + [d.eos()]))
-        builder.finalize(str(tmp_path / "task" / f"{split}.idx"))
-    words = ["quagga", "okapi", "zebu", "emu", "gnu", "cat"]
-    torch.manual_seed(1)
-    PredictedEmbeddings(
-        token_ids=torch.tensor([d.index(w) for w in words]), embeddings=torch.randn(len(words), 32),
-        num_definitions=torch.ones(len(words), dtype=torch.long), embedding_dim=32,
-        dictionary_sha256=dictionary_sha256(tiny_dir / "bart" / "dict.txt"), dictionary_size=len(d),
-    ).save(tmp_path / "defemb.pt")
-    return tmp_path
-
-
-def test_surgery_analysis_and_corpus_run_without_fairseq(tiny_dir, task_and_predictions):
-    tmp, ckpt = task_and_predictions, tiny_dir / "bart"
+def test_surgery_analysis_and_corpus_run_without_fairseq(tiny_dir, inputs):
+    tmp, d = inputs  # task data (train split) binarized by fairseq's own builder, predictions for a few tokens
+    ckpt = tiny_dir / "roberta"
+    builder = indexed_dataset.MMapIndexedDatasetBuilder(str(tmp / "task" / "test.bin"), dtype=np.uint16)
+    for line in ("okapi dugong zebu emu", "the of and"):
+        builder.add_item(torch.tensor([d.index(w) for w in line.split()] + [d.eos()]))
+    builder.finalize(str(tmp / "task" / "test.idx"))
     steps = [
         ("surgery", ["--checkpoint", str(ckpt / "model.pt"), "--embeddings", str(tmp / "defemb.pt"),
                      "--task-data", str(tmp / "task"), "--alpha", "10", "--out", str(tmp / "surgered")]),
