@@ -253,7 +253,12 @@ def write_readme(r: dict, readme: Path) -> None:
     quick = [stage for stage in ran if r[stage].get("quick")]
     stamp = f"quick smoke run (`--quick`) of {', '.join(quick)}: not the reference figures" if quick else "full run"
     seconds = sum(r[stage]["stage_seconds"] for stage in ran)
-    body = (f"{stamp}; {r['torch_threads']} torch threads, {seconds / 60:.0f} min of stages.\n\n{table(r)}\n"
+    # `--only` re-runs some stages and keeps the others' figures: say when each was measured.
+    dates: dict[str, list[str]] = {}
+    for stage in ran:
+        dates.setdefault(r[stage].get("measured", "on a date not recorded"), []).append(stage)
+    when = "; ".join(f"{', '.join(stages)} measured {date}" for date, stages in sorted(dates.items()))
+    body = (f"{stamp} ({when}); {r['torch_threads']} torch threads, {seconds / 60:.0f} min of stages.\n\n{table(r)}\n"
             f"Cost against input size (exponent of a log-log fit over the sizes run):\n\n{scaling_text(r)}\n\n"
             f"FLOPs, checked against this CPU, and the paper's scale:\n\n{flops_text(r)}\n\n"
             f"Missed targets, why, and what would close them:\n\n{misses_text(r)}\n")

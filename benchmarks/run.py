@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"== {stage} ==")
             sgemm.append(cpu_sgemm_flops())  # at every stage: the best is the machine's rate, not its load
             results[stage] = STAGES[stage](fx)
-            results[stage].update(quick=args.quick, stage_seconds=time.perf_counter() - start)
+            results[stage].update(quick=args.quick, stage_seconds=time.perf_counter() - start,
+                                  measured=time.strftime("%Y-%m-%d", time.gmtime()))
             log(f"{stage} done in {results[stage]['stage_seconds']:.0f} s")
             write_json(out, results)  # partial results survive a failure
     results["cpu_sgemm_flops_per_s"] = max(sgemm)

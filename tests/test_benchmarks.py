@@ -104,3 +104,9 @@ def test_last_json_skips_logging_and_readme_section_is_replaced(tmp_path):
     assert "old" not in text and text.startswith("# B\nprose\n") and text.endswith("after\n")
     assert "| defemb-corpus" in text and "isotropy: 10,000 rows 0.30 s" in text
     assert "quick smoke run (`--quick`) of corpus:" in text and "| isotropy + frequency groups, 50,265 x 1,024" in text
+    assert "(corpus, isotropy measured on a date not recorded)" in text
+    # stages re-run with --only on another day keep the others' figures, each stage with its date
+    dated = json.loads(json.dumps(RESULTS))
+    dated["corpus"]["measured"], dated["isotropy"]["measured"] = "2026-11-27", "2026-11-25"
+    write_readme(dated, readme)
+    assert "(isotropy measured 2026-11-25; corpus measured 2026-11-27)" in readme.read_text()
