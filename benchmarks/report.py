@@ -258,6 +258,10 @@ def write_readme(r: dict, readme: Path) -> None:
     for stage in ran:
         dates.setdefault(r[stage].get("measured", "on a date not recorded"), []).append(stage)
     when = "; ".join(f"{', '.join(stages)} measured {date}" for date, stages in sorted(dates.items()))
+    surgery = r.get("surgery", {}).get(r.get("surgery", {}).get("target_shape"), {})
+    if "load_average_1min" in surgery:  # the one stage that records it: its ratios are the most load-sensitive
+        load = surgery["load_average_1min"]
+        when += f"; surgery at a 1-minute load average of {load['start']:.1f} to {load['end']:.1f}"
     body = (f"{stamp} ({when}); {r['torch_threads']} torch threads, {seconds / 60:.0f} min of stages.\n\n{table(r)}\n"
             f"Cost against input size (exponent of a log-log fit over the sizes run):\n\n{scaling_text(r)}\n\n"
             f"FLOPs, checked against this CPU, and the paper's scale:\n\n{flops_text(r)}\n\n"

@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     results = json.loads(out.read_text()) if args.only and out.exists() else {}
     results["torch_threads"] = torch.get_num_threads()
-    sgemm = [cpu_sgemm_flops()]
+    # The machine's matmul rate is the best measured, this run's or (with --only) an earlier one's: a
+    # re-run on a loaded machine must not lower the rate the kept stages' FLOP shares are read against.
+    sgemm = [cpu_sgemm_flops(), results.get("cpu_sgemm_flops_per_s", 0)]
     with tempfile.TemporaryDirectory(prefix="defemb-bench-") as tmp:
         fx = Fixtures(Path(tmp), args.quick)
         for stage in stages:

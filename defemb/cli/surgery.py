@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     p.add_argument("--no-isotropy", action="store_true",
-                   help="leave isotropy out of the report (I(E) per frequency group before and after: 3.5 s of "
-                   "10 s on BART-large with 2 CPU cores, make bench)")
+                   help="leave isotropy out of the report (I(E) per frequency group before and after: 3.5 of "
+                   "10.1 s on BART-large with 2 quiet CPU cores, 126 of 140 s at a load average of 19; make bench)")
     p.add_argument("--verify", metavar="OUT", help="check a surgery output against --against")
     p.add_argument("--against", metavar="ORIGINAL", help="the original checkpoint (directory or model.pt) for --verify")
     return p
