@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fairseq import checkpoint_utils, utils
+from fairseq import checkpoint_utils, tasks, utils
 from fairseq.data import data_utils
+from omegaconf import open_dict
 from tqdm import tqdm
 
 import fairseq_defemb  # noqa: F401  (registers the plugin, safe globals)
@@ -28,25 +29,34 @@ logger = logging.getLogger("defemb-predict")
 
 
 def load_definition_model(checkpoint: str | Path, corpus_dir: str | Path, device: str = "cpu"):
-    """Load a DefinitionEMB checkpoint for inference on ``corpus_dir``; return (model, task)."""
+    """Load a DefinitionEMB checkpoint for inference on ``corpus_dir``; return (model, task).
+
+    The task is set up from ``corpus_dir``, never from the corpus path the checkpoint
+    recorded at training time (fairseq applies ``arg_overrides`` only when it reads the
+    state itself): a checkpoint trained elsewhere, or whose training directory was
+    renamed or deleted, predicts on the corpus it is given. Nothing else recorded is a
+    path the load needs: the task drops ``--pretrained-checkpoint`` when it builds a
+    model from a checkpoint.
+    """
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"--checkpoint {checkpoint}: not found (a checkpoint written by fairseq-train --task definition_cloze)")
     check_corpus_dictionary(corpus_dir)
     state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint))
-    trained_on = getattr(state["cfg"]["model"], "dictionary_sha256", None) if state.get("cfg") else None
+    cfg = state.get("cfg")
+    trained_on = getattr(cfg["model"], "dictionary_sha256", None) if cfg else None
     corpus_hash = dictionary_sha256(Path(corpus_dir) / DICT_FILE)
-    if trained_on is None:
+    if trained_on is None or cfg["task"].get("_name") != "definition_cloze":
         raise ValueError(f"{checkpoint}: not a DefinitionEMB checkpoint (train it with --task definition_cloze)")
     if trained_on != corpus_hash:
         raise ValueError(
             f"{Path(corpus_dir) / DICT_FILE} is not the dictionary {checkpoint} was trained with; "
             "predict on a corpus built with the model's dict.txt"
         )
-    # The stored cfg already holds the pretrained architecture: no need for the original file.
-    models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
-        [str(checkpoint)], arg_overrides={"data": str(corpus_dir), "pretrained_checkpoint": None}, state=state
-    )
+    with open_dict(cfg.task):
+        cfg.task.data = str(corpus_dir)
+    task = tasks.setup_task(cfg.task, from_checkpoint=True)
+    models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], task=task, state=state)
     model = models[0].to(device).eval()
     return model, task
 

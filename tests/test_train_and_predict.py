@@ -1,5 +1,6 @@
 """Stock fairseq-train with --user-dir, resuming, 2-rank DDP on CPU, and defemb-predict."""
 import re
+import shutil
 import socket
 import subprocess
 
@@ -11,6 +12,7 @@ from test_definition_cloze import batch, build_with_cfg
 from tiny_corpus import DEFINITIONS, make_tiny_corpus
 from tiny_models import TINY_WORDS, write_dict
 from defemb.data.embedding_file import PredictedEmbeddings
+from defemb.data.vocabulary import load_model_dictionary
 from defemb.convert.fairseq_checkpoint import save_model_checkpoint
 from defemb.predict import cli_main as predict_main
 from defemb.predict import load_definition_model
@@ -137,8 +139,6 @@ def test_predict_refuses_a_corpus_of_another_dictionary(tiny_dir, trained, tmp_p
 @pytest.mark.parametrize("family", ["roberta", "bart"])
 def test_predict_only_requested_ids(tiny_dir, trained, tmp_path, family):
     """--token-ids keeps exactly those ids, with the vectors and counts of the unrestricted run."""
-    from defemb.data.vocabulary import load_model_dictionary
-
     d = load_model_dictionary(tiny_dir / "corpus" / "dict.txt")
     wanted = {d.index("okapi"), d.index("emu")}
     every, some = tmp_path / "every.pt", tmp_path / "some.pt"
@@ -150,3 +150,51 @@ def test_predict_only_requested_ids(tiny_dir, trained, tmp_path, family):
     rows = [every.token_ids.tolist().index(t) for t in some.token_ids.tolist()]
     torch.testing.assert_close(some.embeddings, every.embeddings[rows])
     assert torch.equal(some.num_definitions, every.num_definitions[rows])
+
+
+def train_elsewhere(root, family):
+    """A checkpoint trained one step on ``root/corpus`` from ``root/<family>/model.pt``."""
+    from tiny_models import make_tiny_checkpoint
+
+    make_tiny_checkpoint(root / family, family)
+    make_tiny_corpus(root / "corpus", root / family / "dict.txt")
+    task, model, criterion, cfg = build_with_cfg(root, family)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    loss, size, _ = criterion(model, batch(task.datasets["train"], range(4)))
+    (loss / size).backward()
+    optimizer.step()
+    return save_model_checkpoint(model, cfg, root / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_predict_on_a_copy_of_the_corpus_after_the_original_is_gone(tmp_path, family):
+    """Issue 20: the task is set up from --corpus; the recorded corpus and pretrained paths are not read."""
+    trained_at = tmp_path / "cluster"
+    checkpoint = train_elsewhere(trained_at, family)
+    moved = tmp_path / "laptop"
+    moved.mkdir()
+    shutil.copytree(trained_at / "corpus", moved / "corpus")
+    shutil.copyfile(checkpoint, moved / "checkpoint.pt")
+    before = tmp_path / "before.pt"
+    common = ["--checkpoint", str(moved / "checkpoint.pt"), "--corpus", str(moved / "corpus"), "--no-progress"]
+    assert predict_main([*common, "--out", str(before)]) == 0
+    shutil.rmtree(trained_at)
+    after = tmp_path / "after.pt"
+    assert predict_main([*common, "--out", str(after)]) == 0
+    before, after = PredictedEmbeddings.load(before), PredictedEmbeddings.load(after)
+    assert torch.equal(before.token_ids, after.token_ids) and torch.equal(before.embeddings, after.embeddings)
+    assert after.extra["corpus"] == str(moved / "corpus")
+
+
+def test_predict_reads_the_given_corpus_not_the_recorded_one(tmp_path):
+    """Issue 20: another corpus of the same dictionary at the recorded path is not read."""
+    checkpoint = train_elsewhere(tmp_path / "run", "roberta")
+    shutil.copytree(tmp_path / "run" / "corpus", tmp_path / "given")
+    shutil.rmtree(tmp_path / "run" / "corpus")
+    few = {w: DEFINITIONS[w] for w in ("cat", "dog", "owl", "emu", "gnu")}
+    make_tiny_corpus(tmp_path / "run" / "corpus", tmp_path / "run" / "roberta" / "dict.txt", valid=1, definitions=few)
+    out = tmp_path / "defemb.pt"
+    assert predict_main(["--checkpoint", str(checkpoint), "--corpus", str(tmp_path / "given"), "--out", str(out),
+                         "--no-progress"]) == 0
+    d = load_model_dictionary(tmp_path / "given" / "dict.txt")
+    assert set(PredictedEmbeddings.load(out).token_ids.tolist()) == {d.index(w) for w in DEFINITIONS}

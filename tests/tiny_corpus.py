@@ -40,12 +40,13 @@ def prompt_and_spans(dictionary, word: str, definition: str, variants: int = 2):
     return ids, spans
 
 
-def make_tiny_corpus(out_dir: str | Path, dict_path: str | Path, valid: int = 4, copies: int = 4, seed: int = 0) -> Path:
+def make_tiny_corpus(out_dir: str | Path, dict_path: str | Path, valid: int = 4, copies: int = 4, seed: int = 0,
+                     definitions: dict[str, str] = DEFINITIONS) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(dict_path, out / "dict.txt")
     dictionary = load_model_dictionary(out / "dict.txt")
-    entries = [(w, d) for w, d in DEFINITIONS.items()] * copies
+    entries = [(w, d) for w, d in definitions.items()] * copies
     random.Random(seed).shuffle(entries)
     splits = {"valid": entries[:valid], "train": entries[valid:]}
     for split, rows in splits.items():
