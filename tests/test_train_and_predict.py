@@ -97,17 +97,20 @@ def trained(tiny_dir, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def uneven_corpus(tiny_dir, tmp_path_factory):
+    """The tiny corpus with the headword 1, 2 or 3 times per prompt, so the averages differ."""
+    return make_tiny_corpus(tmp_path_factory.mktemp("uneven") / "corpus", tiny_dir / "corpus" / "dict.txt",
+                            variants=(1, 2, 3))
+
+
 @pytest.mark.parametrize("family", ["roberta", "bart"])
-def test_predict_reproduces_the_models_own_forward(tiny_dir, trained, tmp_path, family):
-    out = tmp_path / "defemb.pt"
-    assert predict_main(["--checkpoint", str(trained[family]), "--corpus", str(tiny_dir / "corpus"),
-                         "--out", str(out), "--no-progress", "--max-tokens", "64"]) == 0
-    result = PredictedEmbeddings.load(out)
-    model, task = load_definition_model(trained[family], tiny_dir / "corpus")
+def test_predict_reproduces_the_models_own_forward(trained, uneven_corpus, tmp_path, family):
+    """Both averages against one forward per item by hand (issue 13.6)."""
+    model, task = load_definition_model(trained[family], uneven_corpus)
     dictionary = task.source_dictionary
     token = dictionary.index("quagga")
-    # Recompute by hand: every occurrence of the token, one forward each, then the mean.
-    vectors, prompts = [], set()
+    per_definition = {}
     for split in ("train", "valid"):
         ds = task.build_cloze_dataset(split, predict=True)
         for i in range(len(ds)):
@@ -116,15 +119,35 @@ def test_predict_reproduces_the_models_own_forward(tiny_dir, trained, tmp_path, 
                 sample = ds.collater([item])
                 with torch.no_grad():
                     predicted = model(**sample["net_input"])
-                vectors.append(predicted[sample["target"] == token])
-                prompts.add((split, item["definition"]))
-    expected = torch.cat(vectors).mean(0)
-    row = result.token_ids.tolist().index(token)
-    torch.testing.assert_close(result.embeddings[row], expected, atol=1e-5, rtol=1e-4)
-    assert result.num_definitions[row].item() == len(prompts)
+                per_definition.setdefault((split, item["definition"]), []).append(predicted[sample["target"] == token])
+    occurrences = torch.cat([torch.cat(v) for v in per_definition.values()])
+    assert len({len(torch.cat(v)) for v in per_definition.values()}) > 1
+    expected = {"definitions": torch.stack([torch.cat(v).mean(0) for v in per_definition.values()]).mean(0),
+                "occurrences": occurrences.mean(0)}
+    assert not torch.allclose(expected["definitions"], expected["occurrences"], atol=1e-4)
+    for average, vector in expected.items():
+        out = tmp_path / f"{average}.pt"
+        flag = [] if average == "definitions" else ["--average", average]  # definitions is the default
+        assert predict_main(["--checkpoint", str(trained[family]), "--corpus", str(uneven_corpus),
+                             "--out", str(out), "--no-progress", "--max-tokens", "64", *flag]) == 0
+        result = PredictedEmbeddings.load(out)
+        row = result.token_ids.tolist().index(token)
+        torch.testing.assert_close(result.embeddings[row], vector, atol=1e-5, rtol=1e-4)
+        assert result.num_definitions[row].item() == len(per_definition)
+        assert result.extra["coverage"]["average"] == average
     assert result.embedding_dim == 32 and result.dictionary_size == len(dictionary)
     # Only headword tokens get a prediction.
     assert set(result.token_ids.tolist()) == {dictionary.index(w) for w in DEFINITIONS}
+
+
+def test_predict_rejects_an_unknown_average(trained, tmp_path, capsys):
+    from defemb.predict import predict_embeddings
+
+    with pytest.raises(SystemExit):
+        predict_main(["--checkpoint", str(trained["roberta"]), "--corpus", "c", "--out", "o", "--average", "tokens"])
+    assert "invalid choice: 'tokens'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--average tokens: must be one of definitions, occurrences"):
+        predict_embeddings(trained["roberta"], "c", tmp_path / "o.pt", average="tokens")
 
 
 def test_predict_refuses_a_corpus_of_another_dictionary(tiny_dir, trained, tmp_path, capsys):

@@ -41,7 +41,9 @@ def prompt_and_spans(dictionary, word: str, definition: str, variants: int = 2):
 
 
 def make_tiny_corpus(out_dir: str | Path, dict_path: str | Path, valid: int = 4, copies: int = 4, seed: int = 0,
-                     definitions: dict[str, str] = DEFINITIONS) -> Path:
+                     definitions: dict[str, str] = DEFINITIONS, variants: tuple[int, ...] = (2,)) -> Path:
+    """Each (word, definition) ``copies`` times, shuffled; the i-th prompt of a split holds the
+    headword ``variants[i % len(variants)]`` times."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(dict_path, out / "dict.txt")
@@ -51,8 +53,8 @@ def make_tiny_corpus(out_dir: str | Path, dict_path: str | Path, valid: int = 4,
     splits = {"valid": entries[:valid], "train": entries[valid:]}
     for split, rows in splits.items():
         writer = CorpusWriter(out, split, len(dictionary))
-        for word, definition in rows:
-            writer.add(*prompt_and_spans(dictionary, word, definition))
+        for i, (word, definition) in enumerate(rows):
+            writer.add(*prompt_and_spans(dictionary, word, definition, variants[i % len(variants)]))
         writer.finalize()
     write_metadata(out, out / "dict.txt", {k: len(v) for k, v in splits.items()}, source="tests/tiny_corpus.py")
     return out
