@@ -52,6 +52,22 @@ def test_fairseq_train_runs_and_resumes(tiny_dir, tmp_path, family):
     assert state["optimizer_history"][-1]["num_updates"] == 5
 
 
+@pytest.mark.slow
+def test_fairseq_train_output_predicts_after_its_directory_is_renamed(tiny_dir, tmp_path):
+    """make demo's case (issue 20): fairseq-train writes into a temporary directory that is then
+    renamed; the checkpoint predicts on the corpus where it now is."""
+    work = tmp_path / ".demo-out.tmp"
+    shutil.copytree(tiny_dir / "corpus", work / "corpus")
+    shutil.copytree(tiny_dir / "roberta", work / "roberta")
+    run(train_cmd(work, "roberta", work / "checkpoints", "--max-update", "2"))
+    final = tmp_path / "demo-out"
+    work.rename(final)
+    out = tmp_path / "pred.pt"
+    assert predict_main(["--checkpoint", str(final / "checkpoints" / "checkpoint_best.pt"),
+                         "--corpus", str(final / "corpus"), "--out", str(out), "--no-progress"]) == 0
+    assert len(PredictedEmbeddings.load(out).token_ids) == len(DEFINITIONS)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
