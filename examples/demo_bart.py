@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             "--seed", args.seed, *CPU])
         curve = training_curve(definition_log)
         plot_mimic_curve(curve, work / "definition_training_curve.png", "definition_cloze on the demo's BART")
-        task_ids = task_token_ids(work / "task-bin", dictionary, original / "dict.txt")
+        task_ids = task_token_ids(work / "task-bin", dictionary, original / "dict.txt").ids
         candidates = select_rows(dictionary, task_ids, read_ids(work / "definitions" / "grounded_ids.txt"),
                                  budget["alpha"]).replaced
         (work / "candidates.txt").write_text("".join(f"{i}\n" for i in candidates))
