@@ -97,10 +97,9 @@ class RougeResult:
     corpus: dict[str, float]
     per_summary: dict[str, list[float]]
 
-    def as_dict(self, per_summary: bool = False) -> dict:
-        """JSON-ready: the scores with their signature beside them (per-summary lists on request)."""
-        out = {**self.corpus, "signature": self.signature, "backend": self.backend}
-        return {**out, "per_summary": self.per_summary} if per_summary else out
+    def as_dict(self) -> dict:
+        """JSON-ready corpus scores with their signature beside them."""
+        return {**self.corpus, "signature": self.signature, "backend": self.backend}
 
 
 def signature(backend: str, tokenize: bool = True, stemming: bool = False) -> str:
