@@ -16,10 +16,10 @@ setup(
     entry_points={
         "console_scripts": [
             "defemb-predict = defemb.cli.predict:main",
-            "defemb-corpus = defemb.corpus.build:cli_main",
+            "defemb-corpus = defemb.cli.corpus:main",
             "defemb-surgery = defemb.cli.surgery:main",
             "defemb-analyze = defemb.cli.analyze:main",
-            "defemb-convert-hf = defemb.convert.hf_bert:cli_main",
+            "defemb-convert-hf = defemb.cli.convert_hf:main",
         ]
     },
 )
