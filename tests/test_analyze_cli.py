@@ -186,3 +186,14 @@ def test_neighbours_of_on_gpt2_ids_prefers_the_leading_space_piece(tmp_path):
     surfaces, initial = token_surfaces(dictionary, encoder_json), word_initial_pieces(dictionary, encoder_json)
     assert find_token(" cat", dictionary, surfaces, initial) == dictionary.index(str(encoder["\u0120cat"]))
     assert find_token("everlasting", dictionary, surfaces, initial) == dictionary.index(str(encoder["\u0120everlasting"]))
+
+
+def test_a_fine_tuned_checkpoint_without_the_mask_row_is_compared(setup):
+    """fairseq's translation task drops <mask> on load: the fine-tuned matrix has one row fewer."""
+    tmp_path, W, after = setup
+    _checkpoint(tmp_path / "T" / "model.pt", after[:-1].clone())
+    from defemb.analysis.report import analyze_checkpoints
+
+    report = analyze_checkpoints(tmp_path / "A" / "model.pt", tmp_path / "r", dict_path=tmp_path / "dict.txt",
+                                 compare=tmp_path / "T" / "model.pt", progress=False)
+    assert "no <mask> row" in report["notes"][0] and "drift" in report

@@ -157,15 +157,24 @@ def analyze_checkpoints(checkpoint: str | Path, out: str | Path, *, dict_path: s
         paths[unique_name(Path(compare).parent.name or "B", paths)] = str(compare)
     for name, path in (embeddings or {}).items():
         paths[unique_name(name, paths)] = str(path)
-    matrices = {}
+    matrices, notes = {}, []
+    mask = dictionary.index(MASK_SYMBOL)
     for name, path in tqdm(paths.items(), desc="read", disable=not progress):
         E = read_matrix(path)
+        if E.shape[0] == len(dictionary) - 1 and mask == len(dictionary) - 1:
+            # fairseq's translation and sentence-prediction tasks drop BART/RoBERTa's <mask> row
+            # on load, so fine-tuned checkpoints lack it; no measurement reads that row.
+            filler = next(iter(matrices.values()))[mask:] if matrices else np.zeros((1, E.shape[1]), E.dtype)
+            E = np.concatenate([E, filler.astype(E.dtype)])
+            notes.append(f"{name} has no <mask> row (fine-tuned without it); a stand-in row was added, which no measurement reads")
         if E.shape[0] != len(dictionary):
             raise ValueError(f"{path}: {E.shape[0]} embedding rows but {dict_path} (+ <mask>) gives {len(dictionary)}")
         matrices[name] = E
     report = analyze_matrices(matrices, dictionary, surfaces, list(neighbours_of), k=k, metric=metric,
                               progress=progress, word_initial=word_initial)
     report["sources"] = paths
+    if notes:
+        report["notes"] = notes
     groups = model_groups(dictionary)
     names = list(matrices)
     if compare:
