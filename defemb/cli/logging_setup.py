@@ -1,5 +1,7 @@
-"""Logging set-up shared by the console tools and the demos."""
+"""Set-up shared by the console tools and the demos: logging, and SIGTERM as a clean exit."""
 import logging
+
+from defemb.atomic_io import exit_on_sigterm
 
 # Loggers whose INFO lines at import time are noise for every tool here: fairseq's text_to_speech
 # task says "Please install tensorboardX" whenever fairseq.tasks is imported (TTS logging only).
@@ -7,7 +9,8 @@ IMPORT_CHATTER = ("fairseq.tasks.text_to_speech",)
 
 
 def configure_cli_logging(level: int = logging.INFO) -> None:
-    """Set the root logging configuration; call it before anything imports fairseq.
+    """Set the root logging configuration, call it before anything imports fairseq; and make
+    SIGTERM exit through the cleanup handlers (no temporary output left behind).
 
     Importing ``fairseq.models`` runs ``logging.basicConfig(level=logging.DEBUG)``
     (in ``wav2vec2_classification``): set up first, that call finds a handler and does
@@ -19,3 +22,4 @@ def configure_cli_logging(level: int = logging.INFO) -> None:
                         datefmt="%Y-%m-%d %H:%M:%S", force=True)
     for name in IMPORT_CHATTER:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    exit_on_sigterm()
