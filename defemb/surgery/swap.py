@@ -7,7 +7,7 @@ writes OUT/model.pt + OUT/dict.txt + OUT/surgery.json; stock fairseq fine-tunes 
 generates from OUT exactly as from the original. Every tied copy of the embedding matrix
 is updated, everything else is carried over untouched (dtype kept; OUT/model.pt is the input file
 byte for byte outside the embedding's zip records), the input is never modified and the output
-appears atomically. ``--method deldirection|del-zscore`` applies
+appears atomically. ``--method deldirection|deldirection-centred|del-zscore`` applies
 the paper's baselines to the whole matrix instead (no --embeddings/--task-data needed).
 ``--verify OUT --against ORIGINAL`` proves that only the rows listed in OUT/surgery.json
 changed; ``--dry-run`` prints what would change and writes nothing.
@@ -28,13 +28,16 @@ from defemb.atomic_io import atomic_output_dir
 from defemb.cli.logging_setup import configure_cli_logging
 from defemb.surgery.checkpoint import load_checkpoint, tied_embedding, with_rows, write_checkpoint
 from defemb.data.embedding_file import PredictedEmbeddings
-from defemb.analysis.frequency_groups import frequency_groups
-from defemb.analysis.isotropy import group_grams, isotropy_from_grams, rows_of
-from defemb.surgery.postprocessing import del_direction, del_zscore
+from defemb.analysis.frequency_groups import frequency_groups, groups_convention
+from defemb.analysis.isotropy import CONVENTIONS, group_grams, isotropy_from_grams, rows_of
+from defemb.surgery.postprocessing import del_direction, del_direction_centred, del_zscore
 from defemb.surgery.selection import Selection, select_rows, special_ids, task_token_ids
 from defemb.data.vocabulary import MASK_SYMBOL, dictionary_sha256, load_model_dictionary
 
-METHODS = ("definitionemb", "deldirection", "del-zscore")
+# deldirection is the paper's Eq. 3 (uncentred projections); deldirection-centred projects the centred
+# vectors; del-zscore builds on Eq. 3 (defemb/surgery/postprocessing.py)
+BASELINES = {"deldirection": del_direction, "deldirection-centred": del_direction_centred, "del-zscore": del_zscore}
+METHODS = ("definitionemb", *BASELINES)
 REPORT = "surgery.json"
 
 
@@ -90,8 +93,7 @@ def check_inputs(args, matrix: torch.Tensor, dictionary, predicted: PredictedEmb
 def plan(args, matrix: torch.Tensor, dictionary) -> tuple[list[int], torch.Tensor, Selection | None]:
     """The rows to change (ascending ids) and their new values (float32, same order)."""
     if args.method != "definitionemb":
-        transform = del_direction if args.method == "deldirection" else del_zscore
-        return list(range(matrix.size(0))), transform(matrix.float()), None
+        return list(range(matrix.size(0))), BASELINES[args.method](matrix.float()), None
     predicted = PredictedEmbeddings.load(args.embeddings)
     check_inputs(args, matrix, dictionary, predicted)
     task_ids = task_token_ids(args.task_data, dictionary, args.dict, args.gpt2_encoder_json, args.gpt2_vocab_bpe)
@@ -115,11 +117,12 @@ def row_changes(before: torch.Tensor, after: torch.Tensor, chunk_rows: int = 409
 
 
 def change_report(before: torch.Tensor, after: torch.Tensor, changed: list[int], dictionary, isotropy: bool = True) -> dict:
-    """Norm and cosine change of the changed rows per frequency group; isotropy of E
-    (non-special rows) before and after, overall and per group. A group none of whose rows changed
-    keeps its value without recomputation; one with few changed rows gets its Gram matrix updated by
-    those rows rather than recomputed."""
+    """Norm and cosine change of the changed rows per frequency group; isotropy of E (non-special rows)
+    before and after, overall and per group, in both conventions (``isotropy_before``/``_after`` hold
+    the paper's figure, ``isotropy_sign_invariant_before``/``_after`` the other; ``isotropy_conventions``
+    their signatures). A group none of whose rows changed keeps its Gram and values without recomputation."""
     groups = frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index(MASK_SYMBOL))
+    described = groups_convention(dictionary.nspecial)
     changed_set = np.asarray(changed, dtype=np.int64)
     stats = row_changes(rows_of(before, changed_set), rows_of(after, changed_set))
     per_group = {}
@@ -132,17 +135,23 @@ def change_report(before: torch.Tensor, after: torch.Tensor, changed: list[int],
         per_group[name] = {"changed": int(mine.sum()), "norm_before": round(norm_before, 4),
                            "norm_after": round(norm_after, 4), "cosine_to_original": round(cosine, 4)}
     if not isotropy:
-        return {"per_group": per_group, "isotropy_before": None, "isotropy_after": None}
+        return {"per_group": per_group, "isotropy_before": None, "isotropy_after": None,
+                "isotropy_sign_invariant_before": None, "isotropy_sign_invariant_after": None}
     before, after = before.float(), after.float()
     grams = group_grams(before, groups)
-    iso_before = isotropy_from_grams(before, groups, grams)
+    iso_before = isotropy_from_grams(before, groups, grams, described)
     touched = {name: ids for name, ids in groups.items() if per_group[name]["changed"]}
+    iso_after = {key: dict(value) for key, value in iso_before.items() if isinstance(value, dict)}
     if touched:
-        after_grams = group_grams(after, touched, (before, grams, changed_set))
-        iso_after = {**iso_before, **isotropy_from_grams(after, touched, after_grams)}
-    else:
-        iso_after = iso_before
-    return {"per_group": per_group, "isotropy_before": iso_before, "isotropy_after": iso_after}
+        recomputed = isotropy_from_grams(after, touched, group_grams(after, touched), described)
+        for key in ("max_abs_projection", *CONVENTIONS):
+            iso_after[key].update(recomputed[key])
+    return {"per_group": per_group, "isotropy_before": iso_before["paper"], "isotropy_after": iso_after["paper"],
+            "isotropy_sign_invariant_before": iso_before["sign_invariant"],
+            "isotropy_sign_invariant_after": iso_after["sign_invariant"],
+            "isotropy_max_abs_projection_before": iso_before["max_abs_projection"],
+            "isotropy_max_abs_projection_after": iso_after["max_abs_projection"],
+            "isotropy_conventions": iso_before["conventions"], "isotropy_clipping": iso_before["clipping"]}
 
 
 class _Writer(threading.Thread):
