@@ -15,7 +15,7 @@ from conftest import REPO, VENV_BIN
 from defemb.data.embedding_file import PredictedEmbeddings
 from defemb.analysis.frequency_groups import frequency_groups
 from defemb.analysis.isotropy import isotropy_by_group
-from defemb.surgery.postprocessing import del_direction, del_zscore
+from defemb.surgery.postprocessing import del_direction, del_direction_centred, del_zscore
 from defemb.surgery.checkpoint import copy_with_embedding, embedding_keys, load_checkpoint as load_state
 from defemb.cli.surgery import main as cli_main
 from defemb.surgery.swap import verify
@@ -69,6 +69,8 @@ def test_surgery_writes_every_tied_copy_and_nothing_else(tiny_dir, inputs, famil
     assert report["per_group"]["rare"]["changed"] == 6
     for group in ("frequent", "medium"):
         assert report["isotropy_after"][group] == report["isotropy_before"][group]
+        assert report["isotropy_sign_invariant_after"][group] == report["isotropy_sign_invariant_before"][group]
+    assert "dirs:one-per-eigvec(eig sign)" in report["isotropy_conventions"]["paper"]
     new, old = load_state(out), load_state(tiny_dir / family)
     predicted = PredictedEmbeddings.load(tmp / "defemb.pt")
     keys = report["embedding_keys"]
@@ -94,8 +96,10 @@ def test_surgery_writes_every_tied_copy_and_nothing_else(tiny_dir, inputs, famil
     groups = frequency_groups(len(d), d.nspecial, d.index("<mask>"))
     for when, state in (("before", old), ("after", new)):
         direct = isotropy_by_group(state["model"][keys[0]].float(), groups)
-        for group, value in direct.items():
-            assert report[f"isotropy_{when}"][group] == pytest.approx(value, rel=1e-5), (when, group)
+        for group in groups:  # the same Gram bits as defemb-analyze's, so the same signs from eig
+            assert report[f"isotropy_{when}"][group] == pytest.approx(direct["paper"][group], rel=1e-5), (when, group)
+            assert report[f"isotropy_sign_invariant_{when}"][group] == pytest.approx(
+                direct["sign_invariant"][group], rel=1e-5), (when, group)
 
 
 def test_verify_catches_tampering(tiny_dir, inputs, capsys):
@@ -285,14 +289,16 @@ def test_a_failed_write_leaves_nothing_behind(tiny_dir, inputs, monkeypatch, cap
     assert not (tmp / "out").exists() and not list(tmp.glob(".out*"))
 
 
-@pytest.mark.parametrize("method", ["deldirection", "del-zscore"])
-def test_baseline_modes_change_the_whole_matrix(tiny_dir, tmp_path, method):
+@pytest.mark.parametrize("method", ["deldirection", "deldirection-centred", "del-zscore"])
+def test_baseline_modes_change_the_whole_matrix(tiny_dir, tmp_path, method, capsys):
     out = tmp_path / method
     assert cli_main(["--checkpoint", str(tiny_dir / "bart" / "model.pt"), "--dict", str(tiny_dir / "bart" / "dict.txt"),
                      "--method", method, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "isotropy (paper: eig's signs) frequent" in printed and "isotropy (sign-invariant)" in printed
     new = load_state(out)["model"]
     old = load_state(tiny_dir / "bart")["model"]["encoder.embed_tokens.weight"]
-    transform = del_direction if method == "deldirection" else del_zscore
+    transform = {"deldirection": del_direction, "deldirection-centred": del_direction_centred, "del-zscore": del_zscore}[method]
     for key in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "decoder.output_projection.weight"):
         assert torch.equal(new[key], transform(old))  # every row, specials included (paper: the whole E)
     report = json.loads((out / "surgery.json").read_text())
