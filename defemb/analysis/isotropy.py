@@ -71,12 +71,12 @@ def rows_of(E: torch.Tensor, ids: np.ndarray | torch.Tensor) -> torch.Tensor:
     return E.index_select(0, ids)
 
 
-def gram_matrix(E: torch.Tensor) -> np.ndarray:
+def gram_matrix(E: torch.Tensor, centre: torch.Tensor | None = None) -> np.ndarray:
     """E^T E in float64, as ``X.T @ X`` of float64 rows per chunk of GRAM_ROWS (one product, bit for
-    bit, for matrices up to that size)."""
+    bit, for matrices up to that size); with ``centre`` (float64), of the rows minus it."""
     gram = np.zeros((E.size(1), E.size(1)))
     for chunk in torch.split(E, GRAM_ROWS):
-        rows = chunk.double().numpy()
+        rows = (chunk.double() if centre is None else chunk.double() - centre).numpy()
         gram += rows.T @ rows
     return gram
 
