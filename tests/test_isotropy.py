@@ -76,6 +76,14 @@ def test_paper_figure_does_not_depend_on_the_callers_thread_count():
     assert values[0] == values[1]
 
 
+def test_eigs_side_by_side_are_the_serial_ones():
+    rng = np.random.default_rng(7)
+    grams = [X.T @ X for X in (rng.normal(size=(600, 256)) + shift for shift in (0.0, 0.1, 0.2))]
+    together = iso.eig_vectors(*grams)
+    for gram, vectors in zip(grams, together):
+        assert np.array_equal(vectors, iso.eig_vectors(gram)[0])
+
+
 def test_no_clipping_for_large_norms_and_the_largest_projection_is_reported():
     """exp overflows float64 here; log-sum-exp still gives the exact ratio (the authors' clipping at +-50
     would give 1), and the report says the largest projection exceeds 50."""
