@@ -190,7 +190,7 @@ def isotropy_from_grams(E: torch.Tensor, groups: dict[str, np.ndarray], grams: d
     figures = {name: _figures(log_z[name]) for name in groups}
     return {
         **{convention: {name: figures[name][convention] for name in groups} for convention in CONVENTIONS},
-        "max_abs_projection": largest,
+        "max_abs_projection": {name: largest[name] for name in groups},
         "conventions": {convention: signature(convention, groups_convention) for convention in CONVENTIONS},
         "clipping": f"the authors clipped c^T e at +-{AUTHORS_CLIP:g} before exp; their value equals this one for "
                     f"every group whose max_abs_projection is <= {AUTHORS_CLIP:g}",
