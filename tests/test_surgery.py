@@ -64,13 +64,16 @@ def test_surgery_writes_every_tied_copy_and_nothing_else(tiny_dir, inputs, famil
     assert sorted(report["without_definition_tokens"]) == ["dog", "dugong", "yak"]
     assert set(report["per_group"]) == {"frequent", "medium", "rare", "all"}
     assert report["per_group"]["all"]["changed"] == 6
-    assert set(report["isotropy_before"]) == set(report["isotropy_after"]) == {"frequent", "medium", "rare", "all"}
+    iso = report["isotropy"]
+    for when in ("before", "after"):
+        for figure in ("paper", "sign_invariant", "max_abs_projection"):
+            assert set(iso[when][figure]) == {"frequent", "medium", "rare", "all"}
     # all replaced tokens are rare: the other groups keep their isotropy; the rest is recomputed correctly
     assert report["per_group"]["rare"]["changed"] == 6
     for group in ("frequent", "medium"):
-        assert report["isotropy_after"][group] == report["isotropy_before"][group]
-        assert report["isotropy_sign_invariant_after"][group] == report["isotropy_sign_invariant_before"][group]
-    assert "dirs:one-per-eigvec(eig sign)" in report["isotropy_conventions"]["paper"]
+        for figure in ("paper", "sign_invariant"):
+            assert iso["after"][figure][group] == iso["before"][figure][group]
+    assert "dirs:one-per-eigvec(eig sign)" in iso["conventions"]["paper"]
     new, old = load_state(out), load_state(tiny_dir / family)
     predicted = PredictedEmbeddings.load(tmp / "defemb.pt")
     keys = report["embedding_keys"]
@@ -97,9 +100,9 @@ def test_surgery_writes_every_tied_copy_and_nothing_else(tiny_dir, inputs, famil
     for when, state in (("before", old), ("after", new)):
         direct = isotropy_by_group(state["model"][keys[0]].float(), groups)
         for group in groups:  # the same Gram bits as defemb-analyze's, so the same signs from eig
-            assert report[f"isotropy_{when}"][group] == pytest.approx(direct["paper"][group], rel=1e-5), (when, group)
-            assert report[f"isotropy_sign_invariant_{when}"][group] == pytest.approx(
-                direct["sign_invariant"][group], rel=1e-5), (when, group)
+            for figure in ("paper", "sign_invariant"):
+                assert report["isotropy"][when][figure][group] == pytest.approx(direct[figure][group], rel=1e-5), \
+                    (when, figure, group)
 
 
 def test_verify_catches_tampering(tiny_dir, inputs, capsys):
@@ -303,7 +306,7 @@ def test_baseline_modes_change_the_whole_matrix(tiny_dir, tmp_path, method, caps
         assert torch.equal(new[key], transform(old))  # every row, specials included (paper: the whole E)
     report = json.loads((out / "surgery.json").read_text())
     assert report["num_changed"] == old.size(0) and report["rows"].startswith("all")
-    assert report["isotropy_after"]["all"] != report["isotropy_before"]["all"]
+    assert report["isotropy"]["after"]["paper"]["all"] != report["isotropy"]["before"]["paper"]["all"]
     assert verify(out, tiny_dir / "bart")[0]
 
 

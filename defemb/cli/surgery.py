@@ -66,10 +66,9 @@ def summary(report: dict, out: str | None, dry_run: bool) -> str:
         if g["changed"]:
             lines.append(f"  {name:8s} {g['changed']:6d} changed: mean norm {g['norm_before']:.3f} -> {g['norm_after']:.3f}, "
                          f"mean cosine to original {g['cosine_to_original']:.3f}")
-    if report["isotropy_before"] is not None:
-        for label, key in (("isotropy (paper: eig's signs)", "isotropy"),
-                           ("isotropy (sign-invariant)   ", "isotropy_sign_invariant")):
-            iso_b, iso_a = report[f"{key}_before"], report[f"{key}_after"]
+    if report["isotropy"] is not None:
+        for label, convention in (("isotropy (paper: eig's signs)", "paper"), ("isotropy (sign-invariant)   ", "sign_invariant")):
+            iso_b, iso_a = report["isotropy"]["before"][convention], report["isotropy"]["after"][convention]
             lines.append(f"  {label} " + ", ".join(f"{g} {iso_b[g]:.3f} -> {iso_a[g]:.3f}" for g in iso_b))
     lines.append(f"  -> {out} ({report['seconds']} s); check it with: defemb-surgery --verify {out} "
                  f"--against {report['checkpoint']}" if not dry_run else "  (dry run: nothing written)")

@@ -121,11 +121,10 @@ def row_changes(before: torch.Tensor, after: torch.Tensor, chunk_rows: int = 409
 
 def change_report(before: torch.Tensor, after: torch.Tensor, changed: list[int], dictionary, isotropy: bool = True) -> dict:
     """Norm and cosine change of the changed rows per frequency group; isotropy of E (non-special rows)
-    before and after, overall and per group, in both conventions (``isotropy_before``/``_after`` hold
-    the paper's figure, ``isotropy_sign_invariant_before``/``_after`` the other; ``isotropy_conventions``
-    their signatures). A group none of whose rows changed keeps its Gram and values without recomputation."""
+    before and after, overall and per group: ``isotropy`` = {"before": {"paper": {group: I},
+    "sign_invariant": {...}, "max_abs_projection": {...}}, "after": {...}, "conventions": signatures,
+    "clipping": note}, or None. A group none of whose rows changed keeps its values without recomputation."""
     groups = frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index(MASK_SYMBOL))
-    described = groups_convention(dictionary.nspecial)
     changed_set = np.asarray(changed, dtype=np.int64)
     stats = row_changes(rows_of(before, changed_set), rows_of(after, changed_set))
     per_group = {}
@@ -138,23 +137,20 @@ def change_report(before: torch.Tensor, after: torch.Tensor, changed: list[int],
         per_group[name] = {"changed": int(mine.sum()), "norm_before": round(norm_before, 4),
                            "norm_after": round(norm_after, 4), "cosine_to_original": round(cosine, 4)}
     if not isotropy:
-        return {"per_group": per_group, "isotropy_before": None, "isotropy_after": None,
-                "isotropy_sign_invariant_before": None, "isotropy_sign_invariant_after": None}
+        return {"per_group": per_group, "isotropy": None}
+    described = groups_convention(dictionary.nspecial)
     before, after = before.float(), after.float()
-    grams = group_grams(before, groups)
-    iso_before = isotropy_from_grams(before, groups, grams, described)
+    iso_before = isotropy_from_grams(before, groups, group_grams(before, groups), described)
+    figures = ("max_abs_projection", *CONVENTIONS)
+    iso_after = {key: dict(iso_before[key]) for key in figures}
     touched = {name: ids for name, ids in groups.items() if per_group[name]["changed"]}
-    iso_after = {key: dict(value) for key, value in iso_before.items() if isinstance(value, dict)}
     if touched:
         recomputed = isotropy_from_grams(after, touched, group_grams(after, touched), described)
-        for key in ("max_abs_projection", *CONVENTIONS):
+        for key in figures:
             iso_after[key].update(recomputed[key])
-    return {"per_group": per_group, "isotropy_before": iso_before["paper"], "isotropy_after": iso_after["paper"],
-            "isotropy_sign_invariant_before": iso_before["sign_invariant"],
-            "isotropy_sign_invariant_after": iso_after["sign_invariant"],
-            "isotropy_max_abs_projection_before": iso_before["max_abs_projection"],
-            "isotropy_max_abs_projection_after": iso_after["max_abs_projection"],
-            "isotropy_conventions": iso_before["conventions"], "isotropy_clipping": iso_before["clipping"]}
+    return {"per_group": per_group, "isotropy": {
+        "before": {key: iso_before[key] for key in figures}, "after": iso_after,
+        "conventions": iso_before["conventions"], "clipping": iso_before["clipping"]}}
 
 
 class _Writer(threading.Thread):
