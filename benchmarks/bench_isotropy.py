@@ -122,6 +122,7 @@ def main() -> int:
         "naive_loop_directions_timed_per_group": args.sample_directions,
         "speedup_vs_naive": round(naive_seconds / fast_seconds, 1),
         "isotropy": {c: {g: float(f"{v:.6g}") for g, v in fast[c].items()} for c in CONVENTIONS},
+        "isotropy_conventions": fast["conventions"],
         "check": {"shape": [args.check_rows, 256], "max_rel_diff_fast_vs_naive": float(f"{rel:.3g}")},
         "load_average_1min": {"start": load_before, "end": os.getloadavg()[0]},
         "necessary_work_seconds": floor,
