@@ -10,8 +10,9 @@ Two figures come out of one pass, always side by side:
   on one OpenBLAS thread, so the value is deterministic on a machine: eig's signs are not a
   continuous function of its input (on all-MiniLM-L6-v2 a 1e-13 change of the Gram, e.g. the
   rows summed in another order, flips about half of them, and the thread count changes them
-  too), and the paper figure moves with them by up to a few hundredths. It is the comparable
-  number to the paper's Table 23, not a property of E alone.
+  too), and the paper figure moves with them: on MiniLM by up to 0.016 per group under equally
+  valid summation orders (``benchmarks/isotropy_sign_spread.py``). It is the number comparable
+  with the paper's Table 23, not a property of E alone.
 * ``sign_invariant``: the same eigenvectors, both signs of each scored (if c is an eigenvector,
   so is -c). That makes I a function of E alone, not of the solver's sign choice, whenever the
   eigenvalues are distinct (they are for any real embedding matrix).
@@ -19,15 +20,15 @@ Two figures come out of one pass, always side by side:
 log Z(c) comes from a log-sum-exp over rows, and I = exp(min log Z - max log Z): no exponent is
 clipped. The authors clipped c^T e at +-50 before exp; that gives exactly this value whenever no
 projection leaves [-50, 50], so every report carries ``max_abs_projection`` per group (where it
-exceeds 50 the clipped value is biased toward 1; it does for overflowing norms, never for the
-matrices of the demos). Each figure carries its conventions as a signature string (``signature``).
+exceeds 50 the clipped value is biased toward 1: large Z shrink, tiny ones grow; on all-MiniLM-L6-v2
+the largest is 0.6). Each figure carries its conventions as a signature string (``signature``).
 
 Cost: the Gram of each group (and of "all", computed from its own rows as the authors' code
 does, not summed from the groups) is a float64 ``X.T @ X`` (a symmetric rank-k update) per
 fixed chunk of GRAM_ROWS rows; eig of each d x d Gram is the dominant fixed cost (about 1.4 s
 single-threaded at d = 1,024 here, against 0.25 s for a symmetric eigh, which the paper's
-figure cannot use); the groups' eigs run side by side, one per core. Projections run as float32 matrix multiplies in row chunks and partial
-log-sum-exps combine in float64; the log-sum-exp of a chunk runs while its projections are still
+figure cannot use); the groups' eigs run side by side, one per core. Projections run as float32
+matrix multiplies in row chunks and partial log-sum-exps combine in float64; the log-sum-exp of a chunk runs while its projections are still
 in cache: one exp pass, its reciprocal for -c, two sums. For frequency groups that partition
 "all" (``frequency_groups``) each row is projected once, on its group's eigenvectors and on those
 of "all" side by side.
