@@ -27,17 +27,15 @@ from tqdm import tqdm
 from defemb.atomic_io import atomic_output_dir
 from defemb.cli.logging_setup import configure_cli_logging
 from defemb.data.corpus_format import DICT_FILE, CorpusWriter, write_metadata
-from defemb.corpus.coverage import coverage_markdown, coverage_report
+from defemb.corpus.coverage import (coverage_markdown, coverage_report, licences_markdown, prompt_samples,
+                                    samples_markdown, token_shape)
 from defemb.corpus.entries import Entry, SkipLog
-from defemb.corpus.gcide import read_gcide
-from defemb.corpus.manual import read_manual
-from defemb.corpus.numbers import number_entries
 from defemb.corpus.prompts import Prompt, build_prompt
+from defemb.corpus.sources import licences, parse_sources, source_entries
 from defemb.corpus.tokenizers import CorpusBuildError, SubwordBackend, backend_from_config, load_dictionary
-from defemb.corpus.wiktionary import read_wiktionary
 
-SOURCES = ("gcide", "wiktionary", "numbers", "manual")
 CHUNK = 2000
+SAMPLES_PER_SOURCE = 10
 
 _worker: dict = {}
 
@@ -52,40 +50,18 @@ def _build_chunk(entries: list[Entry]) -> tuple[list[Prompt], SkipLog]:
     skips = SkipLog()
     prompts = [build_prompt(e, _worker["backend"], _worker["max_tokens"], skips) for e in entries]
     # int32 arrays: a quarter of the memory of int lists, and cheap to pickle between processes
-    return [Prompt(np.asarray(p.ids, dtype=np.int32), p.spans, p.source) for p in prompts if p is not None], skips
+    return [Prompt(np.asarray(p.ids, dtype=np.int32), p.spans, p.source, p.generic) for p in prompts if p is not None], skips
 
 
 def read_entries(args, backend: SubwordBackend, skips: SkipLog) -> Iterator[Entry]:
     per_word: dict[tuple[str, str], int] = {}
-    for source in args.source:
-        before = sum(skips.counts.values())
-        produced = 0
-        if source == "gcide":
-            stream: Iterable[Entry] = read_gcide(skips=skips)
-        elif source == "wiktionary":
-            if not args.wiktionary_jsonl:
-                raise CorpusBuildError("--source wiktionary needs --wiktionary-jsonl PATH (a kaikki.org JSONL dump)")
-            stream = read_wiktionary(args.wiktionary_jsonl, skips)
-        elif source == "manual":
-            if not args.manual_tsv:
-                raise CorpusBuildError("--source manual needs --manual-tsv PATH (token<TAB>pos<TAB>definition)")
-            stream = read_manual(args.manual_tsv, skips)
-        else:
-            d = backend.dictionary
-            stream = number_entries(backend.surface(i) for i in range(d.nspecial, len(d)))
-        for entry in stream:
-            produced += 1
-            key = (entry.source, entry.word)
-            per_word[key] = per_word.get(key, 0) + 1
-            if args.max_senses_per_word and per_word[key] > args.max_senses_per_word:
-                continue
-            yield entry
-        if not produced and source in ("wiktionary", "manual") and sum(skips.counts.values()) > before:
-            path = args.wiktionary_jsonl if source == "wiktionary" else args.manual_tsv
-            bad = "; ".join(f"{reason}: {', '.join(v['first'][:3])}" for reason, v in skips.as_dict().items())
-            expected = ("one kaikki.org/wiktextract JSON object per line (word, pos, senses[].glosses)"
-                        if source == "wiktionary" else "token<TAB>pos<TAB>definition per line, UTF-8")
-            raise CorpusBuildError(f"{path}: no usable record ({bad}); expected {expected}")
+    for entry in source_entries(args.source, backend=backend, skips=skips, wiktionary_jsonl=args.wiktionary_jsonl,
+                                manual_tsv=args.manual_tsv):
+        key = (entry.source, entry.word)
+        per_word[key] = per_word.get(key, 0) + 1
+        if args.max_senses_per_word and per_word[key] > args.max_senses_per_word:
+            continue
+        yield entry
 
 
 def chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -144,6 +120,19 @@ def grounded_by_source(prompts: list[Prompt]) -> dict[str, set[int]]:
     return grounded
 
 
+def grounded_specifically(prompts: list[Prompt]) -> set[int]:
+    """Tokens grounded by at least one definition that is more than a category ("a surname")."""
+    return {int(t) for p in prompts if not p.generic for s, e in p.spans for t in p.ids[s:e]}
+
+
+def vocabulary_coverage(dictionary, backend: SubwordBackend, prompts: list[Prompt]) -> dict:
+    def shape(i: int) -> str:
+        return token_shape(backend.surface(i), backend.word_initial(i), backend.partial_bytes(i))
+
+    return coverage_report(dictionary, grounded_by_source(prompts), backend.surface,
+                           specific=grounded_specifically(prompts), shape=shape)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="defemb-corpus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", default="gcide,numbers", help="comma-separated: gcide, wiktionary, numbers, manual (default: gcide,numbers)")
@@ -169,10 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> dict:
-    args.source = [s.strip() for s in args.source.split(",") if s.strip()]
-    unknown = [s for s in args.source if s not in SOURCES]
-    if unknown:
-        raise CorpusBuildError(f"--source {','.join(unknown)}: unknown (choose from {', '.join(SOURCES)})")
+    args.source = parse_sources(args.source)
     if Path(args.out).exists() and not args.overwrite:
         raise CorpusBuildError(f"--out {args.out}: exists; pick a new directory or pass --overwrite")
     if args.valid_size < 0 or args.max_prompt_tokens < 8 or args.limit < 0 or args.workers < 1:
@@ -186,8 +172,7 @@ def run(args) -> dict:
     prompts = build_prompts(args, config, backend, skips)
     if not prompts:
         raise CorpusBuildError("no prompt could be built: no source entry has a variant in this vocabulary")
-    grounded = grounded_by_source(prompts)
-    coverage = coverage_report(dictionary, grounded, backend.surface)
+    coverage = vocabulary_coverage(dictionary, backend, prompts)
     kept = rare_weighted_sample(prompts, args.limit, len(dictionary), args.seed) if args.limit else prompts
     splits = split_prompts(kept, args.valid_size, args.seed)
     report = {
@@ -199,8 +184,9 @@ def run(args) -> dict:
         "seconds": round(time.perf_counter() - start, 1),
         # coverage: of every prompt built; coverage_kept: of the prompts written (differs under --limit)
         "coverage": coverage,
-        "coverage_kept": coverage_report(dictionary, grounded_by_source(kept), backend.surface) if len(kept) < len(prompts)
-        else coverage,
+        "coverage_kept": vocabulary_coverage(dictionary, backend, kept) if len(kept) < len(prompts) else coverage,
+        "licences": licences(args.source),
+        "sample_prompts": prompt_samples(prompts, backend.decode, SAMPLES_PER_SOURCE, args.seed),
     }
     kept_ids = sorted(set().union(*grounded_by_source(kept).values()))
     with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
@@ -215,13 +201,14 @@ def run(args) -> dict:
         write_metadata(tmp, tmp / DICT_FILE, report["splits"], sources=args.source, tokenizer=tokenizer,
                        max_prompt_tokens=args.max_prompt_tokens, max_senses_per_word=args.max_senses_per_word,
                        limit=args.limit, seed=args.seed, prompts_built=len(prompts), prompts_kept=len(kept),
-                       prompts_by_source=report["prompts_by_source"],
+                       prompts_by_source=report["prompts_by_source"], licences=report["licences"],
                        skipped={k: v["count"] for k, v in report["skipped"].items()},
                        grounded_share=coverage["grounded"]["share"], grounded_share_kept=report["coverage_kept"]["grounded"]["share"])
         (tmp / "coverage.json").write_text(json.dumps(report, indent=2) + "\n")
         md = coverage_markdown(coverage, "all prompts built")
         if report["coverage_kept"] is not coverage:
             md += "\n" + coverage_markdown(report["coverage_kept"], f"the {len(kept):,} prompts kept (--limit)")
+        md += "\n" + licences_markdown(report["licences"]) + "\n" + samples_markdown(report["sample_prompts"])
         (tmp / "coverage.md").write_text(md)
         (tmp / "grounded_ids.txt").write_text("".join(f"{i}\n" for i in kept_ids))
     return report
