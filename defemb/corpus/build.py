@@ -125,12 +125,17 @@ def grounded_specifically(prompts: list[Prompt]) -> set[int]:
     return {int(t) for p in prompts if not p.generic for s, e in p.spans for t in p.ids[s:e]}
 
 
+def grounded_whole(prompts: list[Prompt]) -> set[int]:
+    """Tokens that are a whole headword variant (a one-token span) somewhere."""
+    return {int(p.ids[s]) for p in prompts for s, e in p.spans if e - s == 1}
+
+
 def vocabulary_coverage(dictionary, backend: SubwordBackend, prompts: list[Prompt]) -> dict:
     def shape(i: int) -> str:
         return token_shape(backend.surface(i), backend.word_initial(i), backend.partial_bytes(i))
 
-    return coverage_report(dictionary, grounded_by_source(prompts), backend.surface,
-                           specific=grounded_specifically(prompts), shape=shape)
+    return coverage_report(dictionary, grounded_by_source(prompts), backend.surface, specific=grounded_specifically(prompts),
+                           whole=grounded_whole(prompts), shape=shape)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,11 +41,13 @@ def token_shape(surface: str, word_initial: bool, partial: bool) -> str:
 
 
 def coverage_report(dictionary, grounded_by_source: dict[str, set[int]], surface, top: int = 50,
-                    specific: set[int] | None = None, shape: Callable[[int], str] | None = None) -> dict:
+                    specific: set[int] | None = None, whole: set[int] | None = None,
+                    shape: Callable[[int], str] | None = None) -> dict:
     """Grounded tokens (a subword of at least one defined variant), overall, by source and
     by frequency group (first 30% / middle 50% / last 20% of the dictionary order).
     ``specific``: the tokens grounded by a definition that is more than a category ("a
-    surname"); the others are counted as grounded only generically. ``shape``: token id ->
+    surname"); the others are counted as grounded only generically. ``whole``: the tokens
+    that are a whole variant (one-token span), not only a piece of a longer one. ``shape``: token id ->
     its kind (``token_shape``), to count the ungrounded tokens by kind."""
     groups = frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index("<mask>"))
     vocab = groups["all"]
@@ -69,13 +71,15 @@ def coverage_report(dictionary, grounded_by_source: dict[str, set[int]], surface
     }
     if specific is not None:
         report["grounded_only_generic"] = share(grounded - specific, vocab)
+    if whole is not None:
+        report["grounded_as_whole_variant"] = share(grounded & whole, vocab)
     if shape is not None:
         by_shape: dict[str, dict] = {}
         for i in vocab[~mask]:  # dictionary order: the examples are the most frequent of their kind
             row = by_shape.setdefault(shape(int(i)), {"tokens": 0, "examples": []})
             row["tokens"] += 1
             if len(row["examples"]) < 6:
-                row["examples"].append(surface(int(i)))
+                row["examples"].append(surface(int(i)) if surface(int(i)).strip() else f"[{int(i)}]")
         report["ungrounded_by_shape"] = {
             k: {**v, "share_of_vocabulary": round(v["tokens"] / max(len(vocab), 1), 4)}
             for k, v in sorted(by_shape.items(), key=lambda kv: -kv[1]["tokens"])
@@ -123,6 +127,10 @@ def coverage_markdown(report: dict, title: str = "") -> str:
     if "grounded_only_generic" in report:
         v = report["grounded_only_generic"]
         lines.append(f"| of which only by a category (\"a surname\") | {v['grounded']:,} | {v['of']:,} | {100 * v['share']:.1f}% |")
+    if "grounded_as_whole_variant" in report:
+        v = report["grounded_as_whole_variant"]
+        lines.append(f"| of which a whole headword variant (not only a piece of one) | {v['grounded']:,} | {v['of']:,} | "
+                     f"{100 * v['share']:.1f}% |")
     if report.get("ungrounded_by_shape"):
         lines += ["", "Ungrounded tokens by shape (word-initial: GPT-2's leading space, WordPiece without ##):", "",
                   "| shape | tokens | share of vocab | most frequent |", "|---|---:|---:|---|"]

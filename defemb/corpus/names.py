@@ -103,7 +103,7 @@ def read_countries(names: dict[str, str], infos: list[dict], iso3166_1: Path, sk
         demonym, population = info.get("demonym"), info.get("population")
         if isinstance(demonym, str) and DEMONYM.fullmatch(demonym.strip()):
             # Several territories share a demonym ("American"): it names the most populous.
-            population = population if isinstance(population, int) else 0
+            population = population if isinstance(population, (int, float)) else 0
             if population >= demonyms.get(demonym.strip(), (-1, ""))[0]:
                 demonyms[demonym.strip()] = (population, name)
         elif demonym:
