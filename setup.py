@@ -10,16 +10,19 @@ setup(
     name="fairseq-defemb",
     version="0.1.0",
     description="Repair rare-token embeddings of fairseq PLMs with dictionary definitions (DefinitionEMB)",
+    # The project's own code; the data and models it reads have their own terms (README, "Data and model licences").
+    license="MIT",
+    license_files=["LICENSE"],
     packages=find_packages(include=["fairseq_defemb", "fairseq_defemb.*", "defemb", "defemb.*"]),
     python_requires=">=3.10",
     install_requires=["numpy", "tqdm", "regex"],
     entry_points={
         "console_scripts": [
-            "defemb-predict = defemb.predict:cli_main",
-            "defemb-corpus = defemb.corpus.build:cli_main",
-            "defemb-surgery = defemb.surgery.swap:cli_main",
-            "defemb-analyze = defemb.analysis.report:cli_main",
-            "defemb-convert-hf = defemb.convert.hf_bert:cli_main",
+            "defemb-predict = defemb.cli.predict:main",
+            "defemb-corpus = defemb.cli.corpus:main",
+            "defemb-surgery = defemb.cli.surgery:main",
+            "defemb-analyze = defemb.cli.analyze:main",
+            "defemb-convert-hf = defemb.cli.convert_hf:main",
         ]
     },
 )

@@ -29,7 +29,12 @@ def gcide_entries():
 # -- registry and licences --------------------------------------------------------
 
 def test_every_source_has_a_licence_entry():
-    assert set(SOURCES) == {"gcide", "wiktionary", "numbers", "manual", "inflections", "names", "symbols", "affixes"}
+    from defemb.cli.corpus import build_parser
+
+    offered = next(a for a in build_parser()._actions if a.dest == "source")
+    names = re.search(r"comma-separated: (.*?) \(default", offered.help)[1].split(", ")
+    assert set(names) == set(SOURCES) == {"gcide", "wiktionary", "numbers", "manual", "inflections", "names", "symbols",
+                                          "affixes"}
     for name, record in licences(list(SOURCES)).items():
         assert set(record) == {"data", "licence", "where"} and all(v.strip() for v in record.values()), name
     assert "GPL" in SOURCES["gcide"].licence and "CC BY-SA" in SOURCES["wiktionary"].licence
@@ -37,12 +42,14 @@ def test_every_source_has_a_licence_entry():
 
 def test_default_is_every_embedded_source_and_inflections_run_last():
     assert DEFAULT_SOURCES == ("gcide", "numbers", "inflections", "names", "symbols", "affixes")
-    assert parse_sources(",".join(DEFAULT_SOURCES))[-1] == "inflections"
-    assert parse_sources("inflections, gcide,gcide") == ["gcide", "inflections"]
+    assert parse_sources(DEFAULT_SOURCES)[-1] == "inflections"
+    assert parse_sources(["inflections", " gcide", "gcide"]) == ["gcide", "inflections"]
     with pytest.raises(CorpusBuildError, match="webster: unknown"):
-        parse_sources("gcide,webster")
+        parse_sources(["gcide", "webster"])
     with pytest.raises(CorpusBuildError, match="add one of gcide"):
-        parse_sources("inflections,numbers")
+        parse_sources(["inflections", "numbers"])
+    with pytest.raises(CorpusBuildError, match="empty"):
+        parse_sources([" "])
 
 
 # -- inflections ------------------------------------------------------------------

@@ -7,7 +7,7 @@ file) are the default. ``inflections`` runs after the others, since its form-of
 definitions repeat the definitions the others gave the lemma.
 """
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from defemb.corpus.affixes import affix_entries
 from defemb.corpus.entries import Entry, SkipLog
@@ -74,10 +74,10 @@ DEFAULT_SOURCES = tuple(name for name, info in SOURCES.items() if info.embedded)
 LEMMA_SOURCES = ("gcide", "wiktionary", "manual", "names")
 
 
-def parse_sources(spec: str) -> list[str]:
-    """Comma-separated names -> the list to read, ``inflections`` last; unknown names and an
-    ``inflections`` without a source of lemma definitions are errors naming the fix."""
-    sources = list(dict.fromkeys(s.strip() for s in spec.split(",") if s.strip()))
+def parse_sources(names: Iterable[str]) -> list[str]:
+    """Source names -> the list to read, deduplicated, ``inflections`` last; unknown names and
+    an ``inflections`` without a source of lemma definitions are errors naming the fix."""
+    sources = list(dict.fromkeys(s.strip() for s in names if s.strip()))
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
         raise CorpusBuildError(f"--source {','.join(unknown)}: unknown (choose from {', '.join(SOURCES)})")
