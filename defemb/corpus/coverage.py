@@ -79,12 +79,17 @@ def coverage_report(dictionary, grounded_by_source: dict[str, set[int]], surface
             row = by_shape.setdefault(shape(int(i)), {"tokens": 0, "examples": []})
             row["tokens"] += 1
             if len(row["examples"]) < 6:
-                row["examples"].append(surface(int(i)) if surface(int(i)).strip() else f"[{int(i)}]")
+                row["examples"].append(shown(surface(int(i)), int(i)))
         report["ungrounded_by_shape"] = {
             k: {**v, "share_of_vocabulary": round(v["tokens"] / max(len(vocab), 1), 4)}
             for k, v in sorted(by_shape.items(), key=lambda kv: -kv[1]["tokens"])
         }
     return report
+
+
+def shown(surface: str, token_id: int) -> str:
+    """A token as a report shows it: its characters, or "[id]" when they are invisible."""
+    return surface if surface.strip() and surface.isprintable() else f"[{token_id}]"
 
 
 def code(text: str) -> str:
@@ -136,7 +141,7 @@ def coverage_markdown(report: dict, title: str = "") -> str:
                   "| shape | tokens | share of vocab | most frequent |", "|---|---:|---:|---|"]
         lines += [f"| {k} | {v['tokens']:,} | {100 * v['share_of_vocabulary']:.1f}% | "
                   f"{' '.join(code(t) for t in v['examples'])} |" for k, v in report["ungrounded_by_shape"].items()]
-    shown = " ".join(code(t["token"]) if t["token"].strip() else f"[{t['id']}]" for t in report["most_frequent_ungrounded"])
+    tokens = " ".join(code(shown(t["token"], t["id"])) for t in report["most_frequent_ungrounded"])
     unused = report.get("ungrounded_unused_slots", 0)
     note = f" ({unused:,} ungroundable [unusedN] slots not listed)" if unused else ""
-    return "\n".join(lines) + f"\n\n{len(report['most_frequent_ungrounded'])} most frequent ungrounded tokens{note}: {shown}\n"
+    return "\n".join(lines) + f"\n\n{len(report['most_frequent_ungrounded'])} most frequent ungrounded tokens{note}: {tokens}\n"
