@@ -146,8 +146,8 @@ def place_files(tmp_path):
 def test_places_from_package_files(place_files):
     info, iso1, iso2, geo = place_files
     skips = SkipLog()
-    names, infos = country_names(iso1, info, skips)
-    got = {(e.word, e.pos, e.definition) for e in [*read_countries(names, infos, iso1, skips), *read_subdivisions(names, iso2, skips),
+    names, infos, iso_records = country_names(iso1, info, skips)
+    got = {(e.word, e.pos, e.definition) for e in [*read_countries(names, infos, iso_records, skips), *read_subdivisions(names, iso2, skips),
                                                      *read_geonames(names, geo, skips)]}
     assert ("Iraq", "prop. n.", "a country in Western Asia; capital Baghdad") in got
     assert ("Iraqi", "demonym", "a native or inhabitant of Iraq; of or relating to Iraq") in got

