@@ -463,7 +463,10 @@ def predict_pair(fx: Fixtures, family: str, prompts: int, repeats: int, against_
     tokens = sum(s["ntokens"] for s in samples)
 
     def ours():
-        return predict_with_model(model, task, ("train",), max_tokens=PREDICT_MAX_TOKENS, progress=False)
+        # Per-occurrence means, as one_token_at_a_time takes them: the comparison checks the batched
+        # forward, not the choice of average (same cost either way).
+        return predict_with_model(model, task, ("train",), max_tokens=PREDICT_MAX_TOKENS, progress=False,
+                                  average="occurrences")
 
     def bound():
         with torch.inference_mode():

@@ -109,6 +109,24 @@ def test_max_senses_per_word(tmp_path, wp_dict):
     assert len(read_all(out, "train")) == 3
 
 
+def test_multi_word_headwords_are_skipped_and_counted(tmp_path, gpt2_dict):
+    """Issue 13.5: a phrase is not a target (its spans would teach " the" and " bucket")."""
+    tsv = tmp_path / "m.tsv"
+    tsv.write_text("kick the bucket\tv.\tto die\nNew\u00a0York\tn.\ta city\nbucket\tn.\ta pail\n"
+                   "well-known\tadj.\twidely known\n")
+    out = tmp_path / "out"
+    assert cli_main(gpt2_args(out, gpt2_dict, "--source", "manual", "--manual-tsv", str(tsv), "--valid-size", "0")) == 0
+    report = json.loads((out / "coverage.json").read_text())
+    assert report["skipped"]["multi-word headword (not a target)"] == {"count": 2, "first": ["kick the bucket",
+                                                                                             "New\u00a0York"]}
+    assert report["prompts_built"] == 2  # bucket, well-known
+    d = load_model_dictionary(out / "dict.txt")
+    bpe_id = json.loads((GPT2 / "encoder.json").read_text())
+    grounded = {int(x) for x in (out / "grounded_ids.txt").read_text().split()}
+    assert d.index(str(bpe_id["\u0120bucket"])) in grounded
+    assert not {d.index(str(bpe_id[t])) for t in ("\u0120the", "\u0120kick", "\u0120York")} & grounded
+
+
 def test_limit_favours_rare_tokens(tmp_path, wp_dict):
     limited, full = tmp_path / "lim", tmp_path / "full"
     assert cli_main(wp_args(limited, wp_dict, "--source", "numbers", "--limit", "200", "--valid-size", "0")) == 0

@@ -169,6 +169,33 @@ def test_dry_run_writes_nothing(tiny_dir, inputs, capsys):
     assert "isotropy" not in capsys.readouterr().out
 
 
+def test_v_task_comes_from_the_fine_tuning_split(tiny_dir, inputs, capsys):
+    """Issue 13.2: a token only in the test split is not in V_task unless --task-splits all."""
+    from defemb.surgery.swap import swap_embeddings
+
+    tmp, d = inputs
+    builder = indexed_dataset.MMapIndexedDatasetBuilder(str(tmp / "task" / "test.bin"), dtype=np.uint16)
+    builder.add_item(torch.tensor([d.index("fox"), d.index("quagga")]))
+    builder.finalize(str(tmp / "task" / "test.idx"))
+    PredictedEmbeddings(
+        token_ids=torch.tensor([d.index("fox"), d.index("cat")]), embeddings=torch.randn(2, 32),
+        num_definitions=torch.ones(2, dtype=torch.long), embedding_dim=32,
+        dictionary_sha256=dictionary_sha256(tiny_dir / "roberta" / "dict.txt"), dictionary_size=len(d),
+    ).save(tmp / "fox.pt")
+    common = dict(dict_path=tiny_dir / "bart" / "dict.txt", embeddings=tmp / "fox.pt", task_data=tmp / "task",
+                  dry_run=True, isotropy=False)
+    train = swap_embeddings(tiny_dir / "bart" / "model.pt", **common)
+    assert train["changed_tokens"] == ["cat"] and train["task_vocabulary"] == 11
+    assert train["task_splits"] == ["train"] and train["task_files"] == [str(tmp / "task" / "train.bin")]
+    everything = swap_embeddings(tiny_dir / "bart" / "model.pt", task_splits="all", **common)
+    assert everything["changed_tokens"] == ["cat", "fox"] and everything["task_vocabulary"] == 12
+    assert everything["task_files"] == [str(tmp / "task" / name) for name in ("test.bin", "train.bin")]
+    assert cli_main(surgery_args(tiny_dir, "bart", tmp, "--task-splits", "valid", "--dry-run")) == 2
+    assert "no valid split (found test, train)" in capsys.readouterr().err
+    assert cli_main(surgery_args(tiny_dir, "bart", tmp, "--task-splits", "test", "--dry-run")) == 0
+    assert "V_task from 1 file(s), splits test" in capsys.readouterr().out
+
+
 def test_fp16_checkpoint_stays_fp16(tiny_dir, inputs):
     tmp, d = inputs
     state = torch.load(tiny_dir / "bart" / "model.pt", map_location="cpu", weights_only=False)

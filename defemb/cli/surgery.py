@@ -27,8 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dict", help="its dict.txt (default: the dict.txt beside --checkpoint)")
     p.add_argument("--embeddings", help="defemb-predict output (--method definitionemb)")
     p.add_argument("--task-data", nargs="+", metavar="PATH",
-                   help="the downstream task's fairseq-preprocess director(y/ies) (all splits found are read; e.g. "
-                   "cnn_dm-bin, or RTE-bin/input0 RTE-bin/input1), or raw text file(s)")
+                   help="the downstream task's fairseq-preprocess director(y/ies) (e.g. cnn_dm-bin, or RTE-bin/input0 "
+                   "RTE-bin/input1; the --task-splits are read, both languages), or raw text file(s), read as given")
+    p.add_argument("--task-splits", default="train", metavar="SPLITS",
+                   help="splits of a fairseq-preprocess --task-data that make V_task, comma-separated (default: train, "
+                   "the fine-tuning data, as the paper's Section 5.3 says; train1, train2... count as train). 'all' "
+                   "reads every split, so tokens found only in the test references would count; surgery.json lists "
+                   "the files read")
     p.add_argument("--gpt2-encoder-json", help="GPT-2 encoder.json, to tokenize raw-text --task-data")
     p.add_argument("--gpt2-vocab-bpe", help="GPT-2 vocab.bpe, to tokenize raw-text --task-data")
     p.add_argument("--alpha", type=float, default=100.0,
@@ -54,6 +59,7 @@ def summary(report: dict, out: str | None, dry_run: bool) -> str:
         lines.append(f"  alpha {report['alpha']:g}: budget min(floor(alpha% * {report['vocabulary']}), "
                      f"{report['task_vocabulary']} task tokens) = {report['budget']}; "
                      f"{report['requested_without_definition']} requested rows had no definition (skipped)")
+        lines.append(f"  V_task from {len(report['task_files'])} file(s), splits {','.join(report['task_splits'])}")
     ids, tokens = report["changed_ids"], report["changed_tokens"]
     if dry_run and ids:
         shown = [f"{i}:{t}" for i, t in zip(ids, tokens)]
@@ -89,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         report = swap_embeddings(
             args.checkpoint, args.out, dict_path=args.dict, embeddings=args.embeddings, task_data=args.task_data or [],
             alpha=args.alpha, method=args.method, gpt2_encoder_json=args.gpt2_encoder_json,
-            gpt2_vocab_bpe=args.gpt2_vocab_bpe, overwrite=args.overwrite, dry_run=args.dry_run,
-            isotropy=not args.no_isotropy)
+            gpt2_vocab_bpe=args.gpt2_vocab_bpe, task_splits=args.task_splits.split(","), overwrite=args.overwrite,
+            dry_run=args.dry_run, isotropy=not args.no_isotropy)
     except (SurgeryError, OSError, ValueError) as err:
         print(f"defemb-surgery: error: {err}", file=sys.stderr)
         return 2
