@@ -11,7 +11,7 @@
    noise: 30% span-Poisson whole-word masking, sentence permutation), a checkpoint every few
    updates; isotropy per frequency group at each of them (the paper's Figure 1: embeddings
    degenerate from a random start).
-3. **DefinitionEMB**: ``defemb-corpus`` (GCIDE + numbers for this dict.txt), ``fairseq-train --task
+3. **DefinitionEMB**: ``defemb-corpus`` (every embedded source for this dict.txt), ``fairseq-train --task
    definition_cloze --arch defemb_bart`` (embeddings frozen, as the paper does for BART),
    ``defemb-predict`` for the tokens surgery will replace.
 4. **surgery**: ``defemb-surgery`` writes the DefinitionEMB, DelDirection (the paper's Eq. 3),
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"DefinitionEMB encoder-decoder demo ({args.budget} budget) -> {args.out}")
     print(f"  choices: a 3+3-layer, 256-wide BART pretrained from scratch for {budget['pretrain_updates']} updates of "
           f"<= {MAX_TOKENS:,} tokens on ACLSum's training papers + {budget['gcide_lines']:,} GCIDE definitions; "
-          f"DefinitionEMB on {budget['definition_prompts']:,} GCIDE/number prompts (sampled toward rare tokens, "
+          f"DefinitionEMB on {budget['definition_prompts']:,} prompts of every embedded source (sampled toward rare tokens, "
           f"<= 40 tokens) for {budget['definition_updates']} updates; surgery at alpha {budget['alpha']}; each of "
           f"{', '.join(METHODS)} fine-tuned for {budget['finetune_epochs']} epochs with seeds "
           f"{', '.join(map(str, budget['seeds']))}; {budget['test_docs']} test papers.")
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # 2. DefinitionEMB
         step.run("corpus", [
-            BIN / "defemb-corpus", "--source", "gcide,numbers", "--vocab", original / "dict.txt", *BPE,
+            BIN / "defemb-corpus", "--vocab", original / "dict.txt", *BPE,
             "--max-prompt-tokens", "40", "--limit", budget["definition_prompts"],
             "--valid-size", max(20, budget["definition_prompts"] // 50), "--workers", "2", "--seed", args.seed,
             "--out", work / "definitions", "--no-progress"])
@@ -524,7 +524,8 @@ def write_summary(work: Path, args, budget: dict, text: dict, timings: dict, iso
         f"- **pretrain**: stock `fairseq-train --task denoising`, {budget['pretrain_updates']} updates from a random start; "
         f"loss {pretrain_curve['loss'][0]:.2f} -> {pretrain_curve['loss'][-1]:.2f} (base 2), valid loss "
         f"{pretrain_curve['valid_loss'][0]:.2f} -> {pretrain_curve['valid_loss'][-1]:.2f}",
-        f"- **DefinitionEMB**: {corpus['prompts_kept']:,} of {corpus['prompts_built']:,} GCIDE + number prompts "
+        f"- **DefinitionEMB**: {corpus['prompts_kept']:,} of {corpus['prompts_built']:,} prompts from "
+        f"{', '.join(corpus['licences'])} "
         f"(grounded: {100 * corpus['coverage']['grounded']['share']:.1f}% of the vocabulary), {budget['definition_updates']} "
         f"updates, train loss {curve['loss'][0]:.3f} -> {curve['loss'][-1]:.3f}, cosine to the pretrained rows "
         f"{curve['cosine'][0]:.3f} -> {curve['cosine'][-1]:.3f}; predicted {len(prediction['token_ids']):,} of "
