@@ -6,7 +6,7 @@ stock fairseq RoBERTa checkpoint; every embedded definition source of ``defemb-c
 spelled-out numbers, inflections, names and places, symbols, affixes) becomes a definition
 corpus for its WordPiece vocabulary; ``definition_cloze`` trains
 for a budgeted number of updates; ``defemb-predict`` predicts the tokens surgery can use;
-``defemb-surgery`` writes DefinitionEMB, DelDirection and Del-zscore checkpoints; and
+``defemb-surgery`` writes DefinitionEMB, DelDirection (Eq. 3 and centred) and Del-zscore checkpoints; and
 ``defemb-analyze`` measures them. Every step is the console command a user would run; the
 demo only chooses a CPU budget and prints those choices. Everything lands atomically in
 ``--out`` (a re-run replaces it whole, never mixes runs).
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = showcase_tokens(candidates, dictionary)
         step.run("analyze", [
             BIN / "defemb-analyze", "--checkpoint", original / "model.pt", "--embeddings",
-            *(f"{n}={work / n / 'model.pt'}" for n in ("DelDirection", "Del-zscore", "DefinitionEMB")),
+            *(f"{n}={work / n / 'model.pt'}" for n in ("DelDirection", "DelDirection-centred", "Del-zscore", "DefinitionEMB")),
             "--dict", original / "dict.txt", "--neighbours-of", *shown, "--out", work / "analysis", "--no-progress",
         ])
         write_summary(work, args, budget, step.timings, curve, len(candidates), time.perf_counter() - started)
@@ -170,7 +170,7 @@ def write_summary(work: Path, args, budget: dict, timings: dict, curve: dict, ca
         f"- **predict**: {len(prediction['token_ids']):,} of {candidates:,} candidate tokens (defined and in the ACLSum task text)",
         f"- **surgery**: DefinitionEMB replaced {definitionemb['num_changed']:,} rows (alpha {budget['alpha']}, budget "
         f"{definitionemb['budget']:,} task tokens, {definitionemb['requested_without_definition']:,} without a definition); "
-        "DelDirection and Del-zscore transform the whole matrix", "",
+        "DelDirection (the paper's Eq. 3), DelDirection-centred and Del-zscore transform the whole matrix", "",
         "## Coverage (full build from every embedded source, before sampling)", "",
         (work / "definitions" / "coverage.md").read_text(), "",
         "## Geometry", "", analysis, "",
