@@ -36,9 +36,10 @@ def tiny_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return {t: i for i, t in enumerate(tokens)}, merges
 
 
-def save_tiny_hf(root: Path, family: str, head: bool = True, seed: int = 0, **config) -> Path:
+def save_tiny_hf(root: Path, family: str, head: bool = True, seed: int = 0, token_type: bool = False, **config) -> Path:
     """A random 2-layer transformers model of ``family`` with the tiny BPE tokenizer, saved as
-    transformers saves it; parameters spread away from their init so every mapping matters."""
+    transformers saves it; parameters spread away from their init so every mapping matters.
+    RoBERTa's token-type embedding is zero (as in the released conversions) unless ``token_type``."""
     from transformers import (
         BartConfig, BartForConditionalGeneration, BartModel, BartTokenizer, RobertaConfig, RobertaForMaskedLM,
         RobertaModel, RobertaTokenizer,
@@ -63,7 +64,7 @@ def save_tiny_hf(root: Path, family: str, head: bool = True, seed: int = 0, **co
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.normal_(0, 0.3 if p.dim() > 1 else 0.5).add_(1.0 if p.dim() == 1 and "norm" in name.lower() else 0.0)
-            if "token_type" in name:  # as in the released RoBERTa conversions: one type, zero
+            if "token_type" in name and not token_type:
                 p.zero_()
     model.save_pretrained(root, safe_serialization=True)
     tokenizer.save_pretrained(root)
