@@ -75,7 +75,8 @@ def write_tiny_gpt2_files(out: Path) -> tuple[Path, Path]:
     """encoder.json / vocab.bpe of the tiny BPE (BPE id = its HF id)."""
     vocab, merges = tiny_bpe()
     out.mkdir(parents=True, exist_ok=True)
-    encoder = {t: i for t, i in vocab.items() if not t.startswith("<") and not t.startswith("madeupword")}
+    literal = {"<s>", "<pad>", "</s>", "<unk>", "madeupword0000", "<mask>"}
+    encoder = {t: i for t, i in vocab.items() if t not in literal}
     (out / "encoder.json").write_text(json.dumps(encoder, ensure_ascii=False), encoding="utf-8")
     write_merges_file(out / "vocab.bpe", merges)
     return out / "encoder.json", out / "vocab.bpe"
