@@ -183,3 +183,32 @@ def test_help(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "--checkpoint" in text and "--verify" in text and "BertForMaskedLM" in text
+
+
+@pytest.mark.slow
+def test_demo_minilm_deldirection_round_trips_to_bert(tmp_path, capsys):
+    """The demo's surgered MiniLM, built the same way (defemb-convert-hf on all-MiniLM-L6-v2, then
+    defemb-surgery --method deldirection), exports to BertForMaskedLM + BertTokenizer and matches
+    fairseq: WordPiece ids identical, hidden states and logits within 1e-4."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, BertForMaskedLM
+
+    from defemb.cli.convert_hf import main as convert_main
+    from test_convert_hf import MINILM
+
+    assert convert_main(["--model-dir", str(MINILM), "--out", str(tmp_path / "fs")]) == 0
+    assert surgery_main(["--checkpoint", str(tmp_path / "fs"), "--method", "deldirection", "--no-isotropy",
+                         "--out", str(tmp_path / "deldir")]) == 0
+    out = tmp_path / "hf"
+    assert export_main(["--checkpoint", str(tmp_path / "deldir"), "--out", str(out), "--verify"]) == 0
+    report = json.loads((out / "export.json").read_text())
+    v = report["verify"]
+    assert report["tokenizer"] == "wordpiece" and report["lowercase"] is True
+    assert v["passed"] and v["token_mismatches"] == [] and v["sentences"] == 5
+    assert v["max_abs_hidden"] < 1e-4 and v["max_abs_logits"] < 1e-4 and v["largest_hidden_value"] > 1
+    model = AutoModelForMaskedLM.from_pretrained(str(out), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(out), local_files_only=True)
+    assert isinstance(model, BertForMaskedLM) and model.config.layer_norm_eps == 1e-5
+    surgered = torch.load(tmp_path / "deldir" / "model.pt", map_location="cpu", weights_only=False)["model"]
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight,
+                       surgered["encoder.sentence_encoder.embed_tokens.weight"])
+    assert tokenizer.convert_ids_to_tokens(tokenizer("the sediment")["input_ids"]) == ["[CLS]", "the", "sediment", "[SEP]"]

@@ -182,3 +182,59 @@ def test_bad_hf_inputs_name_the_file_and_write_nothing(hf_dirs, tmp_path, capsys
 
 def vocab_token(vocab: dict[str, int], index: int) -> str:
     return next(t for t, i in vocab.items() if i == index)
+
+
+@pytest.mark.slow
+def test_converted_bart_fine_tunes_with_fairseq_train_restore_file(converted, tmp_path):
+    """fairseq's BART summarization recipe on the converted directory: its encoder.json/vocab.bpe
+    BPE-encode the text, fairseq-preprocess takes its dict.txt, fairseq-train --restore-file model.pt
+    (strict load; translation drops the <mask> row as for bart.large) and fairseq-generate run."""
+    import subprocess
+
+    from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
+
+    from conftest import REPO, VENV_BIN
+
+    out = converted["bart"]
+    bpe = get_encoder(str(out / "encoder.json"), str(out / "vocab.bpe"))
+    lines = ["The sediment settled at the bottom of the river.", "A quagga, last seen in 1883.", "Hello world 42",
+             "Definitions give rare tokens meaning.", "café, naïve, Zürich"]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for split in ("train", "valid", "test"):
+        for side in ("source", "target"):
+            text = lines if side == "source" else [line.split(",")[0] for line in lines]
+            (raw / f"{split}.{side}").write_text("".join(" ".join(map(str, bpe.encode(t))) + "\n" for t in text))
+    bin_dir = tmp_path / "bin"
+    subprocess.run([str(VENV_BIN / "fairseq-preprocess"), "--source-lang", "source", "--target-lang", "target",
+                    "--trainpref", str(raw / "train"), "--validpref", str(raw / "valid"), "--testpref", str(raw / "test"),
+                    "--destdir", str(bin_dir), "--srcdict", str(out / "dict.txt"), "--tgtdict", str(out / "dict.txt"),
+                    "--workers", "1"], check=True, capture_output=True)
+    options = json.loads((out / "conversion.json").read_text())["options"]
+    k = options.index("--tokens-per-sample")  # a denoising option; the dimensions are the rest
+    options = options[:k] + options[k + 2:]
+    save = tmp_path / "ft"
+    train = subprocess.run([
+        str(VENV_BIN / "fairseq-train"), str(bin_dir), "--user-dir", str(REPO / "fairseq_defemb"),
+        "--restore-file", str(out / "model.pt"), "--reset-optimizer", "--reset-dataloader", "--reset-meters",
+        "--task", "translation", "--source-lang", "source", "--target-lang", "target", "--truncate-source",
+        "--layernorm-embedding", "--share-all-embeddings", "--share-decoder-input-output-embed",
+        "--arch", "bart_large", *options, "--criterion", "label_smoothed_cross_entropy",
+        "--label-smoothing", "0.1", "--optimizer", "adam", "--lr", "1e-4", "--max-tokens", "512", "--max-update", "2",
+        "--cpu", "--save-dir", str(save), "--num-workers", "0", "--required-batch-size-multiple", "1",
+        "--no-epoch-checkpoints",
+    ], capture_output=True, text=True)
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert "Loaded checkpoint" in train.stdout + train.stderr
+    start = torch.load(out / "model.pt", map_location="cpu", weights_only=False)["model"]
+    tuned = torch.load(save / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]
+    key = "decoder.layers.1.fc2.weight"
+    assert 0 < (tuned[key] - start[key]).abs().max() < 1e-3  # 2 Adam steps at 1e-4 from the converted weights
+    gen = subprocess.run([
+        str(VENV_BIN / "fairseq-generate"), str(bin_dir), "--user-dir", str(REPO / "fairseq_defemb"),
+        "--path", str(save / "checkpoint_last.pt"), "--task", "translation", "--source-lang", "source",
+        "--target-lang", "target", "--gen-subset", "test", "--beam", "4", "--max-len-b", "8", "--cpu",
+        "--batch-size", "5", "--required-batch-size-multiple", "1", "--num-workers", "0"],
+        capture_output=True, text=True)
+    assert gen.returncode == 0, gen.stderr[-3000:]
+    assert len([line for line in gen.stdout.splitlines() if line.startswith("H-")]) == len(lines)

@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpt2-encoder-json", help="GPT-2 encoder.json of the dictionary (default: beside model.pt)")
     parser.add_argument("--gpt2-vocab-bpe", help="GPT-2 vocab.bpe of the dictionary (default: beside model.pt)")
     parser.add_argument("--lowercase", choices=("auto", "yes", "no"), default="auto",
-                        help="WordPiece dictionaries only: BertTokenizer's do_lower_case (auto: yes iff no symbol "
-                             "has an upper-case letter)")
+                        help="WordPiece dictionaries only: BertTokenizer's do_lower_case (auto: yes iff under 1%% of "
+                             "the symbols have an upper-case letter)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--verify", action="store_true",
                         help="compare fairseq and the written transformers model before --out appears")

@@ -53,9 +53,11 @@ def write_tokenizer(tmp: Path, symbols: list[str], lowercase: bool | None, max_l
     for row, token in enumerate(tokens):
         if "\n" in token:
             raise ConversionError(f"dict.txt row {row}: token {token!r} has a newline; vocab.txt cannot hold it")
-    if lowercase is None:  # an uncased vocabulary has no upper-case pieces (its specials aside)
-        lowercase = not any(c.isupper() for s in symbols if s not in FAIRSEQ_TO_BERT and not s.startswith("[")
-                            for c in s)
+    if lowercase is None:
+        # An uncased vocabulary has (almost) no upper-case pieces: uncased MiniLM has 2 of 30,517
+        # ("ℝ", "##ℝ"); a cased BERT has thousands ("The", "##A", ...).
+        ordinary = [s for s in symbols if s not in FAIRSEQ_TO_BERT and not s.startswith("[")]
+        lowercase = sum(any(c.isupper() for c in s) for s in ordinary) < 0.01 * len(ordinary)
     (tmp / "vocab.txt").write_text("".join(f"{t}\n" for t in tokens), encoding="utf-8")
     tokenizer = BertTokenizer(vocab=load_vocab(str(tmp / "vocab.txt")), do_lower_case=lowercase, model_max_length=max_length)
     tokenizer.save_pretrained(tmp)

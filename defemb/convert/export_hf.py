@@ -41,7 +41,7 @@ def export_hf(*, checkpoint: str | Path, out: str | Path, gpt2_encoder_json: str
 
     GPT-2 BPE dictionaries need encoder.json/vocab.bpe: the given paths, else the files beside
     model.pt (``defemb-convert-hf`` writes them there). ``lowercase`` is for WordPiece
-    dictionaries (None: lower-case iff no symbol has an upper-case letter). ``verify`` compares
+    dictionaries (None: lower-case iff under 1% of the symbols have an upper-case letter). ``verify`` compares
     fairseq and the written directory before it appears; a difference raises VerificationError."""
     source, out = Path(checkpoint), Path(out)
     model_pt = source / "model.pt" if source.is_dir() else source
