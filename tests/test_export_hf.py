@@ -212,3 +212,45 @@ def test_demo_minilm_deldirection_round_trips_to_bert(tmp_path, capsys):
     assert torch.equal(model.bert.embeddings.word_embeddings.weight,
                        surgered["encoder.sentence_encoder.embed_tokens.weight"])
     assert tokenizer.convert_ids_to_tokens(tokenizer("the sediment")["input_ids"]) == ["[CLS]", "the", "sediment", "[SEP]"]
+
+
+def test_real_gpt2_bpe_tokenizes_like_fairseq(tmp_path):
+    """GPT-2's own encoder.json/vocab.bpe (fetched by make install) under a roberta.base-shaped
+    dictionary (50,257 ids in id order + 3 madeupword fillers + <mask> = 50,265 rows): the exported
+    tokenizer gives fairseq's ids on every line of this README, on the verify sentences and on
+    awkward strings; the model matches fairseq."""
+    from transformers import AutoTokenizer
+
+    from conftest import REPO
+    from defemb.convert.export_hf import load_fairseq
+    from defemb.convert.verify_hf import gpt2_fairseq_ids
+
+    gpt2 = REPO / ".cache" / "gpt2"
+    assert (gpt2 / "encoder.json").is_file(), "run `make install`: it fetches GPT-2's BPE files to .cache/gpt2/"
+    ckpt = tmp_path / "roberta"
+    ckpt.mkdir()
+    n = len(json.loads((gpt2 / "encoder.json").read_text(encoding="utf-8")))
+    symbols = [str(i) for i in range(n)] + [f"madeupword{k:04d}" for k in range(3)]
+    (ckpt / "dict.txt").write_text("".join(f"{s} {len(symbols) - k}\n" for k, s in enumerate(symbols)))
+    make_tiny_checkpoint(ckpt, "roberta", dict_path=ckpt / "dict.txt")
+    out = tmp_path / "hf"
+    assert export_main(["--checkpoint", str(ckpt), "--out", str(out), "--verify", "--gpt2-encoder-json",
+                        str(gpt2 / "encoder.json"), "--gpt2-vocab-bpe", str(gpt2 / "vocab.bpe")]) == 0
+    report = json.loads((out / "export.json").read_text())
+    assert report["vocabulary"] == 50265 and report["bpe_tokens_outside_dict"] == 0 and report["verify"]["passed"]
+    assert report["fillers"] == ["madeupword0000", "madeupword0001", "madeupword0002"] and report["mask_id"] == 50264
+    tokenizer = AutoTokenizer.from_pretrained(str(out), local_files_only=True)
+    from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
+
+    _, task, _, _ = load_fairseq(ckpt / "model.pt")
+    encode = gpt2_fairseq_ids(task.source_dictionary, get_encoder(str(gpt2 / "encoder.json"), str(gpt2 / "vocab.bpe")))
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    lines += ["", " ", "   leading", "trailing   ", "tab\there", "new\nline", "1,234,567.89", "don't we'll I'm",
+              "emoji 🙂 and 🇫🇷", "ümlaut ßharp ﬁ ligature", "Ελληνικά русский 日本語 한국어", "\u00a0nbsp", "<|endoftext|>"]
+    assert len(lines) > 400
+    specials = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+    # transformers reads special-token strings in the text as the specials; fairseq's hub encode
+    # BPE-encodes their characters. split_special_tokens=True makes transformers do the same.
+    mismatched = [line for line in lines if encode(line) != tokenizer(line)["input_ids"]]
+    assert mismatched and all(any(s in line for s in specials) for line in mismatched)
+    assert [line for line in lines if encode(line) != tokenizer(line, split_special_tokens=True)["input_ids"]] == []

@@ -238,3 +238,19 @@ def test_converted_bart_fine_tunes_with_fairseq_train_restore_file(converted, tm
         capture_output=True, text=True)
     assert gen.returncode == 0, gen.stderr[-3000:]
     assert len([line for line in gen.stdout.splitlines() if line.startswith("H-")]) == len(lines)
+
+
+def test_uneven_bart_relu_round_trips(tmp_path):
+    """Any size: 3 encoder and 1 decoder layers of different widths, relu, 3 heads."""
+    src = save_tiny_hf(tmp_path / "hf", "bart", seed=6, d_model=24, encoder_layers=3, decoder_layers=1,
+                       encoder_attention_heads=3, decoder_attention_heads=3, encoder_ffn_dim=20, decoder_ffn_dim=44,
+                       activation_function="relu", max_position_embeddings=30)
+    assert convert_main(["--model-dir", str(src), "--out", str(tmp_path / "fs"), "--verify"]) == 0
+    report = json.loads((tmp_path / "fs" / "conversion.json").read_text())
+    assert report["verify"]["passed"] and "relu" in report["options"]
+    assert export_main(["--checkpoint", str(tmp_path / "fs"), "--out", str(tmp_path / "back")]) == 0
+    before, after = (load_file(str(d / "model.safetensors")) for d in (src, tmp_path / "back"))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    config = json.loads((tmp_path / "back" / "config.json").read_text())
+    assert (config["encoder_layers"], config["decoder_layers"], config["encoder_ffn_dim"], config["decoder_ffn_dim"],
+            config["activation_function"], config["max_position_embeddings"]) == (3, 1, 20, 44, "relu", 30)

@@ -38,6 +38,9 @@ def check_config(config: dict, path: Path) -> None:
     if config.get("scale_embedding", False):
         raise ConversionError(f"{path}: scale_embedding true; fairseq's bart_* architectures do not scale "
                               "embeddings (--no-scale-embedding is fixed), so this model would compute differently")
+    if config.get("normalize_before") or config.get("add_final_layer_norm"):
+        raise ConversionError(f"{path}: normalize_before / add_final_layer_norm set (an mBART-style pre-LN model); "
+                              "fairseq's bart_* and transformers' BART are post-LN")
     if not config.get("tie_word_embeddings", True):
         raise ConversionError(f"{path}: tie_word_embeddings false; fairseq's BART ties input and output embeddings")
     if config["d_model"] % config["encoder_attention_heads"] or config["d_model"] % config["decoder_attention_heads"]:
