@@ -74,6 +74,8 @@ def verify_lines(verify: dict) -> list[str]:
     """The --verify comparison of defemb.convert.verify_hf (also printed by defemb-export-hf)."""
     lines = [f"  verify on {verify['sentences']} sentences: token ids "
              f"{'identical' if not verify['token_mismatches'] else 'DIFFER: ' + verify['token_mismatches'][0]}"]
+    if verify["too_long"]:
+        lines.append(f"  {len(verify['too_long'])} sentences longer than the model's positions, not run")
     diffs = [f"hidden {verify['max_abs_hidden']:.2e}"]
     if verify["max_abs_encoder"] is not None:
         diffs.insert(0, f"encoder {verify['max_abs_encoder']:.2e}")
