@@ -254,3 +254,36 @@ def test_real_gpt2_bpe_tokenizes_like_fairseq(tmp_path):
     mismatched = [line for line in lines if encode(line) != tokenizer(line)["input_ids"]]
     assert mismatched and all(any(s in line for s in specials) for line in mismatched)
     assert [line for line in lines if encode(line) != tokenizer(line, split_special_tokens=True)["input_ids"]] == []
+
+
+@pytest.mark.slow
+def test_exported_surgered_bart_fine_tunes_with_seq2seq_trainer(tiny_fairseq, gpt2_files, tmp_path):
+    """The README recipe's last step on the tiny model: transformers' Seq2SeqTrainer fine-tunes the
+    exported surgered BART (3 updates), the embeddings stay tied, and the result generates."""
+    from transformers import (
+        AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments,
+    )
+
+    assert surgery_main(["--checkpoint", str(tiny_fairseq / "bart"), "--method", "deldirection", "--no-isotropy",
+                         "--out", str(tmp_path / "deldir")]) == 0
+    hf_dir = tmp_path / "hf"
+    assert export_main(["--checkpoint", str(tmp_path / "deldir"), "--out", str(hf_dir), *bpe_args(gpt2_files)]) == 0
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir), local_files_only=True)
+    model = AutoModelForSeq2SeqLM.from_pretrained(str(hf_dir), local_files_only=True)
+    before = model.model.shared.weight.detach().clone()
+    pairs = [("The sediment settled at the bottom of the river.", "sediment settled"),
+             ("A quagga, last seen in 1883, stood tall!", "quagga"), ("Hello world 42", "Hello")]
+    features = [dict(tokenizer(src), labels=tokenizer(text_target=tgt)["input_ids"]) for src, tgt in pairs]
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path / "ft"), per_device_train_batch_size=3, max_steps=3,
+                                    learning_rate=1e-3, report_to=[], save_strategy="no", use_cpu=True,
+                                    logging_steps=1, seed=1)
+    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=features,
+                             data_collator=DataCollatorForSeq2Seq(tokenizer, model=model))
+    result = trainer.train()
+    assert result.global_step == 3 and torch.isfinite(torch.tensor(result.training_loss))
+    shared = model.model.shared.weight
+    assert model.lm_head.weight.data_ptr() == shared.data_ptr() and not torch.equal(shared.detach(), before)
+    trainer.save_model(str(tmp_path / "tuned"))
+    tuned = AutoModelForSeq2SeqLM.from_pretrained(str(tmp_path / "tuned"), local_files_only=True)
+    out = tuned.generate(**tokenizer(["The river settled."], return_tensors="pt"), num_beams=4, max_new_tokens=6)
+    assert out.shape[0] == 1 and out.shape[1] > 2
