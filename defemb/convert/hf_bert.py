@@ -56,9 +56,9 @@ from defemb.convert.fairseq_checkpoint import build_pretraining_model, save_mode
 from defemb.convert.hf_common import (
     ACTIVATIONS, BERT_LAYER_KEYS, FAIRSEQ_LAYER_NORM_EPS, IDENTITY_HEAD_NOTE, POSITION_OFFSET, ConversionError,
     TensorSource, complete_fairseq_state, identity_lm_head, read_json_object, read_safetensors, require_files,
-    require_positive_ints, sha256,
+    sha256,
 )
-from defemb.convert.hf_roberta import ENC, HEAD, roberta_options
+from defemb.convert.hf_roberta import ENC, HEAD, check_encoder_config, roberta_options
 from defemb.data.vocabulary import MASK_SYMBOL, load_model_dictionary
 
 BERT_TO_FAIRSEQ_SPECIALS = {"[CLS]": "<s>", "[PAD]": "<pad>", "[SEP]": "</s>", "[UNK]": "<unk>", "[MASK]": "<mask>"}
@@ -77,18 +77,7 @@ def read_config(model_dir: Path) -> dict:
     if config.get("model_type") != "bert":
         raise ConversionError(f"{path}: model_type {config.get('model_type')!r}; only BERT-family models "
                               "(model_type 'bert') convert")
-    require_positive_ints(config, ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                                   "intermediate_size", "max_position_embeddings"), path)
-    if config["hidden_size"] % config["num_attention_heads"]:
-        raise ConversionError(f"{path}: hidden_size {config['hidden_size']} is not divisible by "
-                              f"num_attention_heads {config['num_attention_heads']}")
-    if config.get("position_embedding_type", "absolute") != "absolute":
-        raise ConversionError(f"{path}: position_embedding_type {config['position_embedding_type']!r}; fairseq "
-                              "RoBERTa has absolute learned positions only")
-    if config.get("hidden_act", "gelu") not in ACTIVATIONS:
-        raise ConversionError(f"{path}: hidden_act {config['hidden_act']!r}; supported: {', '.join(ACTIVATIONS)}")
-    if config.get("is_decoder") or config.get("add_cross_attention"):
-        raise ConversionError(f"{path}: a decoder / cross-attention BERT does not fit a RoBERTa encoder")
+    check_encoder_config(config, path)
     return config
 
 

@@ -31,7 +31,8 @@ HF_CLASS = "RobertaForMaskedLM"
 
 # -- transformers -> fairseq -------------------------------------------------------------
 
-def check_config(config: dict, path: Path) -> None:
+def check_encoder_config(config: dict, path: Path) -> None:
+    """What a BERT or RoBERTa config.json must say to fit fairseq's RoBERTa encoder."""
     require_positive_ints(config, CONFIG_INTS, path)
     if config["hidden_size"] % config["num_attention_heads"]:
         raise ConversionError(f"{path}: hidden_size {config['hidden_size']} is not divisible by "
@@ -42,7 +43,11 @@ def check_config(config: dict, path: Path) -> None:
     if config.get("hidden_act", "gelu") not in ACTIVATIONS:
         raise ConversionError(f"{path}: hidden_act {config['hidden_act']!r}; supported: {', '.join(ACTIVATIONS)}")
     if config.get("is_decoder") or config.get("add_cross_attention"):
-        raise ConversionError(f"{path}: a decoder / cross-attention RoBERTa does not fit fairseq's encoder")
+        raise ConversionError(f"{path}: a decoder / cross-attention model does not fit fairseq's RoBERTa encoder")
+
+
+def check_config(config: dict, path: Path) -> None:
+    check_encoder_config(config, path)
     if config.get("pad_token_id", 1) != 1 or config["max_position_embeddings"] <= POSITION_OFFSET:
         raise ConversionError(f"{path}: pad_token_id {config.get('pad_token_id')} / max_position_embeddings "
                               f"{config['max_position_embeddings']}; fairseq needs <pad> = 1 and positions offset by 2")
