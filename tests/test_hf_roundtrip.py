@@ -257,3 +257,25 @@ def test_uneven_bart_relu_round_trips(tmp_path):
     config = json.loads((tmp_path / "back" / "config.json").read_text())
     assert (config["encoder_layers"], config["decoder_layers"], config["encoder_ffn_dim"], config["decoder_ffn_dim"],
             config["activation_function"], config["max_position_embeddings"]) == (3, 1, 20, 44, "relu", 30)
+
+
+@pytest.mark.slow
+def test_bart_base_shaped_model_with_gpt2_bpe_round_trips(tmp_path):
+    """A random model of bart-base's shape (6 + 6 layers, d_model 768, 12 heads, 1,024 positions,
+    50,265 ids over GPT-2's real BPE, 140M parameters): in, verified, out, bitwise."""
+    from conftest import REPO
+    from tiny_hf import gpt2_hf_vocab
+
+    gpt2 = REPO / ".cache" / "gpt2"
+    assert (gpt2 / "encoder.json").is_file(), "run `make install`: it fetches GPT-2's BPE files to .cache/gpt2/"
+    bpe = gpt2_hf_vocab(gpt2 / "encoder.json", gpt2 / "vocab.bpe")
+    src = save_tiny_hf(tmp_path / "hf", "bart", bpe=bpe, spread=0.05, vocab_size=len(bpe[0]), d_model=768,
+                       encoder_layers=6, decoder_layers=6, encoder_attention_heads=12, decoder_attention_heads=12,
+                       encoder_ffn_dim=3072, decoder_ffn_dim=3072, max_position_embeddings=1024)
+    assert convert_main(["--model-dir", str(src), "--out", str(tmp_path / "fs"), "--verify"]) == 0
+    v = json.loads((tmp_path / "fs" / "conversion.json").read_text())["verify"]
+    assert v["passed"] and v["greedy_identical"] == v["beam4_identical"] == 5, v
+    assert export_main(["--checkpoint", str(tmp_path / "fs"), "--out", str(tmp_path / "back"), "--verify"]) == 0
+    before, after = (load_file(str(d / "model.safetensors")) for d in (src, tmp_path / "back"))
+    assert before.keys() == after.keys()
+    assert all(before[k].numpy().tobytes() == after[k].numpy().tobytes() for k in before)

@@ -36,16 +36,18 @@ def tiny_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return {t: i for i, t in enumerate(tokens)}, merges
 
 
-def save_tiny_hf(root: Path, family: str, head: bool = True, seed: int = 0, token_type: bool = False, **config) -> Path:
+def save_tiny_hf(root: Path, family: str, head: bool = True, seed: int = 0, token_type: bool = False,
+                 bpe: tuple[dict[str, int], list[tuple[str, str]]] | None = None, spread: float = 0.3,
+                 **config) -> Path:
     """A random 2-layer transformers model of ``family`` with the tiny BPE tokenizer, saved as
     transformers saves it; parameters spread away from their init so every mapping matters.
-    RoBERTa's token-type embedding is zero (as in the released conversions) unless ``token_type``."""
+    RoBERTa's token-type embedding is zero unless ``token_type``; ``bpe`` replaces the tiny BPE."""
     from transformers import (
         BartConfig, BartForConditionalGeneration, BartModel, BartTokenizer, RobertaConfig, RobertaForMaskedLM,
         RobertaModel, RobertaTokenizer,
     )
 
-    vocab, merges = tiny_bpe()
+    vocab, merges = bpe or tiny_bpe()
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     if family == "bart":
@@ -63,7 +65,7 @@ def save_tiny_hf(root: Path, family: str, head: bool = True, seed: int = 0, toke
         tokenizer = RobertaTokenizer(vocab=vocab, merges=merges)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            p.normal_(0, 0.3 if p.dim() > 1 else 0.5).add_(1.0 if p.dim() == 1 and "norm" in name.lower() else 0.0)
+            p.normal_(0, spread if p.dim() > 1 else 0.5).add_(1.0 if p.dim() == 1 and "norm" in name.lower() else 0.0)
             if "token_type" in name and not token_type:
                 p.zero_()
     model.save_pretrained(root, safe_serialization=True)
@@ -88,3 +90,14 @@ def write_tiny_gpt2_dict(path: Path) -> Path:
     symbols = [str(i) if not t.startswith("madeupword") else t for t, i in vocab.items() if i >= 4 and t != "<mask>"]
     path.write_text("".join(f"{s} {len(symbols) - k}\n" for k, s in enumerate(symbols)))
     return path
+
+
+def gpt2_hf_vocab(encoder_json: Path, vocab_bpe: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A roberta.base/bart.base-shaped HF vocabulary over GPT-2's real BPE: <s> <pad> </s> <unk>,
+    the 50,257 GPT-2 tokens, 3 madeupword fillers, <mask> (50,265 ids)."""
+    from defemb.convert.gpt2_vocab import read_merges_file
+
+    encoder = json.loads(Path(encoder_json).read_text(encoding="utf-8"))
+    tokens = ["<s>", "<pad>", "</s>", "<unk>", *sorted(encoder, key=encoder.get),
+              *[f"madeupword{k:04d}" for k in range(3)], "<mask>"]
+    return {t: i for i, t in enumerate(tokens)}, read_merges_file(Path(vocab_bpe))

@@ -25,7 +25,8 @@ FAIRSEQ_TO_BERT = {"<s>": "[CLS]", "<pad>": "[PAD]", "</s>": "[SEP]", "<unk>": "
 HF_CLASS = "BertForMaskedLM"
 
 
-def hf_config(model_cfg: Any, state: dict[str, torch.Tensor], source: Path) -> dict:
+def hf_config(model_cfg: Any, state: dict[str, torch.Tensor], symbols: list[str], source: Path) -> dict:
+    """The transformers config (``symbols``: the export's one signature; only BART reads them)."""
     check_exportable(model_cfg, state, source)
     return dict(encoder_dimensions(model_cfg, state), architectures=[HF_CLASS], pad_token_id=1,
                 max_position_embeddings=state[ENC + "embed_positions.weight"].size(0) - POSITION_OFFSET)

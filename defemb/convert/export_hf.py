@@ -23,7 +23,9 @@ import torch
 from defemb.atomic_io import atomic_output_dir
 from defemb.convert import export_bert, hf_bart, hf_roberta
 from defemb.convert.gpt2_vocab import FILLER, fairseq_to_hf, read_merges_file
-from defemb.convert.hf_common import FAIRSEQ_SPECIALS, MASK, ConversionError, read_json_object, sha256
+from defemb.convert.hf_common import (
+    FAIRSEQ_SPECIALS, MASK, POSITION_OFFSET, ConversionError, read_json_object, sha256,
+)
 
 
 class VerificationError(ConversionError):
@@ -60,29 +62,30 @@ def export_hf(*, checkpoint: str | Path, out: str | Path, gpt2_encoder_json: str
     report: dict[str, Any] = {"source": str(model_pt.resolve()), "source_sha256": sha256(model_pt), "family": family,
                               "tokenizer": kind, "dtype": str(dtype).removeprefix("torch."),
                               "vocabulary": len(symbols), "rows": "fairseq row k = transformers id k"}
+    encoder_json = vocab_bpe = None
     if kind == "gpt2":
         encoder_json, vocab_bpe = gpt2_files(ckpt_dir, gpt2_encoder_json, gpt2_vocab_bpe)
-        if family == "bart":
-            config, hf_state, dropped = hf_bart.hf_config(model_cfg, state, symbols, model_pt), *hf_bart.to_hf_state(state, model_pt)
-        else:
-            config, hf_state, dropped = hf_roberta.hf_config(model_cfg, state, model_pt), *hf_roberta.to_hf_state(state, model_pt)
+        module = hf_bart if family == "bart" else hf_roberta
+    elif family == "roberta":
+        module = export_bert
     else:
-        if family != "roberta":
-            raise ConversionError(f"{ckpt_dir / 'dict.txt'}: a WordPiece dictionary in a BART checkpoint; only "
-                                  "RoBERTa-layout WordPiece models (converted BERTs) export, to BertForMaskedLM")
-        config, hf_state, dropped = export_bert.hf_config(model_cfg, state, model_pt), *export_bert.to_hf_state(state, model_pt)
-    report["dropped"] = dropped
+        raise ConversionError(f"{ckpt_dir / 'dict.txt'}: a WordPiece dictionary in a BART checkpoint; only "
+                              "RoBERTa-layout WordPiece models (converted BERTs) export, to BertForMaskedLM")
+    config = module.hf_config(model_cfg, state, symbols, model_pt)
+    hf_state, report["dropped"] = module.to_hf_state(state, model_pt)
     report["config"] = {k: v for k, v in config.items() if k != "architectures"}
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         save_hf_model(tmp, config, hf_state, dtype)
         if kind == "gpt2":
+            # RoBERTa's table includes the 2 offset rows, BART's max_position_embeddings does not
+            max_length = config["max_position_embeddings"] - (POSITION_OFFSET if family == "roberta" else 0)
             report.update(write_gpt2_tokenizer(tmp, family, symbols, encoder_json, vocab_bpe, ckpt_dir / "dict.txt",
-                                               max_length=config["max_position_embeddings"] - (family == "roberta") * 2))
+                                               max_length))
         else:
             report.update(export_bert.write_tokenizer(tmp, symbols, lowercase, config["max_position_embeddings"]))
         if verify:
-            comparison = verify_export(family, kind, model, task, tmp, encoder_json if kind == "gpt2" else None,
-                                       vocab_bpe if kind == "gpt2" else None, report.get("lowercase"), sentences)
+            comparison = verify_export(family, kind, model, task, tmp, encoder_json, vocab_bpe,
+                                       report.get("lowercase"), sentences)
             report["verify"] = comparison
             if not comparison["passed"]:
                 raise VerificationError(f"{out}: --verify failed (nothing written): " + json.dumps(comparison), report)

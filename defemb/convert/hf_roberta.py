@@ -148,7 +148,8 @@ def encoder_dimensions(model_cfg: Any, state: dict[str, torch.Tensor]) -> dict:
     )
 
 
-def hf_config(model_cfg: Any, state: dict[str, torch.Tensor], source: Path) -> dict:
+def hf_config(model_cfg: Any, state: dict[str, torch.Tensor], symbols: list[str], source: Path) -> dict:
+    """The transformers config (``symbols``: the export's one signature; only BART reads them)."""
     check_exportable(model_cfg, state, source)
     if getattr(model_cfg, "activation_fn", "gelu") != "gelu":
         raise ConversionError(f"{source}: activation_fn {model_cfg.activation_fn!r}: transformers' RobertaLMHead "
