@@ -279,3 +279,20 @@ def test_bart_base_shaped_model_with_gpt2_bpe_round_trips(tmp_path):
     before, after = (load_file(str(d / "model.safetensors")) for d in (src, tmp_path / "back"))
     assert before.keys() == after.keys()
     assert all(before[k].numpy().tobytes() == after[k].numpy().tobytes() for k in before)
+
+
+def test_failed_verification_writes_nothing(hf_dirs, tmp_path, monkeypatch, capsys):
+    from defemb.convert import verify_hf
+
+    real = verify_hf.compare
+
+    def logits_off(**kwargs):
+        result = real(**kwargs)
+        result.max_abs_logits = 1.0
+        return result
+
+    monkeypatch.setattr(verify_hf, "compare", logits_off)
+    assert convert_main(["--model-dir", str(hf_dirs["roberta"]), "--out", str(tmp_path / "fs"), "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert "verify: FAILED" in err and "--verify failed, nothing written" in err
+    assert list(tmp_path.iterdir()) == []

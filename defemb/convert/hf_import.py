@@ -16,7 +16,9 @@ from pathlib import Path
 from defemb.atomic_io import atomic_output_dir
 from defemb.convert import hf_bart, hf_roberta
 from defemb.convert.gpt2_vocab import hf_to_fairseq, read_hf_tokenizer, write_fairseq_vocabulary
-from defemb.convert.hf_common import ConversionError, read_json_object, read_safetensors, require_files, sha256
+from defemb.convert.hf_common import (
+    ConversionError, VerificationError, read_json_object, read_safetensors, require_files, sha256,
+)
 
 FAMILIES = {"bart": hf_bart, "roberta": hf_roberta}
 WEIGHT_PREFIXES = {"bart": "model.", "roberta": "roberta."}  # ...ForConditionalGeneration / ...ForMaskedLM
@@ -27,7 +29,9 @@ def convert_hf(*, model_dir: str | Path, out: str | Path, overwrite: bool = Fals
     """Convert a BERT, RoBERTa or BART directory into ``out`` (atomically); return the report.
 
     ``verify`` runs transformers on the source and fairseq on the result before ``out``
-    appears (see defemb.convert.verify_hf); the numbers land in ``conversion.json``."""
+    appears (see defemb.convert.verify_hf); the numbers land in ``conversion.json``. For BART and
+    RoBERTa a difference beyond tolerance raises VerificationError and writes nothing (BERT's
+    comparison only reports: its LayerNorm epsilon differs from fairseq's by design)."""
     model_dir, out = Path(model_dir), Path(out)
     require_files(model_dir, ("config.json",))
     model_type = read_json_object(model_dir / "config.json").get("model_type")
@@ -79,6 +83,9 @@ def convert_gpt2_family(model_dir: Path, out: Path, family: str, overwrite: bool
         }
         if verify:
             report["verify"] = verify_conversion(family, model, task, tmp, model_dir, sentences, hf)
+            if not report["verify"]["passed"]:
+                raise VerificationError(f"{out}: --verify failed (nothing written): {json.dumps(report['verify'])}",
+                                        report)
         (tmp / "conversion.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
