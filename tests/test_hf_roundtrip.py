@@ -296,3 +296,22 @@ def test_failed_verification_writes_nothing(hf_dirs, tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert "verify: FAILED" in err and "--verify failed, nothing written" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fp16_source_stays_fp16_both_ways(hf_dirs, tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    src = tmp_path / "hf16"
+    shutil.copytree(hf_dirs["bart"], src)
+    weights = {k: v.half() for k, v in load_file(str(src / "model.safetensors")).items()}
+    save_file(weights, str(src / "model.safetensors"), metadata={"format": "pt"})
+    assert convert_main(["--model-dir", str(src), "--out", str(tmp_path / "fs"), "--verify"]) == 0
+    state = torch.load(tmp_path / "fs" / "model.pt", map_location="cpu", weights_only=False)["model"]
+    assert state["encoder.embed_tokens.weight"].dtype == torch.float16
+    assert json.loads((tmp_path / "fs" / "conversion.json").read_text())["dtype"] == "float16"
+    assert export_main(["--checkpoint", str(tmp_path / "fs"), "--out", str(tmp_path / "back")]) == 0
+    after = load_file(str(tmp_path / "back" / "model.safetensors"))
+    assert after.keys() == weights.keys()
+    assert all(after[k].dtype == torch.float16 and torch.equal(after[k], weights[k]) for k in weights)

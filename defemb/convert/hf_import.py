@@ -69,6 +69,8 @@ def convert_gpt2_family(model_dir: Path, out: Path, family: str, overwrite: bool
             raise RuntimeError(f"fairseq built {len(task.source_dictionary)} rows for {config['vocab_size']} HF ids")
         state, notes = module.to_fairseq_state(config, hf, model.state_dict(), weights_path)
         model.load_state_dict(state, strict=True)
+        dtype = hf[next(iter(hf))].dtype
+        model.to(dtype)  # an fp16/bf16 source stays fp16/bf16 (fairseq casts on load), so the round trip is bitwise
         cfg.task.data = str(out.resolve())  # the final directory, where dict.txt will be
         save_model_checkpoint(model, cfg, tmp / "model.pt")
         report = {
@@ -78,7 +80,7 @@ def convert_gpt2_family(model_dir: Path, out: Path, family: str, overwrite: bool
             "options": options, "literal_dict_symbols": vocabulary.literal_symbols,
             "dict_txt": ("HF id k = fairseq id k; BPE tokens as their HF id (encoder.json maps token -> that id), "
                          "other tokens literally; counts are rank-derived (vocab_size - id), not corpus counts"),
-            "source_dtype": str(next(iter(hf.values())).dtype).removeprefix("torch."),
+            "dtype": str(dtype).removeprefix("torch."),
             **notes,
         }
         if verify:
