@@ -262,7 +262,7 @@ def test_uneven_bart_relu_round_trips(tmp_path):
 @pytest.mark.slow
 def test_bart_base_shaped_model_with_gpt2_bpe_round_trips(tmp_path):
     """A random model of bart-base's shape (6 + 6 layers, d_model 768, 12 heads, 1,024 positions,
-    50,265 ids over GPT-2's real BPE, 140M parameters): in, verified, out, bitwise."""
+    50,265 ids over GPT-2's real BPE, 139M parameters): in, verified, out, bitwise."""
     from conftest import REPO
     from tiny_hf import gpt2_hf_vocab
 
@@ -275,7 +275,8 @@ def test_bart_base_shaped_model_with_gpt2_bpe_round_trips(tmp_path):
     assert convert_main(["--model-dir", str(src), "--out", str(tmp_path / "fs"), "--verify"]) == 0
     v = json.loads((tmp_path / "fs" / "conversion.json").read_text())["verify"]
     assert v["passed"] and v["greedy_identical"] == v["beam4_identical"] == 5, v
-    assert export_main(["--checkpoint", str(tmp_path / "fs"), "--out", str(tmp_path / "back"), "--verify"]) == 0
+    # Bitwise equal to the verified source, so the export needs no second --verify (minutes at this size).
+    assert export_main(["--checkpoint", str(tmp_path / "fs"), "--out", str(tmp_path / "back")]) == 0
     before, after = (load_file(str(d / "model.safetensors")) for d in (src, tmp_path / "back"))
     assert before.keys() == after.keys()
     assert all(before[k].numpy().tobytes() == after[k].numpy().tobytes() for k in before)
