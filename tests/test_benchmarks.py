@@ -80,7 +80,7 @@ def test_table_rows_and_misses_follow_the_targets():
 
 def test_misses_carry_the_measured_breakdown():
     slow = {**RESULTS["isotropy"], "fast_seconds": 2.13,
-            "necessary_work_seconds": {"gram": 0.39, "eigh_float64": 0.54, "projections": 1.1, "sum": 2.03}}
+            "necessary_work_seconds": {"gram": 0.39, "eig_float64": 0.54, "projections": 1.1, "sum": 2.03}}
     surgery = {"parameters": 406e6, "load_save_seconds": 5.0, "load_save_peak_rss_over_file": 1.4,
                "import_seconds": {"defemb_surgery": 3.2, "torch": 1.3},
                **{m: {"seconds": s, "time_ratio": s / 5.0, "peak_rss_over_file": 0.7}

@@ -63,23 +63,38 @@ class SubwordBackend:
         """Text attached to what precedes it, without a space (GPT-2: "," not " ,")."""
         return self.text(text)
 
-    def variant_forms(self, word: str) -> list[tuple[list[int], bool]]:
-        """(ids, word_initial) of every lexical variant: word_initial is the form after a
-        space (GPT-2 " word", WordPiece's bare first piece, sentencepiece's "\u2581word")."""
+    def variant_forms(self, word: str, cased: bool = True) -> list[tuple[list[int], bool]]:
+        """(ids, word_initial) of every lexical variant (``cased=False``: the word's own
+        spelling only): word_initial is the form after a space (GPT-2 " word", WordPiece's
+        bare first piece, sentencepiece's "\u2581word")."""
         raise NotImplementedError
 
     def surface(self, token_id: int) -> str:
         """The token's characters without the word-boundary marker (for numbers and reports)."""
         raise NotImplementedError
 
-    def variants(self, word: str) -> tuple[list[tuple[list[int], bool]], int]:
+    def word_initial(self, token_id: int) -> bool:
+        """Whether the token starts a word (GPT-2 "Ġ", sentencepiece "\u2581", WordPiece: no "##")."""
+        raise NotImplementedError
+
+    def partial_bytes(self, token_id: int) -> bool:
+        """Whether the token is a fragment of a UTF-8 character (byte-level BPE only)."""
+        return False
+
+    def decode(self, ids) -> str:
+        """Readable text of a prompt, specials as their symbols (for reports)."""
+        raise NotImplementedError
+
+    def variants(self, word: str, cased: bool = True, position: str = "any") -> tuple[list[tuple[list[int], bool]], int]:
         """Lexical variants (original, lower, capitalized; with and without the leading
         space) as (ids, word_initial), deduplicated by their ids; returns (variants, number
-        dropped because a piece is not in the dictionary, i.e. maps to <unk>)."""
+        dropped because a piece is not in the dictionary, i.e. maps to <unk>).
+        ``cased=False`` keeps the word's own spelling, ``position`` "initial" or
+        "attached" only the word-initial or only the attached forms."""
         seen, kept, dropped = set(), [], 0
-        for ids, initial in self.variant_forms(word):
+        for ids, initial in self.variant_forms(word, cased):
             key = tuple(ids)
-            if not ids or key in seen:
+            if not ids or key in seen or (position != "any" and initial != (position == "initial")):
                 continue
             seen.add(key)
             if self.unk in ids:
@@ -89,7 +104,9 @@ class SubwordBackend:
         return kept, dropped
 
 
-def casings(word: str) -> list[str]:
+def casings(word: str, cased: bool = True) -> list[str]:
+    if not cased:
+        return [word]
     return list(dict.fromkeys([word, word.lower(), word[:1].upper() + word[1:].lower()]))
 
 
@@ -133,15 +150,43 @@ class GPT2Backend(SubwordBackend):
     def glue(self, text: str) -> list[int]:
         return self._encode(text)
 
-    def variant_forms(self, word: str) -> list[tuple[list[int], bool]]:
-        return [(self._encode(prefix + w), prefix == " ") for w in casings(word) for prefix in (" ", "")]
+    def variant_forms(self, word: str, cased: bool = True) -> list[tuple[list[int], bool]]:
+        return [(self._encode(prefix + w), prefix == " ") for w in casings(word, cased) for prefix in (" ", "")]
 
-    def surface(self, token_id: int) -> str:
+    def _bytes(self, token_id: int) -> bytes | None:
         symbol = self.dictionary[token_id]
         if not symbol.isdigit() or int(symbol) not in self.bpe.decoder:
-            return symbol
-        chars = self.bpe.decoder[int(symbol)]
-        return bytearray(self.bpe.byte_decoder[c] for c in chars).decode("utf-8", errors="backslashreplace").lstrip(" ")
+            return None
+        return bytes(self.bpe.byte_decoder[c] for c in self.bpe.decoder[int(symbol)])
+
+    def surface(self, token_id: int) -> str:
+        raw = self._bytes(token_id)
+        return self.dictionary[token_id] if raw is None else raw.decode("utf-8", errors="backslashreplace").lstrip(" ")
+
+    def word_initial(self, token_id: int) -> bool:
+        raw = self._bytes(token_id)
+        return raw is not None and raw.startswith(b" ")
+
+    def partial_bytes(self, token_id: int) -> bool:
+        raw = self._bytes(token_id)
+        if raw is None:
+            return False
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return True
+        return False
+
+    def decode(self, ids) -> str:
+        out, pending = [], b""
+        for i in ids:
+            raw = self._bytes(int(i))
+            if raw is None:
+                out.append(pending.decode("utf-8", errors="replace") + self.dictionary[int(i)])
+                pending = b""
+            else:
+                pending += raw
+        return "".join(out) + pending.decode("utf-8", errors="replace")
 
 
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
@@ -223,9 +268,9 @@ class WordPieceBackend(SubwordBackend):
     def text(self, text: str) -> list[int]:
         return self._ids([p for t in self.basic(text) for p in self.wordpiece(t)])
 
-    def variant_forms(self, word: str) -> list[tuple[list[int], bool]]:
+    def variant_forms(self, word: str, cased: bool = True) -> list[tuple[list[int], bool]]:
         forms = []
-        for w in casings(word):
+        for w in casings(word, cased):
             tokens = self.basic(w)
             forms.append((self._ids([p for t in tokens for p in self.wordpiece(t)]), True))
             if len(tokens) == 1:  # a "##" continuation form exists only for a single basic token
@@ -234,6 +279,13 @@ class WordPieceBackend(SubwordBackend):
 
     def surface(self, token_id: int) -> str:
         return self.dictionary[token_id].removeprefix("##")
+
+    def word_initial(self, token_id: int) -> bool:
+        return not self.dictionary[token_id].startswith("##")
+
+    def decode(self, ids) -> str:
+        pieces = [self.dictionary[int(i)] for i in ids]
+        return "".join(p[2:] if p.startswith("##") else (" " + p if k else p) for k, p in enumerate(pieces))
 
 
 class SentencePieceBackend(SubwordBackend):
@@ -263,11 +315,17 @@ class SentencePieceBackend(SubwordBackend):
     def text(self, text: str) -> list[int]:
         return self.pieces_to_ids(self.sp.encode(text, out_type=str))
 
-    def variant_forms(self, word: str) -> list[tuple[list[int], bool]]:
-        return [(self.text(w), True) for w in casings(word)]
+    def variant_forms(self, word: str, cased: bool = True) -> list[tuple[list[int], bool]]:
+        return [(self.text(w), True) for w in casings(word, cased)]
 
     def surface(self, token_id: int) -> str:
         return self.dictionary[token_id].lstrip("\u2581")
+
+    def word_initial(self, token_id: int) -> bool:
+        return self.dictionary[token_id].startswith("\u2581")
+
+    def decode(self, ids) -> str:
+        return "".join(self.dictionary[int(i)] for i in ids).replace("\u2581", " ")
 
 
 def backend_from_config(config: dict, dictionary: Dictionary) -> SubwordBackend:

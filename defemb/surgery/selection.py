@@ -66,6 +66,30 @@ def _binarized_prefixes(directory: Path) -> list[str]:
     return sorted({str(p.with_suffix("")) for p in directory.glob("*.bin") if p.with_suffix(".idx").is_file()})
 
 
+def split_of(prefix: str) -> str:
+    """The split a fairseq-preprocess file belongs to: ``train.source-target.source`` and
+    ``train`` are ``train``; ``train1`` (fairseq's second training set) is ``train`` too."""
+    name = Path(prefix).name.split(".")[0]
+    return name.rstrip("0123456789") or name
+
+
+def _prefixes_of_splits(directory: Path, task_splits: tuple[str, ...]) -> list[str]:
+    """The binarized files of ``task_splits`` (``("all",)``: every one) in ``directory``;
+    a requested split the directory lacks is an error naming what it has."""
+    prefixes = _binarized_prefixes(directory)
+    if task_splits == ("all",):
+        return prefixes
+    found = sorted({split_of(p) for p in prefixes})
+    missing = [s for s in task_splits if s not in found]
+    if missing:
+        raise ValueError(
+            f"--task-data {directory}: no {', '.join(missing)} split (found {', '.join(found)}). Pass --task-splits "
+            "with the fine-tuning split(s) the directory has (default train; 'all' reads every split, the test "
+            "references included)"
+        )
+    return [p for p in prefixes if split_of(p) in task_splits]
+
+
 def _check_task_dictionaries(directory: Path, dictionary: Dictionary, dict_path: str | Path) -> None:
     """fairseq-preprocess writes the dictionary it binarized with beside the data
     (dict.txt, dict.{lang}.txt): its symbols must be the model's (without <mask>)."""
@@ -106,21 +130,47 @@ def _ids_in_dataset(prefix: str, size: int) -> np.ndarray:
     return counts
 
 
+@dataclass
+class TaskTokens:
+    ids: set[int]      # token ids occurring in what was read
+    files: list[str]   # what was read: the .bin files of the chosen splits, and raw text files as given
+    splits: tuple[str, ...]
+
+
+def check_task_splits(task_splits: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
+    """``task_splits`` as a tuple of split names, or ``("all",)``."""
+    splits = tuple(s.strip() for s in ([task_splits] if isinstance(task_splits, str) else task_splits) if s.strip())
+    if not splits or ("all" in splits and len(splits) > 1):
+        raise ValueError(f"--task-splits {','.join(splits)}: name the splits to read (e.g. train, or train,valid), "
+                         "or all on its own")
+    return splits
+
+
 def task_token_ids(task_data, dictionary: Dictionary, dict_path: str | Path,
-                   gpt2_encoder_json: str | None = None, gpt2_vocab_bpe: str | None = None) -> set[int]:
-    """Token ids occurring in the task data: one or more fairseq-preprocess directories
-    (every ``*.bin``/``*.idx`` pair in them: all splits, both languages) or raw text files
-    (or directories of them), encoded with GPT-2 BPE."""
+                   gpt2_encoder_json: str | None = None, gpt2_vocab_bpe: str | None = None, *,
+                   task_splits: tuple[str, ...] | list[str] | str = ("train",)) -> TaskTokens:
+    """Token ids occurring in the task data (V_task): one or more fairseq-preprocess
+    directories or raw text files (or directories of them), encoded with GPT-2 BPE.
+
+    In a fairseq-preprocess directory only the ``task_splits`` are read (both languages),
+    ``train`` by default: V_task is the fine-tuning data's vocabulary (paper Section 5.3), and
+    a token that occurs only in the test references must not decide what is replaced.
+    ``("all",)`` reads every split. Raw text files are read as given.
+    """
+    splits = check_task_splits(task_splits)
     paths = [Path(p) for p in ([task_data] if isinstance(task_data, (str, Path)) else task_data)]
     ids: set[int] = set()
+    files: list[str] = []
     raw: list[Path] = []
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"--task-data {path}: not found (a fairseq-preprocess directory or raw text files)")
         if path.is_dir() and _binarized_prefixes(path):
             _check_task_dictionaries(path, dictionary, dict_path)
-            counts = sum(_ids_in_dataset(prefix, len(dictionary)) for prefix in _binarized_prefixes(path))
+            prefixes = _prefixes_of_splits(path, splits)
+            counts = sum(_ids_in_dataset(prefix, len(dictionary)) for prefix in prefixes)
             ids.update(np.flatnonzero(counts).tolist())
+            files.extend(f"{prefix}.bin" for prefix in prefixes)
         elif path.is_dir():
             nested = sorted({str(p.parent) for p in path.rglob("*.bin")})
             if nested:
@@ -145,5 +195,6 @@ def task_token_ids(task_data, dictionary: Dictionary, dict_path: str | Path,
                 for line in handle:
                     # the symbols of fairseq's GPT-2 dict.txt are the BPE ids as strings
                     ids.update(dictionary.index(str(t)) for t in bpe.encode(line.rstrip("\n")))
+            files.append(str(file))
         ids.discard(dictionary.unk())
-    return ids
+    return TaskTokens(ids=ids, files=files, splits=splits)
