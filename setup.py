@@ -23,6 +23,7 @@ setup(
             "defemb-surgery = defemb.cli.surgery:main",
             "defemb-analyze = defemb.cli.analyze:main",
             "defemb-convert-hf = defemb.cli.convert_hf:main",
+            "defemb-export-hf = defemb.cli.export_hf:main",
         ]
     },
 )
