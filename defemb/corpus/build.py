@@ -30,6 +30,7 @@ from defemb.data.corpus_format import DICT_FILE, CorpusWriter, write_metadata
 from defemb.corpus.coverage import coverage_markdown, coverage_report
 from defemb.corpus.entries import Entry, SkipLog
 from defemb.corpus.gcide import read_gcide
+from defemb.corpus.holdout import holdout_metadata, holdout_splits, read_holdout_ids, sample_holdout, write_holdout
 from defemb.corpus.manual import read_manual
 from defemb.corpus.numbers import number_entries
 from defemb.corpus.prompts import Prompt, build_prompt
@@ -52,7 +53,7 @@ def _build_chunk(entries: list[Entry]) -> tuple[list[Prompt], SkipLog]:
     skips = SkipLog()
     prompts = [build_prompt(e, _worker["backend"], _worker["max_tokens"], skips) for e in entries]
     # int32 arrays: a quarter of the memory of int lists, and cheap to pickle between processes
-    return [Prompt(np.asarray(p.ids, dtype=np.int32), p.spans, p.source) for p in prompts if p is not None], skips
+    return [Prompt(np.asarray(p.ids, dtype=np.int32), p.spans, p.source, p.header_start, p.definition_start) for p in prompts if p is not None], skips
 
 
 def read_entries(args, backend: SubwordBackend, skips: SkipLog) -> Iterator[Entry]:
@@ -188,8 +189,17 @@ def run(args) -> dict:
         raise CorpusBuildError("no prompt could be built: no source entry has a variant in this vocabulary")
     grounded = grounded_by_source(prompts)
     coverage = coverage_report(dictionary, grounded, backend.surface)
-    kept = rare_weighted_sample(prompts, args.limit, len(dictionary), args.seed) if args.limit else prompts
-    splits = split_prompts(kept, args.valid_size, args.seed)
+    holdout_count, holdout_file = getattr(args, "holdout", 0), getattr(args, "holdout_ids", None)
+    if holdout_count and holdout_file:
+        raise CorpusBuildError("--holdout N and --holdout-ids FILE: pass one of them")
+    holdout, held_splits, pool = None, {}, prompts
+    if holdout_count or holdout_file:
+        holdout = (read_holdout_ids(holdout_file, dictionary, prompts) if holdout_file
+                   else sample_holdout(prompts, dictionary, holdout_count, args.seed))
+        pool, held_splits = holdout_splits(prompts, holdout)
+    # --limit samples among the prompts training may use; the held-out split is kept whole
+    kept = rare_weighted_sample(pool, args.limit, len(dictionary), args.seed) if args.limit else pool
+    splits = {**split_prompts(kept, args.valid_size, args.seed), **held_splits}
     report = {
         "prompts_built": len(prompts),
         "prompts_kept": len(kept),
@@ -202,7 +212,13 @@ def run(args) -> dict:
         "coverage_kept": coverage_report(dictionary, grounded_by_source(kept), backend.surface) if len(kept) < len(prompts)
         else coverage,
     }
-    kept_ids = sorted(set().union(*grounded_by_source(kept).values()))
+    if holdout is not None:
+        held_meta = holdout_metadata(holdout, dictionary, held_splits,
+                                     f"--holdout-ids {holdout_file}" if holdout_file else
+                                     f"--holdout {holdout_count}: seeded uniform sample of the frequent and medium "
+                                     "tokens that spell a headword on their own", args.seed)
+        report["holdout"] = {k: held_meta[k] for k in ("chosen_by", "groups", "prompts")}
+    kept_ids = sorted(set().union(*grounded_by_source(kept + held_splits.get("heldout", [])).values()))
     with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
         shutil.copyfile(args.vocab, tmp / DICT_FILE)
         for split, rows in splits.items():
@@ -217,13 +233,16 @@ def run(args) -> dict:
                        limit=args.limit, seed=args.seed, prompts_built=len(prompts), prompts_kept=len(kept),
                        prompts_by_source=report["prompts_by_source"],
                        skipped={k: v["count"] for k, v in report["skipped"].items()},
-                       grounded_share=coverage["grounded"]["share"], grounded_share_kept=report["coverage_kept"]["grounded"]["share"])
+                       grounded_share=coverage["grounded"]["share"], grounded_share_kept=report["coverage_kept"]["grounded"]["share"],
+                       holdout=report.get("holdout"))
         (tmp / "coverage.json").write_text(json.dumps(report, indent=2) + "\n")
         md = coverage_markdown(coverage, "all prompts built")
         if report["coverage_kept"] is not coverage:
-            md += "\n" + coverage_markdown(report["coverage_kept"], f"the {len(kept):,} prompts kept (--limit)")
+            md += "\n" + coverage_markdown(report["coverage_kept"], f"the {len(kept):,} prompts kept for training (--limit, --holdout)")
         (tmp / "coverage.md").write_text(md)
         (tmp / "grounded_ids.txt").write_text("".join(f"{i}\n" for i in kept_ids))
+        if holdout is not None:
+            write_holdout(tmp, held_meta)
     return report
 
 

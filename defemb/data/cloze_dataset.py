@@ -13,6 +13,10 @@ Two corruptions, as in the paper (Section 5.1, Figure 4):
 
 ``predict`` mode is deterministic: for ``bert`` one item per headword occurrence with
 only that subword masked ("one mask at a time"); for ``sentinel`` one item per prompt.
+
+``hidden_ids`` (the held-out tokens when predicting a hold-out split) are replaced by
+``<mask>`` wherever they occur in the model's input, so no copy of a held-out token in its own
+definition or in another variant hands the model the row it is asked to predict.
 """
 from typing import Literal
 
@@ -39,6 +43,7 @@ class DefinitionClozeDataset(FairseqDataset):
         seed: int = 1,
         predict: bool = False,
         fixed_corruption: bool = False,
+        hidden_ids: np.ndarray | None = None,
     ):
         self.corpus = corpus
         self.pad_idx, self.eos_idx, self.mask_idx = pad_idx, eos_idx, mask_idx
@@ -51,6 +56,7 @@ class DefinitionClozeDataset(FairseqDataset):
         self.fixed_corruption = fixed_corruption
         self.epoch = 1
         self._occurrences = None
+        self.hidden_ids = None if hidden_ids is None or len(hidden_ids) == 0 else torch.as_tensor(hidden_ids, dtype=torch.long)
 
     # -- what an index means -------------------------------------------------
     def set_corruption(self, corruption: Corruption) -> None:
@@ -119,7 +125,12 @@ class DefinitionClozeDataset(FairseqDataset):
             to_random = torch.from_numpy((draw >= self.mask_prob) & (draw < self.mask_prob + self.random_token_prob))
             source[positions[to_mask]] = self.mask_idx
             source[positions[to_random]] = torch.from_numpy(random_ids).long()[to_random]
-        return {"source": source, "positions": positions, "target": prompt[positions]}
+        return {"source": self._hide(source), "positions": positions, "target": prompt[positions]}
+
+    def _hide(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.hidden_ids is None:
+            return tokens
+        return tokens.masked_fill(torch.isin(tokens, self.hidden_ids), self.mask_idx)
 
     def _sentinel_item(self, prompt: torch.Tensor, spans: torch.Tensor) -> dict:
         sentinel = torch.tensor([self.mask_idx])
@@ -135,8 +146,8 @@ class DefinitionClozeDataset(FairseqDataset):
         target = torch.cat(target_parts + [torch.tensor([self.eos_idx])])
         positions = torch.tensor(positions)
         return {
-            "source": torch.cat(source_parts),
-            "prev_output_tokens": torch.cat([torch.tensor([self.eos_idx]), target[:-1]]),
+            "source": self._hide(torch.cat(source_parts)),
+            "prev_output_tokens": self._hide(torch.cat([torch.tensor([self.eos_idx]), target[:-1]])),
             "positions": positions,
             "target": target[positions],
         }

@@ -9,6 +9,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
+from defemb.corpus.holdout import HELDOUT_SPLIT, load_holdout
 from defemb.data.cloze_dataset import DefinitionClozeDataset
 from defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary, load_split
 from defemb.data.vocabulary import MASK_SYMBOL, load_model_dictionary
@@ -51,6 +52,8 @@ class DefinitionClozeTask(FairseqTask):
         self.dictionary = dictionary
         self.mask_idx = dictionary.index(MASK_SYMBOL)
         self.corruption = None if cfg.corruption == "auto" else str(cfg.corruption)
+        holdout = load_holdout(cfg.data)
+        self.holdout_ids = np.asarray(holdout["ids"] if holdout else [], dtype=np.int64)
 
     @classmethod
     def setup_task(cls, cfg: DefinitionClozeConfig, **kwargs):
@@ -95,10 +98,24 @@ class DefinitionClozeTask(FairseqTask):
             seed=self.cfg.seed,
             predict=predict,
             fixed_corruption=not split.startswith("train"),
+            hidden_ids=self.holdout_ids if split.startswith(HELDOUT_SPLIT) else None,
         )
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs):
-        self.datasets[split] = self.build_cloze_dataset(split)
+        # What fairseq-train loads (train and valid) must never have a held-out token as a target.
+        if split.startswith(HELDOUT_SPLIT):
+            raise ValueError(f"{self.cfg.data}: split '{split}' holds the held-out tokens; it is for defemb-predict "
+                             "only, never for training or validation")
+        dataset = self.build_cloze_dataset(split)
+        if len(self.holdout_ids):
+            leaked = np.isin(dataset.occurrences[:, 2], self.holdout_ids)
+            if leaked.any():
+                raise ValueError(
+                    f"{self.cfg.data}/{split}: prompt {int(dataset.occurrences[leaked][0, 0])} has held-out token "
+                    f"{int(dataset.occurrences[leaked][0, 2])} in a headword span ({int(leaked.sum())} such targets); "
+                    "the corpus was edited after defemb-corpus --holdout wrote it, rebuild it"
+                )
+        self.datasets[split] = dataset
         logger.info(f"loaded {len(self.datasets[split])} definitions from {self.cfg.data}/{split}")
 
     def max_positions(self):
