@@ -15,11 +15,11 @@ setup(
     install_requires=["numpy", "tqdm", "regex"],
     entry_points={
         "console_scripts": [
-            "defemb-predict = defemb.predict:cli_main",
-            "defemb-corpus = defemb.corpus.build:cli_main",
-            "defemb-surgery = defemb.surgery.swap:cli_main",
-            "defemb-analyze = defemb.analysis.report:cli_main",
-            "defemb-convert-hf = defemb.convert.hf_bert:cli_main",
+            "defemb-predict = defemb.cli.predict:main",
+            "defemb-corpus = defemb.cli.corpus:main",
+            "defemb-surgery = defemb.cli.surgery:main",
+            "defemb-analyze = defemb.cli.analyze:main",
+            "defemb-convert-hf = defemb.cli.convert_hf:main",
         ]
     },
 )

@@ -148,7 +148,7 @@ def main() -> None:
     # and the plugin's registration), the baseline only torch.
     result["import_seconds"] = {
         name: round(min(measure([sys.executable, "-c", f"import {module}"])[0] for _ in range(args.repeats)), 2)
-        for name, module in (("defemb_surgery", "defemb.surgery.swap"), ("torch", "torch"))}
+        for name, module in (("defemb_surgery", "defemb.cli.surgery"), ("torch", "torch"))}
     t = time.perf_counter()
     ok = subprocess.run([BIN / "defemb-surgery", "--verify", root / "defemb", "--against", path], capture_output=True)
     result["verify_seconds"], result["verify_ok"] = round(time.perf_counter() - t, 2), ok.returncode == 0

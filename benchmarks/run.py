@@ -452,7 +452,7 @@ def predict_pair(fx: Fixtures, family: str, prompts: int, repeats: int, against_
     same pre-collated batches (the bound) and, optionally, against one token at a time."""
     from fairseq.data import data_utils
 
-    from defemb.predict import load_definition_model, predict_embeddings
+    from defemb.predict import load_definition_model, predict_with_model
 
     corpus = fx.subset(prompts)
     model, task = load_definition_model(save_trained_like(fx, family, corpus), corpus)
@@ -463,7 +463,7 @@ def predict_pair(fx: Fixtures, family: str, prompts: int, repeats: int, against_
     tokens = sum(s["ntokens"] for s in samples)
 
     def ours():
-        return predict_embeddings(model, task, ("train",), max_tokens=PREDICT_MAX_TOKENS, progress=False)
+        return predict_with_model(model, task, ("train",), max_tokens=PREDICT_MAX_TOKENS, progress=False)
 
     def bound():
         with torch.inference_mode():

@@ -1,25 +1,18 @@
-"""``defemb-predict``: an embedding for every defined token of the vocabulary.
+"""An embedding for every defined token of the vocabulary (the library behind ``defemb-predict``).
 
 Runs the trained DefinitionEMB model over every (token, definition, variant)
 occurrence of a definition corpus, deterministically (one ``<mask>`` at a time for
 encoder-only models, one teacher-forced decoder pass per prompt for BART), in
 length-bucketed batches, and averages the predictions per token id.
 """
-import argparse
-import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from fairseq import checkpoint_utils, utils
-from fairseq.data import data_utils
 from tqdm import tqdm
 
-import fairseq_defemb  # noqa: F401  (registers the plugin, safe globals)
-from defemb.cli.logging_setup import configure_cli_logging
 from defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary
 from defemb.data.embedding_file import PredictedEmbeddings
 from defemb.data.vocabulary import dictionary_sha256
@@ -29,6 +22,10 @@ logger = logging.getLogger("defemb-predict")
 
 def load_definition_model(checkpoint: str | Path, corpus_dir: str | Path, device: str = "cpu"):
     """Load a DefinitionEMB checkpoint for inference on ``corpus_dir``; return (model, task)."""
+    from fairseq import checkpoint_utils
+
+    import fairseq_defemb  # noqa: F401  (registers the plugin, safe globals)
+
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"--checkpoint {checkpoint}: not found (a checkpoint written by fairseq-train --task definition_cloze)")
@@ -51,7 +48,7 @@ def load_definition_model(checkpoint: str | Path, corpus_dir: str | Path, device
     return model, task
 
 
-def predict_embeddings(
+def predict_with_model(
     model,
     task,
     splits: tuple[str, ...] = ("train", "valid"),
@@ -61,6 +58,9 @@ def predict_embeddings(
     progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mean prediction per token id over every occurrence; returns (ids, vectors, num_definitions)."""
+    from fairseq import utils
+    from fairseq.data import data_utils
+
     device = next(model.parameters()).device
     vocab, dim = model.target_embeddings.shape
     datasets = [task.build_cloze_dataset(split, predict=True) for split in splits]
@@ -120,36 +120,17 @@ def read_token_ids(spec: str) -> set[int]:
     return ids
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="defemb-predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="DefinitionEMB checkpoint (checkpoints/checkpoint_best.pt)")
-    parser.add_argument("--corpus", required=True, help="definition corpus directory (defemb-corpus --out)")
-    parser.add_argument("--out", required=True, help="output file (.pt), written atomically")
-    parser.add_argument("--splits", default="train,valid", help="corpus splits to predict over (default: train,valid)")
-    parser.add_argument("--max-tokens", type=int, default=8192, help="tokens per batch (default: 8192)")
-    parser.add_argument("--batch-size", type=int, default=None, help="at most this many items per batch")
-    parser.add_argument("--token-ids", default=None,
-                        help="predict only these ids (file, one per line, or comma list): e.g. surgery's candidates")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
+def predict_embeddings(checkpoint: str | Path, corpus: str | Path, out: str | Path, *,
+                       splits: tuple[str, ...] = ("train", "valid"), max_tokens: int = 8192,
+                       batch_size: int | None = None, token_ids: set[int] | None = None,
+                       device: str = "cpu", progress: bool = True) -> dict:
+    """Predict with a DefinitionEMB checkpoint over ``corpus`` and write the embeddings file ``out``.
 
-
-def cli_main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_cli_logging(logging.WARNING)
-    try:
-        model, task = load_definition_model(args.checkpoint, args.corpus, args.device)
-        token_ids = read_token_ids(args.token_ids) if args.token_ids else None
-        start = time.perf_counter()
-        ids, vectors, num_definitions = predict_embeddings(
-            model, task, tuple(s for s in args.splits.split(",") if s), args.max_tokens, args.batch_size,
-            token_ids, progress=not args.no_progress,
-        )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"defemb-predict: error: {err}", file=sys.stderr)
-        return 2
+    Returns the coverage report (also stored in the file's ``extra``)."""
+    model, task = load_definition_model(checkpoint, corpus, device)
+    start = time.perf_counter()
+    ids, vectors, num_definitions = predict_with_model(model, task, tuple(splits), max_tokens, batch_size,
+                                                       token_ids, progress=progress)
     seconds = time.perf_counter() - start
     dictionary = task.source_dictionary
     defined = len(dictionary) - dictionary.nspecial - 1  # no specials, no <mask>
@@ -158,14 +139,8 @@ def cli_main(argv: list[str] | None = None) -> int:
     PredictedEmbeddings(
         token_ids=ids, embeddings=vectors, num_definitions=num_definitions,
         embedding_dim=model.target_embeddings.size(1),
-        dictionary_sha256=dictionary_sha256(Path(args.corpus) / DICT_FILE),
-        dictionary_size=model.target_embeddings.size(0), source_checkpoint=str(args.checkpoint),
-        extra={"coverage": coverage, "corpus": str(args.corpus)},
-    ).save(args.out)
-    print(json.dumps(coverage))
-    print(f"predicted {len(ids)} of {defined} tokens ({100 * coverage['share']:.1f}%) in {seconds:.1f}s -> {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli_main())
+        dictionary_sha256=dictionary_sha256(Path(corpus) / DICT_FILE),
+        dictionary_size=model.target_embeddings.size(0), source_checkpoint=str(checkpoint),
+        extra={"coverage": coverage, "corpus": str(corpus)},
+    ).save(out)
+    return coverage

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from defemb.analysis.report import analyze_matrices, cli_main
+from defemb.analysis.report import analyze_matrices
+from defemb.cli.analyze import main as cli_main
 from defemb.analysis.frequency_groups import frequency_groups
 from defemb.analysis.isotropy import isotropy
 from defemb.analysis.neighbours import max_difference

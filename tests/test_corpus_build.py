@@ -8,7 +8,7 @@ import pytest
 from defemb.data.corpus_format import check_corpus_dictionary, load_split
 from defemb.data.vocabulary import load_model_dictionary
 from defemb.corpus import build as build_corpus
-from defemb.corpus.build import cli_main
+from defemb.cli.corpus import main as cli_main
 from tiny_models import make_tiny_checkpoint
 from conftest import REPO, VENV_BIN
 from test_corpus_alignment import GPT2, MINILM_VOCAB, gpt2_decode, write_gpt2_dict, write_wordpiece_dict

@@ -17,7 +17,8 @@ from defemb.analysis.frequency_groups import frequency_groups
 from defemb.analysis.isotropy import isotropy_by_group
 from defemb.surgery.postprocessing import del_direction, del_zscore
 from defemb.surgery.checkpoint import copy_with_embedding, embedding_keys, load_checkpoint as load_state
-from defemb.surgery.swap import cli_main, verify
+from defemb.cli.surgery import main as cli_main
+from defemb.surgery.swap import verify
 from defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
 from tiny_models import TINY_WORDS, write_dict
 

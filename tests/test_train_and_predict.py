@@ -12,7 +12,7 @@ from tiny_corpus import DEFINITIONS, make_tiny_corpus
 from tiny_models import TINY_WORDS, write_dict
 from defemb.data.embedding_file import PredictedEmbeddings
 from defemb.convert.fairseq_checkpoint import save_model_checkpoint
-from defemb.predict import cli_main as predict_main
+from defemb.cli.predict import main as predict_main
 from defemb.predict import load_definition_model
 
 

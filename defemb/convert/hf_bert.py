@@ -1,4 +1,4 @@
-"""``defemb-convert-hf``: a BERT-family model in Hugging Face layout -> a stock fairseq RoBERTa.
+"""A BERT-family model in Hugging Face layout -> a stock fairseq RoBERTa (the library behind ``defemb-convert-hf``).
 
     defemb-convert-hf --model-dir DIR --out minilm-fairseq/ [--verify] [--overwrite]
 
@@ -45,17 +45,14 @@ LayerNorm epsilon
   isolates the conversion (float rounding), the first adds the epsilon effect
   (about 1e-3 on all-MiniLM-L6-v2).
 """
-import argparse
 import hashlib
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from defemb.atomic_io import atomic_output_dir
-from defemb.cli.logging_setup import configure_cli_logging
 from defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
 from defemb.data.vocabulary import MASK_SYMBOL, load_model_dictionary
 
@@ -462,53 +459,3 @@ def verify_against_transformers(model_dir: Path, out: Path, sentences: list[str]
         "verify_note": (f"reference run at the source's LayerNorm eps ({config.get('layer_norm_eps', 1e-12)}) and at fairseq's "
                  f"({FAIRSEQ_LAYER_NORM_EPS}); the second difference is the conversion alone"),
     }
-
-
-# -- command line --------------------------------------------------------------------------
-
-def summary(report: dict, out: str | Path) -> str:
-    lines = [
-        f"defemb-convert-hf: {report['source']} -> {out}",
-        f"  {report['layers']} layers, hidden {report['hidden']}, {report['heads']} heads, ffn {report['ffn']}, "
-        f"{report['max_positions']} positions, {report['activation_fn']}",
-        f"  vocabulary {report['vocabulary']:,} symbols, {report['parameters']:,} parameters",
-        f"  lm_head: {report['lm_head']}",
-    ]
-    if report["duplicate_tokens"] or report["whitespace_or_empty_tokens"]:
-        lines.append(f"  vocab.txt: {len(report['duplicate_tokens'])} repeated tokens (#fairseq:overwrite), "
-                     f"{len(report['whitespace_or_empty_tokens'])} whitespace/empty tokens written verbatim")
-    v = report
-    if "verify_skipped" in v:
-        lines.append(f"  verify skipped: {v['verify_skipped']}")
-    elif "max_abs_difference" in v:
-        lines.append(f"  max |h_fairseq - h_transformers| = {v['max_abs_difference']:.2e} "
-                     f"(LayerNorm eps {report['hf_layer_norm_eps']:g} vs fairseq's {FAIRSEQ_LAYER_NORM_EPS:g}); "
-                     f"{v['max_abs_difference_same_eps']:.2e} with the reference at eps {FAIRSEQ_LAYER_NORM_EPS:g}")
-        if v["max_abs_logit_difference"] is not None:
-            lines.append(f"  max |logits difference| = {v['max_abs_logit_difference']:.2e} "
-                         f"({v['max_abs_logit_difference_same_eps']:.2e} at the same eps)")
-    return "\n".join(lines)
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="defemb-convert-hf", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", required=True,
-                        help="Hugging Face BERT directory (config.json, model.safetensors, vocab.txt)")
-    parser.add_argument("--out", required=True, help="output fairseq checkpoint directory (written atomically)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument("--verify", action="store_true",
-                        help="compare final hidden states with transformers' BertModel (needs transformers)")
-    args = parser.parse_args(argv)
-    configure_cli_logging()
-    try:
-        report = convert(args.model_dir, args.out, args.overwrite, verify=args.verify)
-    except (ConversionError, FileExistsError) as err:
-        print(f"defemb-convert-hf: error: {err}", file=sys.stderr)
-        return 2
-    print(summary(report, args.out))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli_main())

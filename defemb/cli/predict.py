@@ -1,0 +1,56 @@
+"""``defemb-predict``: the command over :func:`defemb.predict.predict_embeddings`.
+
+Runs the trained DefinitionEMB model over every (token, definition, variant)
+occurrence of a definition corpus, deterministically (one ``<mask>`` at a time for
+encoder-only models, one teacher-forced decoder pass per prompt for BART), in
+length-bucketed batches, and averages the predictions per token id.
+"""
+import argparse
+import json
+import logging
+import sys
+
+import torch
+
+from defemb.cli.logging_setup import configure_cli_logging
+from defemb.predict import predict_embeddings, read_token_ids
+
+DESCRIPTION = __doc__.split("\n", 1)[1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="defemb-predict", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="DefinitionEMB checkpoint (checkpoints/checkpoint_best.pt)")
+    parser.add_argument("--corpus", required=True, help="definition corpus directory (defemb-corpus --out)")
+    parser.add_argument("--out", required=True, help="output file (.pt), written atomically")
+    parser.add_argument("--splits", default="train,valid", help="corpus splits to predict over (default: train,valid)")
+    parser.add_argument("--max-tokens", type=int, default=8192, help="tokens per batch (default: 8192)")
+    parser.add_argument("--batch-size", type=int, default=None, help="at most this many items per batch")
+    parser.add_argument("--token-ids", default=None,
+                        help="predict only these ids (file, one per line, or comma list): e.g. surgery's candidates")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_cli_logging(logging.WARNING)
+    try:
+        token_ids = read_token_ids(args.token_ids) if args.token_ids else None
+        coverage = predict_embeddings(
+            args.checkpoint, args.corpus, args.out, splits=tuple(s for s in args.splits.split(",") if s),
+            max_tokens=args.max_tokens, batch_size=args.batch_size, token_ids=token_ids, device=args.device,
+            progress=not args.no_progress)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"defemb-predict: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(coverage))
+    print(f"predicted {coverage['predicted_tokens']} of {coverage['vocabulary']} tokens "
+          f"({100 * coverage['share']:.1f}%) in {coverage['seconds']:.1f}s -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
