@@ -239,12 +239,14 @@ def fit_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Pat
                          batch_size: int | None = None, exclude_token_ids: set[int] | None = None,
                          device: str = "cpu", progress: bool = False) -> dict[str, Any]:
     """``defemb-fit``: the frozen PLM plus a fitted W, saved (atomically) as the fairseq checkpoint of a
-    ``definition_cloze`` model, so ``defemb-predict --checkpoint out`` reads it like a trained one."""
+    ``definition_cloze`` model, so ``defemb-predict --checkpoint out`` reads it like a trained one; the
+    report (returned) is also written to ``out`` with the suffix ``.json``."""
+    from defemb.atomic_io import write_json
     from defemb.convert.fairseq_checkpoint import save_model_checkpoint
 
     out = Path(out)
-    if out.resolve() == Path(pretrained_checkpoint).resolve():
-        raise ValueError(f"--out {out}: is the input checkpoint; never overwrite an input")
+    if out.suffix == ".json" or out.resolve() == Path(pretrained_checkpoint).resolve():
+        raise ValueError(f"--out {out}: must be a new checkpoint path (e.g. fit.pt), not the input nor a .json")
     model, task, cfg = build_definition_model(pretrained_checkpoint=pretrained_checkpoint, corpus=corpus,
                                               mask_headword_everywhere=mask_headword_everywhere, seed=seed,
                                               device=device)
@@ -254,4 +256,5 @@ def fit_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Pat
     save_model_checkpoint(model.cpu(), cfg, out)
     report.update(checkpoint=str(out), pretrained_checkpoint=str(pretrained_checkpoint), corpus=str(corpus),
                   arch=cfg.model.arch)
+    write_json(out.with_suffix(".json"), report)
     return report

@@ -8,7 +8,7 @@ import numpy as np
 from fairseq.data import Dictionary
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
-from omegaconf import II, MISSING
+from omegaconf import II, MISSING, open_dict
 
 from defemb.data.cloze_dataset import DefinitionClozeDataset
 from defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary, load_split
@@ -73,6 +73,8 @@ class DefinitionClozeTask(FairseqTask):
         self.dictionary = dictionary
         self.mask_idx = dictionary.index(MASK_SYMBOL)
         self.corruption = None if cfg.corruption == "auto" else str(cfg.corruption)
+        # defemb.fit's report of --projection-init least-squares, once build_model has run it
+        self.projection_init_report: dict | None = None
 
     @classmethod
     def setup_task(cls, cfg: DefinitionClozeConfig, **kwargs):
@@ -114,6 +116,7 @@ class DefinitionClozeTask(FairseqTask):
         report = fit_projection(model, self, samples=self.cfg.projection_init_samples,
                                 lam=self.cfg.projection_init_lambda, seed=self.cfg.seed, valid_as_trained=True)
         model.cpu()  # the trainer places the model itself
+        self.projection_init_report = report
         valid = report["valid"]
         logger.info(
             f"--projection-init least-squares: W fitted on {report['fit']['states']} states of "
@@ -127,6 +130,11 @@ class DefinitionClozeTask(FairseqTask):
                 f"fitted W {valid['fitted_W']['loss']:.4f} (cosine {valid['fitted_W']['cosine']:.3f}), "
                 f"mean target row {valid['mean_row']['loss']:.4f}"
             )
+
+    def set_mask_headword_everywhere(self, value: bool) -> None:
+        """Override the stored ``--mask-headword-everywhere`` (prediction from a checkpoint trained without it)."""
+        with open_dict(self.cfg):
+            self.cfg.mask_headword_everywhere = value
 
     def random_token_ids(self) -> np.ndarray:
         """Replacement candidates for bert corruption: every real symbol, no specials."""
