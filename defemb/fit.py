@@ -85,7 +85,9 @@ def read_states(model, dataset, prompts: np.ndarray | None = None, *, max_tokens
         for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress):
             sample = dataset.collater([dataset[i] for i in batch])
             net_input = utils.move_to_cuda(sample["net_input"]) if device.type == "cuda" else sample["net_input"]
-            with torch.inference_mode():
+            # no_grad, not inference_mode: the warm start trains this model next, and tensors a module
+            # caches during an inference-mode pass (fairseq's positional tables) could not join autograd
+            with torch.no_grad():
                 states.append(model.read_states(**net_input).float().cpu())
             targets.append(sample["target"])
             definitions.append(sample["definition"][sample["target_row"]])

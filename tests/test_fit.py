@@ -85,6 +85,12 @@ def test_warm_start_starts_below_the_random_w(tiny_dir, family, caplog):
     assert report["valid"]["fitted_W"]["loss"] == pytest.approx(warm_loss, rel=1e-4)
     assert report["valid"]["random_W"]["loss"] == pytest.approx(random_loss, rel=1e-4)
     assert f"fitted W {report['valid']['fitted_W']['loss']:.4f}" in caplog.text
+    # Training goes on from there: nothing the fit's pass cached refuses autograd.
+    model.train()
+    train = task.datasets["train"]
+    loss, _, _ = criterion(model, train.collater([train[i] for i in range(4)]))
+    loss.backward()
+    assert model.projection.weight.grad is not None
 
 
 def test_least_squares_needs_the_pretrained_model(tiny_dir):
