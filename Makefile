@@ -9,7 +9,7 @@ GPT2_DIR := .cache/gpt2
 GPT2_FILES := $(GPT2_DIR)/encoder.json $(GPT2_DIR)/vocab.bpe
 PERL_XML := .cache/.perl-xml-parser
 
-.PHONY: install test test-fast demo demo-bart bench clean
+.PHONY: install test test-fast demo demo-bart eval bench clean
 
 install: $(STAMP) $(GPT2_FILES) $(PERL_XML)
 
@@ -54,6 +54,9 @@ demo: install
 
 demo-bart: install
 	$(PY) examples/demo_bart.py --out demo-bart-out
+
+eval: install
+	$(PY) examples/eval.py --out eval-out
 
 bench: install
 	$(PY) -m benchmarks.run

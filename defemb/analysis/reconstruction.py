@@ -204,7 +204,7 @@ def reconstruction_report(*, matrix: np.ndarray, corpus_dir: str | Path, predict
         vectors["subword"], empty = subword_init(matrix, ids, split_without, excluded - set(ids.tolist()))
         notes["subword"] = f"{empty} tokens no other piece spells (zero vector)"
     else:
-        notes["subword"] = "not computed: pass the corpus's tokenizer (--bpe and its files)"
+        notes["subword"] = "not computed: pass the corpus's WordPiece vocab.txt or GPT-2 encoder.json and vocab.bpe"
     vectors["random"] = random_init(matrix, ids, seed)
     vectors.update(loaded)
 
@@ -256,8 +256,39 @@ def reconstruction_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reconstruction(report: dict, out: str | Path, overwrite: bool = False) -> None:
-    """``out``/report.json and summary.md, atomically."""
+def corpus_split_without(corpus_dir: str | Path, **tokenizer_files: str | None):
+    """The ``split_without`` of the tokenizer the corpus was built with (its kind and casing from
+    corpus.json, its files from ``tokenizer_files``: wordpiece_vocab, or gpt2_encoder_json and
+    gpt2_vocab_bpe); None when the files are not given or the tokenizer is sentencepiece."""
+    from defemb.corpus.tokenizers import backend_from_config, load_dictionary
+    from defemb.data.corpus_format import DICT_FILE, read_metadata
+
+    tokenizer = read_metadata(corpus_dir).get("tokenizer", {})
+    needed = {"gpt2": ("gpt2_encoder_json", "gpt2_vocab_bpe"), "wordpiece": ("wordpiece_vocab",)}.get(tokenizer.get("bpe"))
+    if not needed or not all(tokenizer_files.get(k) for k in needed):
+        return None
+    dict_path = str(Path(corpus_dir) / DICT_FILE)
+    config = {**tokenizer, **{k: str(v) for k, v in tokenizer_files.items() if v}, "vocab": dict_path}
+    return backend_from_config(config, load_dictionary(dict_path)).split_without
+
+
+def analyze_reconstruction(checkpoint: str | Path, corpus_dir: str | Path, out: str | Path, *,
+                           predictions: dict[str, str | Path], baseline_predictions: dict[str, str | Path] | None = None,
+                           system: str | None = None, tokenizer_files: dict[str, str | None] | None = None,
+                           seed: int = 1, resamples: int = 1000, overwrite: bool = False) -> dict:
+    """``defemb-analyze reconstruction``: read the pretrained matrix of ``checkpoint``, score
+    (``reconstruction_report``) and write ``out``/report.json and summary.md atomically. Every
+    input is checked before anything is written; an existing ``out`` is kept unless ``overwrite``."""
+    from defemb.analysis.report import read_matrix
+
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"--out {out}: exists; pick a new directory or pass --overwrite")
+    report = reconstruction_report(
+        matrix=read_matrix(checkpoint), corpus_dir=corpus_dir, predictions=predictions,
+        baseline_predictions=baseline_predictions, system=system,
+        split_without=corpus_split_without(corpus_dir, **(tokenizer_files or {})), seed=seed, resamples=resamples)
+    report["checkpoint"] = str(checkpoint)
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         write_json(tmp / "report.json", report)
         (tmp / "summary.md").write_text(reconstruction_markdown(report))
+    return report

@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{report['prompts_built']:,} prompts built, {report['prompts_kept']:,} kept "
           f"(train {report['splits']['train']:,}, valid {report['splits']['valid']:,}) in {report['seconds']} s; "
           f"skipped: {skipped}")
+    echoes = report["headword_ids_outside_spans"]
+    print(f"{echoes['prompts']:,} kept prompts ({100 * echoes['share']:.1f}%) show a headword id outside its variants "
+          "(e.g. in the definition; definition_cloze --mask-headword-everywhere masks them)")
     if "holdout" in report:
         held = report["holdout"]
         print(f"held out {sum(held['groups'].values()):,} tokens ({held['groups']['frequent']} frequent, "

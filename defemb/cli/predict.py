@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=None, help="at most this many items per batch")
     parser.add_argument("--token-ids", default=None,
                         help="predict only these ids (file, one per line, or comma list): e.g. surgery's candidates")
+    parser.add_argument("--mask-headword-everywhere", action="store_true", default=None,
+                        help="also mask the headword's ids outside its variant spans (e.g. inside its definition); "
+                        "default: as the checkpoint was trained (definition_cloze --mask-headword-everywhere)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         coverage = predict_embeddings(
             args.checkpoint, args.corpus, args.out, splits=tuple(s for s in args.splits.split(",") if s),
             max_tokens=args.max_tokens, batch_size=args.batch_size, token_ids=token_ids, device=args.device,
-            progress=not args.no_progress)
+            mask_headword_everywhere=args.mask_headword_everywhere, progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as err:
         print(f"defemb-predict: error: {err}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from defemb.atomic_io import atomic_output_dir
 from defemb.data.corpus_format import DICT_FILE, CorpusWriter, write_metadata
+from defemb.data.headword import echo_positions
 from defemb.corpus.coverage import coverage_markdown, coverage_report
 from defemb.corpus.entries import Entry, SkipLog
 from defemb.corpus.gcide import read_gcide
@@ -126,6 +127,12 @@ def split_prompts(prompts: list[Prompt], valid_size: float, seed: int) -> dict[s
     return {"train": [prompts[i] for i in np.sort(order[n_valid:])], "valid": [prompts[i] for i in np.sort(order[:n_valid])]}
 
 
+def headword_echo_count(prompts: list[Prompt]) -> dict:
+    """How many prompts hold one of their headword's subword ids outside the variant spans."""
+    n = sum(len(echo_positions(np.asarray(p.ids), np.asarray(p.spans))) > 0 for p in prompts)
+    return {"prompts": int(n), "of": len(prompts), "share": round(n / max(len(prompts), 1), 4)}
+
+
 def grounded_by_source(prompts: list[Prompt]) -> dict[str, set[int]]:
     grounded: dict[str, set[int]] = {}
     for p in prompts:
@@ -209,6 +216,9 @@ def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Itera
         "coverage": coverage,
         "coverage_kept": coverage_report(dictionary, grounded_by_source(kept), backend.surface) if len(kept) < len(prompts)
         else coverage,
+        # prompts that show a headword id outside its spans (in its definition, say): a model may copy it
+        # instead of reading the definition; definition_cloze --mask-headword-everywhere hides them
+        "headword_ids_outside_spans": headword_echo_count(kept),
     }
     if holdout is not None:
         held_meta = holdout_metadata(holdout, dictionary, held_splits,
