@@ -101,7 +101,12 @@ def test_report_ranks_a_perfect_prediction_first(tmp_path, corpus):
     assert {g: m["n"] for g, m in methods["mean row"].items()} == {"frequent": 2, "medium": 1, "all": 3}
     assert report["best_baseline"] in ("mean row", "definition mean", "random")
     assert report["best_baseline"] == max(report["baselines"], key=lambda n: methods[n]["all"]["mrr"])
-    boot = report["bootstrap"]["reciprocal_rank"]
+    assert set(report["bootstrap"]) == {"DefinitionEMB", "noisy"}
+    assert report["collapse"]["mean row"] == pytest.approx(1.0)
+    unit = matrix[holdout] / np.linalg.norm(matrix[holdout], axis=1, keepdims=True)
+    centre = matrix[holdout].mean(axis=0) / np.linalg.norm(matrix[holdout].mean(axis=0))
+    assert report["collapse"]["DefinitionEMB"] == pytest.approx(float((unit @ centre).mean()))
+    boot = report["bootstrap"]["DefinitionEMB"]["reciprocal_rank"]
     assert boot["system_mean"] == 1.0 and boot["baseline_mean"] == methods[report["best_baseline"]]["all"]["mrr"]
     assert "subword" in report["notes"] and "not computed" in report["notes"]["subword"]
     md = reconstruction_markdown(report)

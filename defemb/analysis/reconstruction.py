@@ -18,8 +18,8 @@ Metrics per token: cosine and squared L2 distance to the true row, and the rank 
 among **all** rows of the matrix by cosine to the prediction (1 + the number of other rows whose
 cosine is >= the true row's: ties count against the prediction, so a zero vector ranks last).
 Aggregates per frequency group: mean cosine, mean squared distance, MRR, hits@1, hits@10,
-median rank. A paired bootstrap (Koehn 2004) compares the system's reciprocal ranks with the
-best baseline's on the same tokens.
+median rank. A paired bootstrap (Koehn 2004) compares each prediction file's reciprocal ranks
+(and cosines) with the best baseline's on the same tokens.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,8 +155,8 @@ def reconstruction_report(*, matrix: np.ndarray, corpus_dir: str | Path, predict
     """Score the initialisers and the prediction files on the held-out tokens of ``corpus_dir``.
 
     ``matrix``: the pretrained embedding matrix (rows = the corpus's dict.txt + ``<mask>``).
-    ``predictions``: name -> ``defemb-predict`` file; ``system`` (default: the first) is the one
-    bootstrapped against the best baseline. ``baseline_predictions``: learned baselines (e.g. a
+    ``predictions``: name -> ``defemb-predict`` file, each bootstrapped against the best baseline;
+    ``system`` (default: the first) is the one the tables mark. ``baseline_predictions``: learned baselines (e.g. a
     fitted W) that compete with the four initialisers for "best baseline". ``split_without``: the
     corpus tokenizer's ``split_without`` (``SubwordBackend``); None skips the subword initialiser.
     """
@@ -214,19 +214,22 @@ def reconstruction_report(*, matrix: np.ndarray, corpus_dir: str | Path, predict
     group_masks["all"] = np.ones(len(ids), dtype=bool)
     scores = {name: score_tokens(v, ids, matrix) for name, v in vectors.items()}
     methods = {name: {g: aggregate(s, m) for g, m in group_masks.items()} for name, s in scores.items()}
+    # how alike a method's predictions are (1.0: one vector for every token, as the mean row)
+    collapse = {name: float((_unit_rows(v) @ _unit_rows(v.mean(axis=0, keepdims=True)).T).mean())
+                for name, v in vectors.items()}
     baselines = [n for n in vectors if n in INITIALISERS or n in baseline_predictions]
     best = max(baselines, key=lambda n: methods[n]["all"]["mrr"])
-    bootstrap = {
-        "reciprocal_rank": paired_bootstrap(1.0 / scores[best].rank, 1.0 / scores[system].rank, resamples, seed),
-        "cosine": paired_bootstrap(scores[best].cosine, scores[system].cosine, resamples, seed),
-    }
+    bootstrap = {name: {
+        "reciprocal_rank": paired_bootstrap(1.0 / scores[best].rank, 1.0 / scores[name].rank, resamples, seed),
+        "cosine": paired_bootstrap(scores[best].cosine, scores[name].cosine, resamples, seed),
+    } for name in predictions}
     return {
         "corpus": str(corpus_dir), "holdout_chosen_by": holdout["chosen_by"], "num_tokens": int(len(ids)),
         "heldout_prompts": holdout["prompts"], "candidate_rows": int(len(matrix)),
         "predictions": {n: str(p) for n, p in predictions.items()},
         "baseline_predictions": {n: str(p) for n, p in baseline_predictions.items()},
         "system": system, "best_baseline": best, "baselines": baselines, "notes": notes,
-        "methods": methods, "bootstrap": bootstrap, "seed": seed,
+        "methods": methods, "bootstrap": bootstrap, "seed": seed, "collapse": collapse,
         "splits_note": f"predictions are read from {HELDOUT_SPLIT} (prompt as in the paper) or {DEFINITION_ONLY_SPLIT} "
                        "(other variants removed), whichever each file was predicted on",
         "per_token": {"ids": ids.tolist(), **{n: {"cosine": s.cosine.round(5).tolist(), "rank": s.rank.tolist()}
@@ -248,10 +251,13 @@ def reconstruction_markdown(report: dict) -> str:
             lines.append(f"| {name}{mark} | {m['cosine']:.3f} | {m['sq_distance']:.3f} | {m['mrr']:.4f} | "
                          f"{m['hits@1']:.3f} | {m['hits@10']:.3f} | {m['median_rank']:.0f} |")
         lines.append("")
-    for metric, b in report["bootstrap"].items():
-        lines.append(f"Paired bootstrap, {metric}: {report['system']} {b['system_mean']:.4f} vs {report['best_baseline']} "
-                     f"{b['baseline_mean']:.4f} (delta {b['delta']:+.4f}, 95% CI [{b['ci95'][0]:+.4f}, {b['ci95'][1]:+.4f}], "
-                     f"p = {b['p_value']:.3f}, {b['resamples']} resamples).")
+    for name, tests in report["bootstrap"].items():
+        for metric, b in tests.items():
+            lines.append(f"Paired bootstrap, {metric}: {name} {b['system_mean']:.4f} vs {report['best_baseline']} "
+                         f"{b['baseline_mean']:.4f} (delta {b['delta']:+.4f}, 95% CI [{b['ci95'][0]:+.4f}, "
+                         f"{b['ci95'][1]:+.4f}], p = {b['p_value']:.3f}, {b['resamples']} resamples).")
+    lines += ["", "Collapse (mean cosine of each prediction to the method's mean prediction; 1.0 = one vector for all): "
+              + ", ".join(f"{name} {c:.3f}" for name, c in report["collapse"].items()) + "."]
     lines += [""] + [f"- {name}: {note}" for name, note in report["notes"].items()]
     return "\n".join(lines) + "\n"
 

@@ -16,7 +16,7 @@
         held-out tokens of a `defemb-corpus --holdout` corpus against their true rows: cosine, squared
         distance, rank of the true row among all rows (MRR, hits@1/10, median) per frequency group, for
         the mean row, definition mean, subword and random initialisers and each prediction file;
-        paired bootstrap of --system against the best baseline. Writes report.json, summary.md.
+        paired bootstrap of each prediction against the best baseline. Writes report.json, summary.md.
 
 Python: ``analyze_matrices(matrices, dictionary, ...)`` returns the report dict in-process.
 """
@@ -131,7 +131,8 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                             "--token-ids CORPUS/holdout_ids.txt)")
         p.add_argument("--baseline-predictions", nargs="*", metavar="NAME=PATH",
                        help="learned baselines (e.g. a fitted W) that compete with the initialisers for best baseline")
-        p.add_argument("--system", help="the prediction bootstrapped against the best baseline (default: the first)")
+        p.add_argument("--system", help="the prediction the tables mark as the system (default: the first); every "
+                       "prediction file is bootstrapped against the best baseline")
         p.add_argument("--wordpiece-vocab", help="vocab.txt of a WordPiece corpus (for the subword initialiser)")
         p.add_argument("--gpt2-encoder-json", help="encoder.json of a GPT-2 BPE corpus (subword initialiser)")
         p.add_argument("--gpt2-vocab-bpe", help="vocab.bpe of a GPT-2 BPE corpus (subword initialiser)")
