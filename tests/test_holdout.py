@@ -164,3 +164,34 @@ def test_hidden_ids_reach_the_bart_decoder_input_too(tmp_path, tiny_dir):
         assert not np.isin(item["source"].numpy(), holdout).any()
         assert not np.isin(item["prev_output_tokens"].numpy(), holdout).any()
         assert np.isin(split.prompts[i].numpy(), holdout).any()
+
+
+def test_corpus_cli_holds_out_and_refuses_bad_requests(tmp_path, capsys):
+    from defemb.cli.corpus import main as corpus_main
+    from test_corpus_alignment import write_wordpiece_dict
+    from test_corpus_build import wp_args
+
+    vocab = write_wordpiece_dict(tmp_path / "dict.txt")
+    out = tmp_path / "out"
+    assert corpus_main(wp_args(out, vocab, "--source", "numbers", "--valid-size", "5", "--holdout", "10")) == 0
+    assert "held out 10 tokens" in capsys.readouterr().out
+    holdout = np.array([int(x) for x in (out / "holdout_ids.txt").read_text().split()])
+    assert len(holdout) == 10
+    d = load_model_dictionary(out / "dict.txt")
+    groups = frequency_groups(len(d), d.nspecial, d.index("<mask>"))
+    assert np.isin(holdout, np.concatenate([groups["frequent"], groups["medium"]])).all()
+    spans = {}
+    for split in ("train", "valid", HELDOUT_SPLIT, DEFINITION_ONLY_SPLIT):
+        data = load_split(out, split)
+        spans[split] = {int(t) for i in range(len(data)) for s, e in data.spans_of(i).tolist()
+                        for t in data.prompts[i][s:e].tolist()}
+    assert not spans["train"] & set(holdout.tolist()) and not spans["valid"] & set(holdout.tolist())
+    assert set(holdout.tolist()) <= spans[HELDOUT_SPLIT] and set(holdout.tolist()) <= spans[DEFINITION_ONLY_SPLIT]
+    for extra, needle in ((["--holdout", "100000"], "--holdout 100000: only"),
+                          (["--holdout-ids", str(tmp_path / "ids.txt")], "ids.txt:2: 'x' is not a token id"),
+                          (["--holdout", "3", "--holdout-ids", str(tmp_path / "ids.txt")], "pass one of them")):
+        (tmp_path / "ids.txt").write_text(f"{holdout[0]}\nx\n")
+        bad = tmp_path / "bad"
+        assert corpus_main(wp_args(bad, vocab, "--source", "numbers", "--valid-size", "5", *extra)) == 2
+        assert needle in capsys.readouterr().err
+        assert not bad.exists()

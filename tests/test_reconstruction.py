@@ -135,3 +135,23 @@ def test_bad_inputs_are_refused(tmp_path, corpus, tiny_dir):
     (out / "holdout.json").write_text(json.dumps(meta))
     with pytest.raises(ReconstructionError, match="outside the dictionary"):
         reconstruction_report(matrix=matrix, corpus_dir=out, predictions={"x": good})
+
+
+def test_cli_writes_nothing_on_bad_input(tmp_path, corpus, capsys):
+    from defemb.cli.analyze import main as analyze_main
+
+    out, d, holdout, matrix = corpus
+    np.save(tmp_path / "E.npy", matrix.astype(np.float32))
+    good = save_prediction(tmp_path / "p.pt", holdout, matrix[holdout], out, len(matrix))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "dict.txt").write_text((out / "dict.txt").read_text() + "extra 1\n")
+    foreign = save_prediction(tmp_path / "f.pt", holdout, matrix[holdout], other, len(matrix) + 1)
+    report = tmp_path / "report"
+    argv = ["reconstruction", "--checkpoint", str(tmp_path / "E.npy"), "--corpus", str(out), "--out", str(report)]
+    assert analyze_main(argv + ["--predictions", f"DefinitionEMB={good}", f"other={foreign}"]) == 2
+    assert "predictions for another dictionary" in capsys.readouterr().err
+    assert not report.exists()
+    assert analyze_main(argv + ["--predictions", f"DefinitionEMB={good}", "--resamples", "50"]) == 0
+    saved = json.loads((report / "report.json").read_text())
+    assert saved["methods"]["DefinitionEMB"]["all"]["mrr"] == 1.0 and (report / "summary.md").is_file()
