@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                 if name != SYSTEM and updates != budget["updates"][-1]:
                     continue  # one run straight to the largest length: same model, fewer start-ups
                 save_dir = work / "checkpoints" / slug(name)
+                if name == WARM:  # the warm start reads as many prompts as the fitted-W baseline
+                    options = [*options, "--projection-init-samples", budget["fit_samples"]]
                 logs[name].append(step.run(f"train {slug(name)} {updates}", train_cmd(
                     work, original, save_dir, budget, updates, args.seed, [*options, *extra]), show=2))
                 largest = updates == budget["updates"][-1]
