@@ -4,6 +4,7 @@ Every backend tokenizes a prompt piece by piece, so a headword variant's span is
 exactly by construction. Running text is encoded as if preceded by a space, the way
 it sits inside a sentence.
 """
+import copy
 import unicodedata
 from pathlib import Path
 
@@ -73,6 +74,11 @@ class SubwordBackend:
         """Readable text of a prompt, specials as their symbols (for reports)."""
         raise NotImplementedError
 
+    def split_without(self, token_id: int) -> list[int]:
+        """The pieces the tokenizer gives the token's own text if the token were not in its
+        vocabulary (the subword initialiser of a new token); [] if nothing else spells it."""
+        raise NotImplementedError(f"--bpe {self.name}: splitting a token without itself is not implemented")
+
     def variants(self, word: str, cased: bool = True, position: str = "any") -> tuple[list[tuple[list[int], bool]], int]:
         """Lexical variants (original, lower, capitalized; with and without the leading
         space) as (ids, word_initial), deduplicated by their ids; returns (variants, number
@@ -138,6 +144,15 @@ class GPT2Backend(SubwordBackend):
 
     def variant_forms(self, word: str, cased: bool = True) -> list[tuple[list[int], bool]]:
         return [(self._encode(prefix + w), prefix == " ") for w in casings(word, cased) for prefix in (" ", "")]
+
+    def split_without(self, token_id: int) -> list[int]:
+        chars = self.bpe.decoder[int(self.dictionary[token_id])]
+        # The merges that build the token, dropped: BPE then stops one step short of it.
+        without = copy.copy(self.bpe)
+        without.bpe_ranks = {pair: rank for pair, rank in self.bpe.bpe_ranks.items() if "".join(pair) != chars}
+        without.cache = {}
+        pieces = [str(without.encoder[p]) for p in without.bpe(chars).split(" ")]
+        return [] if pieces == [str(self.bpe.encoder[chars])] else self.pieces_to_ids(pieces)
 
     def _bytes(self, token_id: int) -> bytes | None:
         symbol = self.dictionary[token_id]
@@ -228,7 +243,7 @@ class WordPieceBackend(SubwordBackend):
             tokens.append("".join(current))
         return tokens
 
-    def wordpiece(self, token: str, continuation: bool = False) -> list[str]:
+    def wordpiece(self, token: str, continuation: bool = False, exclude: str = "") -> list[str]:
         if len(token) > 100:
             return ["[UNK]"]
         pieces, start = [], 0
@@ -238,7 +253,7 @@ class WordPieceBackend(SubwordBackend):
                 piece = token[start:end]
                 if start > 0 or continuation:
                     piece = "##" + piece
-                if piece in self.vocab:
+                if piece in self.vocab and piece != exclude:
                     found = piece
                     break
                 end -= 1
@@ -272,6 +287,11 @@ class WordPieceBackend(SubwordBackend):
     def decode(self, ids) -> str:
         pieces = [self.dictionary[int(i)] for i in ids]
         return "".join(p[2:] if p.startswith("##") else (" " + p if k else p) for k, p in enumerate(pieces))
+
+    def split_without(self, token_id: int) -> list[int]:
+        symbol = self.dictionary[token_id]
+        pieces = self.wordpiece(symbol.removeprefix("##"), continuation=symbol.startswith("##"), exclude=symbol)
+        return [] if pieces == ["[UNK]"] else self._ids(pieces)
 
 
 class SentencePieceBackend(SubwordBackend):
