@@ -11,7 +11,7 @@ PERL_XML := .cache/.perl-xml-parser
 ROUGE_DIR := .cache/ROUGE-1.5.5
 ROUGE_READY := $(ROUGE_DIR)/.ready
 
-.PHONY: install test test-fast demo demo-bart bench clean
+.PHONY: install test test-fast demo demo-bart eval bench clean
 
 install: $(STAMP) $(GPT2_FILES) $(PERL_XML) $(ROUGE_READY)
 
@@ -69,6 +69,9 @@ demo: install
 
 demo-bart: install
 	$(PY) examples/demo_bart.py --out demo-bart-out
+
+eval: install
+	$(PY) examples/eval.py --out eval-out
 
 bench: install
 	$(PY) -m benchmarks.run

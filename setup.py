@@ -20,6 +20,7 @@ setup(
             "defemb-surgery = defemb.cli.surgery:main",
             "defemb-analyze = defemb.cli.analyze:main",
             "defemb-convert-hf = defemb.cli.convert_hf:main",
+            "defemb-fit = defemb.cli.fit:main",
         ]
     },
 )

@@ -146,8 +146,8 @@ def predict_with_model(
     return torch.from_numpy(ids), means, num_definitions
 
 
-def read_token_ids(spec: str) -> set[int]:
-    """``--token-ids``: a file with one id per line, or a comma-separated list."""
+def read_token_ids(spec: str, option: str = "--token-ids") -> set[int]:
+    """``option``'s value: a file with one id per line, or a comma-separated list."""
     path = Path(spec)
     text = path.read_text() if path.is_file() else spec.replace(",", "\n")
     ids = set()
@@ -156,7 +156,7 @@ def read_token_ids(spec: str) -> set[int]:
         if not line:
             continue
         if not line.isdigit():
-            raise ValueError(f"--token-ids {spec}:{lineno}: '{line}' is not a token id (one integer per line)")
+            raise ValueError(f"{option} {spec}:{lineno}: '{line}' is not a token id (one integer per line)")
         ids.add(int(line))
     return ids
 
@@ -164,12 +164,16 @@ def read_token_ids(spec: str) -> set[int]:
 def predict_embeddings(checkpoint: str | Path, corpus: str | Path, out: str | Path, *,
                        splits: tuple[str, ...] = ("train", "valid"), max_tokens: int = 8192,
                        batch_size: int | None = None, token_ids: set[int] | None = None,
-                       device: str = "cpu", progress: bool = True, average: str = "definitions") -> dict:
+                       device: str = "cpu", mask_headword_everywhere: bool | None = None,
+                       progress: bool = True, average: str = "definitions") -> dict:
     """Predict with a DefinitionEMB checkpoint over ``corpus`` and write the embeddings file ``out``.
+    ``mask_headword_everywhere`` overrides the checkpoint's own setting (None: keep it).
 
     Returns the coverage report (also stored in the file's ``extra``), with the ``average`` used."""
     check_average(average)
     model, task = load_definition_model(checkpoint, corpus, device)
+    if mask_headword_everywhere is not None:
+        task.set_mask_headword_everywhere(mask_headword_everywhere)
     start = time.perf_counter()
     ids, vectors, num_definitions = predict_with_model(model, task, tuple(splits), max_tokens, batch_size,
                                                        token_ids, progress=progress, average=average)
@@ -177,7 +181,8 @@ def predict_embeddings(checkpoint: str | Path, corpus: str | Path, out: str | Pa
     dictionary = task.source_dictionary
     defined = len(dictionary) - dictionary.nspecial - 1  # no specials, no <mask>
     coverage = {"predicted_tokens": len(ids), "vocabulary": defined, "share": len(ids) / max(defined, 1),
-                "average": average, "seconds": round(seconds, 2)}
+                "average": average, "seconds": round(seconds, 2),
+                "mask_headword_everywhere": bool(task.cfg.mask_headword_everywhere)}
     PredictedEmbeddings(
         token_ids=ids, embeddings=vectors, num_definitions=num_definitions,
         embedding_dim=model.target_embeddings.size(1),

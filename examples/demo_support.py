@@ -118,13 +118,17 @@ def first_json(log: str) -> dict:
 
 
 def parse_demo_args(description: str, default_out: str, budgets: dict,
-                    argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
-    """The options both demos take (where to write, which CPU budget, which seed), parsed;
-    returns them with the chosen budget, and quiets the in-process fairseq logging."""
+                    argv: list[str] | None, extra_train_args: bool = False) -> tuple[argparse.Namespace, dict]:
+    """The options the demos and the evaluation take (where to write, which CPU budget, which seed;
+    with ``extra_train_args`` also --train-args), parsed; returns them with the chosen budget, and
+    quiets the in-process fairseq logging."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=default_out, help="output folder; replaced whole by a new run")
     parser.add_argument("--budget", choices=sorted(budgets), default="full", help="'ci' is the shortened run of the slow test")
     parser.add_argument("--seed", type=int, default=1, help="seed of the data sample, training and DefinitionEMB")
+    if extra_train_args:
+        parser.add_argument("--train-args", default="",
+                            help="extra fairseq-train options, e.g. '--update-embeddings' (the defaults are the paper's)")
     args = parser.parse_args(argv)
     configure_cli_logging(logging.WARNING)
     return args, budgets[args.budget]

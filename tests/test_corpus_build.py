@@ -3,6 +3,7 @@ import json
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 from defemb.data.corpus_format import check_corpus_dictionary, load_split
@@ -238,3 +239,23 @@ def test_full_gcide_build(tmp_path, bpe, gpt2_dict, wp_dict, capsys):
         ], capture_output=True, text=True)
         assert train.returncode == 0, train.stderr[-3000:]
         assert "num_updates 2" in train.stdout + train.stderr
+
+
+def test_report_counts_prompts_that_show_their_headword_outside_the_variants(tmp_path, gpt2_dict):
+    from defemb.data.headword import echo_positions
+
+    tsv = tmp_path / "m.tsv"
+    tsv.write_text("zebra\tn.\tan animal like a horse, a zebra has stripes\n"
+                   "okapi\tn.\tan animal of the forest, kin of the giraffe\n"
+                   "quagga\tn.\ta quagga was a kind of zebra\n")
+    out = tmp_path / "out"
+    report = build_corpus.build_corpus(gpt2_dict, out, bpe="gpt2", sources=["manual"], manual_tsv=str(tsv),
+                                       gpt2_encoder_json=str(GPT2 / "encoder.json"),
+                                       gpt2_vocab_bpe=str(GPT2 / "vocab.bpe"), valid_size=0, progress=False)
+    echoes = report["headword_ids_outside_spans"]
+    prompts = read_all(out, "train")
+    with_echo = [len(echo_positions(np.array(ids), np.array(spans))) > 0 for ids, spans in prompts]
+    assert echoes == {"prompts": sum(with_echo), "of": 3, "share": round(sum(with_echo) / 3, 4)}
+    # zebra's and quagga's definitions name them; okapi's does not
+    assert echoes["prompts"] >= 2 and not all(with_echo)
+    assert json.loads((out / "coverage.json").read_text())["headword_ids_outside_spans"] == echoes

@@ -14,6 +14,11 @@
         --metric accuracy (GLUE: one label per line)
     defemb-analyze rare-subset --data-bin DIR [--threshold 40000 --min-fraction 0.05]
         the rare-token test subset of Appendix B.2 from a fairseq-binarized dataset
+    defemb-analyze reconstruction --checkpoint model.pt --corpus DEFS --predictions DefinitionEMB=p.pt --out DIR
+        held-out tokens of a `defemb-corpus --holdout` corpus against their true rows: cosine, squared
+        distance, rank of the true row among all rows (MRR, hits@1/10, median) per frequency group, for
+        the mean row, definition mean, subword and random initialisers and each prediction file;
+        paired bootstrap of each prediction against the best baseline. Writes report.json, summary.md.
 
 Python: ``analyze_matrices(matrices, dictionary, ...)`` returns the report dict in-process.
 """
@@ -26,16 +31,11 @@ from defemb.analysis.rouge import BACKENDS
 from defemb.cli.logging_setup import configure_cli_logging
 
 DESCRIPTION = __doc__
-MODES = ("rouge", "significance", "rare-subset")
+MODES = ("rouge", "significance", "rare-subset", "reconstruction")
 
 
 def geometry_main(args) -> int:
-    named = {}
-    for spec in args.embeddings or []:
-        name, _, path = spec.partition("=")
-        if not path or not name:
-            raise ValueError(f"--embeddings {spec}: expected NAME=PATH")
-        named[name] = path
+    named = named_paths(args.embeddings, "--embeddings")
     report = analyze_checkpoints(args.checkpoint, args.out, dict_path=args.dict, compare=args.compare, embeddings=named,
                                  gpt2_encoder_json=args.gpt2_encoder_json, neighbours_of=args.neighbours_of or [],
                                  k=args.k, metric=args.metric, overwrite=args.overwrite, progress=not args.no_progress)
@@ -79,8 +79,31 @@ def add_rouge_root(p: argparse.ArgumentParser) -> None:
                                         "(default: the .cache/ROUGE-1.5.5 that `make install` prepares)")
 
 
+def named_paths(specs: list[str] | None, option: str) -> dict[str, str]:
+    named = {}
+    for spec in specs or []:
+        name, _, path = spec.partition("=")
+        if not path or not name:
+            raise ValueError(f"{option} {spec}: expected NAME=PATH")
+        named[name] = path
+    return named
+
+
+def reconstruction_main(args) -> int:
+    from defemb.analysis.reconstruction import analyze_reconstruction, reconstruction_markdown
+
+    report = analyze_reconstruction(
+        args.checkpoint, args.corpus, args.out, predictions=named_paths(args.predictions, "--predictions"),
+        baseline_predictions=named_paths(args.baseline_predictions, "--baseline-predictions"), system=args.system,
+        tokenizer_files={k: getattr(args, k) for k in ("wordpiece_vocab", "gpt2_encoder_json", "gpt2_vocab_bpe")},
+        seed=args.seed, resamples=args.resamples, overwrite=args.overwrite)
+    print(reconstruction_markdown(report))
+    print(f"-> {args.out} (report.json, summary.md)")
+    return 0
+
+
 def build_parser(mode: str) -> argparse.ArgumentParser:
-    usage = None if mode != "geometry" else "defemb-analyze [{rouge,significance,rare-subset}] [options]"
+    usage = None if mode != "geometry" else "defemb-analyze [{rouge,significance,rare-subset,reconstruction}] [options]"
     p = argparse.ArgumentParser(prog=f"defemb-analyze{'' if mode == 'geometry' else ' ' + mode}", description=DESCRIPTION,
                                 usage=usage and usage + "\n       defemb-analyze --checkpoint CKPT --dict DICT --out DIR [...]",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,6 +140,23 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
         add_rouge_root(p)
         p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
         p.add_argument("--seed", type=int, default=12345, help="bootstrap seed")
+    elif mode == "reconstruction":
+        p.add_argument("--checkpoint", required=True, help="the pretrained checkpoint whose rows are the truth (model.pt)")
+        p.add_argument("--corpus", required=True, help="a corpus written by defemb-corpus --holdout")
+        p.add_argument("--predictions", nargs="+", required=True, metavar="NAME=PATH",
+                       help="defemb-predict files of the held-out tokens (--splits heldout or heldout_defonly "
+                            "--token-ids CORPUS/holdout_ids.txt)")
+        p.add_argument("--baseline-predictions", nargs="*", metavar="NAME=PATH",
+                       help="learned baselines (e.g. a fitted W) that compete with the initialisers for best baseline")
+        p.add_argument("--system", help="the prediction the tables mark as the system (default: the first); every "
+                       "prediction file is bootstrapped against the best baseline")
+        p.add_argument("--wordpiece-vocab", help="vocab.txt of a WordPiece corpus (for the subword initialiser)")
+        p.add_argument("--gpt2-encoder-json", help="encoder.json of a GPT-2 BPE corpus (subword initialiser)")
+        p.add_argument("--gpt2-vocab-bpe", help="vocab.bpe of a GPT-2 BPE corpus (subword initialiser)")
+        p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+        p.add_argument("--seed", type=int, default=1, help="seed of the random initialiser and the bootstrap")
+        p.add_argument("--out", required=True, help="report directory (written atomically)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     else:
         p.add_argument("--data-bin", required=True, help="fairseq-binarized data directory")
         p.add_argument("--test-split", default="test.source-target.target", help="binarized test targets")
@@ -134,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(mode).parse_args(argv)
     configure_cli_logging()
     run = {"geometry": geometry_main, "rouge": rouge_main, "significance": significance_main,
-           "rare-subset": rare_subset_main}[mode]
+           "rare-subset": rare_subset_main, "reconstruction": reconstruction_main}[mode]
     try:
         return run(args)
     except (FileNotFoundError, ValueError, KeyError, FileExistsError, RuntimeError) as err:

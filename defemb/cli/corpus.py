@@ -8,7 +8,8 @@ wiktionary (kaikki.org JSONL, --wiktionary-jsonl, plain or .gz), numbers (the vo
 numeric tokens spelled out), manual (--manual-tsv token<TAB>pos<TAB>definition).
 
 Writes --out atomically: dict.txt (copy of --vocab), corpus.json, {train,valid}.{prompt,spans}
-.bin/.idx, coverage.json, coverage.md, grounded_ids.txt. Exit 2 with a message naming the
+.bin/.idx, coverage.json, coverage.md, grounded_ids.txt; with --holdout/--holdout-ids also the
+heldout and heldout_defonly splits, holdout_ids.txt and holdout.json. Exit 2 with a message naming the
 file, line and fix when no corpus can be built; nothing is left behind then.
 """
 import argparse
@@ -41,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-senses-per-word", type=int, default=0, help="keep at most K senses per word and source (0: all)")
     p.add_argument("--limit", type=int, default=0, help="keep N prompts, sampled favouring rare tokens (0: all)")
     p.add_argument("--workers", type=int, default=1, help="processes for tokenization")
-    p.add_argument("--seed", type=int, default=1, help="seed of the split and of --limit")
+    p.add_argument("--seed", type=int, default=1, help="seed of the split, of --limit and of --holdout")
+    p.add_argument("--holdout", type=int, default=0,
+                   help="hold out N tokens (seeded sample of the frequent and medium tokens that spell a headword on "
+                        "their own): every prompt with one in a headword span goes to the prediction-only 'heldout' "
+                        "split (and 'heldout_defonly', the other variants removed); writes holdout_ids.txt, holdout.json")
+    p.add_argument("--holdout-ids", help="hold out the ids of this file (one per line) instead of sampling them")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -62,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{report['prompts_built']:,} prompts built, {report['prompts_kept']:,} kept "
           f"(train {report['splits']['train']:,}, valid {report['splits']['valid']:,}) in {report['seconds']} s; "
           f"skipped: {skipped}")
+    echoes = report["headword_ids_outside_spans"]
+    print(f"{echoes['prompts']:,} kept prompts ({100 * echoes['share']:.1f}%) show a headword id outside its variants "
+          "(e.g. in the definition; definition_cloze --mask-headword-everywhere masks them)")
+    if "holdout" in report:
+        held = report["holdout"]
+        print(f"held out {sum(held['groups'].values()):,} tokens ({held['groups']['frequent']} frequent, "
+              f"{held['groups']['medium']} medium, {held['groups']['rare']} rare) in {held['prompts']['heldout']:,} "
+              "prompts, kept out of train and valid")
     print(f"-> {args.out} (coverage.json, coverage.md)")
     return 0
 

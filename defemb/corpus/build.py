@@ -15,9 +15,11 @@ from tqdm import tqdm
 
 from defemb.atomic_io import atomic_output_dir
 from defemb.data.corpus_format import DICT_FILE, CorpusWriter, write_metadata
+from defemb.data.headword import echo_positions
 from defemb.corpus.coverage import coverage_markdown, coverage_report
 from defemb.corpus.entries import Entry, SkipLog
 from defemb.corpus.gcide import read_gcide
+from defemb.corpus.holdout import holdout_metadata, holdout_splits, read_holdout_ids, sample_holdout, write_holdout
 from defemb.corpus.manual import read_manual
 from defemb.corpus.numbers import number_entries
 from defemb.corpus.prompts import Prompt, build_prompt
@@ -40,7 +42,7 @@ def _build_chunk(entries: list[Entry]) -> tuple[list[Prompt], SkipLog]:
     skips = SkipLog()
     prompts = [build_prompt(e, _worker["backend"], _worker["max_tokens"], skips) for e in entries]
     # int32 arrays: a quarter of the memory of int lists, and cheap to pickle between processes
-    return [Prompt(np.asarray(p.ids, dtype=np.int32), p.spans, p.source) for p in prompts if p is not None], skips
+    return [Prompt(np.asarray(p.ids, dtype=np.int32), p.spans, p.source, p.header_start, p.definition_start) for p in prompts if p is not None], skips
 
 
 def read_entries(opts: "CorpusOptions", backend: SubwordBackend, skips: SkipLog) -> Iterator[Entry]:
@@ -125,6 +127,12 @@ def split_prompts(prompts: list[Prompt], valid_size: float, seed: int) -> dict[s
     return {"train": [prompts[i] for i in np.sort(order[n_valid:])], "valid": [prompts[i] for i in np.sort(order[:n_valid])]}
 
 
+def headword_echo_count(prompts: list[Prompt]) -> dict:
+    """How many prompts hold one of their headword's subword ids outside the variant spans."""
+    n = sum(len(echo_positions(np.asarray(p.ids), np.asarray(p.spans))) > 0 for p in prompts)
+    return {"prompts": int(n), "of": len(prompts), "share": round(n / max(len(prompts), 1), 4)}
+
+
 def grounded_by_source(prompts: list[Prompt]) -> dict[str, set[int]]:
     grounded: dict[str, set[int]] = {}
     for p in prompts:
@@ -155,6 +163,8 @@ class CorpusOptions:
     workers: int = 1
     seed: int = 1
     progress: bool = True
+    holdout: int = 0
+    holdout_ids: str | None = None
 
 
 def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Iterable[str] = ("gcide", "numbers"),
@@ -185,8 +195,16 @@ def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Itera
         raise CorpusBuildError("no prompt could be built: no source entry has a variant in this vocabulary")
     grounded = grounded_by_source(prompts)
     coverage = coverage_report(dictionary, grounded, backend.surface)
-    kept = rare_weighted_sample(prompts, opts.limit, len(dictionary), opts.seed) if opts.limit else prompts
-    splits = split_prompts(kept, opts.valid_size, opts.seed)
+    if opts.holdout and opts.holdout_ids:
+        raise CorpusBuildError("--holdout N and --holdout-ids FILE: pass one of them")
+    holdout, held_splits, pool = None, {}, prompts
+    if opts.holdout or opts.holdout_ids:
+        holdout = (read_holdout_ids(opts.holdout_ids, dictionary, prompts) if opts.holdout_ids
+                   else sample_holdout(prompts, dictionary, opts.holdout, opts.seed))
+        pool, held_splits = holdout_splits(prompts, holdout)
+    # --limit samples among the prompts training may use; the held-out split is kept whole
+    kept = rare_weighted_sample(pool, opts.limit, len(dictionary), opts.seed) if opts.limit else pool
+    splits = {**split_prompts(kept, opts.valid_size, opts.seed), **held_splits}
     report = {
         "prompts_built": len(prompts),
         "prompts_kept": len(kept),
@@ -198,8 +216,17 @@ def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Itera
         "coverage": coverage,
         "coverage_kept": coverage_report(dictionary, grounded_by_source(kept), backend.surface) if len(kept) < len(prompts)
         else coverage,
+        # prompts that show a headword id outside its spans (in its definition, say): a model may copy it
+        # instead of reading the definition; definition_cloze --mask-headword-everywhere hides them
+        "headword_ids_outside_spans": headword_echo_count(kept),
     }
-    kept_ids = sorted(set().union(*grounded_by_source(kept).values()))
+    if holdout is not None:
+        held_meta = holdout_metadata(holdout, dictionary, held_splits,
+                                     f"--holdout-ids {opts.holdout_ids}" if opts.holdout_ids else
+                                     f"--holdout {opts.holdout}: seeded uniform sample of the frequent and medium "
+                                     "tokens that spell a headword on their own", opts.seed)
+        report["holdout"] = {k: held_meta[k] for k in ("chosen_by", "groups", "prompts")}
+    kept_ids = sorted(set().union(*grounded_by_source(kept + held_splits.get("heldout", [])).values()))
     with atomic_output_dir(opts.out, overwrite=opts.overwrite) as tmp:
         shutil.copyfile(opts.vocab, tmp / DICT_FILE)
         for split, rows in splits.items():
@@ -214,11 +241,14 @@ def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Itera
                        limit=opts.limit, seed=opts.seed, prompts_built=len(prompts), prompts_kept=len(kept),
                        prompts_by_source=report["prompts_by_source"],
                        skipped={k: v["count"] for k, v in report["skipped"].items()},
-                       grounded_share=coverage["grounded"]["share"], grounded_share_kept=report["coverage_kept"]["grounded"]["share"])
+                       grounded_share=coverage["grounded"]["share"], grounded_share_kept=report["coverage_kept"]["grounded"]["share"],
+                       holdout=report.get("holdout"))
         (tmp / "coverage.json").write_text(json.dumps(report, indent=2) + "\n")
         md = coverage_markdown(coverage, "all prompts built")
         if report["coverage_kept"] is not coverage:
-            md += "\n" + coverage_markdown(report["coverage_kept"], f"the {len(kept):,} prompts kept (--limit)")
+            md += "\n" + coverage_markdown(report["coverage_kept"], f"the {len(kept):,} prompts kept for training (--limit, --holdout)")
         (tmp / "coverage.md").write_text(md)
         (tmp / "grounded_ids.txt").write_text("".join(f"{i}\n" for i in kept_ids))
+        if holdout is not None:
+            write_holdout(tmp, held_meta)
     return report

@@ -26,6 +26,10 @@ class Prompt:
     ids: list[int]
     spans: list[tuple[int, int]]
     source: str
+    # where the part of speech/case header and the definition begin: a held-out evaluation
+    # rebuilds the prompt without the other variants and averages the definition's own tokens
+    header_start: int
+    definition_start: int
 
 
 def case_of(word: str) -> str:
@@ -69,6 +73,7 @@ def build_prompt(entry: Entry, backend: SubwordBackend, max_tokens: int, skips: 
         if not word_initial:
             ids += close_quote
     case = case_of(entry.word)
+    header_start = len(ids)
     ids += backend.text(f"({entry.pos}; {case}):" if entry.pos else f"({case}):")
     room = max_tokens - len(ids) - 1
     if room < 1:
@@ -81,4 +86,4 @@ def build_prompt(entry: Entry, backend: SubwordBackend, max_tokens: int, skips: 
     if len(definition) > room:
         skips.skip("definition truncated", entry.word)
         definition = definition[:room]
-    return Prompt(ids + definition + [d.eos()], spans, entry.source)
+    return Prompt(ids + definition + [d.eos()], spans, entry.source, header_start, len(ids))

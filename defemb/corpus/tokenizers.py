@@ -4,6 +4,7 @@ Every backend tokenizes a prompt piece by piece, so a headword variant's span is
 exactly by construction. Running text is encoded as if preceded by a space, the way
 it sits inside a sentence.
 """
+import copy
 import unicodedata
 from pathlib import Path
 
@@ -72,6 +73,11 @@ class SubwordBackend:
         """The token's characters without the word-boundary marker (for numbers and reports)."""
         raise NotImplementedError
 
+    def split_without(self, token_id: int) -> list[int]:
+        """The pieces the tokenizer gives the token's own text if the token were not in its
+        vocabulary (the subword initialiser of a new token); [] if nothing else spells it."""
+        raise NotImplementedError(f"--bpe {self.name}: splitting a token without itself is not implemented")
+
     def variants(self, word: str) -> tuple[list[tuple[list[int], bool]], int]:
         """Lexical variants (original, lower, capitalized; with and without the leading
         space) as (ids, word_initial), deduplicated by their ids; returns (variants, number
@@ -136,6 +142,15 @@ class GPT2Backend(SubwordBackend):
     def variant_forms(self, word: str) -> list[tuple[list[int], bool]]:
         return [(self._encode(prefix + w), prefix == " ") for w in casings(word) for prefix in (" ", "")]
 
+    def split_without(self, token_id: int) -> list[int]:
+        chars = self.bpe.decoder[int(self.dictionary[token_id])]
+        # The merges that build the token, dropped: BPE then stops one step short of it.
+        without = copy.copy(self.bpe)
+        without.bpe_ranks = {pair: rank for pair, rank in self.bpe.bpe_ranks.items() if "".join(pair) != chars}
+        without.cache = {}
+        pieces = [str(without.encoder[p]) for p in without.bpe(chars).split(" ")]
+        return [] if pieces == [str(self.bpe.encoder[chars])] else self.pieces_to_ids(pieces)
+
     def surface(self, token_id: int) -> str:
         symbol = self.dictionary[token_id]
         if not symbol.isdigit() or int(symbol) not in self.bpe.decoder:
@@ -197,7 +212,7 @@ class WordPieceBackend(SubwordBackend):
             tokens.append("".join(current))
         return tokens
 
-    def wordpiece(self, token: str, continuation: bool = False) -> list[str]:
+    def wordpiece(self, token: str, continuation: bool = False, exclude: str = "") -> list[str]:
         if len(token) > 100:
             return ["[UNK]"]
         pieces, start = [], 0
@@ -207,7 +222,7 @@ class WordPieceBackend(SubwordBackend):
                 piece = token[start:end]
                 if start > 0 or continuation:
                     piece = "##" + piece
-                if piece in self.vocab:
+                if piece in self.vocab and piece != exclude:
                     found = piece
                     break
                 end -= 1
@@ -234,6 +249,11 @@ class WordPieceBackend(SubwordBackend):
 
     def surface(self, token_id: int) -> str:
         return self.dictionary[token_id].removeprefix("##")
+
+    def split_without(self, token_id: int) -> list[int]:
+        symbol = self.dictionary[token_id]
+        pieces = self.wordpiece(symbol.removeprefix("##"), continuation=symbol.startswith("##"), exclude=symbol)
+        return [] if pieces == ["[UNK]"] else self._ids(pieces)
 
 
 class SentencePieceBackend(SubwordBackend):

@@ -13,6 +13,14 @@ Two corruptions, as in the paper (Section 5.1, Figure 4):
 
 ``predict`` mode is deterministic: for ``bert`` one item per headword occurrence with
 only that subword masked ("one mask at a time"); for ``sentinel`` one item per prompt.
+
+``mask_headword_everywhere`` (not in the paper) also replaces by ``<mask>`` every id of the
+headword's subwords that occurs outside the variant spans (inside the definition, say), in
+every mode, so no model can copy the headword instead of reading its definition.
+
+``hidden_ids`` (the held-out tokens when predicting a hold-out split) are replaced by
+``<mask>`` wherever they occur in the model's input, so no copy of a held-out token in its own
+definition or in another variant hands the model the row it is asked to predict.
 """
 from typing import Literal
 
@@ -21,6 +29,7 @@ import torch
 from fairseq.data import FairseqDataset, data_utils
 
 from defemb.data.corpus_format import CorpusSplit
+from defemb.data.headword import echo_positions
 
 Corruption = Literal["bert", "sentinel"]
 
@@ -39,6 +48,8 @@ class DefinitionClozeDataset(FairseqDataset):
         seed: int = 1,
         predict: bool = False,
         fixed_corruption: bool = False,
+        hidden_ids: np.ndarray | None = None,
+        mask_headword_everywhere: bool = False,
     ):
         self.corpus = corpus
         self.pad_idx, self.eos_idx, self.mask_idx = pad_idx, eos_idx, mask_idx
@@ -49,8 +60,10 @@ class DefinitionClozeDataset(FairseqDataset):
         self.predict = predict
         # Validation draws the same corruption every epoch, so its loss is comparable.
         self.fixed_corruption = fixed_corruption
+        self.mask_headword_everywhere = mask_headword_everywhere
         self.epoch = 1
         self._occurrences = None
+        self.hidden_ids = None if hidden_ids is None or len(hidden_ids) == 0 else torch.as_tensor(hidden_ids, dtype=torch.long)
 
     # -- what an index means -------------------------------------------------
     def set_corruption(self, corruption: Corruption) -> None:
@@ -82,6 +95,10 @@ class DefinitionClozeDataset(FairseqDataset):
     def prompt_index(self, index: int) -> int:
         return int(self.occurrences[index, 0]) if self._one_mask_at_a_time() else index
 
+    def item_prompts(self) -> np.ndarray:
+        """The prompt of every item (``prompt_index`` of ``range(len(self))``)."""
+        return self.occurrences[:, 0] if self._one_mask_at_a_time() else np.arange(len(self))
+
     # -- items ---------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -96,6 +113,10 @@ class DefinitionClozeDataset(FairseqDataset):
         prompt_idx = self.prompt_index(index)
         prompt = self.corpus.prompts[prompt_idx].long()
         spans = self.corpus.spans_of(prompt_idx)
+        if self.mask_headword_everywhere:
+            # Only positions outside the spans change, so the targets (span ids) stay the prompt's.
+            prompt = prompt.clone()
+            prompt[torch.from_numpy(echo_positions(prompt.numpy(), spans.numpy()))] = self.mask_idx
         if self.corruption == "bert":
             item = self._bert_item(index, prompt, spans)
         else:
@@ -119,7 +140,12 @@ class DefinitionClozeDataset(FairseqDataset):
             to_random = torch.from_numpy((draw >= self.mask_prob) & (draw < self.mask_prob + self.random_token_prob))
             source[positions[to_mask]] = self.mask_idx
             source[positions[to_random]] = torch.from_numpy(random_ids).long()[to_random]
-        return {"source": source, "positions": positions, "target": prompt[positions]}
+        return {"source": self._hide(source), "positions": positions, "target": prompt[positions]}
+
+    def _hide(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.hidden_ids is None:
+            return tokens
+        return tokens.masked_fill(torch.isin(tokens, self.hidden_ids), self.mask_idx)
 
     def _sentinel_item(self, prompt: torch.Tensor, spans: torch.Tensor) -> dict:
         sentinel = torch.tensor([self.mask_idx])
@@ -135,8 +161,8 @@ class DefinitionClozeDataset(FairseqDataset):
         target = torch.cat(target_parts + [torch.tensor([self.eos_idx])])
         positions = torch.tensor(positions)
         return {
-            "source": torch.cat(source_parts),
-            "prev_output_tokens": torch.cat([torch.tensor([self.eos_idx]), target[:-1]]),
+            "source": self._hide(torch.cat(source_parts)),
+            "prev_output_tokens": self._hide(torch.cat([torch.tensor([self.eos_idx]), target[:-1]])),
             "positions": positions,
             "target": target[positions],
         }

@@ -92,9 +92,14 @@ class DefinitionEmbeddingMixin:
         self.target_embeddings.copy_(self.embed_tokens.weight.detach())
         logger.info(f"initialised from {source}")
 
-    def predict_embeddings(self, hidden: torch.Tensor, predict_mask: torch.Tensor) -> torch.Tensor:
+    def read_states(self, **net_input) -> torch.Tensor:
+        """h_{g(k)} of Eq. 4 (before W) at every position of ``predict_mask``, in row-major order:
+        what the model reads, so a closed-form fit of W (defemb.fit) sees exactly what training does."""
+        raise NotImplementedError
+
+    def forward(self, **net_input) -> torch.Tensor:
         """W h_{g(k)} for every position of ``predict_mask``, in row-major order."""
-        return self.projection(hidden[predict_mask])
+        return self.projection(self.read_states(**net_input))
 
 
 def encoder_layer_at(layer: TransformerEncoderLayerBase, query: torch.Tensor, x: torch.Tensor,
@@ -143,11 +148,11 @@ class DefinitionEmbRobertaModel(DefinitionEmbeddingMixin, RobertaModel):
     def is_encoder_decoder(self) -> bool:
         return False
 
-    def forward(self, src_tokens, predict_mask, src_lengths=None, **kwargs):
+    def read_states(self, src_tokens, predict_mask, src_lengths=None, **kwargs):
         if self.training:
             hidden, _ = self.encoder.extract_features(src_tokens)
-            return self.predict_embeddings(hidden, predict_mask)
-        return self.projection(self.features_at(src_tokens, predict_mask))
+            return hidden[predict_mask]
+        return self.features_at(src_tokens, predict_mask)
 
     def features_at(self, src_tokens: torch.Tensor, predict_mask: torch.Tensor) -> torch.Tensor:
         """``extract_features(src_tokens)[0][predict_mask]``, computed without the rows nobody reads.
@@ -205,10 +210,10 @@ class DefinitionEmbBARTModel(DefinitionEmbeddingMixin, BARTModel):
     def is_encoder_decoder(self) -> bool:
         return True
 
-    def forward(self, src_tokens, src_lengths, prev_output_tokens, predict_mask, **kwargs):
+    def read_states(self, src_tokens, src_lengths, prev_output_tokens, predict_mask, **kwargs):
         encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
         hidden, _ = self.decoder.extract_features(prev_output_tokens, encoder_out=encoder_out)
-        return self.predict_embeddings(hidden, predict_mask)
+        return hidden[predict_mask]
 
 
 # Generic architectures take every dimension from --pretrained-checkpoint.

@@ -2,6 +2,7 @@
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from fairseq.data import Dictionary
@@ -9,6 +10,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING, OmegaConf, open_dict
 
+from defemb.corpus.holdout import HELDOUT_SPLIT, load_holdout
 from defemb.data.cloze_dataset import DefinitionClozeDataset
 from defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary, load_split
 from defemb.data.vocabulary import MASK_SYMBOL, load_model_dictionary
@@ -17,6 +19,7 @@ from fairseq_defemb.models.pretrained import check_starting_point
 logger = logging.getLogger(__name__)
 
 CORRUPTION_CHOICES = ChoiceEnum(["auto", "bert", "sentinel"])
+PROJECTION_INIT_CHOICES = ChoiceEnum(["random", "least-squares"])
 
 
 @dataclass
@@ -40,6 +43,26 @@ class DefinitionClozeConfig(FairseqDataclass):
     max_positions: int = field(
         default=512, metadata={"help": "longest prompt (tokens) the model accepts; longer ones are skipped"}
     )
+    mask_headword_everywhere: bool = field(
+        default=False,
+        metadata={"help": "also replace by <mask> every id of the headword's subwords found outside the variant "
+                  "spans (e.g. inside its own definition), so the model cannot copy it (not in the paper)"},
+    )
+    projection_init: PROJECTION_INIT_CHOICES = field(
+        default="random",
+        metadata={"help": "initial W: 'random' (nn.Linear's init; the paper does not specify one) or "
+                  "'least-squares' (ridge regression from the frozen pretrained model's states on a sample of "
+                  "training prompts to their pretrained embedding rows, see defemb.fit; needs "
+                  "--pretrained-checkpoint; a resumed run still replaces W by the checkpoint's)"},
+    )
+    projection_init_samples: int = field(
+        default=10000, metadata={"help": "--projection-init least-squares: training prompts read for the fit"}
+    )
+    projection_init_lambda: Optional[float] = field(
+        default=None,
+        metadata={"help": "--projection-init least-squares: ridge lambda; default: the best of "
+                  "0.01, 0.1, ..., 10000 by validation loss"},
+    )
     seed: int = II("common.seed")
 
 
@@ -61,6 +84,10 @@ class DefinitionClozeTask(FairseqTask):
         self.dictionary = dictionary
         self.mask_idx = dictionary.index(MASK_SYMBOL)
         self.corruption = None if cfg.corruption == "auto" else str(cfg.corruption)
+        holdout = load_holdout(cfg.data)
+        self.holdout_ids = np.asarray(holdout["ids"] if holdout else [], dtype=np.int64)
+        # defemb.fit's report of --projection-init least-squares, once build_model has run it
+        self.projection_init_report: dict | None = None
 
     @classmethod
     def setup_task(cls, cfg: DefinitionClozeConfig, **kwargs):
@@ -92,7 +119,42 @@ class DefinitionClozeTask(FairseqTask):
         for dataset in self.datasets.values():
             dataset.set_corruption(self.corruption)
         logger.info(f"definition cloze corruption: {self.corruption}")
+        if self.cfg.projection_init == "least-squares" and not from_checkpoint:
+            self.fit_projection(model, cfg)
         return model
+
+    def fit_projection(self, model, model_cfg) -> None:
+        """--projection-init least-squares: W from the frozen pretrained model, before any update."""
+        import torch
+
+        from defemb.fit import fit_projection
+
+        if not getattr(model_cfg, "pretrained_checkpoint", None):
+            raise ValueError("--projection-init least-squares reads the pretrained model: pass --pretrained-checkpoint")
+        device = "cuda" if torch.cuda.is_available() and not getattr(model_cfg, "cpu", False) else "cpu"
+        model.to(device)
+        report = fit_projection(model, self, samples=self.cfg.projection_init_samples,
+                                lam=self.cfg.projection_init_lambda, seed=self.cfg.seed, valid_as_trained=True)
+        model.cpu()  # the trainer places the model itself
+        self.projection_init_report = report
+        valid = report["valid"]
+        logger.info(
+            f"--projection-init least-squares: W fitted on {report['fit']['states']} states of "
+            f"{report['fit']['prompts']} training prompts, lambda {report['lambda']} ({report['lambda_source']}), "
+            f"in {sum(report['seconds'].values()):.1f}s"
+        )
+        if "fitted_W" in valid:
+            logger.info(
+                f"valid loss before training ({valid['prompts']} prompts, corrupted as validation is): "
+                f"random W {valid['random_W']['loss']:.4f} (cosine {valid['random_W']['cosine']:.3f}), "
+                f"fitted W {valid['fitted_W']['loss']:.4f} (cosine {valid['fitted_W']['cosine']:.3f}), "
+                f"mean target row {valid['mean_row']['loss']:.4f}"
+            )
+
+    def set_mask_headword_everywhere(self, value: bool) -> None:
+        """Override the stored ``--mask-headword-everywhere`` (prediction from a checkpoint trained without it)."""
+        with open_dict(self.cfg):
+            self.cfg.mask_headword_everywhere = value
 
     def random_token_ids(self) -> np.ndarray:
         """Replacement candidates for bert corruption: every real symbol, no specials."""
@@ -112,10 +174,25 @@ class DefinitionClozeTask(FairseqTask):
             seed=self.cfg.seed,
             predict=predict,
             fixed_corruption=not split.startswith("train"),
+            hidden_ids=self.holdout_ids if split.startswith(HELDOUT_SPLIT) else None,
+            mask_headword_everywhere=self.cfg.mask_headword_everywhere,
         )
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs):
-        self.datasets[split] = self.build_cloze_dataset(split)
+        # What fairseq-train loads (train and valid) must never have a held-out token as a target.
+        if split.startswith(HELDOUT_SPLIT):
+            raise ValueError(f"{self.cfg.data}: split '{split}' holds the held-out tokens; it is for defemb-predict "
+                             "only, never for training or validation")
+        dataset = self.build_cloze_dataset(split)
+        if len(self.holdout_ids):
+            leaked = np.isin(dataset.occurrences[:, 2], self.holdout_ids)
+            if leaked.any():
+                raise ValueError(
+                    f"{self.cfg.data}/{split}: prompt {int(dataset.occurrences[leaked][0, 0])} has held-out token "
+                    f"{int(dataset.occurrences[leaked][0, 2])} in a headword span ({int(leaked.sum())} such targets); "
+                    "the corpus was edited after defemb-corpus --holdout wrote it, rebuild it"
+                )
+        self.datasets[split] = dataset
         logger.info(f"loaded {len(self.datasets[split])} definitions from {self.cfg.data}/{split}")
 
     def max_positions(self):

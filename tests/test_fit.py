@@ -1,0 +1,200 @@
+"""A closed-form W (issue 23): defemb.fit, defemb-fit, --projection-init least-squares and
+--mask-headword-everywhere, on the tiny RoBERTa and BART."""
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from defemb.cli.fit import main as fit_main
+from defemb.cli.predict import main as predict_main
+from defemb.data.cloze_dataset import DefinitionClozeDataset
+from defemb.data.corpus_format import CorpusWriter, load_split, write_metadata
+from defemb.data.embedding_file import PredictedEmbeddings
+from defemb.data.headword import echo_positions
+from defemb.data.vocabulary import load_model_dictionary
+from defemb.fit import LAMBDA_GRID, build_definition_model, fit_projection, read_states, sample_prompts
+from defemb.predict import predict_with_model
+from test_definition_cloze import build_with_cfg
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_fitted_w_is_numpys_ridge_solution_on_the_same_states(tiny_dir, family):
+    model, task, _ = build_definition_model(pretrained_checkpoint=tiny_dir / family / "model.pt",
+                                            corpus=tiny_dir / "corpus")
+    report = fit_projection(model, task, samples=40, lam=0.3, seed=3)
+    train = task.build_cloze_dataset("train", predict=True)
+    prompts = sample_prompts(train, 40, 3)
+    read = read_states(model, train, prompts, max_tokens=64)
+    x = read.states.double().numpy()
+    y = model.target_embeddings[read.targets].double().numpy()
+    # The ridge problem as an ordinary least-squares one: [X; sqrt(lam) I] B = [Y; 0].
+    augmented = np.vstack([x, np.sqrt(0.3) * np.eye(x.shape[1])])
+    expected, *_ = np.linalg.lstsq(augmented, np.vstack([y, np.zeros((x.shape[1], y.shape[1]))]), rcond=None)
+    np.testing.assert_allclose(model.projection.weight.detach().double().numpy(), expected.T, rtol=1e-4, atol=1e-5)
+    assert report["lambda"] == 0.3 and report["lambda_source"] == "given"
+    assert report["fit"]["prompts"] == 40 and report["fit"]["states"] == len(read.targets)
+    # The states are what the model reads: its forward is W applied to them.
+    sample = train.collater([train[i] for i in range(4)])
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(**sample["net_input"]),
+                                   model.read_states(**sample["net_input"]) @ model.projection.weight.T)
+
+
+def test_lambda_is_the_grid_value_with_the_lowest_validation_loss(tiny_dir):
+    model, task, _ = build_definition_model(pretrained_checkpoint=tiny_dir / "roberta" / "model.pt",
+                                            corpus=tiny_dir / "corpus")
+    report = fit_projection(model, task, samples=None)
+    losses = report["lambda_grid_valid_loss"]
+    assert report["lambda_source"] == "valid" and list(losses) == [repr(v) for v in LAMBDA_GRID]
+    assert losses[repr(report["lambda"])] == min(losses.values())
+    assert report["valid"]["fitted_W"]["loss"] == pytest.approx(min(losses.values()), rel=1e-5)
+    # The trivial baselines sit beside it: the fit beats the mean target row and the random W.
+    valid = report["valid"]
+    assert valid["fitted_W"]["loss"] < valid["mean_row"]["loss"] < valid["random_W"]["loss"]
+
+
+def valid_loss(task, model, criterion) -> float:
+    """The loss fairseq-train's first validation reports: summed over the valid split, per definition."""
+    model.eval()
+    dataset = task.datasets["valid"]
+    total, size = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(dataset), 2):
+            loss, sample_size, _ = criterion(model, dataset.collater([dataset[i] for i in range(start, min(start + 2, len(dataset)))]))
+            total, size = total + float(loss), size + sample_size
+    return total / size
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_warm_start_starts_below_the_random_w(tiny_dir, family, caplog):
+    # fairseq-train seeds torch before building the model; both builds start from the same random W
+    torch.manual_seed(5)
+    task, model, criterion, _ = build_with_cfg(tiny_dir, family, ["--seed", "5"])
+    random_loss = valid_loss(task, model, criterion)
+    torch.manual_seed(5)
+    with caplog.at_level(logging.INFO):
+        task, model, criterion, _ = build_with_cfg(tiny_dir, family, ["--seed", "5", "--projection-init", "least-squares"])
+    warm_loss = valid_loss(task, model, criterion)
+    assert warm_loss < random_loss
+    report = task.projection_init_report
+    # The logged numbers are the first validation's: same corruption, same definitions, same W.
+    assert report["valid"]["read_as"] == "trained"
+    assert report["valid"]["fitted_W"]["loss"] == pytest.approx(warm_loss, rel=1e-4)
+    assert report["valid"]["random_W"]["loss"] == pytest.approx(random_loss, rel=1e-4)
+    assert f"fitted W {report['valid']['fitted_W']['loss']:.4f}" in caplog.text
+    # Training goes on from there: nothing the fit's pass cached refuses autograd.
+    model.train()
+    train = task.datasets["train"]
+    loss, _, _ = criterion(model, train.collater([train[i] for i in range(4)]))
+    loss.backward()
+    assert model.projection.weight.grad is not None
+
+
+def test_least_squares_needs_the_pretrained_model(tiny_dir):
+    from fairseq import options
+
+    with pytest.raises(ValueError, match="--pretrained-checkpoint"):
+        args = options.parse_args_and_arch(options.get_training_parser(), [
+            str(tiny_dir / "corpus"), "--task", "definition_cloze", "--criterion", "mimic_mse",
+            "--arch", "defemb_roberta_base", "--projection-init", "least-squares", "--cpu"])
+        from fairseq import tasks
+        from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+        cfg = convert_namespace_to_omegaconf(args)
+        tasks.setup_task(cfg.task).build_model(cfg.model)
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_training_free_checkpoint_predicts_what_the_fitted_model_does(tiny_dir, tmp_path, family, capsys):
+    out = tmp_path / "fit.pt"
+    assert fit_main(["--pretrained-checkpoint", str(tiny_dir / family / "model.pt"), "--corpus", str(tiny_dir / "corpus"),
+                     "--out", str(out), "--samples", "30", "--lambda", "0.5", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "fit.json").read_text())
+    assert json.loads(printed.splitlines()[0])["fit"] == report["fit"] and "fitted W" in printed
+    assert predict_main(["--checkpoint", str(out), "--corpus", str(tiny_dir / "corpus"), "--out",
+                         str(tmp_path / "defemb.pt"), "--no-progress"]) == 0
+    predicted = PredictedEmbeddings.load(tmp_path / "defemb.pt")
+    # The same fit in memory, predicted without a checkpoint in between.
+    model, task, _ = build_definition_model(pretrained_checkpoint=tiny_dir / family / "model.pt",
+                                            corpus=tiny_dir / "corpus")
+    fit_projection(model, task, samples=30, lam=0.5)
+    ids, vectors, _ = predict_with_model(model.eval(), task, progress=False)
+    assert torch.equal(ids, predicted.token_ids)
+    torch.testing.assert_close(predicted.embeddings, vectors, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_refuses_to_overwrite_its_input(tiny_dir, capsys):
+    source = tiny_dir / "roberta" / "model.pt"
+    before = source.read_bytes()
+    assert fit_main(["--pretrained-checkpoint", str(source), "--corpus", str(tiny_dir / "corpus"),
+                     "--out", str(source), "--no-progress"]) == 2
+    assert "not the input" in capsys.readouterr().err and source.read_bytes() == before
+
+
+def test_fit_names_a_checkpoint_that_is_neither_roberta_nor_bart(tiny_dir, tmp_path, capsys):
+    odd = tmp_path / "odd.pt"
+    torch.save({"model": {"layer.weight": torch.zeros(2)}}, odd)
+    assert fit_main(["--pretrained-checkpoint", str(odd), "--corpus", str(tiny_dir / "corpus"),
+                     "--out", str(tmp_path / "fit.pt"), "--no-progress"]) == 2
+    assert "neither a fairseq RoBERTa" in capsys.readouterr().err and not (tmp_path / "fit.pt").exists()
+
+
+def test_held_out_tokens_stay_out_of_the_fit(tiny_dir):
+    model, task, _ = build_definition_model(pretrained_checkpoint=tiny_dir / "roberta" / "model.pt",
+                                            corpus=tiny_dir / "corpus")
+    dictionary = task.source_dictionary
+    held = {dictionary.index("cat"), dictionary.index("fox")}
+    train = task.build_cloze_dataset("train", predict=True)
+    prompts = sample_prompts(train, None, 1, exclude_token_ids=held)
+    defines_held = [any(t in held for s, e in train.corpus.spans_of(i).tolist() for t in train.corpus.prompts[i][s:e].tolist())
+                    for i in range(len(train.corpus))]
+    assert 0 < sum(defines_held) and prompts.tolist() == [i for i, hit in enumerate(defines_held) if not hit]
+    report = fit_projection(model, task, samples=None, lam=1.0, exclude_token_ids=held)
+    assert report["fit"]["prompts"] == len(prompts)
+
+
+# -- --mask-headword-everywhere ---------------------------------------------------------
+
+def test_echo_positions_are_the_headword_ids_outside_the_spans():
+    prompt = np.array([0, 7, 8, 5, 7, 9, 8, 7, 2])
+    assert echo_positions(prompt, np.array([[1, 3]])).tolist() == [4, 6, 7]
+    assert echo_positions(prompt, np.array([[1, 3], [4, 5]])).tolist() == [6, 7]
+    assert echo_positions(prompt, np.array([[5, 6]])).tolist() == []
+
+
+@pytest.fixture(scope="module")
+def echo_corpus(tiny_dir, tmp_path_factory):
+    """One prompt whose definition names its headword: ``<s> emu : emu : a large emu bird </s>``."""
+    out = tmp_path_factory.mktemp("echo")
+    (out / "dict.txt").write_bytes((tiny_dir / "roberta" / "dict.txt").read_bytes())
+    d = load_model_dictionary(out / "dict.txt")
+    ids = [d.bos(), d.index("emu"), d.index("is"), d.index("emu"), d.index("is"), d.index("a"), d.index("large"),
+           d.index("emu"), d.index("bird"), d.eos()]
+    writer = CorpusWriter(out, "train", len(d))
+    writer.add(ids, [(1, 2), (3, 4)])
+    writer.finalize()
+    write_metadata(out, out / "dict.txt", {"train": 1})
+    return out, d, ids
+
+
+@pytest.mark.parametrize("corruption,predict", [("bert", True), ("bert", False), ("sentinel", True)])
+def test_mask_headword_everywhere_hides_the_definitions_copy(echo_corpus, corruption, predict):
+    out, d, ids = echo_corpus
+    mask = d.index("<mask>")
+
+    def items(everywhere):
+        ds = DefinitionClozeDataset(load_split(out, "train"), d.pad(), d.eos(), mask, np.arange(4, len(d) - 1),
+                                    corruption=corruption, predict=predict, mask_headword_everywhere=everywhere)
+        return [ds[i] for i in range(len(ds))]
+
+    for plain, hidden in zip(items(False), items(True)):
+        assert torch.equal(plain["target"], hidden["target"])
+        assert d.index("emu") in plain["source"].tolist()[5:]  # the copy is visible by default
+        changed = (plain["source"] != hidden["source"]).nonzero().flatten().tolist()
+        # Only the definition's "emu" changes, to <mask> (one-subword spans keep positions as sentinels).
+        assert changed == [7]
+        assert hidden["source"][changed].tolist() == [mask]
