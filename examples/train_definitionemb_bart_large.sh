@@ -2,15 +2,20 @@
 # DefinitionEMB from bart.large with the paper's hyperparameters (Table 12):
 # 250k updates, 20k warm-up from 1e-7, 4,096 tokens per batch, lr 1e-4, Adam (0.9, 0.98),
 # weight decay 0.01, dropout 0.1, embeddings frozen. Paper: 4 x A100, 8.4 h.
-#   usage: examples/train_definitionemb_bart_large.sh BART_DIR DEFS_BIN SAVE_DIR [SEED]
+#   usage: examples/train_definitionemb_bart_large.sh BART_DIR DEFS_BIN SAVE_DIR [SEED [fairseq-train options...]]
+# Options after SEED are appended, so they override the paper's (argparse keeps the last value),
+# e.g. --arch defemb_bart for another size, or --max-update 100 for a smoke test.
+# fp16 on a GPU; on a machine without CUDA the same run goes to the CPU in fp32.
 set -euo pipefail
 BART=${1:?bart.large directory (model.pt + dict.txt)}; DATA=${2:?definition corpus (defemb-corpus --out)}
-SAVE=${3:?checkpoint directory}; SEED=${4:-1}
-fairseq-train "$DATA" --user-dir "$(dirname "$0")/../fairseq_defemb" \
+SAVE=${3:?checkpoint directory}; SEED=${4:-1}; shift $(( $# < 4 ? $# : 4 ))
+PLUGIN=$(python -c "import importlib.util as u; print(u.find_spec('fairseq_defemb').submodule_search_locations[0])")
+DEVICE=$(python -c 'import torch; print("--fp16" if torch.cuda.is_available() else "--cpu")')
+fairseq-train "$DATA" --user-dir "$PLUGIN" \
     --task definition_cloze --criterion mimic_mse \
     --arch defemb_bart_large --pretrained-checkpoint "$BART/model.pt" \
     --optimizer adam --adam-betas '(0.9, 0.98)' --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 0.0 \
     --lr 1e-4 --lr-scheduler inverse_sqrt --warmup-updates 20000 --warmup-init-lr 1e-7 \
     --max-update 250000 --max-tokens 4096 --dropout 0.1 --attention-dropout 0.1 \
     --required-batch-size-multiple 1 --seed "$SEED" --save-dir "$SAVE" \
-    --fp16 --log-format simple --log-interval 100
+    "$DEVICE" --log-format simple --log-interval 100 "$@"

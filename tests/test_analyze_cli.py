@@ -109,3 +109,49 @@ def test_rouge_and_significance_subcommands(tmp_path, capsys):
                      "--baseline", f"{tmp_path / 'p0'},{tmp_path / 'p0'}", "--system", f"{tmp_path / 'p1'},{tmp_path / 'p1'}"]) == 0
     result = json.loads(capsys.readouterr().out)["accuracy"]
     assert result["baseline_mean"] == 0.5 and result["system_mean"] == 1.0 and result["pool_size"] == 8
+
+
+def test_neighbours_of_a_plain_word_finds_the_models_own_form(tmp_path):
+    """GPT-2 ' everlasting', WordPiece '##ing' and plain words resolve to the model's word-initial piece."""
+    from defemb.analysis.neighbours import token_surfaces, word_initial_pieces
+    from defemb.analysis.report import find_token
+    from tiny_models import write_dict
+
+    write_dict(tmp_path / "dict.txt", ["##cat", "cat", "Dog", "##ing", "ever"])
+    dictionary = load_model_dictionary(tmp_path / "dict.txt")
+    surfaces, initial = token_surfaces(dictionary), word_initial_pieces(dictionary)
+    cat, piece = dictionary.index("cat"), dictionary.index("##ing")
+    for query in ("cat", " cat", "\u0120cat", "##cat"):
+        assert find_token(query if query != "##cat" else "##cat", dictionary, surfaces, initial) == (
+            dictionary.index("##cat") if query == "##cat" else cat)
+    assert find_token("ing", dictionary, surfaces, initial) == piece  # only a continuation piece exists
+    with pytest.raises(ValueError, match="the model has 'Dog'"):
+        find_token("dog", dictionary, surfaces, initial)
+
+
+def test_neighbours_of_is_checked_before_the_work(setup):
+    tmp_path, _, _ = setup
+    out = tmp_path / "report"
+    with pytest.raises(ValueError, match="no token of this model spells 'zebra'"):
+        from defemb.analysis.report import analyze_checkpoints
+
+        analyze_checkpoints(tmp_path / "A" / "model.pt", out, dict_path=tmp_path / "dict.txt", neighbours_of=["zebra"])
+    assert not out.exists()
+    (out).mkdir()
+    assert cli_main(["--checkpoint", str(tmp_path / "A" / "model.pt"), "--dict", str(tmp_path / "dict.txt"),
+                     "--out", str(out)]) == 2  # exists: refused before reading anything
+
+
+def test_neighbours_of_on_gpt2_ids_prefers_the_leading_space_piece(tmp_path):
+    from conftest import REPO
+    from defemb.analysis.neighbours import token_surfaces, word_initial_pieces
+    from defemb.analysis.report import find_token
+
+    encoder_json = REPO / ".cache" / "gpt2" / "encoder.json"
+    encoder = json.loads(encoder_json.read_text())
+    ids = [encoder["cat"], encoder["\u0120cat"], encoder["\u0120everlasting"]]
+    (tmp_path / "dict.txt").write_text("".join(f"{i} {10 - n}\n" for n, i in enumerate(ids)))
+    dictionary = load_model_dictionary(tmp_path / "dict.txt")
+    surfaces, initial = token_surfaces(dictionary, encoder_json), word_initial_pieces(dictionary, encoder_json)
+    assert find_token(" cat", dictionary, surfaces, initial) == dictionary.index(str(encoder["\u0120cat"]))
+    assert find_token("everlasting", dictionary, surfaces, initial) == dictionary.index(str(encoder["\u0120everlasting"]))

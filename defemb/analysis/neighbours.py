@@ -39,6 +39,24 @@ def token_surfaces(dictionary, gpt2_encoder_json: str | Path | None = None) -> l
     return surfaces
 
 
+def word_initial_pieces(dictionary, gpt2_encoder_json: str | Path | None = None) -> list[bool]:
+    """Per id: does the piece start a word? (GPT-2: its bytes start with a space, when the
+    encoder.json is given; WordPiece: no ``##``; sentencepiece: a leading ``\u2581``.)"""
+    decoder = None
+    if gpt2_encoder_json:
+        decoder = {v: k for k, v in json.loads(Path(gpt2_encoder_json).read_text()).items()}
+    sentencepiece = any(s.startswith("\u2581") for s in dictionary.symbols)
+    flags = []
+    for symbol in dictionary.symbols:
+        if decoder is not None and symbol.isdigit() and int(symbol) in decoder:
+            flags.append(decoder[int(symbol)].startswith("\u0120"))
+        elif sentencepiece:
+            flags.append(symbol.startswith("\u2581"))
+        else:
+            flags.append(not symbol.startswith("##"))
+    return flags
+
+
 def looks_like_gpt2_ids(dictionary) -> bool:
     """True if (almost) every non-special symbol is a decimal number: GPT-2 BPE ids, not text."""
     symbols = [s for s in dictionary.symbols[dictionary.nspecial:] if not (s.startswith("<") and s.endswith(">"))]

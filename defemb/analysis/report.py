@@ -15,20 +15,32 @@ from defemb.surgery.checkpoint import read_embedding_matrix
 from defemb.analysis.frequency_groups import frequency_groups
 from defemb.analysis.geometry import drift, plot_projections
 from defemb.analysis.isotropy import isotropy_by_group
-from defemb.analysis.neighbours import looks_like_gpt2_ids, max_difference, nearest_neighbours, numeric_tokens, token_surfaces
+from defemb.analysis.neighbours import (looks_like_gpt2_ids, max_difference, nearest_neighbours, numeric_tokens,
+                                       token_surfaces, word_initial_pieces)
 from defemb.data.vocabulary import MASK_SYMBOL, load_model_dictionary
 
 GROUP_ORDER = ("frequent", "medium", "rare", "all")
 
 
-def find_token(token: str, dictionary, surfaces: list[str]) -> int:
-    """Id of ``token``: a dictionary symbol, else the first id whose surface form is ``token``."""
+def find_token(token: str, dictionary, surfaces: list[str], word_initial: list[bool] | None = None) -> int:
+    """Id of ``token``: a dictionary symbol, else the model's own form of the word.
+
+    A plain word (``everlasting``), GPT-2's leading-space form (``" everlasting"``, ``Ġeverlasting``)
+    and a WordPiece/sentencepiece piece (``##ing``, ``\u2581word``) all find the id whose surface is the
+    word, preferring the word-initial piece (``word_initial``, from :func:`word_initial_pieces`). A word
+    the model only has in another case is an error that names the forms it has.
+    """
     if token in dictionary.indices:
         return dictionary.index(token)
-    matches = [i for i, s in enumerate(surfaces) if s == token]
-    if not matches:
-        raise ValueError(f"--neighbours-of {token!r}: not in the dictionary")
-    return matches[0]
+    word = token.strip().removeprefix("\u0120").removeprefix("##").lstrip("\u2581")
+    matches = [i for i, s in enumerate(surfaces) if s == word and i >= dictionary.nspecial]
+    if word_initial is not None:
+        matches.sort(key=lambda i: not word_initial[i])  # stable: the first word-initial piece, else the first
+    if matches:
+        return matches[0]
+    other_case = sorted({surfaces[i] for i, s in enumerate(surfaces) if s.lower() == word.lower() and i >= dictionary.nspecial})
+    hint = f"; the model has {', '.join(repr(f) for f in other_case)}" if other_case else ""
+    raise ValueError(f"--neighbours-of {token!r}: no token of this model spells {word!r}{hint}")
 
 
 def model_groups(dictionary) -> dict[str, np.ndarray]:
@@ -38,13 +50,14 @@ def model_groups(dictionary) -> dict[str, np.ndarray]:
 
 def analyze_matrices(matrices: dict[str, np.ndarray], dictionary, surfaces: list[str] | None = None,
                      neighbours_of: list[str] = (), k: int = 8, metric: str = "cosine", progress: bool = True,
-                     numeric: bool | None = None) -> dict:
+                     numeric: bool | None = None, word_initial: list[bool] | None = None) -> dict:
     """Isotropy per frequency group, numeric Max Difference and nearest neighbours per matrix.
 
     ``dictionary``: the fairseq Dictionary of the rows (``load_model_dictionary``: dict.txt +
     ``<mask>``). ``surfaces``: token surface forms (``token_surfaces``); default: the symbols with
     ``##``/``\\u2581`` stripped. ``numeric``: compute Max Difference (default: unless the symbols
-    are undecoded GPT-2 ids, which would all look numeric).
+    are undecoded GPT-2 ids, which would all look numeric). ``word_initial``: per id, whether the piece
+    starts a word (:func:`word_initial_pieces`), so a plain word in ``neighbours_of`` finds its word-initial form.
     """
     if surfaces is None:
         surfaces = token_surfaces(dictionary)
@@ -61,7 +74,7 @@ def analyze_matrices(matrices: dict[str, np.ndarray], dictionary, surfaces: list
         num_ids, num_values = np.zeros(0, np.int64), np.zeros(0)
         report["numeric_tokens"] = None
         report["numeric_note"] = "dict.txt holds GPT-2 BPE ids: pass --gpt2-encoder-json to decode them for Max Difference"
-    targets = {token: find_token(token, dictionary, surfaces) for token in neighbours_of}
+    targets = {token: find_token(token, dictionary, surfaces, word_initial) for token in neighbours_of}
     for name, E in tqdm(matrices.items(), desc="analyze", disable=not progress):
         if len(E) != len(dictionary):
             raise ValueError(f"{name}: {len(E)} embedding rows but the dictionary has {len(dictionary)} symbols")
@@ -133,6 +146,11 @@ def analyze_checkpoints(checkpoint: str | Path, out: str | Path, *, dict_path: s
         raise FileExistsError(f"--out {out}: exists; pick a new directory or pass --overwrite")
     dictionary = load_model_dictionary(dict_path)
     surfaces = token_surfaces(dictionary, gpt2_encoder_json)
+    word_initial = word_initial_pieces(dictionary, gpt2_encoder_json)
+    if neighbours_of and looks_like_gpt2_ids(dictionary) and not gpt2_encoder_json:
+        raise ValueError(f"--neighbours-of: {dict_path} holds GPT-2 BPE ids; pass --gpt2-encoder-json so words can be "
+                         "looked up")
+    targets = {t: find_token(t, dictionary, surfaces, word_initial) for t in neighbours_of}  # fail before the work
     paths: dict[str, str] = {}
     paths[unique_name(Path(checkpoint).parent.name or "A", paths)] = str(checkpoint)
     if compare:
@@ -146,7 +164,7 @@ def analyze_checkpoints(checkpoint: str | Path, out: str | Path, *, dict_path: s
             raise ValueError(f"{path}: {E.shape[0]} embedding rows but {dict_path} (+ <mask>) gives {len(dictionary)}")
         matrices[name] = E
     report = analyze_matrices(matrices, dictionary, surfaces, list(neighbours_of), k=k, metric=metric,
-                              progress=progress)
+                              progress=progress, word_initial=word_initial)
     report["sources"] = paths
     groups = model_groups(dictionary)
     names = list(matrices)
@@ -156,7 +174,7 @@ def analyze_checkpoints(checkpoint: str | Path, out: str | Path, *, dict_path: s
         report["drift_pair"] = names[:2]
         report["drift"] = drift(matrices[names[0]], matrices[names[1]], groups)
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        highlight = {t: find_token(t, dictionary, surfaces) for t in list(neighbours_of)[:3]}
+        highlight = {t: targets[t] for t in list(neighbours_of)[:3]}
         plot_projections(matrices, groups, tmp / "projection.png", highlight=highlight)
         report["figures"] = ["projection.png"]
         write_json(tmp / "report.json", report)

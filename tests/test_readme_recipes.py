@@ -1,0 +1,159 @@
+"""The README's recipes run as written: a README edit that breaks a command fails here.
+
+Each recipe is a ```bash block whose first lines are settings (``NAME=value``). A test replaces only
+those settings (paths of tiny models and data, CPU options, a few updates) and runs every other line
+of the block unchanged with bash -euo pipefail, from a directory laid out as the recipe expects.
+"""
+import importlib.resources
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from conftest import REPO, VENV_BIN
+from test_corpus_alignment import GPT2, write_gpt2_dict
+from tiny_models import ARCH_ARGS, TINY_WORDS, make_tiny_checkpoint
+from defemb.data.embedding_file import PredictedEmbeddings
+from defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
+
+README = REPO / "README.md"
+
+
+def bash_block(heading: str) -> str:
+    """The first ```bash block under the README heading that starts with ``heading``."""
+    text = README.read_text()
+    start = text.index("\n" + heading)
+    return re.search(r"```bash\n(.*?)```", text[start:], re.S).group(1)
+
+
+def with_settings(block: str, settings: dict[str, str]) -> str:
+    """The block with the named settings' lines replaced; every setting must exist in it."""
+    for name, value in settings.items():
+        block, found = re.subn(rf"^{name}=.*$", f"{name}={value}", block, count=1, flags=re.M)
+        assert found, f"the README recipe has no setting {name}= any more; update this test"
+    return block
+
+
+def run_block(script: str, cwd) -> str:
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=1500)
+    assert result.returncode == 0, f"recipe failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+def quoted(options: list[str]) -> str:
+    return '"' + " ".join(options) + '"'
+
+
+def random_predictions(dict_path, dim: int, seed: int = 0) -> PredictedEmbeddings:
+    """Predictions in defemb-predict's format for every non-special symbol (values random: the
+    recipe tests check the commands, the prediction tests check the values)."""
+    dictionary = load_model_dictionary(dict_path)
+    ids = torch.arange(dictionary.nspecial, len(dictionary) - 1)
+    generator = torch.Generator().manual_seed(seed)
+    return PredictedEmbeddings(token_ids=ids, embeddings=torch.randn(len(ids), dim, generator=generator),
+                               num_definitions=torch.ones(len(ids), dtype=torch.long), embedding_dim=dim,
+                               dictionary_sha256=dictionary_sha256(dict_path), dictionary_size=len(dictionary))
+
+
+def binarize_rte_like(root, dict_path) -> None:
+    """input0/input1/label as fairseq's preprocess_GLUE_tasks.sh writes them."""
+    import random
+
+    rng = random.Random(0)
+    raw = root / "raw"
+    raw.mkdir()
+    for split, n in (("train", 32), ("dev", 8)):
+        for name in ("input0", "input1"):
+            (raw / f"{split}.{name}").write_text("".join(
+                " ".join(rng.choice(TINY_WORDS[:60]) for _ in range(rng.randint(3, 10))) + "\n" for _ in range(n)))
+        # a token only the second sentences use: surgery must see it through input1
+        if split == "train":
+            with (raw / "train.input1").open("a") as f:
+                f.write("dugong okapi\n")
+            with (raw / "train.input0").open("a") as f:
+                f.write("the sea\n")
+            n += 1
+        (raw / f"{split}.label").write_text("".join(rng.choice(["entailment", "not_entailment"]) + "\n" for _ in range(n)))
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    for name in ("input0", "input1"):
+        subprocess.run(["fairseq-preprocess", "--only-source", "--trainpref", raw / f"train.{name}", "--validpref",
+                        raw / f"dev.{name}", "--destdir", root / "RTE-bin" / name, "--srcdict", dict_path,
+                        "--workers", "1"], check=True, capture_output=True, env=env)
+    subprocess.run(["fairseq-preprocess", "--only-source", "--trainpref", raw / "train.label", "--validpref",
+                    raw / "dev.label", "--destdir", root / "RTE-bin" / "label", "--workers", "1"],
+                   check=True, capture_output=True, env=env)
+
+
+@pytest.mark.slow
+def test_glue_recipe_runs_as_written(tmp_path):
+    plm = tmp_path / "plm"
+    make_tiny_checkpoint(plm, "roberta")
+    binarize_rte_like(tmp_path, plm / "dict.txt")
+    random_predictions(plm / "dict.txt", 32).save(tmp_path / "defemb.pt")
+    sizes = ARCH_ARGS["roberta"][2]
+    overrides = ["common.fp16=false", "common.cpu=true", "task.max_positions=64",
+                 *(f"+model.{sizes[i].removeprefix('--').replace('-', '_')}={sizes[i + 1]}" for i in range(0, 8, 2)),
+                 "optimization.max_update=3", "dataset.batch_size=8", "checkpoint.save_dir=ckpt", "common.log_format=simple"]
+    script = with_settings(bash_block("### RoBERTa on GLUE"), {"PLM": "plm", "DATA": "RTE-bin", "OVERRIDES": quoted(overrides)})
+    run_block(script, tmp_path)
+    report = json.loads((tmp_path / "plm.defemb" / "surgery.json").read_text())
+    dictionary = load_model_dictionary(plm / "dict.txt")
+    assert dictionary.index("dugong") in report["changed_ids"]  # only input1 has it
+    # fine-tuning started from the surgered rows, not the original ones
+    key = "encoder.sentence_encoder.embed_tokens.weight"
+    tuned = torch.load(tmp_path / "ckpt" / "checkpoint_best.pt", map_location="cpu", weights_only=False)["model"][key]
+    surgered = torch.load(tmp_path / "plm.defemb" / "model.pt", map_location="cpu", weights_only=False)["model"][key]
+    original = torch.load(plm / "model.pt", map_location="cpu", weights_only=False)["model"][key]
+    rows = torch.tensor(report["changed_ids"])
+    assert (tuned[rows] - surgered[rows]).abs().max() < 1e-2 < (tuned[rows] - original[rows]).abs().max()
+
+
+def aclsum_as_cnndm(out, docs: dict[str, int]) -> None:
+    """ACLSum papers as {split}.source / summaries as {split}.target, short enough for a 64-position BART."""
+    data = importlib.resources.files("aclsum") / "dataset"
+    out.mkdir()
+    for split, n in docs.items():
+        records = [json.loads(line) for line in (data / f"{split}.jsonl").read_text().splitlines()[:n]]
+        source = [" ".join(" ".join(r["sentences"]["abstract"]).split()[:40]) for r in records]
+        target = [" ".join(" ".join(r["summary"].values()).split()[:16]) for r in records]
+        (out / f"{split}.source").write_text("\n".join(source) + "\n")
+        (out / f"{split}.target").write_text("\n".join(target) + "\n")
+
+
+def kaikki_jsonl(path) -> None:
+    entries = [("quagga", "noun", "An extinct subspecies of the plains zebra."),
+               ("summarization", "noun", "The act of summarizing; a short account of the main points."),
+               ("corpus", "noun", "A collection of writings in the form of an electronic database."),
+               ("everlasting", "adj", "Lasting or enduring forever.")]
+    path.write_text("".join(json.dumps({"word": w, "pos": p, "lang_code": "en", "senses": [{"glosses": [g]}]}) + "\n"
+                            for w, p, g in entries))
+
+
+@pytest.mark.slow
+def test_bart_summarization_recipe_runs_as_written(tmp_path):
+    plm = tmp_path / "plm"
+    make_tiny_checkpoint(plm, "bart", dict_path=write_gpt2_dict(tmp_path / "gpt2-dict.txt"))
+    aclsum_as_cnndm(tmp_path / "cnn_dm", {"train": 12, "val": 3, "test": 4})
+    kaikki_jsonl(tmp_path / "wiktionary.jsonl")
+    (tmp_path / "manual.tsv").write_text("ACLSum\tname\ta data set of scientific papers and their summaries\n")
+    for name in ("encoder.json", "vocab.bpe"):
+        shutil.copyfile(GPT2 / name, tmp_path / name)
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    sizes = ARCH_ARGS["bart"][2][:-2]  # the model's sizes, without the pretraining task's --tokens-per-sample
+    settings = {
+        "PLM": "plm", "CNNDM": "cnn_dm", "WIKTIONARY": "wiktionary.jsonl", "MANUAL": "manual.tsv",
+        "DEFEMB_TRAIN": quoted(["--arch", "defemb_bart", "--max-update", "2", "--max-tokens", "2048",
+                                "--warmup-updates", "1", "--no-epoch-checkpoints"]),
+        "ARCH": quoted(["bart_base", *sizes]), "DEVICE": "--cpu", "UPDATES": "2",
+        "GENERATE": quoted(["--max-len-b", "12", "--min-len", "2", "--batch-size", "4"]), "WORKERS": "1",
+    }
+    run_block(with_settings(bash_block("### BART on CNN/DM"), settings), tmp_path)
+    hypotheses = (tmp_path / "test.hypo").read_text().split("\n")[:-1]
+    assert len(hypotheses) == 4  # one per test article, none dropped by the last batch
+    assert (tmp_path / "plm.defemb" / "surgery.json").is_file() and (tmp_path / "defemb.pt").is_file()
