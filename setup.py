@@ -21,6 +21,7 @@ setup(
             "defemb-analyze = defemb.cli.analyze:main",
             "defemb-convert-hf = defemb.cli.convert_hf:main",
             "defemb-fit = defemb.cli.fit:main",
+            "defemb-export-hf = defemb.cli.export_hf:main",
         ]
     },
 )

@@ -195,7 +195,7 @@ def test_bad_inputs_name_the_file(tiny_bert, tmp_path, capsys):
     for name in ("model.safetensors", "vocab.txt"):
         (bad / name).write_bytes((tiny_bert / name).read_bytes())
     (bad / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    fails(bad, f"{bad / 'config.json'}: model_type 'gpt2'; only BERT-family")
+    fails(bad, f"{bad / 'config.json'}: model_type 'gpt2'; defemb-convert-hf converts bert, roberta and bart")
     (bad / "config.json").write_text("{not json")
     fails(bad, f"{bad / 'config.json'}: not valid JSON")
     config = json.loads((tiny_bert / "config.json").read_text())

@@ -1,8 +1,22 @@
-"""``defemb-convert-hf``: a BERT-family model in Hugging Face layout -> a stock fairseq RoBERTa.
+"""``defemb-convert-hf``: a Hugging Face BERT, RoBERTa or BART directory -> a stock fairseq directory.
 
-    defemb-convert-hf --model-dir DIR --out minilm-fairseq/ [--verify] [--overwrite]
+    defemb-convert-hf --model-dir DIR --out OUT/ [--verify] [--overwrite]
 
-DIR holds ``config.json``, ``model.safetensors`` and ``vocab.txt``. The output directory
+config.json's model_type picks the conversion.
+
+RoBERTa (RobertaForMaskedLM/RobertaModel) and BART (BartForConditionalGeneration/BartModel), any size
+  DIR holds config.json, model.safetensors and the byte-level BPE tokenizer (vocab.json +
+  merges.txt, or tokenizer.json). OUT gets model.pt (fairseq's masked_lm/roberta_base or
+  denoising/bart_large with the source's dimensions, every tensor bitwise), dict.txt (HF id k =
+  fairseq id k: BPE tokens as ids of the encoder.json written beside it, madeupword fillers
+  literally, <mask> appended last by the task), encoder.json + vocab.bpe (GPT-2 BPE files for
+  fairseq's --bpe gpt2) and conversion.json. RoBERTa's token-type row 0 is folded into the
+  positions when non-zero; BART's final_logits_bias must be zero (fairseq has no output bias).
+  --verify runs transformers on DIR and fairseq on OUT: token ids, hidden states, logits and
+  (BART) greedy and beam-4 generations (defemb.convert.verify_hf).
+
+BERT (BertModel/BertForMaskedLM) -> a fairseq RoBERTa
+  DIR holds ``config.json``, ``model.safetensors`` and ``vocab.txt``. The output directory
 (``model.pt`` + ``dict.txt`` + ``conversion.json``), written atomically, loads with
 ``RobertaModel.from_pretrained(out, checkpoint_file="model.pt")``,
 ``checkpoint_utils.load_checkpoint_to_cpu`` and ``fairseq-train --restore-file`` like
@@ -50,12 +64,40 @@ import sys
 from pathlib import Path
 
 from defemb.cli.logging_setup import configure_cli_logging
-from defemb.convert.hf_bert import FAIRSEQ_LAYER_NORM_EPS, ConversionError, convert
+from defemb.convert.hf_common import FAIRSEQ_LAYER_NORM_EPS, ConversionError
+from defemb.convert.hf_import import convert_hf
 
 DESCRIPTION = __doc__
 
 
+def verify_lines(verify: dict) -> list[str]:
+    """The --verify comparison of defemb.convert.verify_hf (also printed by defemb-export-hf)."""
+    lines = [f"  verify on {verify['sentences']} sentences: token ids "
+             f"{'identical' if not verify['token_mismatches'] else 'DIFFER: ' + verify['token_mismatches'][0]}"]
+    if verify["too_long"]:
+        lines.append(f"  {len(verify['too_long'])} sentences longer than the model's positions, not run")
+    diffs = [f"hidden {verify['max_abs_hidden']:.2e}"]
+    if verify["max_abs_encoder"] is not None:
+        diffs.insert(0, f"encoder {verify['max_abs_encoder']:.2e}")
+    if verify["max_abs_logits"] is not None:
+        diffs.append(f"logits {verify['max_abs_logits']:.2e}")
+    lines.append(f"  max |fairseq - transformers|: {', '.join(diffs)} (tolerance {verify['tolerance']:g}; "
+                 f"largest |h| {verify['largest_hidden_value']:.2f})")
+    if verify["greedy_identical"] is not None:
+        lines.append(f"  generation identical: greedy {verify['greedy_identical']}/{verify['sentences']}, "
+                     f"beam 4 {verify['beam4_identical']}/{verify['sentences']}")
+    lines.append("  verify: " + ("passed" if verify["passed"] else "FAILED"))
+    return lines
+
+
 def summary(report: dict, out: str | Path) -> str:
+    if "family" in report:  # RoBERTa / BART
+        lines = [f"defemb-convert-hf: {report['source']} -> {out}",
+                 f"  {report['family']}: fairseq --task {report['task']} --arch {report['arch']}, vocabulary "
+                 f"{report['vocabulary']:,}, {report['parameters']:,} parameters"]
+        if "lm_head" in report:
+            lines.append(f"  lm_head: {report['lm_head']}")
+        return "\n".join(lines + (verify_lines(report["verify"]) if "verify" in report else []))
     lines = [
         f"defemb-convert-hf: {report['source']} -> {out}",
         f"  {report['layers']} layers, hidden {report['hidden']}, {report['heads']} heads, ffn {report['ffn']}, "
@@ -83,15 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="defemb-convert-hf", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True,
-                        help="Hugging Face BERT directory (config.json, model.safetensors, vocab.txt)")
+                        help="Hugging Face BERT, RoBERTa or BART directory (config.json, model.safetensors, and "
+                             "vocab.txt or vocab.json + merges.txt / tokenizer.json)")
     parser.add_argument("--out", required=True, help="output fairseq checkpoint directory (written atomically)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--verify", action="store_true",
-                        help="compare final hidden states with transformers' BertModel (needs transformers)")
+                        help="run transformers on --model-dir and fairseq on --out and report the differences "
+                             "(needs transformers)")
     args = parser.parse_args(argv)
     configure_cli_logging()
     try:
-        report = convert(args.model_dir, args.out, args.overwrite, verify=args.verify)
+        report = convert_hf(model_dir=args.model_dir, out=args.out, overwrite=args.overwrite, verify=args.verify)
     except (ConversionError, FileExistsError) as err:
         print(f"defemb-convert-hf: error: {err}", file=sys.stderr)
         return 2

@@ -45,7 +45,6 @@ LayerNorm epsilon
   isolates the conversion (float rounding), the first adds the epsilon effect
   (about 1e-3 on all-MiniLM-L6-v2).
 """
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,61 +53,31 @@ import torch
 
 from defemb.atomic_io import atomic_output_dir
 from defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
+from defemb.convert.hf_common import (
+    ACTIVATIONS, BERT_LAYER_KEYS, FAIRSEQ_LAYER_NORM_EPS, IDENTITY_HEAD_NOTE, POSITION_OFFSET, ConversionError,
+    TensorSource, complete_fairseq_state, identity_lm_head, read_json_object, read_safetensors, require_files,
+    sha256,
+)
+from defemb.convert.hf_roberta import ENC, HEAD, check_encoder_config, roberta_options
 from defemb.data.vocabulary import MASK_SYMBOL, load_model_dictionary
 
 BERT_TO_FAIRSEQ_SPECIALS = {"[CLS]": "<s>", "[PAD]": "<pad>", "[SEP]": "</s>", "[UNK]": "<unk>", "[MASK]": "<mask>"}
 FAIRSEQ_SPECIAL_IDS = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
 FAIRSEQ_SYMBOLS = {"<s>", "<pad>", "</s>", "<unk>", MASK_SYMBOL}
 OVERWRITE_FLAG = "#fairseq:overwrite"
-FAIRSEQ_LAYER_NORM_EPS = 1e-5  # fairseq.modules.LayerNorm -> torch.nn.LayerNorm default
-POSITION_OFFSET = 2  # padding_idx (1) + 1
-# HF hidden_act -> fairseq --activation-fn (same function; gelu_new is the tanh approximation).
-ACTIVATIONS = {"gelu": "gelu", "gelu_python": "gelu", "gelu_new": "gelu_accurate",
-               "gelu_pytorch_tanh": "gelu_accurate", "relu": "relu", "tanh": "tanh"}
 REQUIRED_FILES = ("config.json", "model.safetensors", "vocab.txt")
 IGNORED_PREFIXES = ("pooler.", "cls.seq_relationship.")
 IGNORED_KEYS = {"embeddings.position_ids"}
-LAYER_KEYS = {  # fairseq TransformerEncoderLayer name -> HF BertLayer name
-    "self_attn.q_proj": "attention.self.query", "self_attn.k_proj": "attention.self.key",
-    "self_attn.v_proj": "attention.self.value", "self_attn.out_proj": "attention.output.dense",
-    "self_attn_layer_norm": "attention.output.LayerNorm", "fc1": "intermediate.dense",
-    "fc2": "output.dense", "final_layer_norm": "output.LayerNorm",
-}
-ENC = "encoder.sentence_encoder."
-HEAD = "encoder.lm_head."
-
-
-class ConversionError(ValueError):
-    """The input is not a BERT model this converter understands; the message names the file."""
-
 
 # -- reading the Hugging Face directory ---------------------------------------------
 
 def read_config(model_dir: Path) -> dict:
     path = model_dir / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConversionError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(config, dict):
-        raise ConversionError(f"{path}: expected a JSON object")
+    config = read_json_object(path)
     if config.get("model_type") != "bert":
         raise ConversionError(f"{path}: model_type {config.get('model_type')!r}; only BERT-family models "
                               "(model_type 'bert') convert")
-    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                "max_position_embeddings"):
-        if not isinstance(config.get(key), int) or config[key] <= 0:
-            raise ConversionError(f"{path}: {key} missing or not a positive integer ({config.get(key)!r})")
-    if config["hidden_size"] % config["num_attention_heads"]:
-        raise ConversionError(f"{path}: hidden_size {config['hidden_size']} is not divisible by "
-                              f"num_attention_heads {config['num_attention_heads']}")
-    if config.get("position_embedding_type", "absolute") != "absolute":
-        raise ConversionError(f"{path}: position_embedding_type {config['position_embedding_type']!r}; fairseq "
-                              "RoBERTa has absolute learned positions only")
-    if config.get("hidden_act", "gelu") not in ACTIVATIONS:
-        raise ConversionError(f"{path}: hidden_act {config['hidden_act']!r}; supported: {', '.join(ACTIVATIONS)}")
-    if config.get("is_decoder") or config.get("add_cross_attention"):
-        raise ConversionError(f"{path}: a decoder / cross-attention BERT does not fit a RoBERTa encoder")
+    check_encoder_config(config, path)
     return config
 
 
@@ -122,23 +91,12 @@ def read_vocab(path: Path) -> list[str]:
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        raw = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ConversionError(f"{path}: not a readable safetensors file ({err})") from None
     # BertForMaskedLM / BertForPreTraining prefix the encoder with "bert."; BertModel does not.
-    return {k.removeprefix("bert."): v.float() for k, v in raw.items()}
+    return {k: v.float() for k, v in read_safetensors(path, "bert.").items()}
 
 
 def read_hf_dir(model_dir: Path) -> tuple[dict, dict[str, torch.Tensor], list[str]]:
-    if not model_dir.is_dir():
-        raise ConversionError(f"{model_dir}: --model-dir is not a directory")
-    for name in REQUIRED_FILES:
-        if not (model_dir / name).is_file():
-            raise ConversionError(f"{model_dir / name}: missing; --model-dir must hold {', '.join(REQUIRED_FILES)}")
+    require_files(model_dir, REQUIRED_FILES)
     config = read_config(model_dir)
     vocab = read_vocab(model_dir / "vocab.txt")
     if len(vocab) != config["vocab_size"]:
@@ -218,15 +176,9 @@ def check_dictionary(plan: DictionaryPlan, dict_path: Path) -> None:
 def convert_state(config: dict, hf: dict[str, torch.Tensor], plan: DictionaryPlan, fairseq_state: dict,
                   weights_path: Path = Path("model.safetensors")) -> tuple[dict, dict]:
     """Map the HF tensors onto fairseq RoBERTa's state dict; return ``(state, notes)``."""
-    used: set[str] = set()
-
-    def take(key: str) -> torch.Tensor:
-        if key not in hf:
-            raise ConversionError(f"{weights_path}: tensor {key!r} missing (config.json says "
-                                  f"{config['num_hidden_layers']} layers of width {config['hidden_size']})")
-        used.add(key)
-        return hf[key]
-
+    src = TensorSource(hf, weights_path, f"config.json says {config['num_hidden_layers']} layers of width "
+                                         f"{config['hidden_size']}")
+    take = src.take
     out: dict[str, torch.Tensor] = {}
     rows = torch.tensor(plan.rows)
     words = take("embeddings.word_embeddings.weight")
@@ -237,10 +189,9 @@ def convert_state(config: dict, hf: dict[str, torch.Tensor], plan: DictionaryPla
     out[ENC + "embed_tokens.weight"] = embed
 
     hf_positions = take("embeddings.position_embeddings.weight")
-    token_type = hf.get("embeddings.token_type_embeddings.weight")
-    if token_type is not None:
-        used.add("embeddings.token_type_embeddings.weight")
-        hf_positions = hf_positions + token_type[0]
+    token_type = "embeddings.token_type_embeddings.weight" in src
+    if token_type:
+        hf_positions = hf_positions + take("embeddings.token_type_embeddings.weight")[0]
     positions = torch.zeros_like(fairseq_state[ENC + "embed_positions.weight"])
     if hf_positions.size(0) != positions.size(0) - POSITION_OFFSET:
         raise ConversionError(f"{weights_path}: {hf_positions.size(0)} position embeddings, config.json says "
@@ -250,11 +201,10 @@ def convert_state(config: dict, hf: dict[str, torch.Tensor], plan: DictionaryPla
     out[ENC + "layernorm_embedding.weight"] = take("embeddings.LayerNorm.weight")
     out[ENC + "layernorm_embedding.bias"] = take("embeddings.LayerNorm.bias")
     for layer in range(config["num_hidden_layers"]):
-        for ours, theirs in LAYER_KEYS.items():
+        for ours, theirs in BERT_LAYER_KEYS.items():
             for param in ("weight", "bias"):
                 out[f"{ENC}layers.{layer}.{ours}.{param}"] = take(f"encoder.layer.{layer}.{theirs}.{param}")
 
-    dim = config["hidden_size"]
     if "cls.predictions.transform.dense.weight" in hf:
         out[HEAD + "dense.weight"] = take("cls.predictions.transform.dense.weight")
         out[HEAD + "dense.bias"] = take("cls.predictions.transform.dense.bias")
@@ -263,42 +213,20 @@ def convert_state(config: dict, hf: dict[str, torch.Tensor], plan: DictionaryPla
         bias_key = "cls.predictions.bias" if "cls.predictions.bias" in hf else "cls.predictions.decoder.bias"
         bias = torch.zeros(embed.size(0))
         bias[rows] = take(bias_key)
-        if "cls.predictions.decoder.bias" in hf:  # tied to cls.predictions.bias when both are saved
-            used.add("cls.predictions.decoder.bias")
-        decoder = hf.get("cls.predictions.decoder.weight")
-        if decoder is not None:
-            if not torch.equal(decoder, words):
-                raise ConversionError(f"{weights_path}: cls.predictions.decoder.weight is not tied to the word "
-                                      "embeddings; fairseq RoBERTa ties them and cannot hold both")
-            used.add("cls.predictions.decoder.weight")
+        src.take_tied("cls.predictions.decoder.bias", hf[bias_key], bias_key)
+        src.take_tied("cls.predictions.decoder.weight", words, "the word embeddings")
         out[HEAD + "bias"] = bias
         head = "converted from cls.predictions (BertForMaskedLM)"
     else:
-        out[HEAD + "dense.weight"] = torch.eye(dim)
-        out[HEAD + "dense.bias"] = torch.zeros(dim)
-        out[HEAD + "layer_norm.weight"] = torch.ones(dim)
-        out[HEAD + "layer_norm.bias"] = torch.zeros(dim)
-        out[HEAD + "bias"] = torch.zeros(embed.size(0))
-        head = ("initialized (no MLM head in the source): dense = identity, dense bias 0, LayerNorm gamma 1 "
-                "beta 0, output bias 0, output weight tied to the embeddings")
+        out.update({HEAD + k: v for k, v in identity_lm_head(config["hidden_size"], embed.size(0)).items()})
+        head = IDENTITY_HEAD_NOTE
     out[HEAD + "weight"] = embed  # tied, as in every fairseq RoBERTa
 
-    leftover = sorted(k for k in hf if k not in used and k not in IGNORED_KEYS and not k.startswith(IGNORED_PREFIXES))
-    if leftover:
-        raise ConversionError(f"{weights_path}: tensors this converter does not know where to put: "
-                              f"{', '.join(leftover[:8])}{' ...' if len(leftover) > 8 else ''}")
-    for key, value in fairseq_state.items():
-        if key in out:
-            if out[key].shape != value.shape:
-                raise ConversionError(f"{weights_path}: {key} gets shape {tuple(out[key].shape)}, fairseq expects "
-                                      f"{tuple(value.shape)}")
-        elif key.endswith(".version"):
-            out[key] = value  # fairseq's state-dict version counters
-        else:
-            raise RuntimeError(f"fairseq parameter {key} has no source; fairseq's RoBERTa changed?")
+    src.leftover(IGNORED_KEYS, IGNORED_PREFIXES)
+    complete_fairseq_state(out, fairseq_state, weights_path)
     notes = {
         "lm_head": head,
-        "token_type_folded": token_type is not None,
+        "token_type_folded": token_type,
         "dropped": sorted({k.split(".")[0] + "." + k.split(".")[1] for k in hf
                            if k.startswith(IGNORED_PREFIXES) or k in IGNORED_KEYS}),
     }
@@ -306,25 +234,10 @@ def convert_state(config: dict, hf: dict[str, torch.Tensor], plan: DictionaryPla
 
 
 def fairseq_options(config: dict) -> list[str]:
-    return [
-        "--encoder-layers", str(config["num_hidden_layers"]), "--encoder-embed-dim", str(config["hidden_size"]),
-        "--encoder-ffn-embed-dim", str(config["intermediate_size"]),
-        "--encoder-attention-heads", str(config["num_attention_heads"]),
-        "--max-positions", str(config["max_position_embeddings"]),
-        "--tokens-per-sample", str(config["max_position_embeddings"]),
-        "--activation-fn", ACTIVATIONS[config.get("hidden_act", "gelu")],
-        "--dropout", str(config.get("hidden_dropout_prob", 0.1)),
-        "--attention-dropout", str(config.get("attention_probs_dropout_prob", 0.1)),
-        "--activation-dropout", "0.0", "--encoder-layerdrop", "0.0",
-    ]
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return roberta_options(config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"],
+                           config["num_attention_heads"], config["max_position_embeddings"],
+                           ACTIVATIONS[config.get("hidden_act", "gelu")], config.get("hidden_dropout_prob", 0.1),
+                           config.get("attention_probs_dropout_prob", 0.1))
 
 
 def convert(model_dir: str | Path, out: str | Path, overwrite: bool = False, verify: bool = False,
