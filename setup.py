@@ -22,6 +22,8 @@ setup(
             "defemb-convert-hf = defemb.cli.convert_hf:main",
             "defemb-fit = defemb.cli.fit:main",
             "defemb-export-hf = defemb.cli.export_hf:main",
+            "defemb-add-tokens = defemb.cli.add_tokens:main",
+            "defemb-bpe-encode = defemb.cli.bpe_encode:main",
         ]
     },
 )
