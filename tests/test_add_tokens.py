@@ -290,3 +290,79 @@ def test_stock_fairseq_trains_and_generates_with_added_tokens(plm, tmp_path):
     # the target's first token forced by --prefix-size: the hypothesis starts with the new word, decoded
     hypotheses = [l.split("\t")[2] for l in lines if l.startswith("D-")]
     assert len(hypotheses) == 4 and sum(h.startswith(("covid", "floofy")) for h in hypotheses) == 4
+
+
+# -- transformers -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", ["bart", "roberta"])
+def test_transformers_model_tokenizes_new_words_to_single_ids_and_generates(tmp_path, family):
+    import transformers
+    from tiny_hf import save_tiny_hf
+
+    src = save_tiny_hf(tmp_path / "hf", family)
+    (tmp_path / "w.tsv").write_text(WORDS)
+    assert run(["--hf-model", src, "--words", tmp_path / "w.tsv", "--init", "description-mean", "--out", tmp_path / "out"]) == 0
+    report = json.loads((tmp_path / "out" / "add_tokens.json").read_text())
+    ids = {w["form"]: w["id"] for w in report["words"]}
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "out")
+    encoded = tokenizer("I had covid (covid), floofy!", add_special_tokens=False)["input_ids"]
+    assert ids[" covid"] in encoded and ids["covid"] in encoded and ids[" floofy"] in encoded
+    assert tokenizer.decode(encoded) == "I had covid (covid), floofy!"
+    auto = transformers.AutoModelForSeq2SeqLM if family == "bart" else transformers.AutoModelForMaskedLM
+    before, after = auto.from_pretrained(src), auto.from_pretrained(tmp_path / "out")
+    rows = before.get_input_embeddings().weight.size(0)
+    new = after.get_input_embeddings().weight
+    assert new.size(0) == rows + 4
+    assert torch.equal(new[:rows], before.get_input_embeddings().weight)  # every existing row bitwise
+    assert torch.equal(after.get_output_embeddings().weight, new)  # tied head consistent
+    for (name, p), (_, q) in zip(before.state_dict().items(), after.state_dict().items()):
+        if p.shape == q.shape:
+            assert torch.equal(p, q), name
+    for w in report["words"]:
+        assert len(w["neighbours"]) == 5
+    if family == "bart":
+        out = after.generate(torch.tensor([encoded]), max_new_tokens=5, num_beams=1, do_sample=False)
+        assert out.shape[1] > 1
+    else:
+        logits = after(torch.tensor([encoded])).logits
+        assert logits.shape[-1] == rows + 4
+
+
+def test_transformers_word_in_vocabulary_and_defemb_on_bert(tmp_path, capsys):
+    from tiny_hf import save_tiny_hf
+
+    src = save_tiny_hf(tmp_path / "hf", "roberta")
+    (tmp_path / "w.tsv").write_text("sediment\tn\tmatter that settles at the bottom\n")
+    assert run(["--hf-model", src, "--words", tmp_path / "w.tsv", "--init", "mean", "--out", tmp_path / "out"]) == 2
+    assert "'sediment'" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert run(["--hf-model", src, "--words", tmp_path / "w.tsv", "--init", "mean", "--replace",
+                "--out", tmp_path / "out"]) == 0
+    report = json.loads((tmp_path / "out" / "add_tokens.json").read_text())
+    assert report["rows_after"] == report["rows_before"] + 1  # " sediment" re-initialised, "sediment" added
+    assert [w["replaced"] for w in report["words"]] == [True, False]
+
+
+def test_transformers_defemb_init_with_a_model_of_the_converted_dictionary(tmp_path):
+    """--init defemb on a transformers BART: a definition model fitted on the fairseq conversion
+    (defemb-convert-hf's dict.txt, fairseq id = transformers id) predicts the new rows."""
+    from tiny_hf import save_tiny_hf
+
+    from defemb.convert.hf_import import convert_hf
+    from defemb.corpus.build import build_corpus
+    from defemb.fit import fit_definition_model
+
+    src = save_tiny_hf(tmp_path / "hf", "bart")
+    convert_hf(model_dir=src, out=tmp_path / "fs")
+    (tmp_path / "manual.tsv").write_text("sediment\tn\tthe matter which settles at the bottom\nriver\tn\ta stream\n"
+                                         "bottom\tn\tthe lowest part\nworld\tn\tthe earth\n")
+    fs = tmp_path / "fs"
+    build_corpus(fs / "dict.txt", tmp_path / "defs", bpe="gpt2", sources=["manual"], manual_tsv=str(tmp_path / "manual.tsv"),
+                 gpt2_encoder_json=str(fs / "encoder.json"), gpt2_vocab_bpe=str(fs / "vocab.bpe"), valid_size=1,
+                 max_prompt_tokens=44)
+    fit_definition_model(pretrained_checkpoint=fs / "model.pt", corpus=tmp_path / "defs", out=tmp_path / "fit.pt")
+    (tmp_path / "w.tsv").write_text("covid\tn\tan infectious disease of the world\nfloofy\tadj\tsoft like the river\n")
+    base = ["--hf-model", src, "--words", tmp_path / "w.tsv", "--max-prompt-tokens", "44"]
+    assert run(base + ["--init", "defemb", "--definition-model", tmp_path / "fit.pt", "--out", tmp_path / "a"]) == 0
+    assert run(base + ["--init", "mean", "--out", tmp_path / "b"]) == 0
+    a, b = (json.loads((tmp_path / n / "add_tokens.json").read_text())["words"] for n in "ab")
+    assert [w["id"] for w in a] == [400, 401, 402, 403] and [w["norm"] for w in a] != [w["norm"] for w in b]
