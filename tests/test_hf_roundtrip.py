@@ -262,7 +262,7 @@ def test_uneven_bart_relu_round_trips(tmp_path):
 @pytest.mark.slow
 def test_bart_base_shaped_model_with_gpt2_bpe_round_trips(tmp_path):
     """A random model of bart-base's shape (6 + 6 layers, d_model 768, 12 heads, 1,024 positions,
-    50,265 ids over GPT-2's real BPE, 140M parameters): in, verified, out, bitwise."""
+    50,265 ids over GPT-2's real BPE, 139M parameters): in, verified, out, bitwise."""
     from conftest import REPO
     from tiny_hf import gpt2_hf_vocab
 
@@ -275,7 +275,44 @@ def test_bart_base_shaped_model_with_gpt2_bpe_round_trips(tmp_path):
     assert convert_main(["--model-dir", str(src), "--out", str(tmp_path / "fs"), "--verify"]) == 0
     v = json.loads((tmp_path / "fs" / "conversion.json").read_text())["verify"]
     assert v["passed"] and v["greedy_identical"] == v["beam4_identical"] == 5, v
-    assert export_main(["--checkpoint", str(tmp_path / "fs"), "--out", str(tmp_path / "back"), "--verify"]) == 0
+    # Bitwise equal to the verified source, so the export needs no second --verify (minutes at this size).
+    assert export_main(["--checkpoint", str(tmp_path / "fs"), "--out", str(tmp_path / "back")]) == 0
     before, after = (load_file(str(d / "model.safetensors")) for d in (src, tmp_path / "back"))
     assert before.keys() == after.keys()
     assert all(before[k].numpy().tobytes() == after[k].numpy().tobytes() for k in before)
+
+
+def test_failed_verification_writes_nothing(hf_dirs, tmp_path, monkeypatch, capsys):
+    from defemb.convert import verify_hf
+
+    real = verify_hf.compare
+
+    def logits_off(**kwargs):
+        result = real(**kwargs)
+        result.max_abs_logits = 1.0
+        return result
+
+    monkeypatch.setattr(verify_hf, "compare", logits_off)
+    assert convert_main(["--model-dir", str(hf_dirs["roberta"]), "--out", str(tmp_path / "fs"), "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert "verify: FAILED" in err and "--verify failed, nothing written" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fp16_source_stays_fp16_both_ways(hf_dirs, tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    src = tmp_path / "hf16"
+    shutil.copytree(hf_dirs["bart"], src)
+    weights = {k: v.half() for k, v in load_file(str(src / "model.safetensors")).items()}
+    save_file(weights, str(src / "model.safetensors"), metadata={"format": "pt"})
+    assert convert_main(["--model-dir", str(src), "--out", str(tmp_path / "fs"), "--verify"]) == 0
+    state = torch.load(tmp_path / "fs" / "model.pt", map_location="cpu", weights_only=False)["model"]
+    assert state["encoder.embed_tokens.weight"].dtype == torch.float16
+    assert json.loads((tmp_path / "fs" / "conversion.json").read_text())["dtype"] == "float16"
+    assert export_main(["--checkpoint", str(tmp_path / "fs"), "--out", str(tmp_path / "back")]) == 0
+    after = load_file(str(tmp_path / "back" / "model.safetensors"))
+    assert after.keys() == weights.keys()
+    assert all(after[k].dtype == torch.float16 and torch.equal(after[k], weights[k]) for k in weights)

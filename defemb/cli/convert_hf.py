@@ -13,7 +13,8 @@ RoBERTa (RobertaForMaskedLM/RobertaModel) and BART (BartForConditionalGeneration
   fairseq's --bpe gpt2) and conversion.json. RoBERTa's token-type row 0 is folded into the
   positions when non-zero; BART's final_logits_bias must be zero (fairseq has no output bias).
   --verify runs transformers on DIR and fairseq on OUT: token ids, hidden states, logits and
-  (BART) greedy and beam-4 generations (defemb.convert.verify_hf).
+  (BART) greedy and beam-4 generations (defemb.convert.verify_hf); beyond tolerance (1e-4) the
+  exit code is 1 and nothing is written.
 
 BERT (BertModel/BertForMaskedLM) -> a fairseq RoBERTa
   DIR holds ``config.json``, ``model.safetensors`` and ``vocab.txt``. The output directory
@@ -60,11 +61,12 @@ LayerNorm epsilon
   (about 1e-3 on all-MiniLM-L6-v2).
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from defemb.cli.logging_setup import configure_cli_logging
-from defemb.convert.hf_common import FAIRSEQ_LAYER_NORM_EPS, ConversionError
+from defemb.convert.hf_common import FAIRSEQ_LAYER_NORM_EPS, ConversionError, VerificationError
 from defemb.convert.hf_import import convert_hf
 
 DESCRIPTION = __doc__
@@ -88,6 +90,14 @@ def verify_lines(verify: dict) -> list[str]:
                      f"beam 4 {verify['beam4_identical']}/{verify['sentences']}")
     lines.append("  verify: " + ("passed" if verify["passed"] else "FAILED"))
     return lines
+
+
+def verification_failed(prog: str, err: VerificationError) -> int:
+    """Exit code 1 after a failed --verify (nothing was written), with what differed."""
+    print("\n".join(verify_lines(err.report["verify"])), file=sys.stderr)
+    print(f"{prog}: error: --verify failed, nothing written; details: {json.dumps(err.report['verify'])}",
+          file=sys.stderr)
+    return 1
 
 
 def summary(report: dict, out: str | Path) -> str:
@@ -136,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_cli_logging()
     try:
         report = convert_hf(model_dir=args.model_dir, out=args.out, overwrite=args.overwrite, verify=args.verify)
+    except VerificationError as err:
+        return verification_failed("defemb-convert-hf", err)
     except (ConversionError, FileExistsError) as err:
         print(f"defemb-convert-hf: error: {err}", file=sys.stderr)
         return 2

@@ -20,13 +20,12 @@ outputs identical; on failure nothing is written and the exit code is 1.
 Exit codes: 0 written, 1 --verify failed, 2 bad input (the message names the file and the fix).
 """
 import argparse
-import json
 import sys
 
-from defemb.cli.convert_hf import verify_lines
+from defemb.cli.convert_hf import verification_failed, verify_lines
 from defemb.cli.logging_setup import configure_cli_logging
-from defemb.convert.export_hf import VerificationError, export_hf
-from defemb.convert.hf_common import ConversionError
+from defemb.convert.export_hf import export_hf
+from defemb.convert.hf_common import ConversionError, VerificationError
 
 
 def summary(report: dict, out: str) -> str:
@@ -62,10 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                            gpt2_vocab_bpe=args.gpt2_vocab_bpe, overwrite=args.overwrite, verify=args.verify,
                            lowercase={"auto": None, "yes": True, "no": False}[args.lowercase])
     except VerificationError as err:
-        print("\n".join(verify_lines(err.report["verify"])), file=sys.stderr)
-        print(f"defemb-export-hf: error: --verify failed, nothing written; details: "
-              f"{json.dumps(err.report['verify'])}", file=sys.stderr)
-        return 1
+        return verification_failed("defemb-export-hf", err)
     except (ConversionError, FileExistsError) as err:
         print(f"defemb-export-hf: error: {err}", file=sys.stderr)
         return 2

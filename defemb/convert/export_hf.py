@@ -24,16 +24,8 @@ from defemb.atomic_io import atomic_output_dir
 from defemb.convert import export_bert, hf_bart, hf_roberta
 from defemb.convert.gpt2_vocab import FILLER, fairseq_to_hf, read_merges_file
 from defemb.convert.hf_common import (
-    FAIRSEQ_SPECIALS, MASK, POSITION_OFFSET, ConversionError, read_json_object, sha256,
+    FAIRSEQ_SPECIALS, MASK, POSITION_OFFSET, ConversionError, VerificationError, read_json_object, sha256,
 )
-
-
-class VerificationError(ConversionError):
-    """--verify found a difference beyond tolerance; nothing was written."""
-
-    def __init__(self, message: str, report: dict):
-        super().__init__(message)
-        self.report = report
 
 
 def export_hf(*, checkpoint: str | Path, out: str | Path, gpt2_encoder_json: str | Path | None = None,

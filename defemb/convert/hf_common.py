@@ -32,6 +32,14 @@ class ConversionError(ValueError):
     """The input is not a model this converter understands; the message names the file and the fix."""
 
 
+class VerificationError(ConversionError):
+    """--verify found a difference beyond tolerance; nothing was written. ``report`` says which."""
+
+    def __init__(self, message: str, report: dict):
+        super().__init__(message)
+        self.report = report
+
+
 def read_json_object(path: Path) -> dict:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))

@@ -16,7 +16,9 @@ from pathlib import Path
 from defemb.atomic_io import atomic_output_dir
 from defemb.convert import hf_bart, hf_roberta
 from defemb.convert.gpt2_vocab import hf_to_fairseq, read_hf_tokenizer, write_fairseq_vocabulary
-from defemb.convert.hf_common import ConversionError, read_json_object, read_safetensors, require_files, sha256
+from defemb.convert.hf_common import (
+    ConversionError, VerificationError, read_json_object, read_safetensors, require_files, sha256,
+)
 
 FAMILIES = {"bart": hf_bart, "roberta": hf_roberta}
 WEIGHT_PREFIXES = {"bart": "model.", "roberta": "roberta."}  # ...ForConditionalGeneration / ...ForMaskedLM
@@ -27,7 +29,9 @@ def convert_hf(*, model_dir: str | Path, out: str | Path, overwrite: bool = Fals
     """Convert a BERT, RoBERTa or BART directory into ``out`` (atomically); return the report.
 
     ``verify`` runs transformers on the source and fairseq on the result before ``out``
-    appears (see defemb.convert.verify_hf); the numbers land in ``conversion.json``."""
+    appears (see defemb.convert.verify_hf); the numbers land in ``conversion.json``. For BART and
+    RoBERTa a difference beyond tolerance raises VerificationError and writes nothing (BERT's
+    comparison only reports: its LayerNorm epsilon differs from fairseq's by design)."""
     model_dir, out = Path(model_dir), Path(out)
     require_files(model_dir, ("config.json",))
     model_type = read_json_object(model_dir / "config.json").get("model_type")
@@ -65,6 +69,8 @@ def convert_gpt2_family(model_dir: Path, out: Path, family: str, overwrite: bool
             raise RuntimeError(f"fairseq built {len(task.source_dictionary)} rows for {config['vocab_size']} HF ids")
         state, notes = module.to_fairseq_state(config, hf, model.state_dict(), weights_path)
         model.load_state_dict(state, strict=True)
+        dtype = hf[next(iter(hf))].dtype
+        model.to(dtype)  # an fp16/bf16 source stays fp16/bf16 (fairseq casts on load), so the round trip is bitwise
         cfg.task.data = str(out.resolve())  # the final directory, where dict.txt will be
         save_model_checkpoint(model, cfg, tmp / "model.pt")
         report = {
@@ -74,11 +80,14 @@ def convert_gpt2_family(model_dir: Path, out: Path, family: str, overwrite: bool
             "options": options, "literal_dict_symbols": vocabulary.literal_symbols,
             "dict_txt": ("HF id k = fairseq id k; BPE tokens as their HF id (encoder.json maps token -> that id), "
                          "other tokens literally; counts are rank-derived (vocab_size - id), not corpus counts"),
-            "source_dtype": str(next(iter(hf.values())).dtype).removeprefix("torch."),
+            "dtype": str(dtype).removeprefix("torch."),
             **notes,
         }
         if verify:
             report["verify"] = verify_conversion(family, model, task, tmp, model_dir, sentences, hf)
+            if not report["verify"]["passed"]:
+                raise VerificationError(f"{out}: --verify failed (nothing written): {json.dumps(report['verify'])}",
+                                        report)
         (tmp / "conversion.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
