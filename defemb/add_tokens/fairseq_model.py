@@ -18,7 +18,7 @@ import torch
 
 from defemb.add_tokens.gpt2_text import ADDED_TOKENS_FILE
 from defemb.add_tokens.initialise import (
-    INITS, Target, baseline_rows, defemb_rows, nearest_neighbours, word_prompts,
+    Target, baseline_rows, check_request, defemb_rows, nearest_neighbours, present_note, refuse_present, word_prompts,
 )
 from defemb.add_tokens.words import AddTokensError, read_words
 from defemb.atomic_io import atomic_output_dir, write_json
@@ -52,8 +52,7 @@ def plan_targets(words, backend, encoder: dict[str, int], dictionary, replace: b
             if bpe_id is not None and dictionary.index(str(bpe_id)) != dictionary.unk():
                 existing[form] = dictionary.index(str(bpe_id))
         if existing and not replace:
-            present.append(f"{word.word!r} ({word.lines[0]}: {', '.join(repr(f) for f in existing)} "
-                           f"= id {', '.join(str(i) for i in existing.values())})")
+            present.append(present_note(word, existing))
             continue
         for form, initial in forms:
             if form in existing:
@@ -68,10 +67,7 @@ def plan_targets(words, backend, encoder: dict[str, int], dictionary, replace: b
             new_symbols.append(str(bpe_id))
             targets.append(Target(word, form, initial, next_row, False, backend.glue(form), str(bpe_id)))
             next_row += 1
-    if present:
-        raise AddTokensError(
-            f"{len(present)} word(s) already in the vocabulary: {'; '.join(present[:10])}. Remove them from --words, "
-            "or pass --replace to re-initialise their rows instead")
+    refuse_present(present)
     return targets, new_entries, new_symbols
 
 
@@ -92,20 +88,13 @@ def add_tokens_fairseq(*, checkpoint: str | Path, words: str | Path, init: str, 
     from defemb.data.vocabulary import load_model_dictionary
     from defemb.surgery.checkpoint import load_checkpoint, tied_embedding
 
-    if init not in INITS:
-        raise AddTokensError(f"--init {init}: must be one of {', '.join(INITS)}")
-    if init == "defemb" and not definition_model:
-        raise AddTokensError("--init defemb needs --definition-model (a checkpoint defemb-predict accepts)")
     ckpt_dir = Path(checkpoint)
     model_pt = ckpt_dir / "model.pt" if ckpt_dir.is_dir() else ckpt_dir
     ckpt_dir = model_pt.parent
     dict_path = ckpt_dir / "dict.txt"
     if not model_pt.is_file() or not dict_path.is_file():
         raise AddTokensError(f"--checkpoint {checkpoint}: needs model.pt and dict.txt (a fairseq checkpoint directory)")
-    if Path(out).exists() and not overwrite:
-        raise FileExistsError(f"--out {out}: exists; pick a new directory or pass --overwrite")
-    if Path(out).resolve() == ckpt_dir.resolve():
-        raise AddTokensError(f"--out {out}: is the input directory; the input is never overwritten")
+    check_request(init=init, definition_model=definition_model, source=ckpt_dir, out=out, overwrite=overwrite)
     skips = SkipLog()
     new_words = read_words(words, skips)
     dictionary = load_model_dictionary(dict_path)  # + <mask>, as the pretraining tasks build it
@@ -168,6 +157,7 @@ def add_tokens_fairseq(*, checkpoint: str | Path, words: str | Path, init: str, 
     for i, t in enumerate(targets):
         report["words"].append({
             "word": t.word.word, "form": t.form, "id": t.row, "symbol": t.symbol, "replaced": t.existing, "definitions": len(t.word.entries), "lines": t.word.lines,
+            "definitions_used": [e.definition for e in t.word.entries],
             "norm": round(float(np.linalg.norm(rows[i])), 4), "neighbours": near[i],
         })
     with atomic_output_dir(out, overwrite=overwrite) as tmp:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from defemb.add_tokens.initialise import (
-    INITS, Target, baseline_rows, defemb_rows, nearest_neighbours, word_prompts,
+    Target, baseline_rows, check_request, defemb_rows, nearest_neighbours, present_note, refuse_present, word_prompts,
 )
 from defemb.add_tokens.words import AddTokensError, read_words
 from defemb.atomic_io import atomic_output_dir, write_json
@@ -99,16 +99,9 @@ def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: st
     from transformers import AddedToken
 
     hf_model = Path(hf_model)
-    if init not in INITS:
-        raise AddTokensError(f"--init {init}: must be one of {', '.join(INITS)}")
-    if init == "defemb" and not definition_model:
-        raise AddTokensError("--init defemb needs --definition-model (a checkpoint defemb-predict accepts)")
     if not (hf_model / "config.json").is_file():
         raise AddTokensError(f"--hf-model {hf_model}: no config.json (a transformers model directory)")
-    if Path(out).exists() and not overwrite:
-        raise FileExistsError(f"--out {out}: exists; pick a new directory or pass --overwrite")
-    if Path(out).resolve() == hf_model.resolve():
-        raise AddTokensError(f"--out {out}: is the input directory; the input is never overwritten")
+    check_request(init=init, definition_model=definition_model, source=hf_model, out=out, overwrite=overwrite)
     skips = SkipLog()
     new_words = read_words(words, skips)
     config, tokenizer, model = _load(hf_model)
@@ -129,8 +122,7 @@ def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: st
         forms = [(" " + word.word, True), (word.word, False)] if byte_level else [(word.word, True)]
         existing = {form: single_id(form) for form, _ in forms if single_id(form) is not None}
         if existing and not replace:
-            present.append(f"{word.word!r} ({word.lines[0]}: {', '.join(repr(f) for f in existing)} "
-                           f"= id {', '.join(str(i) for i in existing.values())})")
+            present.append(present_note(word, existing))
             continue
         for form, initial in forms:
             if form in existing:
@@ -138,10 +130,7 @@ def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: st
             else:
                 targets.append(Target(word, form, initial, -1, False, backend.glue(form), form))
                 to_add.append(AddedToken(form, single_word=not form.startswith(" "), normalized=not byte_level))
-    if present:
-        raise AddTokensError(
-            f"{len(present)} word(s) already in the vocabulary: {'; '.join(present[:10])}. Remove them from --words, "
-            "or pass --replace to re-initialise their rows instead")
+    refuse_present(present)
     first_placeholder = max(vocab_before, old.size(0)) + 1
     placeholders = [t.row if t.existing else first_placeholder + i for i, t in enumerate(targets)]
     prompts = word_prompts(targets, placeholders, backend, max_prompt_tokens, skips)
@@ -181,6 +170,7 @@ def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: st
         "existing_row_norm": {"mean": round(float(norms.mean()), 4), "median": round(float(np.median(norms)), 4)},
         "words": [{"word": t.word.word, "form": t.form, "id": int(t.row), "symbol": t.symbol, "replaced": t.existing,
                    "definitions": len(t.word.entries), "lines": t.word.lines,
+            "definitions_used": [e.definition for e in t.word.entries],
                    "norm": round(float(np.linalg.norm(rows[i])), 4), "neighbours": near[i]}
                   for i, t in enumerate(targets)],
         "skipped_lines": skips.as_dict(), **notes,

@@ -41,6 +41,31 @@ class Target:
     symbol: str  # its dict.txt symbol (GPT-2: the BPE id) or tokenizer token
 
 
+def check_request(*, init: str, definition_model, source: Path, out, overwrite: bool) -> None:
+    """The checks both model kinds make before reading anything large."""
+    if init not in INITS:
+        raise AddTokensError(f"--init {init}: must be one of {', '.join(INITS)}")
+    if init == "defemb" and not definition_model:
+        raise AddTokensError("--init defemb needs --definition-model (a checkpoint defemb-predict accepts)")
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"--out {out}: exists; pick a new directory or pass --overwrite")
+    if Path(out).resolve() == Path(source).resolve():
+        raise AddTokensError(f"--out {out}: is the input directory; the input is never overwritten")
+
+
+def refuse_present(present: list[str]) -> None:
+    """A word with a form already in the vocabulary stops the run unless --replace."""
+    if present:
+        raise AddTokensError(
+            f"{len(present)} word(s) already in the vocabulary: {'; '.join(present[:10])}. Remove them from --words, "
+            "or pass --replace to re-initialise their rows instead")
+
+
+def present_note(word: NewWord, existing: dict[str, int]) -> str:
+    return (f"{word.word!r} ({word.lines[0]}: {', '.join(repr(f) for f in existing)} "
+            f"= id {', '.join(str(i) for i in existing.values())})")
+
+
 def word_prompts(targets: list[Target], placeholders: list[int], backend, max_tokens: int,
                  skips: SkipLog) -> list[Prompt]:
     """One prompt per (word, definition): the corpus template with the word's forms as one-token
