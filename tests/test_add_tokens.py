@@ -73,13 +73,21 @@ def test_malformed_lines_are_skipped_and_counted_with_line_numbers(tmp_path):
 # -- the text side ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
+def encoder_dir(tmp_path_factory):
+    """encoder.json extended by the new forms and " COVID-19", and its added_tokens.json."""
     root = tmp_path_factory.mktemp("enc")
     table = json.loads((GPT2 / "encoder.json").read_text())
     added = {form: len(table) + i for i, form in enumerate(NEW_FORMS + (" COVID-19",))}
     chars = AddedTokenEncoder(GPT2 / "encoder.json", GPT2 / "vocab.bpe", {}).chars
     (root / "encoder.json").write_text(json.dumps({**table, **{chars(f): i for f, i in added.items()}}))
-    return AddedTokenEncoder(root / "encoder.json", GPT2 / "vocab.bpe", added)
+    (root / "added_tokens.json").write_text(json.dumps({"forms": added}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def encoder(encoder_dir):
+    added = json.loads((encoder_dir / "added_tokens.json").read_text())["forms"]
+    return AddedTokenEncoder(encoder_dir / "encoder.json", GPT2 / "vocab.bpe", added)
 
 
 def test_new_words_are_single_ids_on_gpt2_boundaries(encoder):
@@ -100,6 +108,21 @@ def test_new_words_are_single_ids_on_gpt2_boundaries(encoder):
 def test_encode_decode_round_trips_any_text(encoder, parts):
     text = "".join(parts)
     assert encoder.decode(encoder.encode(text)) == text
+
+
+def test_bpe_encode_command_round_trips_files_with_workers(encoder_dir, encoder, tmp_path):
+    from defemb.cli.bpe_encode import main as bpe_main
+
+    text = ["I had covid (covid).", "", "Café COVID-19 floofy!", "plain text"] * 30
+    (tmp_path / "in.txt").write_text("\n".join(text) + "\n")
+    root = encoder_dir
+    args = ["--encoder-json", root / "encoder.json", "--vocab-bpe", GPT2 / "vocab.bpe", "--workers", "2", "--keep-empty"]
+    assert bpe_main([str(a) for a in args + ["--inputs", tmp_path / "in.txt", "--outputs", tmp_path / "bpe.txt"]]) == 0
+    lines = (tmp_path / "bpe.txt").read_text().splitlines()
+    assert lines[0].split() == [str(i) for i in encoder.encode("I had covid (covid).")] and lines[1] == ""
+    assert bpe_main([str(a) for a in args + ["--decode", "--inputs", tmp_path / "bpe.txt", "--outputs", tmp_path / "out.txt"]]) == 0
+    assert (tmp_path / "out.txt").read_text().splitlines() == text
+    assert bpe_main(["--encoder-json", str(GPT2 / "encoder.json"), "--vocab-bpe", str(GPT2 / "vocab.bpe")]) == 2  # no added_tokens.json
 
 
 # -- the fairseq checkpoint --------------------------------------------------------------------

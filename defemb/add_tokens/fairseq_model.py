@@ -156,7 +156,8 @@ def add_tokens_fairseq(*, checkpoint: str | Path, words: str | Path, init: str, 
     }
     for i, t in enumerate(targets):
         report["words"].append({
-            "word": t.word.word, "form": t.form, "id": t.row, "symbol": t.symbol, "replaced": t.existing, "definitions": len(t.word.entries), "lines": t.word.lines,
+            "word": t.word.word, "form": t.form, "id": t.row, "symbol": t.symbol, "replaced": t.existing,
+            "definitions": len(t.word.entries), "lines": t.word.lines,
             "definitions_used": [e.definition for e in t.word.entries],
             "norm": round(float(np.linalg.norm(rows[i])), 4), "neighbours": near[i],
         })
