@@ -161,6 +161,32 @@ def test_bart_rows_grow_before_mask_and_nothing_else_changes(plm, tmp_path, init
         assert torch.allclose(after[keys[0]][rows - 1], before[keys[0]][pieces].float().mean(0), atol=1e-6)
 
 
+def test_fillers_stay_and_a_checkpoint_without_mask_row_stays_without(tmp_path):
+    """bart.large's dict.txt ends in madeupword fillers; a fine-tuned (translation) checkpoint has
+    no <mask> row: the new symbols follow the fillers and the matrix just grows at its end."""
+    dict_path = write_gpt2_dict(tmp_path / "d.txt")
+    dict_path.write_text(dict_path.read_text() + "madeupword0000 0\nmadeupword0001 0\n")
+    plm = tmp_path / "plm"
+    make_tiny_checkpoint(plm, "bart", dict_path=dict_path)
+    for name in ("encoder.json", "vocab.bpe"):
+        shutil.copyfile(GPT2 / name, plm / name)
+    state = torch.load(plm / "model.pt", map_location="cpu", weights_only=False)
+    keys = TIED_EMBEDDING_KEYS["bart"]
+    tuned = state["model"][keys[0]][:-1].clone()  # what --task translation saves: no <mask> row
+    state["model"].update({k: tuned for k in keys})
+    torch.save(state, plm / "model.pt")
+    (tmp_path / "w.tsv").write_text(WORDS)
+    assert run(["--checkpoint", plm, "--words", tmp_path / "w.tsv", "--init", "mean", "--out", tmp_path / "out"]) == 0
+    lines = (tmp_path / "out" / "dict.txt").read_text().splitlines()
+    assert lines[-6:] == ["madeupword0000 0", "madeupword0001 0", "50257 0", "50258 0", "50259 0", "50260 0"]
+    after = model_state(tmp_path / "out")[keys[0]]
+    assert after.size(0) == tuned.size(0) + 4 == 4 + len(lines)
+    assert torch.equal(after[:tuned.size(0)], tuned)
+    report = json.loads((tmp_path / "out" / "add_tokens.json").read_text())
+    assert report["mask_row"] == {"before": None, "after": None}
+    assert [w["id"] for w in report["words"]] == list(range(tuned.size(0), tuned.size(0) + 4))
+
+
 def test_roberta_lm_head_bias_grows_with_mask_last(tmp_path):
     plm = gpt2_plm(tmp_path, "roberta")
     (tmp_path / "w.tsv").write_text(WORDS)
