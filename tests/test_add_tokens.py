@@ -235,13 +235,11 @@ def test_bad_inputs_write_nothing(plm, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-@pytest.fixture(scope="module")
-def definition_model(plm, tmp_path_factory):
-    """A training-free definition model (defemb-fit) of the tiny BART over a manual corpus."""
+def fitted_definition_model(plm: Path, root: Path) -> Path:
+    """A training-free definition model (defemb-fit) of ``plm`` over a small manual corpus."""
     from defemb.corpus.build import build_corpus
     from defemb.fit import fit_definition_model
 
-    root = tmp_path_factory.mktemp("defs")
     lines = ["cat\tn\ta small animal with fur that people keep at home", "dog\tn\tan animal that barks",
              "river\tn\ta large stream of water", "tree\tn\ta tall plant with a trunk", "house\tn\ta building to live in",
              "red\tadj\tof the colour of blood", "run\tv\tto move fast on foot", "sea\tn\tthe salt water of the earth"]
@@ -250,6 +248,23 @@ def definition_model(plm, tmp_path_factory):
                  gpt2_encoder_json=str(GPT2 / "encoder.json"), gpt2_vocab_bpe=str(GPT2 / "vocab.bpe"), valid_size=2)
     fit_definition_model(pretrained_checkpoint=plm / "model.pt", corpus=root / "defs", out=root / "fit.pt")
     return root / "fit.pt"
+
+
+@pytest.fixture(scope="module")
+def definition_model(plm, tmp_path_factory):
+    return fitted_definition_model(plm, tmp_path_factory.mktemp("defs"))
+
+
+def test_defemb_init_with_an_encoder_only_definition_model(tmp_path):
+    """RoBERTa's definition model reads each form at its own masked position (one mask at a time)."""
+    plm = gpt2_plm(tmp_path, "roberta")
+    model = fitted_definition_model(plm, tmp_path)
+    (tmp_path / "w.tsv").write_text(WORDS)
+    assert run(["--checkpoint", plm, "--words", tmp_path / "w.tsv", "--init", "defemb", "--definition-model", model,
+                "--out", tmp_path / "out"]) == 0
+    key = next(k for k in TIED_EMBEDDING_KEYS["roberta"] if k in model_state(plm))
+    rows = model_state(tmp_path / "out")[key][-5:-1]
+    assert rows.abs().sum(dim=1).min() > 0 and not torch.allclose(rows[0], rows[2])
 
 
 def test_defemb_init_predicts_with_defemb_predict_code(plm, definition_model, tmp_path):
