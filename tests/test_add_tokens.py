@@ -384,6 +384,11 @@ def test_transformers_model_tokenizes_new_words_to_single_ids_and_generates(tmp_
             assert torch.equal(p, q), name
     for w in report["words"]:
         assert len(w["neighbours"]) == 5
+    for name, buffer in [*after.named_parameters(), *after.named_buffers()]:
+        if name.endswith(("lm_head.bias", "final_logits_bias")):  # new entries at the old mean
+            old_bias = dict([*before.named_parameters(), *before.named_buffers()])[name]
+            assert torch.allclose(buffer[..., rows:], old_bias.mean().expand_as(buffer[..., rows:]))
+            assert torch.equal(buffer[..., :rows], old_bias)
     if family == "bart":
         out = after.generate(torch.tensor([encoded]), max_new_tokens=5, num_beams=1, do_sample=False)
         assert out.shape[1] > 1

@@ -155,8 +155,9 @@ def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: st
         embeddings = model.get_input_embeddings().weight
         embeddings[[t.row for t in targets]] = torch.from_numpy(rows).to(embeddings.dtype)
         for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-            if name.endswith(OUTPUT_BIASES) and tensor.dim() == 1 and tensor.numel() == len(tokenizer):
-                tensor[old.size(0):] = tensor[:old.size(0)].mean()
+            # lm_head.bias is (V,), BART's final_logits_bias (1, V)
+            if name.endswith(OUTPUT_BIASES) and tensor.dim() <= 2 and tensor.shape[-1] == len(tokenizer):
+                tensor[..., old.size(0):] = tensor[..., :old.size(0)].mean()
     model.tie_weights()
 
     surfaces = [tokenizer.convert_tokens_to_string([t]).strip() for t in tokenizer.convert_ids_to_tokens(range(old.size(0)))]
