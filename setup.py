@@ -23,8 +23,10 @@ setup(
             "defemb-surgery = defemb.cli.surgery:main",
             "defemb-analyze = defemb.cli.analyze:main",
             "defemb-convert-hf = defemb.cli.convert_hf:main",
-            "defemb-export-hf = defemb.cli.export_hf:main",
             "defemb-fit = defemb.cli.fit:main",
+            "defemb-export-hf = defemb.cli.export_hf:main",
+            "defemb-add-tokens = defemb.cli.add_tokens:main",
+            "defemb-bpe-encode = defemb.cli.bpe_encode:main",
         ]
     },
 )

@@ -163,7 +163,8 @@ def fit_projection(model, task, *, samples: int | None = 10000, valid_samples: i
     grid: dict[str, float] = {}
     if lam is None:
         if len(valid_read.targets) == 0:
-            raise ValueError(f"{task.cfg.data}: no {valid_split} prompt to choose lambda on; pass lambda explicitly")
+            raise ValueError(f"{task.cfg.data}: no {valid_split} prompt to choose lambda on; give it "
+                             "(defemb-fit --lambda, definition_cloze --projection-init-lambda)")
         for candidate in lambda_grid:
             w = ridge_solution(xtx, xty, candidate)
             grid[repr(candidate)] = mimic_metrics(valid_read.states @ w.T, valid_read, embeddings)["loss"]

@@ -106,7 +106,10 @@ def predict_with_model(
     ids = np.unique(np.concatenate([np.zeros(0, dtype=np.int64)] + [d.occurrences[:, 2] for d in datasets]))
     if token_ids is not None:
         ids = ids[np.isin(ids, np.fromiter(token_ids, dtype=np.int64))]
-    slot_of = torch.full((vocab,), -1, dtype=torch.long)
+    # Span ids past the vocabulary are placeholders of tokens the model does not have (new words of
+    # defemb-add-tokens): hidden by the dataset, they are never embedded, only grouped by.
+    id_space = max(vocab, int(ids.max(initial=-1)) + 1)
+    slot_of = torch.full((id_space,), -1, dtype=torch.long)
     slot_of[torch.from_numpy(ids)] = torch.arange(len(ids))
     sums = torch.zeros(len(ids), dim, dtype=torch.float64, device=device)
     counts = torch.zeros(len(ids), dtype=torch.long)
@@ -118,7 +121,7 @@ def predict_with_model(
             hit = np.isin(table[:, 2], ids)
             wanted = np.nonzero(hit)[0] if dataset.corruption == "bert" else np.unique(table[hit, 0])
             indices = indices[np.isin(indices, wanted)]
-        keys, key_weights = occurrence_weights(average, dataset.occurrences, vocab)
+        keys, key_weights = occurrence_weights(average, dataset.occurrences, id_space)
         batches = data_utils.batch_by_size(
             indices, dataset.num_tokens, max_tokens=max_tokens, max_sentences=batch_size, required_batch_size_multiple=1
         )
@@ -132,7 +135,7 @@ def predict_with_model(
             kept = slots >= 0
             slots = slots[kept]
             prompts = sample["definition"][sample["target_row"][kept]].numpy()
-            weights = key_weights[np.searchsorted(keys, prompts * vocab + sample["target"][kept].numpy())]
+            weights = key_weights[np.searchsorted(keys, prompts * id_space + sample["target"][kept].numpy())]
             weighted = predicted[kept.to(device)].double() * torch.from_numpy(weights).to(device)[:, None]
             sums.index_put_((slots.to(device),), weighted, accumulate=True)
             counts += torch.bincount(slots, minlength=len(ids))

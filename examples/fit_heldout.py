@@ -4,8 +4,9 @@
 Holds out ``--heldout`` tokens whose headword variant is a single subword, with ids in
 ``--id-range``; fits W (defemb.fit: frozen model, one mask at a time, bias-free ridge) on
 ``--samples`` prompts that define none of them, lambda chosen on the validation prompts that
-define none of them; predicts each held-out token as defemb-predict does (mean over its
-occurrences) and ranks its true pretrained row among all non-special rows by cosine.
+define none of them; predicts each held-out token from its own definitions (mean over the
+prompts where it is a whole variant, as defemb-predict averages) and ranks its true pretrained
+row among all non-special rows by cosine.
 Rows: two trivial baselines, the fit as the model holds it (bias-free), the centred fit (a
 bias the model cannot hold, for reference), and the fit with --mask-headword-everywhere.
 This is the measurement behind the README's figures; the general held-out tool is
@@ -56,12 +57,20 @@ def per_token_mean(values: torch.Tensor, targets: torch.Tensor, token_ids: torch
     return (sums / torch.bincount(index, minlength=len(token_ids))[:, None]).float()
 
 
+def defining_prompts(dataset, held: np.ndarray) -> np.ndarray:
+    """Prompts in which a held-out id is a whole one-subword variant: the held-out tokens' own
+    definitions (not every word that merely contains the subword)."""
+    held_set = set(held.tolist())
+    return np.array([i for i in range(len(dataset.corpus)) if any(
+        e - s == 1 and int(dataset.corpus.prompts[i][s]) in held_set for s, e in dataset.corpus.spans_of(i).tolist())],
+        dtype=np.int64)
+
+
 def heldout_states(model, datasets, held: np.ndarray, max_tokens: int) -> tuple[ReadStates, list]:
-    """States of every occurrence of a held-out id, and the (split, prompt) pairs that define one."""
+    """States at the held-out ids in their own definitions, and those (split, prompt) pairs."""
     parts, prompts = [], []
     for name, dataset in datasets.items():
-        occ = dataset.occurrences
-        which = np.unique(occ[np.isin(occ[:, 2], held), 0])
+        which = defining_prompts(dataset, held)
         read = read_states(model, dataset, which, max_tokens=max_tokens)
         keep = torch.from_numpy(np.isin(read.targets.numpy(), held))
         parts.append(ReadStates(read.states[keep], read.targets[keep], read.definitions[keep], read.prompts))
@@ -74,17 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pretrained-checkpoint", required=True)
     p.add_argument("--corpus", required=True)
-    p.add_argument("--out", required=True, help="directory for heldout.json and heldout.md")
+    p.add_argument("--out", required=True, help="directory for heldout-PROMPTS.json and .md")
     p.add_argument("--heldout", type=int, default=400)
     p.add_argument("--id-range", default="1000,25000")
     p.add_argument("--samples", type=int, default=12000, help="training prompts of other tokens to fit on")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-tokens", type=int, default=4096)
+    p.add_argument("--prompts", default="paper,masked",
+                   help="which prompts: 'paper' (other variants visible), 'masked' (--mask-headword-everywhere), or both")
     args = p.parse_args(argv)
     configure_cli_logging()
     low, high = map(int, args.id_range.split(","))
     results, meta = {}, {}
-    for everywhere in (False, True):
+    for everywhere in [{"paper": False, "masked": True}[name] for name in args.prompts.split(",")]:
         model, task, _ = build_definition_model(pretrained_checkpoint=args.pretrained_checkpoint, corpus=args.corpus,
                                                 mask_headword_everywhere=everywhere, seed=args.seed)
         model.eval()
@@ -95,11 +106,12 @@ def main(argv: list[str] | None = None) -> int:
             held = np.sort(np.random.default_rng(args.seed).choice(candidates, size=args.heldout, replace=False))
             meta = {"candidates": len(candidates), "heldout": len(held)}
         held_set = set(held.tolist())
+        tag = "every headword id masked" if everywhere else "paper's prompt"
         start = time.perf_counter()
         fit = read_states(model, datasets["train"], sample_prompts(datasets["train"], args.samples, args.seed, held_set),
-                          max_tokens=args.max_tokens)
+                          max_tokens=args.max_tokens, progress=True, desc=f"fit, {tag}")
         valid = read_states(model, datasets["valid"], sample_prompts(datasets["valid"], None, args.seed, held_set),
-                            max_tokens=args.max_tokens)
+                            max_tokens=args.max_tokens, progress=True, desc=f"valid, {tag}")
         heldout, heldout_prompts = heldout_states(model, datasets, held, args.max_tokens)
         read_seconds = time.perf_counter() - start
         xtx, xty = normal_equations(fit, embeddings)
@@ -107,12 +119,11 @@ def main(argv: list[str] | None = None) -> int:
                 for lam in LAMBDA_GRID}
         lam = min(grid, key=grid.get)
         ids = torch.from_numpy(held)
-        tag = "every headword id masked" if everywhere else "paper's prompt"
         w = ridge_solution(xtx, xty, lam)
         results[f"frozen encoder + ridge W (bias-free, as the model holds it), {tag}"] = {
             **rank_metrics(per_token_mean(heldout.states @ w.T, heldout.targets, ids), ids, embeddings, task.dictionary.nspecial),
             "lambda": lam, "valid_loss": grid[lam]}
-        if not everywhere:
+        if not everywhere:  # the baselines do not depend on the prompt's masking
             # Centred: ybar + W_c (h - xbar); the bias is what Eq. 4's W cannot hold.
             n = len(fit.targets)
             xbar = fit.states.double().mean(0)
@@ -146,11 +157,12 @@ def main(argv: list[str] | None = None) -> int:
                      "lambda_grid_valid_loss": {repr(k): v for k, v in grid.items()}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "heldout.json", {"options": vars(args), "meta": meta, "results": results})
+    stem = f"heldout-{args.prompts.replace(',', '-')}"
+    write_json(out / f"{stem}.json", {"options": vars(args), "meta": meta, "results": results})
     lines = ["| initialiser (held-out tokens) | MRR | hits@10 | median rank | cos |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {name} | {r['MRR']:.4f} | {r['hits@10']:.3f} | {r['median_rank']:,} | {r['cos']:.3f} |"
               for name, r in results.items()]
-    write_text(out / "heldout.md", "\n".join(lines) + "\n")
+    write_text(out / f"{stem}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(meta)
     return 0

@@ -17,6 +17,7 @@ from defemb.data.vocabulary import load_model_dictionary
 from defemb.fit import LAMBDA_GRID, build_definition_model, fit_projection, read_states, sample_prompts
 from defemb.predict import predict_with_model
 from test_definition_cloze import build_with_cfg
+from tiny_corpus import DEFINITIONS, prompt_and_spans
 
 
 @pytest.mark.parametrize("family", ["roberta", "bart"])
@@ -166,19 +167,27 @@ def test_echo_positions_are_the_headword_ids_outside_the_spans():
     assert echo_positions(prompt, np.array([[5, 6]])).tolist() == []
 
 
-@pytest.fixture(scope="module")
-def echo_corpus(tiny_dir, tmp_path_factory):
-    """One prompt whose definition names its headword: ``<s> emu : emu : a large emu bird </s>``."""
-    out = tmp_path_factory.mktemp("echo")
-    (out / "dict.txt").write_bytes((tiny_dir / "roberta" / "dict.txt").read_bytes())
+def write_echo_corpus(out, dict_path, with_tiny_definitions: bool):
+    """``<s> emu is emu is a large emu bird </s>``, a prompt whose definition names its headword, in
+    both splits; with the tiny corpus's definitions in train too, so a fitted W sees many targets."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dict.txt").write_bytes(dict_path.read_bytes())
     d = load_model_dictionary(out / "dict.txt")
     ids = [d.bos(), d.index("emu"), d.index("is"), d.index("emu"), d.index("is"), d.index("a"), d.index("large"),
            d.index("emu"), d.index("bird"), d.eos()]
-    writer = CorpusWriter(out, "train", len(d))
-    writer.add(ids, [(1, 2), (3, 4)])
-    writer.finalize()
-    write_metadata(out, out / "dict.txt", {"train": 1})
+    others = [prompt_and_spans(d, w, text) for w, text in DEFINITIONS.items()] if with_tiny_definitions else []
+    for split, rows in (("train", [*others, (ids, [(1, 2), (3, 4)])]), ("valid", [(ids, [(1, 2), (3, 4)])])):
+        writer = CorpusWriter(out, split, len(d))
+        for prompt, spans in rows:
+            writer.add(prompt, spans)
+        writer.finalize()
+    write_metadata(out, out / "dict.txt", {"train": len(others) + 1, "valid": 1})
     return out, d, ids
+
+
+@pytest.fixture(scope="module")
+def echo_corpus(tiny_dir, tmp_path_factory):
+    return write_echo_corpus(tmp_path_factory.mktemp("echo"), tiny_dir / "roberta" / "dict.txt", False)
 
 
 @pytest.mark.parametrize("corruption,predict", [("bert", True), ("bert", False), ("sentinel", True)])
@@ -198,3 +207,26 @@ def test_mask_headword_everywhere_hides_the_definitions_copy(echo_corpus, corrup
         # Only the definition's "emu" changes, to <mask> (one-subword spans keep positions as sentinels).
         assert changed == [7]
         assert hidden["source"][changed].tolist() == [mask]
+
+
+def test_predict_masks_the_headword_everywhere_as_fitted_or_when_asked(tiny_dir, tmp_path, capsys):
+    out, d, _ = write_echo_corpus(tmp_path / "echo", tiny_dir / "roberta" / "dict.txt", True)
+    common = ["--pretrained-checkpoint", str(tiny_dir / "roberta" / "model.pt"), "--corpus", str(out),
+              "--lambda", "1", "--no-progress"]
+    assert fit_main([*common, "--out", str(tmp_path / "plain.pt")]) == 0
+    assert fit_main([*common, "--out", str(tmp_path / "hidden.pt"), "--mask-headword-everywhere"]) == 0
+    assert json.loads((tmp_path / "hidden.json").read_text())["mask_headword_everywhere"] is True
+
+    def emu(checkpoint, *extra):
+        capsys.readouterr()
+        assert predict_main(["--checkpoint", str(tmp_path / checkpoint), "--corpus", str(out), "--splits", "train",
+                             "--out", str(tmp_path / "e.pt"), "--no-progress", *extra]) == 0
+        flag = json.loads(capsys.readouterr().out.splitlines()[0])["mask_headword_everywhere"]
+        result = PredictedEmbeddings.load(tmp_path / "e.pt")
+        return flag, result.embeddings[result.token_ids.tolist().index(d.index("emu"))]
+
+    plain_flag, plain = emu("plain.pt")
+    asked_flag, asked = emu("plain.pt", "--mask-headword-everywhere")
+    stored_flag, _ = emu("hidden.pt")
+    assert (plain_flag, asked_flag, stored_flag) == (False, True, True)
+    assert not torch.allclose(plain, asked)  # the definition's "emu" was visible, then hidden

@@ -78,6 +78,8 @@ def rare_subset_main(args) -> int:
 def add_rouge_root(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rouge-root", help="directory of an executable ROUGE-1.5.5.pl and its data/ "
                                         "(default: the .cache/ROUGE-1.5.5 that `make install` prepares)")
+
+
 def named_paths(specs: list[str] | None, option: str) -> dict[str, str]:
     named = {}
     for spec in specs or []:

@@ -63,6 +63,14 @@ def build_prompt(entry: Entry, backend: SubwordBackend, max_tokens: int, skips: 
     if not variants:
         skips.skip("no variant in the vocabulary", entry.word)
         return None
+    return prompt_from_variants(entry, variants, backend, max_tokens, skips)
+
+
+def prompt_from_variants(entry: Entry, variants: list[tuple[list[int], bool]], backend: SubwordBackend,
+                         max_tokens: int, skips: SkipLog) -> Prompt | None:
+    """The template around given ``variants`` ((ids, word_initial) spans): what ``build_prompt``
+    writes, and what ``defemb-add-tokens`` writes for a new word, whose variants are ids the
+    tokenizer does not produce yet."""
     d = backend.dictionary
     comma, open_quote, close_quote = backend.glue(","), backend.text('"'), backend.glue('"')
     ids, spans = [d.bos()], []

@@ -126,7 +126,9 @@ class GPT2Backend(SubwordBackend):
             symbol = dictionary[index]
             if symbol == "<mask>" or symbol.startswith("madeupword"):
                 continue
-            if not symbol.isdigit() or int(symbol) >= n:
+            # not `< n`: defemb-convert-hf's encoder.json maps tokens to their transformers ids, which skip
+            # the specials, so its ids run past its size
+            if not symbol.isdigit() or int(symbol) not in self.bpe.decoder:
                 raise CorpusBuildError(
                     f"{dict_path}:{index - dictionary.nspecial + 1}: symbol '{symbol}' is not a GPT-2 BPE id of "
                     f"{encoder_json} ({n} entries). Pass the dict.txt of a GPT-2 BPE model (bart.large, roberta.base) "

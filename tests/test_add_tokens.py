@@ -1,0 +1,437 @@
+"""defemb-add-tokens on tiny models built here: fairseq BART/RoBERTa over GPT-2's real BPE, and
+the text side (defemb-bpe-encode, fairseq-preprocess/train/generate with the new symbols)."""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import fairseq_defemb
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from defemb.add_tokens.gpt2_text import AddedTokenEncoder
+from defemb.add_tokens.words import AddTokensError, read_words
+from defemb.cli.add_tokens import main as add_tokens_main
+from defemb.corpus.entries import SkipLog
+from defemb.surgery.checkpoint import TIED_EMBEDDING_KEYS
+from test_corpus_alignment import GPT2, write_gpt2_dict
+from tiny_models import ARCH_ARGS, make_tiny_checkpoint
+
+from conftest import VENV_BIN
+
+WORDS = ("covid\tn\tan infectious disease caused by a coronavirus\n"
+         "covid\tn\ta pandemic illness of the lungs\n"
+         "floofy\tadj\tsoft and fluffy like a cat\n")
+NEW_FORMS = (" covid", "covid", " floofy", "floofy")
+
+
+def gpt2_plm(root: Path, family: str = "bart") -> Path:
+    plm = root / f"plm-{family}"
+    if not (plm / "model.pt").is_file():
+        make_tiny_checkpoint(plm, family, dict_path=write_gpt2_dict(root / "gpt2-dict.txt"))
+        for name in ("encoder.json", "vocab.bpe"):
+            shutil.copyfile(GPT2 / name, plm / name)
+    return plm
+
+
+@pytest.fixture(scope="module")
+def plm(tmp_path_factory):
+    return gpt2_plm(tmp_path_factory.mktemp("plm"))
+
+
+def run(args: list) -> int:
+    return add_tokens_main([str(a) for a in args])
+
+
+def model_state(path: Path) -> dict:
+    return torch.load(path / "model.pt", map_location="cpu", weights_only=False)["model"]
+
+
+# -- the TSV -------------------------------------------------------------------------------------
+
+def test_malformed_lines_are_skipped_and_counted_with_line_numbers(tmp_path):
+    tsv = tmp_path / "w.tsv"
+    tsv.write_text("covid\tn\ta disease\n\n# comment\nno tabs here\ncovid\tn\ta disease\nx y\tn\ttwo words\n"
+                   "zorbl\tn\t \n\tn\tno word\ncovid\tn\tanother sense\nfloofy\tadj\tsoft\n")
+    skips = SkipLog()
+    words = read_words(tsv, skips)
+    assert [(w.word, len(w.entries)) for w in words] == [("covid", 2), ("floofy", 1)]
+    counts = skips.as_dict()
+    assert counts["not word<TAB>pos<TAB>definition"]["first"] == [f"{tsv}:4"]
+    assert counts["duplicate line (same word, pos and definition)"]["first"] == [f"{tsv}:5"]
+    assert counts["word with whitespace (a token is one word)"]["first"] == [f"{tsv}:6"]
+    assert counts["empty definition"]["first"] == [f"{tsv}:7"]
+    assert counts["empty word"]["first"] == [f"{tsv}:8"]
+    (tmp_path / "bad.tsv").write_text("only\ttwo\n")
+    with pytest.raises(AddTokensError, match="no usable line"):
+        read_words(tmp_path / "bad.tsv")
+
+
+# -- the text side ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    """encoder.json extended by the new forms and " COVID-19", and its added_tokens.json."""
+    root = tmp_path_factory.mktemp("enc")
+    table = json.loads((GPT2 / "encoder.json").read_text())
+    added = {form: len(table) + i for i, form in enumerate(NEW_FORMS + (" COVID-19",))}
+    chars = AddedTokenEncoder(GPT2 / "encoder.json", GPT2 / "vocab.bpe", {}).chars
+    (root / "encoder.json").write_text(json.dumps({**table, **{chars(f): i for f, i in added.items()}}))
+    (root / "added_tokens.json").write_text(json.dumps({"forms": added}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def encoder(encoder_dir):
+    added = json.loads((encoder_dir / "added_tokens.json").read_text())["forms"]
+    return AddedTokenEncoder(encoder_dir / "encoder.json", GPT2 / "vocab.bpe", added)
+
+
+def test_new_words_are_single_ids_on_gpt2_boundaries(encoder):
+    stock = AddedTokenEncoder(GPT2 / "encoder.json", GPT2 / "vocab.bpe", {})
+    ids = encoder.added
+    assert encoder.encode("I had covid.") == stock.encode("I had") + [ids[" covid"]] + stock.encode(".")
+    assert encoder.encode("covid (covid)") == [ids["covid"]] + stock.encode(" (") + [ids["covid"]] + stock.encode(")")
+    assert encoder.encode("so floofy!") == stock.encode("so") + [ids[" floofy"]] + stock.encode("!")
+    assert encoder.encode("the COVID-19 wave") == stock.encode("the") + [ids[" COVID-19"]] + stock.encode(" wave")
+    # not inside a longer GPT-2 pre-token, case-sensitive
+    for text in (" covids", " anticovid", " Covid", "Covid"):
+        assert encoder.encode(text) == stock.encode(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=12), st.sampled_from(NEW_FORMS + (" COVID-19", "-", "\n", "  "))),
+                max_size=8))
+def test_encode_decode_round_trips_any_text(encoder, parts):
+    text = "".join(parts)
+    assert encoder.decode(encoder.encode(text)) == text
+
+
+def test_bpe_encode_command_round_trips_files_with_workers(encoder_dir, encoder, tmp_path):
+    from defemb.cli.bpe_encode import main as bpe_main
+
+    text = ["I had covid (covid).", "", "Café COVID-19 floofy!", "plain text"] * 30
+    (tmp_path / "in.txt").write_text("\n".join(text) + "\n")
+    root = encoder_dir
+    args = ["--encoder-json", root / "encoder.json", "--vocab-bpe", GPT2 / "vocab.bpe", "--workers", "2", "--keep-empty"]
+    assert bpe_main([str(a) for a in args + ["--inputs", tmp_path / "in.txt", "--outputs", tmp_path / "bpe.txt"]]) == 0
+    lines = (tmp_path / "bpe.txt").read_text().splitlines()
+    assert lines[0].split() == [str(i) for i in encoder.encode("I had covid (covid).")] and lines[1] == ""
+    assert bpe_main([str(a) for a in args + ["--decode", "--inputs", tmp_path / "bpe.txt", "--outputs", tmp_path / "out.txt"]]) == 0
+    assert (tmp_path / "out.txt").read_text().splitlines() == text
+    assert bpe_main(["--encoder-json", str(GPT2 / "encoder.json"), "--vocab-bpe", str(GPT2 / "vocab.bpe")]) == 2  # no added_tokens.json
+
+
+# -- the fairseq checkpoint --------------------------------------------------------------------
+
+@pytest.mark.parametrize("init", ["mean", "description-mean", "subwords"])
+def test_bart_rows_grow_before_mask_and_nothing_else_changes(plm, tmp_path, init):
+    (tmp_path / "w.tsv").write_text(WORDS)
+    assert run(["--checkpoint", plm, "--words", tmp_path / "w.tsv", "--init", init, "--out", tmp_path / "out"]) == 0
+    before, after = model_state(plm), model_state(tmp_path / "out")
+    keys = TIED_EMBEDDING_KEYS["bart"]
+    rows = before[keys[0]].size(0)
+    assert after[keys[0]].size(0) == rows + 4
+    for key in keys:
+        assert torch.equal(after[key][:rows - 1], before[key][:rows - 1])  # every existing row bitwise
+        assert torch.equal(after[key][-1], before[key][-1])  # <mask> moved to the new end
+        assert torch.equal(after[key], after[keys[0]])  # tied copies equal
+    for key in before:
+        if key not in keys:
+            assert torch.equal(after[key], before[key]), key
+    report = json.loads((tmp_path / "out" / "add_tokens.json").read_text())
+    assert [w["form"] for w in report["words"]] == list(NEW_FORMS)
+    assert [w["id"] for w in report["words"]] == list(range(rows - 1, rows + 3))
+    assert all(len(w["neighbours"]) == 5 and w["norm"] > 0 for w in report["words"])
+    old_dict = (plm / "dict.txt").read_text()
+    new_dict = (tmp_path / "out" / "dict.txt").read_text()
+    assert new_dict.startswith(old_dict) and new_dict[len(old_dict):] == "50257 0\n50258 0\n50259 0\n50260 0\n"
+    if init == "mean":
+        assert torch.allclose(after[keys[0]][rows - 1], before[keys[0]].float().mean(0), atol=1e-6)
+    if init == "subwords":  # " covid" -> stock pieces' mean
+        stock = AddedTokenEncoder(GPT2 / "encoder.json", GPT2 / "vocab.bpe", {})
+        from fairseq.data import Dictionary
+
+        d = Dictionary.load(str(plm / "dict.txt"))
+        pieces = [d.index(str(i)) for i in stock.encode(" covid")]
+        assert len(pieces) > 1
+        assert torch.allclose(after[keys[0]][rows - 1], before[keys[0]][pieces].float().mean(0), atol=1e-6)
+
+
+def test_fillers_stay_and_a_checkpoint_without_mask_row_stays_without(tmp_path):
+    """bart.large's dict.txt ends in madeupword fillers; a fine-tuned (translation) checkpoint has
+    no <mask> row: the new symbols follow the fillers and the matrix just grows at its end."""
+    dict_path = write_gpt2_dict(tmp_path / "d.txt")
+    dict_path.write_text(dict_path.read_text() + "madeupword0000 0\nmadeupword0001 0\n")
+    plm = tmp_path / "plm"
+    make_tiny_checkpoint(plm, "bart", dict_path=dict_path)
+    for name in ("encoder.json", "vocab.bpe"):
+        shutil.copyfile(GPT2 / name, plm / name)
+    state = torch.load(plm / "model.pt", map_location="cpu", weights_only=False)
+    keys = TIED_EMBEDDING_KEYS["bart"]
+    tuned = state["model"][keys[0]][:-1].clone()  # what --task translation saves: no <mask> row
+    state["model"].update({k: tuned for k in keys})
+    torch.save(state, plm / "model.pt")
+    (tmp_path / "w.tsv").write_text(WORDS)
+    assert run(["--checkpoint", plm, "--words", tmp_path / "w.tsv", "--init", "mean", "--out", tmp_path / "out"]) == 0
+    lines = (tmp_path / "out" / "dict.txt").read_text().splitlines()
+    assert lines[-6:] == ["madeupword0000 0", "madeupword0001 0", "50257 0", "50258 0", "50259 0", "50260 0"]
+    after = model_state(tmp_path / "out")[keys[0]]
+    assert after.size(0) == tuned.size(0) + 4 == 4 + len(lines)
+    assert torch.equal(after[:tuned.size(0)], tuned)
+    report = json.loads((tmp_path / "out" / "add_tokens.json").read_text())
+    assert report["mask_row"] == {"before": None, "after": None}
+    assert [w["id"] for w in report["words"]] == list(range(tuned.size(0), tuned.size(0) + 4))
+
+
+def test_roberta_lm_head_bias_grows_with_mask_last(tmp_path):
+    plm = gpt2_plm(tmp_path, "roberta")
+    (tmp_path / "w.tsv").write_text(WORDS)
+    assert run(["--checkpoint", plm, "--words", tmp_path / "w.tsv", "--init", "mean", "--out", tmp_path / "out"]) == 0
+    before, after = model_state(plm), model_state(tmp_path / "out")
+    bias = next(k for k in ("encoder.lm_head.bias", "decoder.lm_head.bias") if k in before)
+    rows = before[bias].numel()
+    assert after[bias].numel() == rows + 4
+    assert torch.equal(after[bias][:rows - 1], before[bias][:rows - 1]) and torch.equal(after[bias][-1], before[bias][-1])
+    for key in before:
+        if key.endswith("embed_tokens.weight") or key.endswith("lm_head.weight"):
+            assert torch.equal(after[key][:rows - 1], before[key][:rows - 1])
+
+
+def test_word_in_vocabulary_is_an_error_unless_replace(plm, tmp_path, capsys):
+    (tmp_path / "w.tsv").write_text("the\tdet\tthe definite article\ncovid\tn\ta disease\n")
+    args = ["--checkpoint", plm, "--words", tmp_path / "w.tsv", "--init", "description-mean"]
+    assert run(args + ["--out", tmp_path / "out"]) == 2
+    err = capsys.readouterr().err
+    assert "'the'" in err and "w.tsv:1" in err and "--replace" in err
+    assert not (tmp_path / "out").exists()
+    assert run(args + ["--out", tmp_path / "out", "--replace"]) == 0
+    report = json.loads((tmp_path / "out" / "add_tokens.json").read_text())
+    replaced = [w for w in report["words"] if w["replaced"]]
+    assert {w["form"] for w in replaced} == {" the", "the"}
+    before, after = model_state(plm), model_state(tmp_path / "out")
+    key = TIED_EMBEDDING_KEYS["bart"][0]
+    rows = before[key].size(0)
+    assert after[key].size(0) == rows + 2  # covid's two forms only
+    changed = (after[key][:rows - 1] != before[key][:rows - 1]).any(dim=1).nonzero().flatten().tolist()
+    assert sorted(changed) == sorted(w["id"] for w in replaced)
+
+
+def test_bad_inputs_write_nothing(plm, tmp_path, capsys):
+    (tmp_path / "w.tsv").write_text(WORDS)
+    base = ["--checkpoint", plm, "--words", tmp_path / "w.tsv"]
+    assert run(base + ["--init", "defemb", "--out", tmp_path / "o1"]) == 2
+    assert "--definition-model" in capsys.readouterr().err
+    assert run(base + ["--init", "mean", "--out", plm]) == 2  # never the input
+    (tmp_path / "o2").mkdir()
+    assert run(base + ["--init", "mean", "--out", tmp_path / "o2"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert run(["--checkpoint", tmp_path, "--words", tmp_path / "w.tsv", "--init", "mean", "--out", tmp_path / "o3"]) == 2
+    assert "model.pt and dict.txt" in capsys.readouterr().err
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o3").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def fitted_definition_model(plm: Path, root: Path) -> Path:
+    """A training-free definition model (defemb-fit) of ``plm`` over a small manual corpus."""
+    from defemb.corpus.build import build_corpus
+    from defemb.fit import fit_definition_model
+
+    lines = ["cat\tn\ta small animal with fur that people keep at home", "dog\tn\tan animal that barks",
+             "river\tn\ta large stream of water", "tree\tn\ta tall plant with a trunk", "house\tn\ta building to live in",
+             "red\tadj\tof the colour of blood", "run\tv\tto move fast on foot", "sea\tn\tthe salt water of the earth"]
+    (root / "manual.tsv").write_text("\n".join(lines) + "\n")
+    build_corpus(plm / "dict.txt", root / "defs", bpe="gpt2", sources=["manual"], manual_tsv=str(root / "manual.tsv"),
+                 gpt2_encoder_json=str(GPT2 / "encoder.json"), gpt2_vocab_bpe=str(GPT2 / "vocab.bpe"), valid_size=2)
+    fit_definition_model(pretrained_checkpoint=plm / "model.pt", corpus=root / "defs", out=root / "fit.pt")
+    return root / "fit.pt"
+
+
+@pytest.fixture(scope="module")
+def definition_model(plm, tmp_path_factory):
+    return fitted_definition_model(plm, tmp_path_factory.mktemp("defs"))
+
+
+def test_defemb_init_with_an_encoder_only_definition_model(tmp_path):
+    """RoBERTa's definition model reads each form at its own masked position (one mask at a time)."""
+    plm = gpt2_plm(tmp_path, "roberta")
+    model = fitted_definition_model(plm, tmp_path)
+    (tmp_path / "w.tsv").write_text(WORDS)
+    assert run(["--checkpoint", plm, "--words", tmp_path / "w.tsv", "--init", "defemb", "--definition-model", model,
+                "--out", tmp_path / "out"]) == 0
+    key = next(k for k in TIED_EMBEDDING_KEYS["roberta"] if k in model_state(plm))
+    rows = model_state(tmp_path / "out")[key][-5:-1]
+    assert rows.abs().sum(dim=1).min() > 0 and not torch.allclose(rows[0], rows[2])
+
+
+def test_defemb_init_predicts_with_defemb_predict_code(plm, definition_model, tmp_path):
+    """The rows are what defemb.predict gives for the word's prompts: here checked against the
+    fitted W applied by hand is not possible, so against a second run (deterministic) and against
+    every other initialiser (different rows)."""
+    (tmp_path / "w.tsv").write_text(WORDS)
+    base = ["--checkpoint", plm, "--words", tmp_path / "w.tsv"]
+    assert run(base + ["--init", "defemb", "--definition-model", definition_model, "--out", tmp_path / "a"]) == 0
+    assert run(base + ["--init", "defemb", "--definition-model", definition_model, "--out", tmp_path / "b"]) == 0
+    assert run(base + ["--init", "description-mean", "--out", tmp_path / "c"]) == 0
+    key = TIED_EMBEDDING_KEYS["bart"][0]
+    a, b, c = (model_state(tmp_path / n)[key][-5:-1] for n in "abc")
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+    assert not torch.allclose(a[0], a[2])  # covid and floofy differ: the definitions matter
+    report = json.loads((tmp_path / "a" / "add_tokens.json").read_text())
+    assert report["init"] == "defemb" and report["definition_model"] == str(definition_model)
+
+
+def test_definition_model_of_another_dictionary_is_a_clear_error(definition_model, tmp_path, capsys):
+    other = tmp_path / "other"
+    make_tiny_checkpoint(other, "bart", dict_path=write_gpt2_dict(tmp_path / "d.txt", keep=lambda i: i != 1000))
+    for name in ("encoder.json", "vocab.bpe"):
+        shutil.copyfile(GPT2 / name, other / name)
+    (tmp_path / "w.tsv").write_text(WORDS)
+    assert run(["--checkpoint", other, "--words", tmp_path / "w.tsv", "--init", "defemb", "--definition-model",
+                definition_model, "--out", tmp_path / "out"]) == 2
+    assert "another dictionary" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+# -- stock fairseq on the result -----------------------------------------------------------------
+
+def fairseq(tool: str, *args) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(VENV_BIN / tool), *map(str, args)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.slow
+def test_stock_fairseq_trains_and_generates_with_added_tokens(plm, tmp_path):
+    (tmp_path / "w.tsv").write_text(WORDS)
+    out = tmp_path / "new"
+    assert run(["--checkpoint", plm, "--words", tmp_path / "w.tsv", "--init", "description-mean", "--out", out]) == 0
+    src = ["I had covid last week.", "The cat is floofy.", "covid (covid) spreads.", "A floofy dog (floofy)."] * 4
+    tgt = ["covid is a disease.", "floofy cat.", "covid spreads.", "floofy dog."] * 4
+    raw, bpe = tmp_path / "raw", tmp_path / "bpe"
+    raw.mkdir()
+    for split, n in (("train", 16), ("valid", 4), ("test", 4)):
+        (raw / f"{split}.source").write_text("\n".join(src[:n]) + "\n")
+        (raw / f"{split}.target").write_text("\n".join(tgt[:n]) + "\n")
+    bpe.mkdir()
+    for split in ("train", "valid", "test"):  # where fairseq's multiprocessing_bpe_encoder runs
+        fairseq("defemb-bpe-encode", "--encoder-json", out / "encoder.json", "--vocab-bpe", out / "vocab.bpe",
+                "--inputs", raw / f"{split}.source", raw / f"{split}.target",
+                "--outputs", bpe / f"{split}.source", bpe / f"{split}.target", "--keep-empty")
+    report = json.loads((out / "add_tokens.json").read_text())
+    symbol = {w["form"]: w["symbol"] for w in report["words"]}
+    first = (bpe / "train.source").read_text().splitlines()
+    assert symbol[" covid"] in first[0].split() and first[2].split()[0] == symbol["covid"]
+    fairseq("fairseq-preprocess", "--source-lang", "source", "--target-lang", "target", "--trainpref", bpe / "train",
+            "--validpref", bpe / "valid", "--testpref", bpe / "test", "--destdir", tmp_path / "bin",
+            "--srcdict", out / "dict.txt", "--tgtdict", out / "dict.txt", "--workers", "1")
+    from fairseq.data import Dictionary, data_utils
+
+    d = Dictionary.load(str(out / "dict.txt"))
+    data = data_utils.load_indexed_dataset(str(tmp_path / "bin" / "train.source-target.source"), d)
+    ids = {w["id"] for w in report["words"]}
+    assert ids <= {int(t) for i in range(len(data)) for t in data[i]}  # the new symbols are in the binarized data
+    assert d.index(symbol[" covid"]) == report["words"][0]["id"]
+    sizes = ARCH_ARGS["bart"][2][:-2]
+    plugin = ["--user-dir", Path(fairseq_defemb.__file__).parent]  # torch >= 2.6 loads fairseq checkpoints (README)
+    fairseq("fairseq-train", tmp_path / "bin", *plugin, "--task", "translation", "--arch", "bart_base", *sizes,
+            "--source-lang", "source", "--target-lang", "target", "--restore-file", out / "model.pt",
+            "--reset-optimizer", "--reset-dataloader", "--reset-meters", "--share-all-embeddings",
+            "--share-decoder-input-output-embed", "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "512",
+            "--max-update", "2", "--cpu", "--save-dir", tmp_path / "ckpt", "--no-epoch-checkpoints",
+            "--required-batch-size-multiple", "1", "--num-workers", "0")
+    tuned = torch.load(tmp_path / "ckpt" / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]
+    assert tuned["encoder.embed_tokens.weight"].size(0) == len(d)  # <mask> dropped on load, new rows kept
+    gen = fairseq("fairseq-generate", tmp_path / "bin", *plugin, "--path", tmp_path / "ckpt" / "checkpoint_last.pt",
+                  "--task", "translation", "--source-lang", "source", "--target-lang", "target", "--cpu",
+                  "--beam", "2", "--max-len-b", "8", "--prefix-size", "1", "--batch-size", "4", "--required-batch-size-multiple", "1", "--bpe", "gpt2",
+                  "--gpt2-encoder-json", out / "encoder.json", "--gpt2-vocab-bpe", out / "vocab.bpe",
+                  "--num-workers", "0").stdout
+    lines = gen.splitlines()
+    assert any(l.startswith("S-") and "I had covid last week." in l for l in lines)
+    # the target's first token forced by --prefix-size: the hypothesis starts with the new word, decoded
+    hypotheses = [l.split("\t")[2] for l in lines if l.startswith("D-")]
+    assert len(hypotheses) == 4 and sum(h.startswith(("covid", "floofy")) for h in hypotheses) == 4
+
+
+# -- transformers -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", ["bart", "roberta"])
+def test_transformers_model_tokenizes_new_words_to_single_ids_and_generates(tmp_path, family):
+    import transformers
+    from tiny_hf import save_tiny_hf
+
+    src = save_tiny_hf(tmp_path / "hf", family)
+    (tmp_path / "w.tsv").write_text(WORDS)
+    assert run(["--hf-model", src, "--words", tmp_path / "w.tsv", "--init", "description-mean", "--out", tmp_path / "out"]) == 0
+    report = json.loads((tmp_path / "out" / "add_tokens.json").read_text())
+    ids = {w["form"]: w["id"] for w in report["words"]}
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "out")
+    encoded = tokenizer("I had covid (covid), floofy!", add_special_tokens=False)["input_ids"]
+    assert ids[" covid"] in encoded and ids["covid"] in encoded and ids[" floofy"] in encoded
+    assert tokenizer.decode(encoded) == "I had covid (covid), floofy!"
+    auto = transformers.AutoModelForSeq2SeqLM if family == "bart" else transformers.AutoModelForMaskedLM
+    before, after = auto.from_pretrained(src), auto.from_pretrained(tmp_path / "out")
+    rows = before.get_input_embeddings().weight.size(0)
+    new = after.get_input_embeddings().weight
+    assert new.size(0) == rows + 4
+    assert torch.equal(new[:rows], before.get_input_embeddings().weight)  # every existing row bitwise
+    assert torch.equal(after.get_output_embeddings().weight, new)  # tied head consistent
+    for (name, p), (_, q) in zip(before.state_dict().items(), after.state_dict().items()):
+        if p.shape == q.shape:
+            assert torch.equal(p, q), name
+    for w in report["words"]:
+        assert len(w["neighbours"]) == 5
+    for name, buffer in [*after.named_parameters(), *after.named_buffers()]:
+        if name.endswith(("lm_head.bias", "final_logits_bias")):  # new entries at the old mean
+            old_bias = dict([*before.named_parameters(), *before.named_buffers()])[name]
+            assert torch.allclose(buffer[..., rows:], old_bias.mean().expand_as(buffer[..., rows:]))
+            assert torch.equal(buffer[..., :rows], old_bias)
+    if family == "bart":
+        out = after.generate(torch.tensor([encoded]), max_new_tokens=5, num_beams=1, do_sample=False)
+        assert out.shape[1] > 1
+    else:
+        logits = after(torch.tensor([encoded])).logits
+        assert logits.shape[-1] == rows + 4
+
+
+def test_transformers_word_in_vocabulary_and_defemb_on_bert(tmp_path, capsys):
+    from tiny_hf import save_tiny_hf
+
+    src = save_tiny_hf(tmp_path / "hf", "roberta")
+    (tmp_path / "w.tsv").write_text("sediment\tn\tmatter that settles at the bottom\n")
+    assert run(["--hf-model", src, "--words", tmp_path / "w.tsv", "--init", "mean", "--out", tmp_path / "out"]) == 2
+    assert "'sediment'" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert run(["--hf-model", src, "--words", tmp_path / "w.tsv", "--init", "mean", "--replace",
+                "--out", tmp_path / "out"]) == 0
+    report = json.loads((tmp_path / "out" / "add_tokens.json").read_text())
+    assert report["rows_after"] == report["rows_before"] + 1  # " sediment" re-initialised, "sediment" added
+    assert [w["replaced"] for w in report["words"]] == [True, False]
+
+
+def test_transformers_defemb_init_with_a_model_of_the_converted_dictionary(tmp_path):
+    """--init defemb on a transformers BART: a definition model fitted on the fairseq conversion
+    (defemb-convert-hf's dict.txt, fairseq id = transformers id) predicts the new rows."""
+    from tiny_hf import save_tiny_hf
+
+    from defemb.convert.hf_import import convert_hf
+    from defemb.corpus.build import build_corpus
+    from defemb.fit import fit_definition_model
+
+    src = save_tiny_hf(tmp_path / "hf", "bart")
+    convert_hf(model_dir=src, out=tmp_path / "fs")
+    (tmp_path / "manual.tsv").write_text("sediment\tn\tthe matter which settles at the bottom\nriver\tn\ta stream\n"
+                                         "bottom\tn\tthe lowest part\nworld\tn\tthe earth\n")
+    fs = tmp_path / "fs"
+    build_corpus(fs / "dict.txt", tmp_path / "defs", bpe="gpt2", sources=["manual"], manual_tsv=str(tmp_path / "manual.tsv"),
+                 gpt2_encoder_json=str(fs / "encoder.json"), gpt2_vocab_bpe=str(fs / "vocab.bpe"), valid_size=1,
+                 max_prompt_tokens=44)
+    fit_definition_model(pretrained_checkpoint=fs / "model.pt", corpus=tmp_path / "defs", out=tmp_path / "fit.pt")
+    (tmp_path / "w.tsv").write_text("covid\tn\tan infectious disease of the world\nfloofy\tadj\tsoft like the river\n")
+    base = ["--hf-model", src, "--words", tmp_path / "w.tsv", "--max-prompt-tokens", "44"]
+    assert run(base + ["--init", "defemb", "--definition-model", tmp_path / "fit.pt", "--out", tmp_path / "a"]) == 0
+    assert run(base + ["--init", "mean", "--out", tmp_path / "b"]) == 0
+    a, b = (json.loads((tmp_path / n / "add_tokens.json").read_text())["words"] for n in "ab")
+    assert [w["id"] for w in a] == [400, 401, 402, 403] and [w["norm"] for w in a] != [w["norm"] for w in b]
