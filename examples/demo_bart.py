@@ -18,8 +18,9 @@
 5. **fine-tune and generate**: for the original, DelDirection and DefinitionEMB checkpoints and
    every seed, stock ``fairseq-train --task translation`` on ACLSum and stock ``fairseq-generate``
    on its test split.
-6. **measure**: ROUGE-1.5.5 per run (``defemb-analyze rouge``), paired bootstrap over the pooled
-   seeds against the original (``defemb-analyze significance``), geometry (``defemb-analyze``).
+6. **measure**: ROUGE-1.5.5 per run (``defemb-analyze rouge``, through sacrerouge), paired bootstrap
+   over the pooled seeds' per-summary ROUGE-1.5.5 scores against the original (``defemb-analyze
+   significance``), geometry (``defemb-analyze``).
 
 Every step is a console command a user would run; the demo only chooses the CPU budget and
 prints it. Everything lands atomically in ``--out`` (a re-run replaces it whole).
@@ -478,6 +479,7 @@ def write_summary(work: Path, args, budget: dict, text: dict, timings: dict, tra
     surgery = json.loads((work / "DefinitionEMB" / "surgery.json").read_text())
     prediction = torch.load(work / "defemb.pt", map_location="cpu", weights_only=True)
     analysis = json.loads((work / "analysis" / "report.json").read_text())
+    (rouge_signature,) = {r["rouge"]["signature"] for r in runs.values()}  # every run scored the same way
     rouge_rows = []
     table = {}
     for method in METHODS:
@@ -530,12 +532,14 @@ def write_summary(work: Path, args, budget: dict, text: dict, timings: dict, tra
             f"{g} {first[g]:.3f} -> {last[g]:.3f}" for g in GROUPS) + ".", "",
         "![isotropy during pretraining](figure1_pretraining.png)", "",
         "## ROUGE on ACLSum (ROUGE-1.5.5 F1, mean ± std over seeds; vs original: delta, paired bootstrap p)", "",
+        f"ROUGE: `{rouge_signature}`", "",
         "| model | ROUGE-1 | ROUGE-2 | ROUGE-L | words per summary | fine-tune valid loss |",
         "|---|---:|---:|---:|---:|---:|", *rouge_rows, "",
         f"The references average {reference_words:.1f} words; valid loss is fairseq's (base 2) at the last validation.", "",
         f"Paired bootstrap (Koehn 2004): the test examples of all seeds pooled, "
         f"{significance['DefinitionEMB']['rouge1']['resamples']:,} resamples; p is the share of "
-        "resamples in which the method does not beat the original (per-example ROUGE from rouge-score).", "",
+        "resamples in which the method does not beat the original; resampled scores: "
+        f"`{significance['DefinitionEMB']['rouge1']['signature']}`.", "",
         "![ROUGE per method](rouge.png)", "",
         "## Geometry of the pretrained embeddings and the three replacements", "",
         (work / "analysis" / "summary.md").read_text(), "",
@@ -547,6 +551,7 @@ def write_summary(work: Path, args, budget: dict, text: dict, timings: dict, tra
         "budget": budget, "seed": args.seed, "seconds": seconds, "timings": timings, "text": text,
         "isotropy_during_pretraining": trace, "pretrain_curve": pretrain_curve, "definition_curve": curve, "candidates": len(candidates),
         "runs": runs, "rouge": {m: {k: {"mean": v[0], "std": v[1]} for k, v in row.items()} for m, row in table.items()},
+        "rouge_signature": rouge_signature,
         "significance": significance, "analysis": analysis, "coverage": corpus["coverage"],
     }, indent=2) + "\n")
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from defemb.analysis.report import analyze_matrices
+from defemb.analysis.report import analyze_matrices, read_lines
+from defemb.analysis.rouge import signature
 from defemb.cli.analyze import main as cli_main
 from defemb.analysis.frequency_groups import frequency_groups
 from defemb.analysis.isotropy import isotropy
@@ -97,11 +98,17 @@ def test_rouge_and_significance_subcommands(tmp_path, capsys):
     (tmp_path / "h0.txt").write_text("a cat is on a mat .\nthe dog slept .\n")
     assert cli_main(["rouge", "--hyp", str(tmp_path / "h1.txt"), "--ref", str(tmp_path / "ref.txt")]) == 0
     scores = json.loads(capsys.readouterr().out)
-    assert scores["rouge-score"]["rouge1"] == pytest.approx(100.0)
+    assert scores["rouge-score"]["rouge1"] == pytest.approx(100.0) and scores["ROUGE-1.5.5"]["rouge1"] == 100.0
+    assert scores["ROUGE-1.5.5"]["signature"] == signature("sacrerouge") and scores["pairs"] == 2
+    assert scores["rouge-score"]["signature"] == signature("rouge-score")
     assert cli_main(["significance", "--ref", str(tmp_path / "ref.txt"), "--baseline", f"{tmp_path / 'h0.txt'}",
                      "--system", f"{tmp_path / 'h1.txt'}"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["rouge1"]["p_value"] == 0.0 and result["rouge1"]["pool_size"] == 2
+    assert result["rouge1"]["signature"] == signature("sacrerouge") + "|per-summary F1"
+    assert cli_main(["significance", "--scorer", "rouge-score", "--stemming", "--ref", str(tmp_path / "ref.txt"),
+                     "--baseline", f"{tmp_path / 'h0.txt'}", "--system", f"{tmp_path / 'h1.txt'}"]) == 0
+    assert json.loads(capsys.readouterr().out)["rougeL"]["signature"] == signature("rouge-score", stemming=True) + "|per-summary F1"
     (tmp_path / "gold").write_text("1\n0\n1\n1\n")
     (tmp_path / "p0").write_text("1\n1\n0\n1\n")
     (tmp_path / "p1").write_text("1\n0\n1\n1\n")
@@ -109,6 +116,30 @@ def test_rouge_and_significance_subcommands(tmp_path, capsys):
                      "--baseline", f"{tmp_path / 'p0'},{tmp_path / 'p0'}", "--system", f"{tmp_path / 'p1'},{tmp_path / 'p1'}"]) == 0
     result = json.loads(capsys.readouterr().out)["accuracy"]
     assert result["baseline_mean"] == 0.5 and result["system_mean"] == 1.0 and result["pool_size"] == 8
+
+
+def test_output_files_are_read_on_newlines_only_and_counts_checked(tmp_path, capsys):
+    """U+2028, U+0085, form feed, vertical tab and a lone CR inside a summary stay inside it (str.splitlines()
+    would break there and shift every later hypothesis); CRLF endings lose their CR."""
+    refs = ["the cat sat on the mat .", "a dog barked at night .", "rain fell all day ."]
+    hyps = ["the cat\u2028sat on the mat .", "a dog\x85barked\x0cat\x0bnight\r.", "rain fell all day ."]
+    (tmp_path / "ref.txt").write_text("\r\n".join(refs) + "\r\n", newline="")
+    (tmp_path / "hyp.txt").write_text("\n".join(hyps), newline="")  # no final newline
+    assert read_lines(tmp_path / "hyp.txt") == hyps and read_lines(tmp_path / "ref.txt") == refs
+    assert cli_main(["rouge", "--hyp", str(tmp_path / "hyp.txt"), "--ref", str(tmp_path / "ref.txt")]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["pairs"] == 3 and scores["ROUGE-1.5.5"]["rouge1"] == 100.0 and scores["rouge-score"]["rouge1"] == 100.0
+    (tmp_path / "short.txt").write_text("the cat sat on the mat .\n\n")  # an empty last hypothesis still counts
+    assert read_lines(tmp_path / "short.txt") == ["the cat sat on the mat .", ""]
+    for argv in (["rouge", "--hyp", str(tmp_path / "short.txt")],
+                 ["significance", "--baseline", str(tmp_path / "hyp.txt"), "--system", str(tmp_path / "short.txt")],
+                 ["significance", "--metric", "accuracy", "--baseline", str(tmp_path / "short.txt"),
+                  "--system", str(tmp_path / "short.txt")]):
+        assert cli_main([*argv, "--ref", str(tmp_path / "ref.txt")]) == 2
+        assert f"{tmp_path / 'short.txt'} has 2 lines but {tmp_path / 'ref.txt'} has 3" in capsys.readouterr().err
+    (tmp_path / "latin1.txt").write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="latin1.txt: line 2: not UTF-8"):
+        read_lines(tmp_path / "latin1.txt")
 
 
 def test_neighbours_of_a_plain_word_finds_the_models_own_form(tmp_path):

@@ -9,9 +9,9 @@ import pytest
 
 from conftest import REPO, VENV_BIN
 from defemb.surgery.checkpoint import read_embedding_matrix
-from defemb.analysis.report import model_groups
+from defemb.analysis.report import model_groups, read_lines
 from defemb.analysis.isotropy import isotropy_by_group
-from defemb.analysis.rouge import rouge_perl, rouge_python_per_example
+from defemb.analysis.rouge import METRICS, rouge_155
 from defemb.analysis.significance import paired_bootstrap, pool
 from defemb.data.vocabulary import load_model_dictionary
 
@@ -73,15 +73,17 @@ def test_geometry_table_is_the_saved_matrices(demo):
 @pytest.mark.slow
 def test_rouge_and_significance_are_the_saved_hypotheses(demo):
     out, summary = demo
-    refs = (out / "text" / "test.target").read_text().splitlines()
+    refs = read_lines(out / "text" / "test.target")
     seeds = BUDGETS["ci"]["seeds"]
     per_example = {}
     for run, entry in summary["runs"].items():
-        hyps = (out / "hypotheses" / f"{run}.txt").read_text().splitlines()
+        hyps = read_lines(out / "hypotheses" / f"{run}.txt")
         assert len(hyps) == len(refs) == BUDGETS["ci"]["test_docs"]
-        assert rouge_perl(hyps, refs) == pytest.approx(entry["rouge"], abs=1e-9)  # ROUGE-1.5.5 seeds its bootstrap
+        scored = rouge_155(hyps, refs)
+        assert {m: entry["rouge"][m] for m in METRICS} == pytest.approx(scored.corpus, abs=1e-9)  # ROUGE-1.5.5 seeds its bootstrap
+        assert entry["rouge"]["signature"] == scored.signature == summary["rouge_signature"]
         assert entry["words_per_summary"] == pytest.approx(np.mean([len(h.split()) for h in hyps]))
-        per_example[run] = rouge_python_per_example(hyps, refs)
+        per_example[run] = scored.per_summary
     for method in METHODS:
         for metric in ("rouge1", "rouge2", "rougeL"):
             values = [summary["runs"][f"{method}-seed{s}"]["rouge"][metric] for s in seeds]
@@ -96,6 +98,8 @@ def test_rouge_and_significance_are_the_saved_hypotheses(demo):
             assert test["pool_size"] == len(seeds) * BUDGETS["ci"]["test_docs"]
             assert test["p_value"] == pytest.approx(1 - test["wins"] / test["resamples"])
     text = (out / "summary.md").read_text()
+    assert f"ROUGE: `{summary['rouge_signature']}`" in text
+    assert f"`{summary['rouge_signature']}|per-summary F1`" in text
     row = next(line for line in text.splitlines() if line.startswith("| DefinitionEMB | "))
     cells = row.strip("|").split("|")[1:]
     for cell, metric in zip(cells, ("rouge1", "rouge2", "rougeL")):

@@ -192,43 +192,80 @@ def analyze_checkpoints(checkpoint: str | Path, out: str | Path, *, dict_path: s
 
 
 def read_lines(path: str | Path) -> list[str]:
-    return Path(path).read_text(encoding="utf-8").splitlines()
+    """The lines of a UTF-8 text file, split on "\\n" only, a trailing "\\r" dropped.
+
+    ``str.splitlines()`` also breaks at U+2028, U+2029, U+0085, form feed, vertical tab, a lone CR
+    and the \\x1c-\\x1e separators: one such character inside a summary would shift every later
+    hypothesis against its reference.
+    """
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ValueError(f"{path}: line {line}: not UTF-8 ({err.reason}); convert the file to UTF-8") from err
+    lines = text.split("\n")
+    if lines[-1] == "":  # the newline ending the last line starts no new one
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def score_rouge(hyp: str | Path, ref: str | Path, *, tokenize: bool = True, stemming: bool = False) -> dict:
-    """ROUGE-1/2/L F1 of a hypothesis file against a reference file: ROUGE-1.5.5 and rouge-score side by side."""
-    from defemb.analysis.rouge import perl_available, rouge_perl, rouge_python
+def read_aligned(outputs: str | Path, references: str | Path) -> tuple[list[str], list[str]]:
+    """Output and reference lines, checked to be as many (one output per reference line)."""
+    out, ref = read_lines(outputs), read_lines(references)
+    if len(out) != len(ref):
+        raise ValueError(f"{outputs} has {len(out)} lines but {references} has {len(ref)}: "
+                         "outputs and references must be aligned line by line")
+    return out, ref
 
-    hyps, refs = read_lines(hyp), read_lines(ref)
-    result = {"rouge-score": rouge_python(hyps, refs, tokenize, stemming)}
-    if perl_available():
-        result["ROUGE-1.5.5"] = rouge_perl(hyps, refs, tokenize, stemming)
-    else:
-        result["ROUGE-1.5.5"] = "unavailable: perl -MXML::Parser -e1 fails (apt-get install libxml-parser-perl)"
-    return result
+
+def score_rouge(hyp: str | Path, ref: str | Path, *, tokenize: bool = True, stemming: bool = False,
+                rouge_root: str | Path | None = None) -> dict:
+    """ROUGE-1/2/L F1 of a hypothesis file against a reference file: ROUGE-1.5.5 (sacrerouge) and
+    rouge-score side by side, each with its signature."""
+    from defemb.analysis.rouge import rouge_155, rouge_score_result, sacrerouge_unready
+
+    hyps, refs = read_aligned(hyp, ref)
+    problem = sacrerouge_unready(rouge_root)
+    return {
+        "ROUGE-1.5.5": f"unavailable: {problem}" if problem else
+        rouge_155(hyps, refs, tokenize=tokenize, stemming=stemming, rouge_root=rouge_root).as_dict(),
+        "rouge-score": rouge_score_result(hyps, refs, tokenize=tokenize, stemming=stemming).as_dict(),
+        "pairs": len(hyps),
+    }
 
 
 def significance_test(ref: str | Path, baseline: list[str | Path], system: list[str | Path], *, metric: str = "rouge",
-                      tokenize: bool = True, resamples: int = 1000, seed: int = 12345) -> dict:
-    """Paired bootstrap of ``system`` against ``baseline`` (one output file per seed, same seeds in the same order)."""
+                      tokenize: bool = True, stemming: bool = False, scorer: str = "auto",
+                      rouge_root: str | Path | None = None, resamples: int = 1000, seed: int = 12345) -> dict:
+    """Paired bootstrap of ``system`` against ``baseline`` (one output file per seed, same seeds in the same order).
+
+    ROUGE: per-summary F1 from ROUGE-1.5.5 via sacrerouge (``scorer="auto"`` falls back to
+    rouge-score where sacrerouge cannot run; each metric's result carries the signature of the
+    scores it resampled). Accuracy: 0/1 correctness per line.
+    """
+    from defemb.analysis.rouge import resolve_backend, rouge, signature
     from defemb.analysis.significance import correctness, paired_bootstrap, pool
 
-    refs = read_lines(ref)
-    if len(baseline) != len(system):
+    if len(baseline) != len(system) or not baseline:
         raise ValueError(f"{len(baseline)} baseline seeds but {len(system)} system seeds: pair them seed by seed")
+    backend = resolve_backend(scorer, rouge_root) if metric == "rouge" else None
 
     def per_seed(files: list[str | Path]) -> dict[str, list]:
         scores: dict[str, list] = {}
         for path in files:
-            hyp = read_lines(path)
+            hyp, refs = read_aligned(path, ref)
             if metric == "accuracy":
                 scores.setdefault("accuracy", []).append(correctness([h.strip() for h in hyp], [r.strip() for r in refs]))
             else:
-                from defemb.analysis.rouge import rouge_python_per_example
-
-                for name, values in rouge_python_per_example(hyp, refs, tokenize).items():
+                result = rouge(hyp, refs, backend=backend, tokenize=tokenize, stemming=stemming, rouge_root=rouge_root)
+                for name, values in result.per_summary.items():
                     scores.setdefault(name, []).append(values)
         return scores
 
     base, sys_scores = per_seed(baseline), per_seed(system)
-    return {m: paired_bootstrap(pool(base[m]), pool(sys_scores[m]), resamples, seed) for m in base}
+    tests = {m: paired_bootstrap(pool(base[m]), pool(sys_scores[m]), resamples, seed) for m in base}
+    if metric == "rouge":
+        for test in tests.values():
+            test["signature"] = signature(backend, tokenize, stemming) + "|per-summary F1"
+    return tests

@@ -1,17 +1,9 @@
 """Replace rare-token embeddings in a copy of a fairseq checkpoint (the library behind ``defemb-surgery``).
 
-    defemb-surgery --checkpoint bart.large/model.pt --dict bart.large/dict.txt \\
-        --embeddings defemb.pt --task-data cnn_dm-bin --alpha 100 --out bart.large.defemb/
-
-writes OUT/model.pt + OUT/dict.txt + OUT/surgery.json; stock fairseq fine-tunes and
-generates from OUT exactly as from the original. Every tied copy of the embedding matrix
-is updated, everything else is carried over untouched (dtype kept; OUT/model.pt is the input file
-byte for byte outside the embedding's zip records), the input is never modified and the output
-appears atomically. ``--method deldirection|del-zscore`` applies
-the paper's baselines to the whole matrix instead (no --embeddings/--task-data needed).
-``--verify OUT --against ORIGINAL`` proves that only the rows listed in OUT/surgery.json
-changed; ``--dry-run`` prints what would change and writes nothing.
-
+:func:`swap_embeddings` writes OUT/model.pt + OUT/dict.txt + OUT/surgery.json: every tied copy of
+the embedding matrix updated, everything else carried over untouched (dtype kept; OUT/model.pt is
+the input file byte for byte outside the embedding's zip records), the input never modified, the
+output atomic. :func:`verify` proves that only the rows listed in surgery.json changed.
 Predictions are checked before anything is written (:func:`sanity_check`): rows whose norms or
 directions do not belong to the checkpoint's embedding space stop surgery unless ``force``.
 """
