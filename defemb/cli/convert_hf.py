@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_cli_logging()
     try:
         report = convert(args.model_dir, args.out, args.overwrite, verify=args.verify)
-    except (ConversionError, FileExistsError) as err:
+    except (ConversionError, OSError) as err:  # OSError: existing output, disk full
         print(f"defemb-convert-hf: error: {err}", file=sys.stderr)
         return 2
     print(summary(report, args.out))

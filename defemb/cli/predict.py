@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             args.checkpoint, args.corpus, args.out, splits=tuple(s for s in args.splits.split(",") if s),
             max_tokens=args.max_tokens, batch_size=args.batch_size, token_ids=token_ids, device=args.device,
             progress=not args.no_progress, average=args.average)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # OSError: unreadable input, or disk full while writing
         print(f"defemb-predict: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(coverage))

@@ -21,9 +21,27 @@ def load_model_dictionary(dict_path: str | Path) -> Dictionary:
             f"{path}: dictionary not found. Pass the dict.txt that ships beside the "
             "pretrained model.pt (e.g. bart.large/dict.txt)."
         )
-    dictionary = Dictionary.load(str(path))
+    try:
+        dictionary = Dictionary.load(str(path))
+    except Exception as err:  # fairseq raises bare Exception for bad UTF-8, ValueError/RuntimeError for bad lines
+        raise ValueError(f"{path}:{malformed_dict_line(path)}: not a fairseq dict.txt ({err}); each line must be "
+                         "'<symbol> <count>' in UTF-8, as in bart.large/dict.txt or the dict.txt written by "
+                         "defemb-convert-hf") from None
     dictionary.add_symbol(MASK_SYMBOL)
     return dictionary
+
+
+def malformed_dict_line(path: Path) -> str:
+    """The number of the first line of ``path`` that is not UTF-8 ``<symbol> <count>`` ('?' if none)."""
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, 1):
+            try:
+                fields = raw.decode("utf-8").rstrip("\r\n").rsplit(" ", 1)
+            except UnicodeDecodeError:
+                return str(lineno)
+            if not (len(fields) == 2 and (fields[1].lstrip("-").isdigit() or fields[1].startswith("#"))):
+                return str(lineno)
+    return "?"
 
 
 def dictionary_sha256(dict_path: str | Path) -> str:
