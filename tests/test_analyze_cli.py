@@ -49,16 +49,23 @@ def test_analyze_cli_end_to_end(setup):
     assert list(report["matrices"]) == ["A", "B", "doubled"]
     assert report["numeric_tokens"] == 39
     groups = frequency_groups(len(W), 4, len(W) - 1)
-    for g, ids in groups.items():
-        assert report["matrices"]["A"]["isotropy"][g] == pytest.approx(isotropy(W[ids].numpy()), rel=1e-6)
-    assert report["matrices"]["doubled"]["isotropy"]["all"] < 1e-10 * report["matrices"]["A"]["isotropy"]["all"]
+    for convention in ("paper", "sign_invariant"):
+        for g, ids in groups.items():
+            assert report["matrices"]["A"]["isotropy"][convention][g] == pytest.approx(
+                isotropy(W[ids].numpy(), convention), rel=1e-6)
+        assert report["matrices"]["doubled"]["isotropy"][convention]["all"] < report["matrices"]["A"]["isotropy"][convention]["all"]
+    assert (report["matrices"]["doubled"]["isotropy"]["sign_invariant"]["all"]
+            < 1e-10 * report["matrices"]["A"]["isotropy"]["sign_invariant"]["all"])
+    assert "specials:4+<mask> excluded" in report["matrices"]["A"]["isotropy"]["conventions"]["paper"]
     ids = np.arange(4, 43)
     assert report["matrices"]["A"]["max_difference"] == pytest.approx(max_difference(W.numpy(), ids, ids - 3.0))
     assert report["matrices"]["A"]["neighbours"]["7"][:2] in (["6", "8"], ["8", "6"])  # laid out by value
     assert report["drift"]["frequent"] == {"mean_l2": 0.0, "mean_cosine": pytest.approx(1.0)}
     assert report["drift"]["rare"]["mean_l2"] == pytest.approx(2.0, rel=1e-5)  # 0.5 * sqrt(16)
     summary = (out / "summary.md").read_text()
-    assert "| embeddings | Frequent | Medium | Rare | All | Max Difference |" in summary and "| doubled |" in summary
+    assert "| embeddings | I(E) convention | Frequent | Medium | Rare | All | Max Difference |" in summary
+    assert "| doubled | paper (eig's signs) |" in summary and "| doubled | sign-invariant (both signs) |" in summary
+    assert "`I(E)|solver:numpy.linalg.eig(float64 Gram, 1 thread)|dirs:one-per-eigvec(eig sign)|" in summary
     assert (out / "projection.png").read_bytes()[:4] == b"\x89PNG"
     # --out is never half-written: an existing report is refused without --overwrite
     assert cli_main(argv) == 2
@@ -81,7 +88,7 @@ def test_analyze_matrices_in_process_refuses_numerics_for_undecoded_gpt2_ids(tmp
     E = np.random.default_rng(0).normal(size=(len(d), 8)).astype(np.float32)
     report = analyze_matrices({"E": E}, d, progress=False)
     assert report["numeric_tokens"] is None and "max_difference" not in report["matrices"]["E"]
-    assert 0 < report["matrices"]["E"]["isotropy"]["all"] <= 1
+    assert 0 < report["matrices"]["E"]["isotropy"]["paper"]["all"] <= 1
 
 
 def test_help_lists_the_modes(capsys):

@@ -81,11 +81,11 @@ def test_dict_txt_with_bad_utf8_names_the_line(tiny_dir, tmp_path, capsys):
     (tmp_path / "plm" / "dict.txt").write_bytes(b"".join(lines))
     fails_in_process(surgery_main, ["--checkpoint", str(tmp_path / "plm"), "--method", "deldirection",
                                     "--out", str(tmp_path / "out")],
-                     tmp_path, capsys, f"{tmp_path / 'plm' / 'dict.txt'}:3: not a fairseq dict.txt", "UTF-8")
+                     tmp_path, capsys, f"{tmp_path / 'plm' / 'dict.txt'}:3: not UTF-8")
     fails_in_process(corpus_main, ["--vocab", str(tmp_path / "plm" / "dict.txt"), "--bpe", "wordpiece",
                                    "--wordpiece-vocab", str(MINILM_VOCAB), "--source", "numbers", "--no-progress",
                                    "--out", str(tmp_path / "defs")],
-                     tmp_path, capsys, f"--vocab {tmp_path / 'plm' / 'dict.txt'}:3: not a fairseq dict.txt")
+                     tmp_path, capsys, f"--vocab {tmp_path / 'plm' / 'dict.txt'}:3: not UTF-8")
 
 
 def test_definition_lines_with_bad_utf8_are_skipped_and_counted(tmp_path, capsys):

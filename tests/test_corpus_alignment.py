@@ -176,8 +176,8 @@ def test_definition_is_cut_never_a_span(gpt2):
 
 
 def test_case_information():
-    assert [case_of(w) for w in ("word", "Word", "WORD", "iPhone", "42", "A")] == [
-        "lower case", "capitalized", "all caps", "mixed case", "no letters", "capitalized"]
+    assert [case_of(w) for w in ("word", "Word", "WORD", "iPhone", "42", "A", "\u4eba")] == [
+        "lower case", "capitalized", "all caps", "mixed case", "no letters", "capitalized", "no case"]
 
 
 def test_dictionaries_that_do_not_match_the_tokenizer(tmp_path, gpt2):

@@ -12,14 +12,15 @@ from tqdm import tqdm
 
 from defemb.atomic_io import atomic_output_dir, write_json
 from defemb.surgery.checkpoint import read_embedding_matrix, torch_load
-from defemb.analysis.frequency_groups import frequency_groups
+from defemb.analysis.frequency_groups import frequency_groups, groups_convention
 from defemb.analysis.geometry import drift, plot_projections
-from defemb.analysis.isotropy import isotropy_by_group
+from defemb.analysis.isotropy import AUTHORS_CLIP, CONVENTIONS, isotropy_by_group
 from defemb.analysis.neighbours import (looks_like_gpt2_ids, max_difference, nearest_neighbours, numeric_tokens,
                                        token_surfaces, word_initial_pieces)
 from defemb.data.vocabulary import MASK_SYMBOL, load_model_dictionary
 
 GROUP_ORDER = ("frequent", "medium", "rare", "all")
+CONVENTION_LABELS = {"paper": "paper (eig's signs)", "sign_invariant": "sign-invariant (both signs)"}
 
 
 def find_token(token: str, dictionary, surfaces: list[str], word_initial: list[bool] | None = None) -> int:
@@ -48,10 +49,16 @@ def model_groups(dictionary) -> dict[str, np.ndarray]:
     return frequency_groups(len(dictionary), dictionary.nspecial, mask)
 
 
+def model_groups_convention(dictionary) -> str:
+    """How ``model_groups`` forms the groups, for the isotropy signatures."""
+    return groups_convention(dictionary.nspecial, MASK_SYMBOL in dictionary.indices)
+
+
 def analyze_matrices(matrices: dict[str, np.ndarray], dictionary, surfaces: list[str] | None = None,
                      neighbours_of: list[str] = (), k: int = 8, metric: str = "cosine", progress: bool = True,
                      numeric: bool | None = None, word_initial: list[bool] | None = None) -> dict:
-    """Isotropy per frequency group, numeric Max Difference and nearest neighbours per matrix.
+    """Isotropy per frequency group (both conventions, ``isotropy_by_group``), numeric Max Difference and
+    nearest neighbours per matrix.
 
     ``dictionary``: the fairseq Dictionary of the rows (``load_model_dictionary``: dict.txt +
     ``<mask>``). ``surfaces``: token surface forms (``token_surfaces``); default: the symbols with
@@ -61,7 +68,7 @@ def analyze_matrices(matrices: dict[str, np.ndarray], dictionary, surfaces: list
     """
     if surfaces is None:
         surfaces = token_surfaces(dictionary)
-    groups = model_groups(dictionary)
+    groups, described = model_groups(dictionary), model_groups_convention(dictionary)
     specials = set(range(dictionary.nspecial)) | ({dictionary.index(MASK_SYMBOL)} if MASK_SYMBOL in dictionary.indices else set())
     report = {"groups": {g: int(len(ids)) for g, ids in groups.items()}, "neighbour_metric": metric, "matrices": {}}
     if numeric is None:
@@ -78,7 +85,7 @@ def analyze_matrices(matrices: dict[str, np.ndarray], dictionary, surfaces: list
     for name, E in tqdm(matrices.items(), desc="analyze", disable=not progress):
         if len(E) != len(dictionary):
             raise ValueError(f"{name}: {len(E)} embedding rows but the dictionary has {len(dictionary)} symbols")
-        entry = {"isotropy": isotropy_by_group(E, groups)}
+        entry = {"isotropy": isotropy_by_group(E, groups, described)}
         if len(num_ids) > 3:
             entry["max_difference"] = max_difference(E, num_ids, num_values)
         entry["neighbours"] = {
@@ -90,16 +97,25 @@ def analyze_matrices(matrices: dict[str, np.ndarray], dictionary, surfaces: list
 
 
 def summary_markdown(report: dict) -> str:
-    """The paper's Table 23 layout (rows = matrices; Frequent / Medium / Rare / All) + extras."""
-    lines = ["| embeddings | " + " | ".join(g.capitalize() for g in GROUP_ORDER) + " | Max Difference |",
-             "|---|" + "---:|" * (len(GROUP_ORDER) + 1)]
+    """The paper's Table 23 layout (rows = matrices, one per isotropy convention; Frequent / Medium / Rare /
+    All) + Max Difference, the conventions' signatures, neighbours and drift."""
+    lines = ["| embeddings | I(E) convention | " + " | ".join(g.capitalize() for g in GROUP_ORDER) + " | Max Difference |",
+             "|---|---|" + "---:|" * (len(GROUP_ORDER) + 1)]
     for name, entry in report["matrices"].items():
-        iso = " | ".join(f"{entry['isotropy'][g]:.3f}" for g in GROUP_ORDER)
         md = f"{entry['max_difference']:.2f}" if "max_difference" in entry else "n/a"
-        lines.append(f"| {name} | {iso} | {md} |")
-    text = ("Isotropy I(E) per frequency group (paper Table 23; specials excluded) and numeric Max Difference "
+        for convention in CONVENTIONS:
+            iso = " | ".join(f"{entry['isotropy'][convention][g]:.3f}" for g in GROUP_ORDER)
+            lines.append(f"| {name} | {CONVENTION_LABELS[convention]} | {iso} | {md if convention == 'paper' else ''} |")
+    first = next(iter(report["matrices"].values()), None)
+    text = ("Isotropy I(E) per frequency group (paper Table 23) and numeric Max Difference "
             f"(Section 6.3, {report.get('numeric_tokens') or 0} numeric tokens; lower is better).\n\n")
     text += "\n".join(lines) + "\n"
+    if first is not None:
+        text += "\nConventions:\n\n" + "".join(f"- {CONVENTION_LABELS[c]}: `{first['isotropy']['conventions'][c]}`\n"
+                                                for c in CONVENTIONS)
+        largest = max(v for e in report["matrices"].values() for v in e["isotropy"]["max_abs_projection"].values())
+        text += (f"- {first['isotropy']['clipping']}; the largest here is {largest:.1f}"
+                 + (" (no value would change)" if largest <= AUTHORS_CLIP else " (clipping would change the values above it)") + "\n")
     if report.get("numeric_note"):
         text += f"\nMax Difference: n/a, {report['numeric_note']}.\n"
     tokens = list(dict.fromkeys(t for e in report["matrices"].values() for t in e["neighbours"]))

@@ -1,7 +1,8 @@
 """``defemb-analyze``: the paper's measurements of embedding geometry, as one tool.
 
     defemb-analyze --checkpoint A/model.pt [--compare B/model.pt] --dict dict.txt --out report/
-        isotropy I(E) per frequency group (Table 23), numeric Max Difference (Section 6.3),
+        isotropy I(E) per frequency group (Table 23; the paper's convention, numpy.linalg.eig's
+        signs, beside the sign-invariant one), numeric Max Difference (Section 6.3),
         nearest neighbours, drift between checkpoints and 2D projections (Figures 2, 6).
         Writes report.json, summary.md and projection.png into --out, atomically.
     defemb-analyze rouge --hyp H --ref R

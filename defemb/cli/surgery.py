@@ -7,7 +7,7 @@ writes OUT/model.pt + OUT/dict.txt + OUT/surgery.json; stock fairseq fine-tunes 
 generates from OUT exactly as from the original. Every tied copy of the embedding matrix
 is updated, everything else is carried over untouched (dtype kept; OUT/model.pt is the input file
 byte for byte outside the embedding's zip records), the input is never modified and the output
-appears atomically. ``--method deldirection|del-zscore`` applies
+appears atomically. ``--method deldirection|deldirection-centred|del-zscore`` applies
 the paper's baselines to the whole matrix instead (no --embeddings/--task-data needed).
 ``--verify OUT --against ORIGINAL`` proves that only the rows listed in OUT/surgery.json
 changed; ``--dry-run`` prints what would change and writes nothing.
@@ -40,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the last min(alpha%% |V|, |V_task|) task tokens in frequency order, alpha in [0, 100] "
                    "(paper: CNNDM 100, Y-BIGPATENT 30, XSum 10, BillSum 7, MRPC 5, RTE 3; default 100)")
     p.add_argument("--method", choices=METHODS, default="definitionemb",
-                   help="definitionemb (default), or a baseline applied to the whole matrix")
+                   help="definitionemb (default), or a baseline applied to the whole matrix: deldirection is the "
+                   "paper's Eq. 3 as printed (mean removed, projections of the uncentred vector on the top "
+                   "D = max(1, d // 100) principal directions of the centred matrix subtracted), "
+                   "deldirection-centred projects the centred vector instead, del-zscore is Eq. 3 then a "
+                   "z-score per dimension")
     p.add_argument("--out", help="output checkpoint directory (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--force", action="store_true",
@@ -49,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "figures are in surgery.json's 'sanity' either way")
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     p.add_argument("--no-isotropy", action="store_true",
-                   help="leave isotropy out of the report (I(E) per frequency group before and after: 3.5 s of "
-                   "10 s on BART-large with 2 CPU cores, make bench)")
+                   help="leave isotropy out of the report (I(E) per frequency group before and after, the paper's "
+                   "convention and the sign-invariant one; its cost: benchmarks/README.md)")
     p.add_argument("--verify", metavar="OUT", help="check a surgery output against --against")
     p.add_argument("--against", metavar="ORIGINAL", help="the original checkpoint (directory or model.pt) for --verify")
     return p
@@ -78,9 +82,10 @@ def summary(report: dict, out: str | None, dry_run: bool) -> str:
         lines.append(f"  sanity: norm ratio {sanity['norm_ratio']:.3f}, cosine to replaced {sanity['cosine_to_replaced']:.3f} "
                      f"(chance {sanity['cosine_chance']:.3f}, z {z})"
                      + ("; FORCED past: " + "; ".join(sanity["problems"]) if sanity["forced"] else ""))
-    iso_b, iso_a = report["isotropy_before"], report["isotropy_after"]
-    if iso_b is not None:
-        lines.append("  isotropy " + ", ".join(f"{g} {iso_b[g]:.3f} -> {iso_a[g]:.3f}" for g in iso_b))
+    if report["isotropy"] is not None:
+        for label, convention in (("isotropy (paper: eig's signs)", "paper"), ("isotropy (sign-invariant)   ", "sign_invariant")):
+            iso_b, iso_a = report["isotropy"]["before"][convention], report["isotropy"]["after"][convention]
+            lines.append(f"  {label} " + ", ".join(f"{g} {iso_b[g]:.3f} -> {iso_a[g]:.3f}" for g in iso_b))
     lines.append(f"  -> {out} ({report['seconds']} s); check it with: defemb-surgery --verify {out} "
                  f"--against {report['checkpoint']}" if not dry_run else "  (dry run: nothing written)")
     return "\n".join(lines)

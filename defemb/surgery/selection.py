@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from fairseq.data import Dictionary, data_utils, indexed_dataset
+
+from defemb.data.gpt2_bpe import gpt2_bpe_utils
+from defemb.data.indexed import MMapIndexed, is_mmap_dataset, read_items
+from defemb.data.vocabulary import MASK_SYMBOL, Vocabulary
 
 SPECIAL_PREFIXES = ("madeupword",)
-MASK_SYMBOL = "<mask>"
 
 
-def special_ids(dictionary: Dictionary) -> set[int]:
+def special_ids(dictionary: Vocabulary) -> set[int]:
     """Never touched: <s> <pad> </s> <unk>, <mask>, and fairseq's padding fillers."""
     ids = set(range(dictionary.nspecial))
     ids |= {i for i, s in enumerate(dictionary.symbols) if s == MASK_SYMBOL or s.startswith(SPECIAL_PREFIXES)}
@@ -41,7 +43,7 @@ class Selection:
     vocabulary: int = 0            # |V|, non-special symbols
 
 
-def select_rows(dictionary: Dictionary, task_ids: set[int], predicted_ids: set[int], alpha: float) -> Selection:
+def select_rows(dictionary: Vocabulary, task_ids: set[int], predicted_ids: set[int], alpha: float) -> Selection:
     """The rows to replace. ``task_ids``: ids occurring in the task data; ``predicted_ids``:
     ids with a predicted embedding; ``alpha``: percentage of |V| in [0, 100]."""
     if not 0 <= alpha <= 100:
@@ -90,12 +92,12 @@ def _prefixes_of_splits(directory: Path, task_splits: tuple[str, ...]) -> list[s
     return [p for p in prefixes if split_of(p) in task_splits]
 
 
-def _check_task_dictionaries(directory: Path, dictionary: Dictionary, dict_path: str | Path) -> None:
+def _check_task_dictionaries(directory: Path, dictionary: Vocabulary, dict_path: str | Path) -> None:
     """fairseq-preprocess writes the dictionary it binarized with beside the data
     (dict.txt, dict.{lang}.txt): its symbols must be the model's (without <mask>)."""
     expected = [s for s in dictionary.symbols if s != MASK_SYMBOL]
     for other in sorted(directory.glob("dict*.txt")):
-        symbols = Dictionary.load(str(other)).symbols
+        symbols = Vocabulary.load(other).symbols
         if symbols != expected:
             raise ValueError(
                 f"{other} differs from --dict {dict_path}: the task data was binarized with another dictionary; "
@@ -105,11 +107,6 @@ def _check_task_dictionaries(directory: Path, dictionary: Dictionary, dict_path:
 
 def _ids_in_dataset(prefix: str, size: int) -> np.ndarray:
     """Occurrence counts (length ``size``) of every id in one binarized split."""
-    impl = indexed_dataset.infer_dataset_impl(prefix)
-    # fairseq infers "cached" for the legacy format, which needs a prefetch; "lazy" reads it as is.
-    dataset = data_utils.load_indexed_dataset(prefix, None, dataset_impl="lazy" if impl == "cached" else impl)
-    if dataset is None:
-        raise ValueError(f"{prefix}.bin/.idx: not a fairseq indexed dataset")
     counts = np.zeros(size, dtype=np.int64)
 
     def add(tokens: np.ndarray) -> None:
@@ -118,15 +115,19 @@ def _ids_in_dataset(prefix: str, size: int) -> np.ndarray:
                              "the task data was binarized with another dictionary")
         counts[:] += np.bincount(tokens, minlength=size)[:size]
 
-    if isinstance(dataset, indexed_dataset.MMapIndexedDataset):
+    if is_mmap_dataset(prefix):
         # The .bin is the concatenation of all items: count it in flat chunks, no per-item loop.
-        flat = np.frombuffer(dataset._bin_buffer, dtype=dataset._index.dtype, count=int(dataset.sizes.sum()))
+        flat = MMapIndexed(prefix).tokens()
         for start in range(0, len(flat), 1 << 26):
             add(flat[start:start + (1 << 26)].astype(np.int64))
     else:
-        for start in range(0, len(dataset), 4096):
-            items = [dataset[i].numpy() for i in range(start, min(start + 4096, len(dataset)))]
-            add(np.concatenate(items).astype(np.int64) if items else np.zeros(0, np.int64))
+        try:
+            items = read_items(prefix)
+        except FileNotFoundError:
+            raise ValueError(f"{prefix}.bin/.idx: not a fairseq indexed dataset") from None
+        for start in range(0, len(items), 4096):
+            chunk = items[start:start + 4096]
+            add(np.concatenate(chunk) if chunk else np.zeros(0, np.int64))
     return counts
 
 
@@ -146,7 +147,7 @@ def check_task_splits(task_splits: tuple[str, ...] | list[str] | str) -> tuple[s
     return splits
 
 
-def task_token_ids(task_data, dictionary: Dictionary, dict_path: str | Path,
+def task_token_ids(task_data, dictionary: Vocabulary, dict_path: str | Path,
                    gpt2_encoder_json: str | None = None, gpt2_vocab_bpe: str | None = None, *,
                    task_splits: tuple[str, ...] | list[str] | str = ("train",)) -> TaskTokens:
     """Token ids occurring in the task data (V_task): one or more fairseq-preprocess
@@ -184,12 +185,10 @@ def task_token_ids(task_data, dictionary: Dictionary, dict_path: str | Path,
         if not (gpt2_encoder_json and gpt2_vocab_bpe):
             raise ValueError(f"--task-data {raw[0]}: raw text needs --gpt2-encoder-json and --gpt2-vocab-bpe to "
                              "tokenize it (or pass a fairseq-preprocess directory)")
-        from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
-
         for f in (gpt2_encoder_json, gpt2_vocab_bpe):
             if not Path(f).is_file():
                 raise FileNotFoundError(f"{f}: not found (GPT-2 BPE files: encoder.json and vocab.bpe)")
-        bpe = get_encoder(gpt2_encoder_json, gpt2_vocab_bpe)
+        bpe = gpt2_bpe_utils().get_encoder(gpt2_encoder_json, gpt2_vocab_bpe)
         for file in raw:
             with file.open(encoding="utf-8", errors="replace") as handle:
                 for line in handle:

@@ -4,6 +4,8 @@
 the embedding matrix updated, everything else carried over untouched (dtype kept; OUT/model.pt is
 the input file byte for byte outside the embedding's zip records), the input never modified, the
 output atomic. :func:`verify` proves that only the rows listed in surgery.json changed.
+``method`` "deldirection" (Eq. 3), "deldirection-centred" or "del-zscore" applies the paper's
+baselines (``BASELINES``) to the whole matrix instead.
 Predictions are checked before anything is written (:func:`sanity_check`): rows whose norms or
 directions do not belong to the checkpoint's embedding space stop surgery unless ``force``.
 """
@@ -21,14 +23,17 @@ import torch
 from defemb.atomic_io import atomic_output_dir
 from defemb.surgery.checkpoint import load_checkpoint, tied_embedding, with_rows, write_checkpoint
 from defemb.data.embedding_file import PredictedEmbeddings
-from defemb.analysis.frequency_groups import frequency_groups
-from defemb.analysis.isotropy import group_grams, isotropy_from_grams, rows_of
-from defemb.surgery.postprocessing import del_direction, del_zscore
+from defemb.analysis.frequency_groups import frequency_groups, groups_convention
+from defemb.analysis.isotropy import CONVENTIONS, group_grams, isotropy_from_grams, rows_of
+from defemb.surgery.postprocessing import del_direction, del_direction_centred, del_zscore
 from defemb.surgery.selection import (Selection, TaskTokens, check_task_splits, select_rows, special_ids,
                                      task_token_ids)
 from defemb.data.vocabulary import MASK_SYMBOL, dictionary_sha256, load_model_dictionary
 
-METHODS = ("definitionemb", "deldirection", "del-zscore")
+# deldirection is the paper's Eq. 3 (uncentred projections); deldirection-centred projects the centred
+# vectors; del-zscore builds on Eq. 3 (defemb/surgery/postprocessing.py)
+BASELINES = {"deldirection": del_direction, "deldirection-centred": del_direction_centred, "del-zscore": del_zscore}
+METHODS = ("definitionemb", *BASELINES)
 REPORT = "surgery.json"
 
 
@@ -91,8 +96,7 @@ def plan(matrix: torch.Tensor, dictionary, *, checkpoint: str | Path, dict_path:
     """The rows to change (ascending ids), their new values (float32, same order), and for
     definitionemb the selection and what of the task data was read."""
     if method != "definitionemb":
-        transform = del_direction if method == "deldirection" else del_zscore
-        return list(range(matrix.size(0))), transform(matrix.float()), None, None
+        return list(range(matrix.size(0))), BASELINES[method](matrix.float()), None, None
     predicted = PredictedEmbeddings.load(embeddings)
     check_inputs(checkpoint, dict_path, matrix, dictionary, predicted, embeddings)
     task = task_token_ids(task_data, dictionary, dict_path, gpt2_encoder_json, gpt2_vocab_bpe, task_splits=task_splits)
@@ -178,10 +182,10 @@ def row_changes(before: torch.Tensor, after: torch.Tensor, chunk_rows: int = 409
 
 
 def change_report(before: torch.Tensor, after: torch.Tensor, changed: list[int], dictionary, isotropy: bool = True) -> dict:
-    """Norm and cosine change of the changed rows per frequency group; isotropy of E
-    (non-special rows) before and after, overall and per group. A group none of whose rows changed
-    keeps its value without recomputation; one with few changed rows gets its Gram matrix updated by
-    those rows rather than recomputed."""
+    """Norm and cosine change of the changed rows per frequency group; isotropy of E (non-special rows)
+    before and after, overall and per group: ``isotropy`` = {"before": {"paper": {group: I},
+    "sign_invariant": {...}, "max_abs_projection": {...}}, "after": {...}, "conventions": signatures,
+    "clipping": note}, or None. A group none of whose rows changed keeps its values without recomputation."""
     groups = frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index(MASK_SYMBOL))
     changed_set = np.asarray(changed, dtype=np.int64)
     stats = row_changes(rows_of(before, changed_set), rows_of(after, changed_set))
@@ -195,17 +199,20 @@ def change_report(before: torch.Tensor, after: torch.Tensor, changed: list[int],
         per_group[name] = {"changed": int(mine.sum()), "norm_before": round(norm_before, 4),
                            "norm_after": round(norm_after, 4), "cosine_to_original": round(cosine, 4)}
     if not isotropy:
-        return {"per_group": per_group, "isotropy_before": None, "isotropy_after": None}
+        return {"per_group": per_group, "isotropy": None}
+    described = groups_convention(dictionary.nspecial)
     before, after = before.float(), after.float()
-    grams = group_grams(before, groups)
-    iso_before = isotropy_from_grams(before, groups, grams)
+    iso_before = isotropy_from_grams(before, groups, group_grams(before, groups), described)
+    figures = ("max_abs_projection", *CONVENTIONS)
+    iso_after = {key: dict(iso_before[key]) for key in figures}
     touched = {name: ids for name, ids in groups.items() if per_group[name]["changed"]}
     if touched:
-        after_grams = group_grams(after, touched, (before, grams, changed_set))
-        iso_after = {**iso_before, **isotropy_from_grams(after, touched, after_grams)}
-    else:
-        iso_after = iso_before
-    return {"per_group": per_group, "isotropy_before": iso_before, "isotropy_after": iso_after}
+        recomputed = isotropy_from_grams(after, touched, group_grams(after, touched), described)
+        for key in figures:
+            iso_after[key].update(recomputed[key])
+    return {"per_group": per_group, "isotropy": {
+        "before": {key: iso_before[key] for key in figures}, "after": iso_after,
+        "conventions": iso_before["conventions"], "clipping": iso_before["clipping"]}}
 
 
 class _Writer(threading.Thread):

@@ -11,7 +11,7 @@ from omegaconf import II, MISSING, OmegaConf, open_dict
 
 from defemb.data.cloze_dataset import DefinitionClozeDataset
 from defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary, load_split
-from defemb.data.vocabulary import MASK_SYMBOL, load_model_dictionary
+from defemb.data.vocabulary import MASK_SYMBOL, load_fairseq_dictionary
 from fairseq_defemb.models.pretrained import check_starting_point
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class DefinitionClozeTask(FairseqTask):
                 "and sum to at most 1 (the rest of the headword subwords stay unchanged)"
             )
         meta = check_corpus_dictionary(cfg.data)
-        dictionary = load_model_dictionary(Path(cfg.data) / DICT_FILE)
+        dictionary = load_fairseq_dictionary(Path(cfg.data) / DICT_FILE)
         if len(dictionary) != meta["dictionary_size"]:
             raise ValueError(f"{cfg.data}: corpus.json says {meta['dictionary_size']} symbols, dict.txt gives {len(dictionary)}")
         logger.info(f"definition corpus {cfg.data}: dictionary of {len(dictionary)} types, splits {meta['splits']}")
