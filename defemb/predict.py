@@ -39,7 +39,12 @@ def load_definition_model(checkpoint: str | Path, corpus_dir: str | Path, device
     if not checkpoint.is_file():
         raise FileNotFoundError(f"--checkpoint {checkpoint}: not found (a checkpoint written by fairseq-train --task definition_cloze)")
     check_corpus_dictionary(corpus_dir)
-    state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint))
+    try:
+        state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint))
+    except Exception as err:  # truncated zip archives, empty files, pickle errors: many types
+        raise ValueError(f"--checkpoint {checkpoint}: cannot be read as a torch checkpoint ({type(err).__name__}: "
+                         f"{str(err)[:200]}); it is truncated or not a checkpoint: pass the checkpoint_best.pt "
+                         "that fairseq-train --task definition_cloze wrote") from None
     cfg = state.get("cfg")
     trained_on = getattr(cfg["model"], "dictionary_sha256", None) if cfg else None
     corpus_hash = dictionary_sha256(Path(corpus_dir) / DICT_FILE)

@@ -224,8 +224,8 @@ def test_existing_output_is_kept_and_failures_leave_nothing(tmp_path, wp_dict, c
         raise OSError("disk full")
 
     monkeypatch.setattr(build_corpus.CorpusWriter, "finalize", crash)
-    with pytest.raises(OSError):
-        cli_main(wp_args(out, wp_dict, "--source", "numbers", "--overwrite"))
+    assert cli_main(wp_args(out, wp_dict, "--source", "numbers", "--overwrite")) == 2  # an error, not a traceback
+    assert "defemb-corpus: error: disk full" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (out / "keep.txt").read_text() == "mine"
 
 

@@ -1,11 +1,14 @@
-"""A non-editable install works outside the source tree: every console command answers --help.
+"""A non-editable install works outside the source tree: every console command answers --help;
+and the install is the pinned set of requirements.lock (issue 19).
 
 ``make install`` installs the project editable; users install it with ``pip install``. This
 builds a real wheel install into a temporary target and runs each console entry point from
 there, in another directory, with nothing of the source tree on the path.
 """
 import configparser
+import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,3 +52,41 @@ def test_every_console_command_answers_help_outside_the_source_tree(installed, t
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, f"{command} --help: {result.stderr[-2000:]}"
         assert result.stdout.startswith("usage:"), f"{command} --help printed before its usage: {result.stdout[:300]}"
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_pins() -> dict[str, str]:
+    pins = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonical(name)] = version.strip()
+    return pins
+
+
+def test_every_requirement_is_pinned_in_the_lock():
+    requirements = set()
+    lines = [line for name in ("requirements.txt", "requirements-nodeps.txt") for line in (REPO / name).read_text().splitlines()]
+    for line in lines:
+        line = line.split("#")[0].strip()
+        if line:
+            requirements.add(canonical(re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0]))
+    unpinned = requirements - set(lock_pins())
+    assert not unpinned, f"{sorted(unpinned)} required but not in requirements.lock: run `make lock`"
+    assert not {"torch", "ve-fairseq", "fairseq-defemb", "torchaudio"} & set(lock_pins())  # the Makefile pins these
+
+
+def test_the_installed_versions_are_the_locked_ones():
+    """`make install` installs with `-c requirements.lock`, so this venv holds exactly the lock."""
+    wrong = {}
+    for name, version in lock_pins().items():
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if installed != version:
+            wrong[name] = (version, installed)
+    assert not wrong, f"(locked, installed) differ: {wrong}; run `make install` (or `make lock` if requirements changed)"

@@ -18,7 +18,7 @@ from defemb.analysis.isotropy import isotropy_by_group
 from defemb.surgery.postprocessing import del_direction, del_direction_centred, del_zscore
 from defemb.surgery.checkpoint import copy_with_embedding, embedding_keys, load_checkpoint as load_state
 from defemb.cli.surgery import main as cli_main
-from defemb.surgery.swap import verify
+from defemb.surgery.swap import SurgeryError, swap_embeddings, verify
 from defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
 from tiny_models import TINY_WORDS, write_dict
 
@@ -35,7 +35,7 @@ def inputs(tiny_dir, tmp_path):
     words = ["quagga", "okapi", "zebu", "emu", "gnu", "cat"]
     torch.manual_seed(1)
     PredictedEmbeddings(
-        token_ids=torch.tensor([d.index(w) for w in words]), embeddings=torch.randn(len(words), 32),
+        token_ids=torch.tensor([d.index(w) for w in words]), embeddings=torch.randn(len(words), 32) * 0.02,
         num_definitions=torch.ones(len(words), dtype=torch.long), embedding_dim=32,
         dictionary_sha256=dictionary_sha256(tiny_dir / "roberta" / "dict.txt"), dictionary_size=len(d),
     ).save(tmp_path / "defemb.pt")
@@ -185,7 +185,7 @@ def test_v_task_comes_from_the_fine_tuning_split(tiny_dir, inputs, capsys):
     builder.add_item(torch.tensor([d.index("fox"), d.index("quagga")]))
     builder.finalize(str(tmp / "task" / "test.idx"))
     PredictedEmbeddings(
-        token_ids=torch.tensor([d.index("fox"), d.index("cat")]), embeddings=torch.randn(2, 32),
+        token_ids=torch.tensor([d.index("fox"), d.index("cat")]), embeddings=torch.randn(2, 32) * 0.02,
         num_definitions=torch.ones(2, dtype=torch.long), embedding_dim=32,
         dictionary_sha256=dictionary_sha256(tiny_dir / "roberta" / "dict.txt"), dictionary_size=len(d),
     ).save(tmp / "fox.pt")
@@ -408,6 +408,56 @@ def test_bad_inputs_leave_nothing_behind(tiny_dir, inputs, capsys):
         fails(with_arg("--alpha", alpha), f"--alpha {alpha}: must be a percentage in [0, 100]")
     # definitionemb without its inputs
     fails(["--checkpoint", str(tiny_dir / "bart"), "--out", str(out)], "needs --embeddings")
+
+
+def save_predictions(path, d, dict_path, ids: list[int], embeddings: torch.Tensor) -> None:
+    PredictedEmbeddings(token_ids=torch.tensor(ids), embeddings=embeddings, num_definitions=torch.ones(len(ids), dtype=torch.long),
+                        embedding_dim=embeddings.size(1), dictionary_sha256=dictionary_sha256(dict_path),
+                        dictionary_size=len(d)).save(path)
+
+
+def test_sanity_guard_stops_rows_of_the_wrong_scale_unless_forced(tiny_dir, inputs, capsys):
+    tmp, d = inputs
+    p = PredictedEmbeddings.load(tmp / "defemb.pt")
+    save_predictions(tmp / "x50.pt", d, tiny_dir / "bart" / "dict.txt", p.token_ids.tolist(), p.embeddings * 50)
+    args = surgery_args(tiny_dir, "bart", tmp, "--alpha", "10", "--out", str(tmp / "out"))
+    args[args.index("--embeddings") + 1] = str(tmp / "x50.pt")
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert "x50.pt" in err and "outside [0.333, 3]" in err and "--force" in err, err
+    assert not (tmp / "out").exists() and not list(tmp.glob(".out*"))
+    assert cli_main([*args, "--force"]) == 0
+    assert "FORCED past" in capsys.readouterr().out
+    sanity = json.loads((tmp / "out" / "surgery.json").read_text())["sanity"]
+    assert sanity["forced"] and sanity["norm_ratio"] > 30 and len(sanity["problems"]) == 1
+    # the figures are recorded when the rows pass too
+    assert cli_main([*surgery_args(tiny_dir, "bart", tmp, "--alpha", "10", "--out", str(tmp / "ok"))]) == 0
+    sanity = json.loads((tmp / "ok" / "surgery.json").read_text())["sanity"]
+    assert not sanity["forced"] and not sanity["problems"] and 1 / 3 < sanity["norm_ratio"] < 3
+    assert sanity["cosine_z"] is not None and sanity["rows"] == 6  # fewer than 10 rows: direction not judged
+
+
+def test_sanity_guard_stops_rows_from_another_space(tiny_dir, inputs):
+    """Over >= 10 rows, right-norm random directions (another model's space, or noise) sit at the
+    chance level and are refused; the original rows plus noise pass."""
+    tmp, d = inputs
+    dict_path = tiny_dir / "bart" / "dict.txt"
+    words = "the cat and dog quagga okapi dugong zebu emu gnu yak".split()
+    ids = [d.index(w) for w in words]
+    E = load_state(tiny_dir / "bart")["model"]["encoder.embed_tokens.weight"]
+    g = torch.Generator().manual_seed(3)
+    noise = torch.randn(len(ids), E.size(1), generator=g)
+    random_rows = noise / noise.norm(dim=1, keepdim=True) * E[ids].norm(dim=1, keepdim=True)
+    kwargs = {"dict_path": dict_path, "task_data": [tmp / "task"], "alpha": 100, "dry_run": True}
+    save_predictions(tmp / "random.pt", d, dict_path, ids, random_rows)
+    with pytest.raises(SurgeryError, match="standard errors above chance, 3 needed") as refused:
+        swap_embeddings(tiny_dir / "bart", embeddings=tmp / "random.pt", **kwargs)
+    assert "outside" not in str(refused.value)  # the norms are right: only the direction is refused
+    save_predictions(tmp / "close.pt", d, dict_path, ids, E[ids] + 0.5 * random_rows)
+    sanity = swap_embeddings(tiny_dir / "bart", embeddings=tmp / "close.pt", **kwargs)["sanity"]
+    assert sanity["rows"] == 11 and not sanity["problems"] and sanity["cosine_z"] > 3
+    forced = swap_embeddings(tiny_dir / "bart", embeddings=tmp / "random.pt", force=True, **kwargs)["sanity"]
+    assert forced["forced"] and forced["cosine_z"] < 3
 
 
 @pytest.mark.slow

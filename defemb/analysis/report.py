@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from defemb.atomic_io import atomic_output_dir, write_json
-from defemb.surgery.checkpoint import read_embedding_matrix
+from defemb.surgery.checkpoint import read_embedding_matrix, torch_load
 from defemb.analysis.frequency_groups import frequency_groups, groups_convention
 from defemb.analysis.geometry import drift, plot_projections
 from defemb.analysis.isotropy import AUTHORS_CLIP, CONVENTIONS, isotropy_by_group
@@ -136,10 +136,7 @@ def read_matrix(path: str | Path) -> np.ndarray:
     if path.suffix == ".npy":
         return np.load(path).astype(np.float32, copy=False)
     if path.is_file() and path.suffix == ".pt":
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        except RuntimeError:  # legacy serialization cannot be memory-mapped
-            obj = torch.load(path, map_location="cpu", weights_only=False)
+        obj = torch_load(path)
         if isinstance(obj, torch.Tensor):
             return obj.float().numpy()
     return read_embedding_matrix(path).numpy()

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
            "rare-subset": rare_subset_main, "reconstruction": reconstruction_main}[mode]
     try:
         return run(args)
-    except (FileNotFoundError, ValueError, KeyError, FileExistsError, RuntimeError) as err:
+    except (OSError, ValueError, KeyError, RuntimeError) as err:  # OSError: missing input, existing output, disk full
         print(f"defemb-analyze: error: {err}", file=sys.stderr)
         return 2
 

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         report = convert_hf(model_dir=args.model_dir, out=args.out, overwrite=args.overwrite, verify=args.verify)
     except VerificationError as err:
         return verification_failed("defemb-convert-hf", err)
-    except (ConversionError, FileExistsError) as err:
+    except (ConversionError, OSError) as err:  # OSError: existing output, disk full
         print(f"defemb-convert-hf: error: {err}", file=sys.stderr)
         return 2
     print(summary(report, args.out))

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         report = build_corpus(args.vocab, args.out, bpe=args.bpe,
                               sources=[s.strip() for s in args.source.split(",") if s.strip()],
                               progress=not args.no_progress, **options)
-    except (CorpusBuildError, FileNotFoundError, FileExistsError) as err:
+    except (CorpusBuildError, OSError) as err:  # OSError: missing input, existing output, disk full
         print(f"defemb-corpus: error: {err}", file=sys.stderr)
         return 2
     skipped = ", ".join(f"{k}: {v['count']}" for k, v in report["skipped"].items()) or "none"

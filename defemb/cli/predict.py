@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             max_tokens=args.max_tokens, batch_size=args.batch_size, token_ids=token_ids, device=args.device,
             mask_headword_everywhere=args.mask_headword_everywhere, progress=not args.no_progress,
             average=args.average)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # OSError: unreadable input, or disk full while writing
         print(f"defemb-predict: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(coverage))

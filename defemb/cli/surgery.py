@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "z-score per dimension")
     p.add_argument("--out", help="output checkpoint directory (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--force", action="store_true",
+                   help="write replacement rows that fail the sanity guard (mean norm ratio new/old outside [1/3, 3], "
+                   "or, over >= 10 rows, mean cosine to the replaced rows not 3 standard errors above chance); the "
+                   "figures are in surgery.json's 'sanity' either way")
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     p.add_argument("--no-isotropy", action="store_true",
                    help="leave isotropy out of the report (I(E) per frequency group before and after, the paper's "
@@ -72,6 +76,12 @@ def summary(report: dict, out: str | None, dry_run: bool) -> str:
         if g["changed"]:
             lines.append(f"  {name:8s} {g['changed']:6d} changed: mean norm {g['norm_before']:.3f} -> {g['norm_after']:.3f}, "
                          f"mean cosine to original {g['cosine_to_original']:.3f}")
+    sanity = report.get("sanity")
+    if sanity and sanity.get("norm_ratio") is not None:
+        z = "n/a" if sanity["cosine_z"] is None else f"{sanity['cosine_z']:.1f}"
+        lines.append(f"  sanity: norm ratio {sanity['norm_ratio']:.3f}, cosine to replaced {sanity['cosine_to_replaced']:.3f} "
+                     f"(chance {sanity['cosine_chance']:.3f}, z {z})"
+                     + ("; FORCED past: " + "; ".join(sanity["problems"]) if sanity["forced"] else ""))
     if report["isotropy"] is not None:
         for label, convention in (("isotropy (paper: eig's signs)", "paper"), ("isotropy (sign-invariant)   ", "sign_invariant")):
             iso_b, iso_a = report["isotropy"]["before"][convention], report["isotropy"]["after"][convention]
@@ -101,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             args.checkpoint, args.out, dict_path=args.dict, embeddings=args.embeddings, task_data=args.task_data or [],
             alpha=args.alpha, method=args.method, gpt2_encoder_json=args.gpt2_encoder_json,
             gpt2_vocab_bpe=args.gpt2_vocab_bpe, task_splits=args.task_splits.split(","), overwrite=args.overwrite,
-            dry_run=args.dry_run, isotropy=not args.no_isotropy)
+            dry_run=args.dry_run, isotropy=not args.no_isotropy, force=args.force)
     except (SurgeryError, OSError, ValueError) as err:
         print(f"defemb-surgery: error: {err}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from omegaconf import OmegaConf
 
-from defemb.atomic_io import atomic_output_file
+from defemb.atomic_io import torch_save
 
 
 def build_pretraining_model(data_dir: str | Path, task: str, arch: str, extra_args: list[str] = ()) -> tuple[Any, torch.nn.Module, Any]:
@@ -45,6 +45,5 @@ def save_model_checkpoint(model: torch.nn.Module, cfg: Any, path: str | Path, nu
         "task_state": {},
         "extra_state": {"metrics": {}, "previous_training_time": 0.0},
     }
-    with atomic_output_file(path) as tmp:
-        torch.save(state, tmp)
+    torch_save(state, path)
     return Path(path)

@@ -29,6 +29,18 @@ TIED_EMBEDDING_KEYS = {
 }
 
 
+def torch_load(path: Path) -> Any:
+    """torch.load on CPU, memory-mapped when the file allows; an unreadable file is a ValueError naming it."""
+    try:
+        try:
+            return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+        except RuntimeError:  # legacy (non-zip) serialization cannot be memory-mapped
+            return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated zip archives, empty files, pickle errors: many types
+        raise ValueError(f"{path}: cannot be read as a torch checkpoint ({type(err).__name__}: {str(err)[:200]}); "
+                         "it is truncated or not a checkpoint: pass the model.pt of a fairseq BART/RoBERTa") from None
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a fairseq checkpoint (a model.pt or its directory) memory-mapped on CPU.
 
@@ -40,10 +52,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         path = path / "model.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found (a fairseq model.pt)")
-    try:
-        state = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    except RuntimeError:  # legacy (non-zip) serialization cannot be memory-mapped
-        state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch_load(path)
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path}: not a fairseq checkpoint (no 'model' state dict)")
     return state

@@ -6,6 +6,8 @@ the input file byte for byte outside the embedding's zip records), the input nev
 output atomic. :func:`verify` proves that only the rows listed in surgery.json changed.
 ``method`` "deldirection" (Eq. 3), "deldirection-centred" or "del-zscore" applies the paper's
 baselines (``BASELINES``) to the whole matrix instead.
+Predictions are checked before anything is written (:func:`sanity_check`): rows whose norms or
+directions do not belong to the checkpoint's embedding space stop surgery unless ``force``.
 """
 import argparse
 import hashlib
@@ -105,6 +107,68 @@ def plan(matrix: torch.Tensor, dictionary, *, checkpoint: str | Path, dict_path:
     return selection.replaced, values, selection, task
 
 
+# The sanity guard (issue 19). Predictions from a wrong or untrained model are the failure it
+# catches: measured on the demo's MiniLM (examples/demo.py --budget ci, 12 updates) the replacement
+# rows had 0.157x the norm of the rows they replace, and 50x-norm rows were reported accepted
+# silently. A trained model mimics the pretrained rows (Eq. 5), so their scale is the rows' scale.
+NORM_RATIO_BOUNDS = (1 / 3, 3.0)
+# Direction: the new rows must be closer to the rows they replace than randomly drawn rows of the
+# original matrix are (the chance level, which is ~0 in an isotropic space and higher in an
+# anisotropic one), by COSINE_Z standard errors of the paired per-row difference. Random vectors
+# or another model's space sit at the chance level (z ~ 0); a mean cosine threshold could not
+# tell them apart from an undertrained model's 0.1. Fewer than COSINE_MIN_ROWS rows are not judged.
+COSINE_Z = 3.0
+COSINE_MIN_ROWS = 10
+CHANCE_DRAWS = 8  # random original rows per replaced row for the chance level (seeded)
+COSINE_SAMPLE = 2048
+
+
+def sanity_check(matrix: torch.Tensor, changed: list[int], values: torch.Tensor, excluded: list[int]) -> dict:
+    """Figures of the replacement rows against the rows they replace, and the guard's verdict.
+
+    Returns ``norm_before``/``norm_after`` (mean L2 norms), ``norm_ratio`` (their ratio),
+    ``cosine_to_replaced`` (mean cosine of each new row to the row it replaces),
+    ``cosine_chance`` (mean cosine of the replaced rows to randomly drawn rows of the original
+    matrix, ``excluded`` ids never drawn), ``cosine_z`` (the paired difference in standard errors)
+    and ``problems`` (human-readable; empty when the rows pass). The cosine figures use a seeded
+    sample of at most COSINE_SAMPLE rows (plenty for the test, and cheap at BART-large's 50k)."""
+    figures = {"rows": len(changed), "norm_ratio_bounds": [round(b, 4) for b in NORM_RATIO_BOUNDS],
+               "cosine_z_min": COSINE_Z, "cosine_min_rows": COSINE_MIN_ROWS, "problems": []}
+    if not changed:
+        return figures
+    ids = torch.tensor(changed, dtype=torch.long)
+    norm_before = float(torch.linalg.vector_norm(rows_of(matrix, ids).float(), dim=1).double().mean())
+    norm_after = float(torch.linalg.vector_norm(values.float(), dim=1).double().mean())
+    ratio = norm_after / max(norm_before, 1e-12)
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randperm(len(ids), generator=generator)[:COSINE_SAMPLE].sort().values
+    pool = torch.tensor(sorted(set(range(matrix.size(0))) - set(excluded)), dtype=torch.long)
+    draws = pool[torch.randint(len(pool), (len(sample), CHANCE_DRAWS), generator=generator)]
+    unit = torch.nn.functional.normalize
+    old = unit(matrix[ids[sample]].float(), dim=1)
+    cos_new = (unit(values[sample].float(), dim=1) * old).sum(1).double()
+    chance_rows = matrix[draws].float()  # float32: the gather is the cost (0.3 s at 2,048 x 8 x 1024)
+    cos_chance = (torch.einsum("nkd,nd->nk", chance_rows, old)
+                  / torch.linalg.vector_norm(chance_rows, dim=2).clamp(min=1e-12)).double().mean(1)
+    diff = cos_new - cos_chance
+    spread = float(diff.std()) if len(diff) > 1 else 0.0
+    z = float(diff.mean()) / (spread / len(diff) ** 0.5) if spread > 0 else None
+    figures.update(norm_before=round(norm_before, 4), norm_after=round(norm_after, 4), norm_ratio=round(ratio, 4),
+                   cosine_rows=len(sample), cosine_to_replaced=round(float(cos_new.mean()), 4),
+                   cosine_chance=round(float(cos_chance.mean()), 4), cosine_z=None if z is None else round(z, 2))
+    low, high = NORM_RATIO_BOUNDS
+    if not low <= ratio <= high:
+        figures["problems"].append(
+            f"mean norm {norm_after:.4g} against {norm_before:.4g} for the rows they replace: ratio {ratio:.3g}, "
+            f"outside [{low:.3g}, {high:.3g}]")
+    if len(changed) >= COSINE_MIN_ROWS and (z is None or z < COSINE_Z):
+        figures["problems"].append(
+            f"mean cosine to the rows they replace {float(cos_new.mean()):.3f}, chance level (random rows of the "
+            f"original matrix) {float(cos_chance.mean()):.3f}: {'n/a' if z is None else f'{z:.2f}'} standard errors "
+            f"above chance, {COSINE_Z:g} needed")
+    return figures
+
+
 def row_changes(before: torch.Tensor, after: torch.Tensor, chunk_rows: int = 4096) -> torch.Tensor:
     """Per row: norm before, norm after, cosine between them (float64, rows x 3), in row chunks that
     stay in cache (torch's cosine_similarity makes several full-size temporaries)."""
@@ -171,7 +235,7 @@ def swap_embeddings(checkpoint: str | Path, out: str | Path | None = None, *, di
                     embeddings: str | Path | None = None, task_data: list[str | Path] | str | Path = (),
                     alpha: float = 100.0, method: str = "definitionemb",
                     gpt2_encoder_json: str | Path | None = None, gpt2_vocab_bpe: str | Path | None = None,
-                    task_splits: tuple[str, ...] | list[str] | str = ("train",),
+                    task_splits: tuple[str, ...] | list[str] | str = ("train",), force: bool = False,
                     overwrite: bool = False, dry_run: bool = False, isotropy: bool = True) -> dict:
     """Write a copy of ``checkpoint`` with rare rows replaced (or the whole matrix post-processed) to ``out``.
 
@@ -180,7 +244,9 @@ def swap_embeddings(checkpoint: str | Path, out: str | Path | None = None, *, di
     defaults to the dict.txt beside the checkpoint. ``task_splits``: the splits of a fairseq-preprocess
     ``task_data`` directory that make V_task (default the fine-tuning split ``train``; ``"all"`` every
     one, test references included); raw text files are read as given. Returns the report also written to OUT/surgery.json;
-    with ``dry_run`` nothing is written and ``out`` may be None.
+    with ``dry_run`` nothing is written and ``out`` may be None. For definitionemb, replacement rows that fail
+    :func:`sanity_check` raise :class:`SurgeryError` (showing the figures) unless ``force``; the report's
+    ``sanity`` records the figures either way.
     """
     if method not in METHODS:
         raise SurgeryError(f"method {method!r}: pick one of {', '.join(METHODS)}")
@@ -217,9 +283,18 @@ def swap_embeddings(checkpoint: str | Path, out: str | Path | None = None, *, di
         matrix, dictionary, checkpoint=checkpoint, dict_path=dict_path, method=method, embeddings=embeddings,
         task_data=task_data, alpha=alpha, gpt2_encoder_json=gpt2_encoder_json, gpt2_vocab_bpe=gpt2_vocab_bpe,
         task_splits=task_splits)
+    specials = sorted(special_ids(dictionary))
+    if method == "definitionemb":  # the baselines transform the matrix itself: nothing foreign to check
+        sanity = sanity_check(matrix, changed, values, specials)
+        sanity["forced"] = bool(force and sanity["problems"])
+        if sanity["problems"] and not force:
+            raise SurgeryError(
+                f"{embeddings}: the {len(changed)} replacement rows do not look like rows of {checkpoint_file(checkpoint)} "
+                "(a wrong or undertrained DefinitionEMB model?):\n  " + "\n  ".join(sanity["problems"])
+                + "\nrecheck the predictions, or pass --force (force=True) to write them anyway; "
+                "the figures are recorded in surgery.json's 'sanity'")
     index = torch.tensor(changed, dtype=torch.long)
     after = with_rows(matrix, index, values)
-    specials = sorted(special_ids(dictionary))
     report = {
         "checkpoint": str(checkpoint_file(checkpoint)), "checkpoint_bytes": checkpoint_file(checkpoint).stat().st_size,
         "dict": str(dict_path), "dict_sha256": dictionary_sha256(dict_path), "method": method,
@@ -239,6 +314,8 @@ def swap_embeddings(checkpoint: str | Path, out: str | Path | None = None, *, di
             without_definition_tokens=[dictionary[i] for i in selection.without_definition],
         )
     report["special_ids"] = specials
+    if method == "definitionemb":
+        report["sanity"] = sanity
     if dry_run:
         report.update(change_report(matrix, after, changed, dictionary, isotropy))
         report["seconds"] = round(time.perf_counter() - start, 2)

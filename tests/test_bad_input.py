@@ -1,0 +1,145 @@
+"""Bad input, end to end (issue 19): the rows of docs/BAD_INPUT.md that no other test covers.
+
+Every failing case exits 2 with a message naming the file (and line, where there is one), and
+leaves neither an output nor a temporary behind. Disk full is simulated with RLIMIT_FSIZE in the
+child (writes then fail with EFBIG, as they fail with ENOSPC on a full disk).
+"""
+import resource
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import VENV_BIN
+from defemb.cli.analyze import main as analyze_main
+from defemb.cli.corpus import main as corpus_main
+from defemb.cli.predict import main as predict_main
+from defemb.cli.surgery import main as surgery_main
+from defemb.convert.fairseq_checkpoint import save_model_checkpoint
+from test_corpus_alignment import MINILM_VOCAB, write_wordpiece_dict
+from test_definition_cloze import build_with_cfg
+
+
+@pytest.fixture(scope="module")
+def definition_checkpoint(tiny_dir, tmp_path_factory) -> Path:
+    _, model, _, cfg = build_with_cfg(tiny_dir, "roberta")
+    return save_model_checkpoint(model, cfg, tmp_path_factory.mktemp("defemb") / "checkpoint_best.pt")
+
+
+def nothing_left(directory: Path, before: set) -> None:
+    assert set(directory.iterdir()) == before, sorted(p.name for p in set(directory.iterdir()) - before)
+
+
+def fails_in_process(main, argv, directory: Path, capsys, *needles) -> str:
+    before = set(directory.iterdir())
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    for needle in needles:
+        assert needle in err, err
+    nothing_left(directory, before)
+    return err
+
+
+def truncated(source: Path, target: Path) -> Path:
+    data = source.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    return target
+
+
+# -- truncated and empty checkpoints ------------------------------------------------------------
+
+@pytest.mark.parametrize("cut", ["truncated", "empty"])
+def test_unreadable_checkpoints_are_named(tiny_dir, definition_checkpoint, tmp_path, capsys, cut):
+    def broken(source: Path, name: str) -> Path:
+        if cut == "truncated":
+            return truncated(source, tmp_path / name)
+        (tmp_path / name).write_bytes(b"")
+        return tmp_path / name
+
+    plm = broken(tiny_dir / "bart" / "model.pt", "model.pt")
+    fails_in_process(surgery_main, ["--checkpoint", str(plm), "--dict", str(tiny_dir / "bart" / "dict.txt"),
+                                    "--method", "deldirection", "--out", str(tmp_path / "out")],
+                     tmp_path, capsys, f"{plm}: cannot be read as a torch checkpoint", "truncated or not a checkpoint")
+    fails_in_process(analyze_main, ["--checkpoint", str(plm), "--dict", str(tiny_dir / "bart" / "dict.txt"),
+                                    "--out", str(tmp_path / "analysis"), "--no-progress"],
+                     tmp_path, capsys, f"{plm}: cannot be read as a torch checkpoint")
+    ckpt = broken(definition_checkpoint, "checkpoint_best.pt")
+    fails_in_process(predict_main, ["--checkpoint", str(ckpt), "--corpus", str(tiny_dir / "corpus"), "--device", "cpu",
+                                    "--out", str(tmp_path / "defemb.pt")],
+                     tmp_path, capsys, f"--checkpoint {ckpt}: cannot be read as a torch checkpoint")
+
+
+# -- bad UTF-8 -----------------------------------------------------------------------------------
+
+def test_dict_txt_with_bad_utf8_names_the_line(tiny_dir, tmp_path, capsys):
+    (tmp_path / "plm").mkdir()
+    shutil.copyfile(tiny_dir / "bart" / "model.pt", tmp_path / "plm" / "model.pt")
+    lines = (tiny_dir / "bart" / "dict.txt").read_bytes().splitlines(keepends=True)
+    lines[2] = b"c\xffat 7\n"
+    (tmp_path / "plm" / "dict.txt").write_bytes(b"".join(lines))
+    fails_in_process(surgery_main, ["--checkpoint", str(tmp_path / "plm"), "--method", "deldirection",
+                                    "--out", str(tmp_path / "out")],
+                     tmp_path, capsys, f"{tmp_path / 'plm' / 'dict.txt'}:3: not UTF-8")
+    fails_in_process(corpus_main, ["--vocab", str(tmp_path / "plm" / "dict.txt"), "--bpe", "wordpiece",
+                                   "--wordpiece-vocab", str(MINILM_VOCAB), "--source", "numbers", "--no-progress",
+                                   "--out", str(tmp_path / "defs")],
+                     tmp_path, capsys, f"--vocab {tmp_path / 'plm' / 'dict.txt'}:3: not UTF-8")
+
+
+def test_definition_lines_with_bad_utf8_are_skipped_and_counted(tmp_path, capsys):
+    vocab = write_wordpiece_dict(tmp_path / "dict.txt")
+    tsv = tmp_path / "manual.tsv"
+    tsv.write_bytes(b"".join(f"Word{i}x\tn.\tthe {i}th word of a small list\n".encode() for i in range(20))
+                    + b"Bad\xffword\tn.\ta \xfe line\n")
+    assert corpus_main(["--vocab", str(vocab), "--bpe", "wordpiece", "--wordpiece-vocab", str(MINILM_VOCAB), "--lowercase",
+                        "--source", "manual", "--manual-tsv", str(tsv), "--valid-size", "0", "--no-progress",
+                        "--out", str(tmp_path / "defs")]) == 0
+    out = capsys.readouterr().out
+    assert "20 prompts built" in out and "invalid UTF-8: 1" in out, out
+
+
+# -- empty files ---------------------------------------------------------------------------------
+
+def test_empty_definition_file(tmp_path, capsys):
+    vocab = write_wordpiece_dict(tmp_path / "dict.txt")
+    (tmp_path / "empty.tsv").write_text("")
+    fails_in_process(corpus_main, ["--vocab", str(vocab), "--bpe", "wordpiece", "--wordpiece-vocab", str(MINILM_VOCAB),
+                                   "--source", "manual", "--manual-tsv", str(tmp_path / "empty.tsv"), "--no-progress",
+                                   "--out", str(tmp_path / "defs")],
+                     tmp_path, capsys, "no prompt could be built")
+
+
+# -- disk full -----------------------------------------------------------------------------------
+
+def run_with_file_limit(argv: list[str], limit: int, cwd: Path) -> subprocess.CompletedProcess:
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run(argv, capture_output=True, text=True, preexec_fn=small_disk, cwd=cwd, timeout=600)
+
+
+@pytest.mark.slow
+def test_disk_full_exits_2_and_leaves_nothing(tiny_dir, definition_checkpoint, tmp_path):
+    (tmp_path / "inputs").mkdir()
+    vocab = write_wordpiece_dict(tmp_path / "inputs" / "dict.txt")
+    work = tmp_path / "work"
+    work.mkdir()
+    commands = {
+        "defemb-surgery": ["--checkpoint", str(tiny_dir / "bart" / "model.pt"), "--method", "deldirection", "--out", "out"],
+        "defemb-predict": ["--checkpoint", str(definition_checkpoint), "--corpus", str(tiny_dir / "corpus"),
+                           "--device", "cpu", "--no-progress", "--out", "defemb.pt"],
+        "defemb-corpus": ["--vocab", str(vocab), "--bpe", "wordpiece", "--wordpiece-vocab", str(MINILM_VOCAB),
+                          "--source", "numbers", "--no-progress", "--out", "defs"],
+        "defemb-analyze": ["--checkpoint", str(tiny_dir / "roberta" / "model.pt"), "--dict", str(tiny_dir / "roberta" / "dict.txt"),
+                           "--no-progress", "--out", "analysis"],
+    }
+    for command, argv in commands.items():
+        # 1 kB: below every output's size (the predictions file is the smallest, ~1.4 kB)
+        result = run_with_file_limit([str(VENV_BIN / command), *argv], 1000, work)
+        assert result.returncode == 2, (command, result.stderr[-2000:])
+        assert f"{command}: error:" in result.stderr and ("File too large" in result.stderr
+                                                          or "could not be written" in result.stderr), result.stderr
+        assert list(work.iterdir()) == [], (command, sorted(p.name for p in work.iterdir()))
