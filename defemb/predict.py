@@ -21,8 +21,17 @@ logger = logging.getLogger("defemb-predict")
 
 
 def load_definition_model(checkpoint: str | Path, corpus_dir: str | Path, device: str = "cpu"):
-    """Load a DefinitionEMB checkpoint for inference on ``corpus_dir``; return (model, task)."""
-    from fairseq import checkpoint_utils
+    """Load a DefinitionEMB checkpoint for inference on ``corpus_dir``; return (model, task).
+
+    The task is set up from ``corpus_dir``, never from the corpus path the checkpoint
+    recorded at training time (fairseq applies ``arg_overrides`` only when it reads the
+    state itself): a checkpoint trained elsewhere, or whose training directory was
+    renamed or deleted, predicts on the corpus it is given. Nothing else recorded is a
+    path the load needs: the task drops ``--pretrained-checkpoint`` when it builds a
+    model from a checkpoint.
+    """
+    from fairseq import checkpoint_utils, tasks
+    from omegaconf import open_dict
 
     import fairseq_defemb  # noqa: F401  (registers the plugin, safe globals)
 
@@ -31,21 +40,42 @@ def load_definition_model(checkpoint: str | Path, corpus_dir: str | Path, device
         raise FileNotFoundError(f"--checkpoint {checkpoint}: not found (a checkpoint written by fairseq-train --task definition_cloze)")
     check_corpus_dictionary(corpus_dir)
     state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint))
-    trained_on = getattr(state["cfg"]["model"], "dictionary_sha256", None) if state.get("cfg") else None
+    cfg = state.get("cfg")
+    trained_on = getattr(cfg["model"], "dictionary_sha256", None) if cfg else None
     corpus_hash = dictionary_sha256(Path(corpus_dir) / DICT_FILE)
-    if trained_on is None:
+    if trained_on is None or cfg["task"].get("_name") != "definition_cloze":
         raise ValueError(f"{checkpoint}: not a DefinitionEMB checkpoint (train it with --task definition_cloze)")
     if trained_on != corpus_hash:
         raise ValueError(
             f"{Path(corpus_dir) / DICT_FILE} is not the dictionary {checkpoint} was trained with; "
             "predict on a corpus built with the model's dict.txt"
         )
-    # The stored cfg already holds the pretrained architecture: no need for the original file.
-    models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
-        [str(checkpoint)], arg_overrides={"data": str(corpus_dir), "pretrained_checkpoint": None}, state=state
-    )
+    with open_dict(cfg.task):
+        cfg.task.data = str(corpus_dir)
+    task = tasks.setup_task(cfg.task, from_checkpoint=True)
+    models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], task=task, state=state)
     model = models[0].to(device).eval()
     return model, task
+
+
+AVERAGES = ("definitions", "occurrences")
+
+
+def check_average(average: str) -> None:
+    if average not in AVERAGES:
+        raise ValueError(f"--average {average}: must be one of {', '.join(AVERAGES)}")
+
+
+def occurrence_weights(average: str, occurrences: np.ndarray, vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    """The weight of each prediction under ``average``, looked up by (prompt, token) key.
+
+    Returns (sorted keys ``prompt * vocab + token``, weight per key). ``definitions``: a
+    token occurring c times in one prompt (several variants contain it) weighs 1/c there,
+    so each definition contributes once; ``occurrences``: every occurrence weighs 1.
+    """
+    keys, counts = np.unique(occurrences[:, 0] * vocab + occurrences[:, 2], return_counts=True)
+    weights = 1.0 / counts if average == "definitions" else np.ones(len(keys))
+    return keys, weights
 
 
 def predict_with_model(
@@ -56,11 +86,18 @@ def predict_with_model(
     batch_size: int | None = None,
     token_ids: set[int] | None = None,
     progress: bool = True,
+    average: str = "definitions",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mean prediction per token id over every occurrence; returns (ids, vectors, num_definitions)."""
+    """One vector per token id predicted over the corpus; returns (ids, vectors, num_definitions).
+
+    ``average="definitions"`` (the default, see ``defemb-predict --help``): the mean over the
+    token's definitions of its mean prediction within each; ``"occurrences"``: the mean over
+    every occurrence, so a definition weighs as many times as its variants contain the token.
+    """
     from fairseq import utils
     from fairseq.data import data_utils
 
+    check_average(average)
     device = next(model.parameters()).device
     vocab, dim = model.target_embeddings.shape
     datasets = [task.build_cloze_dataset(split, predict=True) for split in splits]
@@ -81,6 +118,7 @@ def predict_with_model(
             hit = np.isin(table[:, 2], ids)
             wanted = np.nonzero(hit)[0] if dataset.corruption == "bert" else np.unique(table[hit, 0])
             indices = indices[np.isin(indices, wanted)]
+        keys, key_weights = occurrence_weights(average, dataset.occurrences, vocab)
         batches = data_utils.batch_by_size(
             indices, dataset.num_tokens, max_tokens=max_tokens, max_sentences=batch_size, required_batch_size_multiple=1
         )
@@ -93,15 +131,18 @@ def predict_with_model(
             slots = slot_of[sample["target"]]
             kept = slots >= 0
             slots = slots[kept]
-            sums.index_put_((slots.to(device),), predicted[kept.to(device)].double(), accumulate=True)
+            prompts = sample["definition"][sample["target_row"][kept]].numpy()
+            weights = key_weights[np.searchsorted(keys, prompts * vocab + sample["target"][kept].numpy())]
+            weighted = predicted[kept.to(device)].double() * torch.from_numpy(weights).to(device)[:, None]
+            sums.index_put_((slots.to(device),), weighted, accumulate=True)
             counts += torch.bincount(slots, minlength=len(ids))
             # A definition counts once per token, however many variants contain it.
-            prompt = sample["definition"][sample["target_row"][kept]].numpy() + offset * (1 << 40)
-            definition_pairs.append(prompt * len(ids) + slots.numpy())
-    # Every id occurs in some item (ids come from the items' own occurrence tables).
-    means = (sums / counts.to(device, torch.float64)[:, None]).float().cpu()
+            definition_pairs.append((prompts + offset * (1 << 40)) * len(ids) + slots.numpy())
     pairs = np.unique(np.concatenate(definition_pairs)) if definition_pairs else np.zeros(0, dtype=np.int64)
     num_definitions = torch.from_numpy(np.bincount(pairs % max(len(ids), 1), minlength=len(ids)))
+    # Every id occurs in some item (ids come from the items' own occurrence tables).
+    total_weight = num_definitions if average == "definitions" else counts
+    means = (sums / total_weight.to(device, torch.float64)[:, None]).float().cpu()
     return torch.from_numpy(ids), means, num_definitions
 
 
@@ -124,22 +165,23 @@ def predict_embeddings(checkpoint: str | Path, corpus: str | Path, out: str | Pa
                        splits: tuple[str, ...] = ("train", "valid"), max_tokens: int = 8192,
                        batch_size: int | None = None, token_ids: set[int] | None = None,
                        device: str = "cpu", mask_headword_everywhere: bool | None = None,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, average: str = "definitions") -> dict:
     """Predict with a DefinitionEMB checkpoint over ``corpus`` and write the embeddings file ``out``.
     ``mask_headword_everywhere`` overrides the checkpoint's own setting (None: keep it).
 
-    Returns the coverage report (also stored in the file's ``extra``)."""
+    Returns the coverage report (also stored in the file's ``extra``), with the ``average`` used."""
+    check_average(average)
     model, task = load_definition_model(checkpoint, corpus, device)
     if mask_headword_everywhere is not None:
         task.set_mask_headword_everywhere(mask_headword_everywhere)
     start = time.perf_counter()
     ids, vectors, num_definitions = predict_with_model(model, task, tuple(splits), max_tokens, batch_size,
-                                                       token_ids, progress=progress)
+                                                       token_ids, progress=progress, average=average)
     seconds = time.perf_counter() - start
     dictionary = task.source_dictionary
     defined = len(dictionary) - dictionary.nspecial - 1  # no specials, no <mask>
     coverage = {"predicted_tokens": len(ids), "vocabulary": defined, "share": len(ids) / max(defined, 1),
-                "seconds": round(seconds, 2),
+                "average": average, "seconds": round(seconds, 2),
                 "mask_headword_everywhere": bool(task.cfg.mask_headword_everywhere)}
     PredictedEmbeddings(
         token_ids=ids, embeddings=vectors, num_definitions=num_definitions,

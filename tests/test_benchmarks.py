@@ -5,8 +5,9 @@ import pytest
 from fairseq.models.transformer import TransformerConfig
 from fairseq.modules.transformer_layer import TransformerDecoderLayerBase, TransformerEncoderLayerBase
 
-from benchmarks.run import (encoder_prediction_flops, flops_per_sequence, growth_exponent, interleaved, last_json,
-                            layer_params, median_ratio, misses_text, paper_scale, table_rows, write_readme)
+from benchmarks.flops import encoder_prediction_flops, flops_per_sequence, layer_params, paper_scale
+from benchmarks.harness import growth_exponent, interleaved, last_json, median_ratio
+from benchmarks.report import misses_text, table_rows, write_readme
 
 
 def test_interleaved_alternates_and_the_ratio_is_taken_per_round():
@@ -80,7 +81,7 @@ def test_table_rows_and_misses_follow_the_targets():
 
 def test_misses_carry_the_measured_breakdown():
     slow = {**RESULTS["isotropy"], "fast_seconds": 2.13,
-            "necessary_work_seconds": {"gram": 0.39, "eigh_float64": 0.54, "projections": 1.1, "sum": 2.03}}
+            "necessary_work_seconds": {"gram": 0.39, "eig_float64": 0.54, "projections": 1.1, "sum": 2.03}}
     surgery = {"parameters": 406e6, "load_save_seconds": 5.0, "load_save_peak_rss_over_file": 1.4,
                "import_seconds": {"defemb_surgery": 3.2, "torch": 1.3},
                **{m: {"seconds": s, "time_ratio": s / 5.0, "peak_rss_over_file": 0.7}
@@ -103,3 +104,9 @@ def test_last_json_skips_logging_and_readme_section_is_replaced(tmp_path):
     assert "old" not in text and text.startswith("# B\nprose\n") and text.endswith("after\n")
     assert "| defemb-corpus" in text and "isotropy: 10,000 rows 0.30 s" in text
     assert "quick smoke run (`--quick`) of corpus:" in text and "| isotropy + frequency groups, 50,265 x 1,024" in text
+    assert "(corpus, isotropy measured on a date not recorded)" in text
+    # stages re-run with --only on another day keep the others' figures, each stage with its date
+    dated = json.loads(json.dumps(RESULTS))
+    dated["corpus"]["measured"], dated["isotropy"]["measured"] = "2026-11-27", "2026-11-25"
+    write_readme(dated, readme)
+    assert "(isotropy measured 2026-11-25; corpus measured 2026-11-27)" in readme.read_text()

@@ -10,6 +10,7 @@ from defemb.data.corpus_format import check_corpus_dictionary, load_split
 from defemb.data.vocabulary import load_model_dictionary
 from defemb.corpus import build as build_corpus
 from defemb.cli.corpus import main as cli_main
+from defemb.corpus.sources import DEFAULT_SOURCES
 from tiny_models import make_tiny_checkpoint
 from conftest import REPO, VENV_BIN
 from test_corpus_alignment import GPT2, MINILM_VOCAB, gpt2_decode, write_gpt2_dict, write_wordpiece_dict
@@ -109,6 +110,24 @@ def test_max_senses_per_word(tmp_path, wp_dict):
     assert len(read_all(out, "train")) == 3
 
 
+def test_multi_word_headwords_are_skipped_and_counted(tmp_path, gpt2_dict):
+    """Issue 13.5: a phrase is not a target (its spans would teach " the" and " bucket")."""
+    tsv = tmp_path / "m.tsv"
+    tsv.write_text("kick the bucket\tv.\tto die\nNew\u00a0York\tn.\ta city\nbucket\tn.\ta pail\n"
+                   "well-known\tadj.\twidely known\n")
+    out = tmp_path / "out"
+    assert cli_main(gpt2_args(out, gpt2_dict, "--source", "manual", "--manual-tsv", str(tsv), "--valid-size", "0")) == 0
+    report = json.loads((out / "coverage.json").read_text())
+    assert report["skipped"]["multi-word headword (not a target)"] == {"count": 2, "first": ["kick the bucket",
+                                                                                             "New\u00a0York"]}
+    assert report["prompts_built"] == 2  # bucket, well-known
+    d = load_model_dictionary(out / "dict.txt")
+    bpe_id = json.loads((GPT2 / "encoder.json").read_text())
+    grounded = {int(x) for x in (out / "grounded_ids.txt").read_text().split()}
+    assert d.index(str(bpe_id["\u0120bucket"])) in grounded
+    assert not {d.index(str(bpe_id[t])) for t in ("\u0120the", "\u0120kick", "\u0120York")} & grounded
+
+
 def test_limit_favours_rare_tokens(tmp_path, wp_dict):
     limited, full = tmp_path / "lim", tmp_path / "full"
     assert cli_main(wp_args(limited, wp_dict, "--source", "numbers", "--limit", "200", "--valid-size", "0")) == 0
@@ -126,6 +145,26 @@ def test_limit_favours_rare_tokens(tmp_path, wp_dict):
     # MiniLM's [unusedN] slots are counted apart, not listed among the ungrounded tokens.
     assert report["coverage"]["ungrounded_unused_slots"] > 900
     assert not any(t["token"].startswith("[unused") for t in report["coverage"]["most_frequent_ungrounded"])
+
+
+def test_reports_record_licences_shapes_and_sample_prompts(tmp_path, gpt2_dict):
+    out = tmp_path / "out"
+    assert cli_main(gpt2_args(out, gpt2_dict, "--source", "numbers,symbols", "--valid-size", "0.1")) == 0
+    meta = check_corpus_dictionary(out)
+    assert list(meta["licences"]) == ["numbers", "symbols"] and "Unicode" in meta["licences"]["symbols"]["licence"]
+    report = json.loads((out / "coverage.json").read_text())
+    assert report["licences"] == meta["licences"]
+    assert [len(v) for v in report["sample_prompts"].values()] == [10, 10]
+    assert all(t.startswith("<s> ") and t.endswith("</s>") for v in report["sample_prompts"].values() for t in v)
+    cov = report["coverage"]
+    shapes = cov["ungrounded_by_shape"]
+    assert sum(v["tokens"] for v in shapes.values()) + cov["grounded"]["grounded"] == cov["vocabulary_size"]
+    assert shapes["partial UTF-8 bytes"]["tokens"] > 100 and "lower-case, word-initial" in shapes
+    assert cov["by_source"]["symbols"]["grounded"] > 900 and cov["grounded_only_generic"]["grounded"] == 0
+    md = (out / "coverage.md").read_text()
+    for needle in ("Ungrounded tokens by shape", "Sources and their licences", "| symbols | Unicode character names",
+                   "Random prompts of `symbols`:", "Random prompts of `numbers`:", ": the number "):
+        assert needle in md, needle
 
 
 # -- bad input: a clear error, exit 2, nothing left behind ------------------------
@@ -158,6 +197,7 @@ def test_malformed_dict_txt_names_the_line(tmp_path, capsys):
 def test_sources_that_cannot_be_read(tmp_path, wp_dict, capsys):
     fails(capsys, tmp_path, wp_args(tmp_path / "o", wp_dict, "--source", "wiktionary"), "--wiktionary-jsonl")
     fails(capsys, tmp_path, wp_args(tmp_path / "o", wp_dict, "--source", "gcide,webster"), "webster: unknown")
+    fails(capsys, tmp_path, wp_args(tmp_path / "o", wp_dict, "--source", "inflections"), "add one of gcide")
     fails(capsys, tmp_path, wp_args(tmp_path / "o", wp_dict, "--source", "manual", "--manual-tsv", str(tmp_path / "x.tsv")),
           "x.tsv: not found")
     junk = tmp_path / "dump.jsonl"
@@ -189,15 +229,15 @@ def test_existing_output_is_kept_and_failures_leave_nothing(tmp_path, wp_dict, c
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (out / "keep.txt").read_text() == "mine"
 
 
-# -- full GCIDE builds (the README's numbers) --------------------------------------
+# -- full builds from every embedded source (the README's numbers) ----------------
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bpe", ["gpt2", "wordpiece"])
-def test_full_gcide_build(tmp_path, bpe, gpt2_dict, wp_dict, capsys):
-    out = tmp_path / "gcide"
+def test_full_embedded_build(tmp_path, bpe, gpt2_dict, wp_dict, capsys):
+    out = tmp_path / "full"
     argv = gpt2_args(out, gpt2_dict) if bpe == "gpt2" else wp_args(out, wp_dict)
     start = time.perf_counter()
-    assert cli_main(argv + ["--source", "gcide,numbers", "--workers", "2"]) == 0
+    assert cli_main(argv + ["--source", ",".join(DEFAULT_SOURCES), "--workers", "2"]) == 0
     seconds = time.perf_counter() - start
     report = json.loads((out / "coverage.json").read_text())
     cov = report["coverage"]
@@ -206,8 +246,15 @@ def test_full_gcide_build(tmp_path, bpe, gpt2_dict, wp_dict, capsys):
               f"groups { {g: v['share'] for g, v in cov['by_frequency_group'].items()} }, by source "
               f"{ {s: v['share'] for s, v in cov['by_source'].items()} }, skipped "
               f"{ {k: v['count'] for k, v in report['skipped'].items()} }")
-    assert report["prompts_built"] > 170_000 and report["splits"]["valid"] == 10_000
-    assert 0.5 < cov["grounded"]["share"] < 0.85 and len(cov["most_frequent_ungrounded"]) == 50
+    assert report["prompts_built"] > 300_000 and report["splits"]["valid"] == 10_000
+    assert set(report["prompts_by_source"]) == set(DEFAULT_SOURCES) and all(report["prompts_by_source"].values())
+    assert len(cov["most_frequent_ungrounded"]) == 50
+    # issue 17's targets
+    if bpe == "gpt2":
+        assert cov["grounded"]["share"] >= 0.85 and cov["by_frequency_group"]["rare"]["share"] >= 0.75
+    else:
+        unused = cov["ungrounded_unused_slots"]
+        assert cov["grounded"]["grounded"] / (cov["vocabulary_size"] - unused) >= 0.80
     if bpe == "gpt2":
         # ...and the full 50k-vocabulary corpus trains: a tiny BART, stock fairseq-train.
         checkpoint = make_tiny_checkpoint(tmp_path / "bart", "bart", dict_path=gpt2_dict)

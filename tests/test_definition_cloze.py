@@ -192,6 +192,33 @@ def test_missing_checkpoint_names_the_file(tiny_dir):
         tasks.setup_task(args).build_model(args)
 
 
+def cloze_args(tiny_dir, *extra):
+    return options.parse_args_and_arch(options.get_training_parser(), [
+        str(tiny_dir / "corpus"), "--task", "definition_cloze", "--criterion", "mimic_mse",
+        "--arch", "defemb_roberta", "--cpu", *extra])
+
+
+def test_no_pretrained_checkpoint_is_an_error_naming_the_option_and_file(tiny_dir):
+    """Issue 13.1: no silent random start."""
+    args = cloze_args(tiny_dir)
+    with pytest.raises(ValueError, match=r"needs --pretrained-checkpoint PATH.*bart\.large/model\.pt.*"
+                       + str(tiny_dir / "corpus" / "dict.txt") + r".*--from-scratch"):
+        tasks.setup_task(args).build_model(args)
+    both = cloze_args(tiny_dir, "--from-scratch", "--pretrained-checkpoint", str(tiny_dir / "roberta" / "model.pt"))
+    with pytest.raises(ValueError, match="exclude each other"):
+        tasks.setup_task(both).build_model(both)
+
+
+def test_from_scratch_builds_a_random_network_on_request(tiny_dir):
+    cfg = convert_namespace_to_omegaconf(cloze_args(tiny_dir, "--from-scratch"))
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    pretrained = torch.load(tiny_dir / "roberta" / "model.pt", weights_only=True)["model"]
+    weights = model.embed_tokens.weight.detach()
+    assert torch.equal(model.target_embeddings, weights)
+    assert not torch.equal(weights, pretrained["encoder.sentence_encoder.embed_tokens.weight"])
+
+
 def test_dictionary_mismatch_is_refused(tiny_dir, tmp_path):
     from tiny_corpus import make_tiny_corpus
     from tiny_models import TINY_WORDS, write_dict

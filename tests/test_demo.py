@@ -24,17 +24,19 @@ def test_short_demo_reports_what_it_saved(tmp_path):
     dictionary = load_model_dictionary(out / "original" / "dict.txt")
     groups = frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index("<mask>"))
     num_ids, num_values = numeric_tokens(token_surfaces(dictionary), dictionary.nspecial)
-    for name, path in (("original", out / "original" / "model.pt"), ("DefinitionEMB", out / "DefinitionEMB" / "model.pt"),
-                       ("DelDirection", out / "DelDirection" / "model.pt"), ("Del-zscore", out / "Del-zscore" / "model.pt")):
-        E = read_embedding_matrix(path)
+    for name in ("original", "DefinitionEMB", "DelDirection", "DelDirection-centred", "Del-zscore"):
+        E = read_embedding_matrix(out / name / "model.pt")
         reported = summary["analysis"]["matrices"][name]
         recomputed = isotropy_by_group(E, groups)
-        for group in ("frequent", "medium", "rare", "all"):
-            assert recomputed[group] == pytest.approx(reported["isotropy"][group], rel=1e-9), (name, group)
+        for convention in ("paper", "sign_invariant"):
+            for group in ("frequent", "medium", "rare", "all"):
+                assert recomputed[convention][group] == pytest.approx(reported["isotropy"][convention][group], rel=1e-9), \
+                    (name, convention, group)
         assert max_difference(E, num_ids, num_values) == pytest.approx(reported["max_difference"], rel=1e-9)
     text = (out / "summary.md").read_text()
-    iso = summary["analysis"]["matrices"]["DelDirection"]["isotropy"]["all"]
-    assert f"{iso:.3f}" in text
+    for convention, label in (("paper", "paper (eig's signs)"), ("sign_invariant", "sign-invariant (both signs)")):
+        iso = summary["analysis"]["matrices"]["DelDirection"]["isotropy"][convention]
+        assert f"| DelDirection | {label} | " + " | ".join(f"{iso[g]:.3f}" for g in ("frequent", "medium", "rare", "all")) in text
     assert summary["curve"]["loss"][-1] < summary["curve"]["loss"][0]
     for png in ("training_curve.png", "projection.png"):
         assert (out / png).stat().st_size > 5000

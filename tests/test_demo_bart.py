@@ -9,9 +9,9 @@ import pytest
 
 from conftest import REPO, VENV_BIN
 from defemb.surgery.checkpoint import read_embedding_matrix
-from defemb.analysis.report import model_groups
-from defemb.analysis.isotropy import isotropy_by_group
-from defemb.analysis.rouge import rouge_perl, rouge_python_per_example
+from defemb.analysis.report import model_groups, read_lines
+from defemb.analysis.isotropy import CONVENTIONS, isotropy_by_group
+from defemb.analysis.rouge import METRICS, rouge_155
 from defemb.analysis.significance import paired_bootstrap, pool
 from defemb.data.vocabulary import load_model_dictionary
 
@@ -37,11 +37,14 @@ def groups_of(out):
 @pytest.mark.slow
 def test_isotropy_trace_starts_at_fairseqs_initialisation_and_ends_at_the_kept_model(demo, tmp_path):
     out, summary = demo
-    trace, groups = summary["isotropy_during_pretraining"], groups_of(out)
+    trace, groups = summary["isotropy_during_pretraining"]["trace"], groups_of(out)
     final = isotropy_by_group(read_embedding_matrix(out / "original" / "model.pt"), groups)
     assert trace[-1]["update"] == BUDGETS["ci"]["pretrain_updates"]
-    for group in GROUPS:
-        assert trace[-1][group] == pytest.approx(final[group], rel=1e-9)
+    assert summary["isotropy_during_pretraining"]["conventions"]["paper"].endswith(
+        "dirs:one-per-eigvec(eig sign)|groups:30/50/20 by index|specials:4+<mask> excluded|lse:no-clip")
+    for convention in CONVENTIONS:
+        for group in GROUPS:
+            assert trace[-1][convention][group] == pytest.approx(final[convention][group], rel=1e-9)
     # Update 0 is what stock fairseq-train starts from: with a learning rate of 0 its first
     # interval checkpoint holds the initial weights unchanged.
     options = [str(o) for o in pretrain_options(BUDGETS["ci"], summary["seed"])]
@@ -52,20 +55,23 @@ def test_isotropy_trace_starts_at_fairseqs_initialisation_and_ends_at_the_kept_m
     assert run.returncode == 0, run.stderr[-3000:]
     start = isotropy_by_group(read_embedding_matrix(tmp_path / "checkpoint_1_1.pt"), groups)
     assert trace[0]["update"] == 0
-    for group in GROUPS:
-        assert trace[0][group] == pytest.approx(start[group], rel=1e-9)
-    assert trace[-1]["all"] < trace[0]["all"]  # the degeneration Figure 1 shows
+    for convention in CONVENTIONS:
+        for group in GROUPS:
+            assert trace[0][convention][group] == pytest.approx(start[convention][group], rel=1e-9)
+        assert trace[-1][convention]["all"] < trace[0][convention]["all"]  # the degeneration Figure 1 shows
 
 
 @pytest.mark.slow
 def test_geometry_table_is_the_saved_matrices(demo):
     out, summary = demo
     groups = groups_of(out)
-    for name in ("original", "DelDirection", "Del-zscore", "DefinitionEMB"):
+    for name in ("original", "DelDirection", "DelDirection-centred", "Del-zscore", "DefinitionEMB"):
         reported = summary["analysis"]["matrices"][name]["isotropy"]
         recomputed = isotropy_by_group(read_embedding_matrix(out / name / "model.pt"), groups)
-        for group in GROUPS:
-            assert recomputed[group] == pytest.approx(reported[group], rel=1e-9), (name, group)
+        for convention in CONVENTIONS:
+            for group in GROUPS:
+                assert recomputed[convention][group] == pytest.approx(reported[convention][group], rel=1e-9), \
+                    (name, convention, group)
     replaced = json.loads((out / "DefinitionEMB" / "surgery.json").read_text())["num_changed"]
     assert replaced > 0 and replaced == summary["candidates"]
 
@@ -73,15 +79,17 @@ def test_geometry_table_is_the_saved_matrices(demo):
 @pytest.mark.slow
 def test_rouge_and_significance_are_the_saved_hypotheses(demo):
     out, summary = demo
-    refs = (out / "text" / "test.target").read_text().splitlines()
+    refs = read_lines(out / "text" / "test.target")
     seeds = BUDGETS["ci"]["seeds"]
     per_example = {}
     for run, entry in summary["runs"].items():
-        hyps = (out / "hypotheses" / f"{run}.txt").read_text().splitlines()
+        hyps = read_lines(out / "hypotheses" / f"{run}.txt")
         assert len(hyps) == len(refs) == BUDGETS["ci"]["test_docs"]
-        assert rouge_perl(hyps, refs) == pytest.approx(entry["rouge"], abs=1e-9)  # ROUGE-1.5.5 seeds its bootstrap
+        scored = rouge_155(hyps, refs)
+        assert {m: entry["rouge"][m] for m in METRICS} == pytest.approx(scored.corpus, abs=1e-9)  # ROUGE-1.5.5 seeds its bootstrap
+        assert entry["rouge"]["signature"] == scored.signature == summary["rouge_signature"]
         assert entry["words_per_summary"] == pytest.approx(np.mean([len(h.split()) for h in hyps]))
-        per_example[run] = rouge_python_per_example(hyps, refs)
+        per_example[run] = scored.per_summary
     for method in METHODS:
         for metric in ("rouge1", "rouge2", "rougeL"):
             values = [summary["runs"][f"{method}-seed{s}"]["rouge"][metric] for s in seeds]
@@ -96,6 +104,8 @@ def test_rouge_and_significance_are_the_saved_hypotheses(demo):
             assert test["pool_size"] == len(seeds) * BUDGETS["ci"]["test_docs"]
             assert test["p_value"] == pytest.approx(1 - test["wins"] / test["resamples"])
     text = (out / "summary.md").read_text()
+    assert f"ROUGE: `{summary['rouge_signature']}`" in text
+    assert f"`{summary['rouge_signature']}|per-summary F1`" in text
     row = next(line for line in text.splitlines() if line.startswith("| DefinitionEMB | "))
     cells = row.strip("|").split("|")[1:]
     for cell, metric in zip(cells, ("rouge1", "rouge2", "rougeL")):

@@ -157,3 +157,8 @@ def test_bart_summarization_recipe_runs_as_written(tmp_path):
     hypotheses = (tmp_path / "test.hypo").read_text().split("\n")[:-1]
     assert len(hypotheses) == 4  # one per test article, none dropped by the last batch
     assert (tmp_path / "plm.defemb" / "surgery.json").is_file() and (tmp_path / "defemb.pt").is_file()
+    # the Analysis block, in the same directory, on what the recipe wrote
+    run_block(with_settings(bash_block("## Analysis"), {"PLM": "plm", "TUNED": "checkpoints/checkpoint_best.pt"}), tmp_path)
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert "drift" in report and "DefinitionEMB" in report["matrices"]
+    assert (tmp_path / "rare-test-ids.txt").is_file()

@@ -70,7 +70,8 @@ def model_dict(tmp_path):
     return path, load_model_dictionary(path)
 
 
-def test_task_ids_from_every_split_and_language(tmp_path, model_dict):
+def test_task_ids_from_the_chosen_splits_and_every_language(tmp_path, model_dict):
+    """Issue 13.2: V_task from the fine-tuning split by default; 'all' only on request."""
     dict_path, d = model_dict
     data = tmp_path / "bin"
     data.mkdir()
@@ -78,17 +79,39 @@ def test_task_ids_from_every_split_and_language(tmp_path, model_dict):
         (data / f"dict.{side}.txt").write_text(dict_path.read_text())
     _binarize(data / "train.source-target.source", ["the cat", "the dog"], d, dtype=np.uint16)
     _binarize(data / "train.source-target.target", ["cat"], d, dtype=np.uint16)
+    _binarize(data / "train1.source-target.source", ["yak"], d, dtype=np.uint16)  # fairseq's 2nd training set
     _binarize(data / "valid.source-target.source", ["emu"], d, dtype=np.uint16)
     _binarize(data / "test.source-target.target", ["okapi"], d, dtype=np.uint16)
-    expected = {d.index(w) for w in "the cat dog emu okapi".split()} | {d.eos()}
-    assert task_token_ids(data, d, dict_path) == expected
+    ids = lambda words: {d.index(w) for w in words.split()} | {d.eos()}  # noqa: E731
+    train = task_token_ids(data, d, dict_path)
+    assert train.ids == ids("the cat dog yak") and train.splits == ("train",)
+    assert train.files == [str(data / f"{name}.bin") for name in (
+        "train.source-target.source", "train.source-target.target", "train1.source-target.source")]
+    assert task_token_ids(data, d, dict_path, task_splits="train,valid".split(",")).ids == ids("the cat dog yak emu")
+    everything = task_token_ids(data, d, dict_path, task_splits="all")
+    assert everything.ids == ids("the cat dog yak emu okapi") and len(everything.files) == 5
     # the legacy (non-mmap) indexed format takes the per-item path and gives the same ids
     legacy = tmp_path / "legacy"
     legacy.mkdir()
-    _binarize(legacy / "train", ["the cat", "the dog", "emu okapi"], d, indexed_dataset.IndexedDatasetBuilder)
-    assert task_token_ids(legacy, d, dict_path) == expected
+    _binarize(legacy / "train", ["the cat", "the dog", "emu okapi yak"], d, indexed_dataset.IndexedDatasetBuilder)
+    assert task_token_ids(legacy, d, dict_path).ids == everything.ids
     # several directories (GLUE: input0 and input1)
-    assert task_token_ids([legacy, data], d, dict_path) == expected
+    both = task_token_ids([legacy, data], d, dict_path)
+    assert both.ids == everything.ids and both.files == [str(legacy / "train.bin")] + train.files
+
+
+def test_task_splits_errors_name_what_is_there(tmp_path, model_dict):
+    dict_path, d = model_dict
+    data = tmp_path / "bin"
+    data.mkdir()
+    _binarize(data / "valid", ["the cat"], d, dtype=np.uint16)
+    _binarize(data / "test", ["the dog"], d, dtype=np.uint16)
+    with pytest.raises(ValueError, match=f"--task-data {data}: no train split \\(found test, valid\\).*--task-splits"):
+        task_token_ids(data, d, dict_path)
+    for bad in (["all", "train"], [""]):
+        with pytest.raises(ValueError, match="all on its own"):
+            task_token_ids(data, d, dict_path, task_splits=bad)
+    assert task_token_ids(data, d, dict_path, task_splits=["valid"]).ids == {d.index("the"), d.index("cat"), d.eos()}
 
 
 def test_task_data_errors(tmp_path, model_dict):
@@ -118,7 +141,10 @@ def test_task_ids_from_raw_text_with_gpt2_bpe(tmp_path):
     (tmp_path / "dict.txt").write_text("".join(f"{i} {n - i}\n" for i in range(n)))
     d = load_model_dictionary(tmp_path / "dict.txt")
     (tmp_path / "task.txt").write_text("The sediment settled.\n")
-    ids = task_token_ids(tmp_path / "task.txt", d, tmp_path / "dict.txt", str(gpt2 / "encoder.json"), str(gpt2 / "vocab.bpe"))
+    task = task_token_ids(tmp_path / "task.txt", d, tmp_path / "dict.txt", str(gpt2 / "encoder.json"),
+                          str(gpt2 / "vocab.bpe"))
+    ids = task.ids
+    assert task.files == [str(tmp_path / "task.txt")]  # raw text: the files given, whatever the splits
     from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
 
     bpe_ids = get_encoder(str(gpt2 / "encoder.json"), str(gpt2 / "vocab.bpe")).encode("The sediment settled.")

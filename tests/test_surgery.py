@@ -15,7 +15,7 @@ from conftest import REPO, VENV_BIN
 from defemb.data.embedding_file import PredictedEmbeddings
 from defemb.analysis.frequency_groups import frequency_groups
 from defemb.analysis.isotropy import isotropy_by_group
-from defemb.surgery.postprocessing import del_direction, del_zscore
+from defemb.surgery.postprocessing import del_direction, del_direction_centred, del_zscore
 from defemb.surgery.checkpoint import copy_with_embedding, embedding_keys, load_checkpoint as load_state
 from defemb.cli.surgery import main as cli_main
 from defemb.surgery.swap import verify
@@ -64,11 +64,16 @@ def test_surgery_writes_every_tied_copy_and_nothing_else(tiny_dir, inputs, famil
     assert sorted(report["without_definition_tokens"]) == ["dog", "dugong", "yak"]
     assert set(report["per_group"]) == {"frequent", "medium", "rare", "all"}
     assert report["per_group"]["all"]["changed"] == 6
-    assert set(report["isotropy_before"]) == set(report["isotropy_after"]) == {"frequent", "medium", "rare", "all"}
+    iso = report["isotropy"]
+    for when in ("before", "after"):
+        for figure in ("paper", "sign_invariant", "max_abs_projection"):
+            assert set(iso[when][figure]) == {"frequent", "medium", "rare", "all"}
     # all replaced tokens are rare: the other groups keep their isotropy; the rest is recomputed correctly
     assert report["per_group"]["rare"]["changed"] == 6
     for group in ("frequent", "medium"):
-        assert report["isotropy_after"][group] == report["isotropy_before"][group]
+        for figure in ("paper", "sign_invariant"):
+            assert iso["after"][figure][group] == iso["before"][figure][group]
+    assert "dirs:one-per-eigvec(eig sign)" in iso["conventions"]["paper"]
     new, old = load_state(out), load_state(tiny_dir / family)
     predicted = PredictedEmbeddings.load(tmp / "defemb.pt")
     keys = report["embedding_keys"]
@@ -94,8 +99,10 @@ def test_surgery_writes_every_tied_copy_and_nothing_else(tiny_dir, inputs, famil
     groups = frequency_groups(len(d), d.nspecial, d.index("<mask>"))
     for when, state in (("before", old), ("after", new)):
         direct = isotropy_by_group(state["model"][keys[0]].float(), groups)
-        for group, value in direct.items():
-            assert report[f"isotropy_{when}"][group] == pytest.approx(value, rel=1e-5), (when, group)
+        for group in groups:  # the same Gram bits as defemb-analyze's, so the same signs from eig
+            for figure in ("paper", "sign_invariant"):
+                assert report["isotropy"][when][figure][group] == pytest.approx(direct[figure][group], rel=1e-5), \
+                    (when, figure, group)
 
 
 def test_verify_catches_tampering(tiny_dir, inputs, capsys):
@@ -167,6 +174,33 @@ def test_dry_run_writes_nothing(tiny_dir, inputs, capsys):
     assert not (tmp / "out").exists() and sorted(p.name for p in tmp.iterdir()) == ["defemb.pt", "task"]
     assert cli_main(surgery_args(tiny_dir, "roberta", tmp, "--dry-run", "--no-isotropy")) == 0
     assert "isotropy" not in capsys.readouterr().out
+
+
+def test_v_task_comes_from_the_fine_tuning_split(tiny_dir, inputs, capsys):
+    """Issue 13.2: a token only in the test split is not in V_task unless --task-splits all."""
+    from defemb.surgery.swap import swap_embeddings
+
+    tmp, d = inputs
+    builder = indexed_dataset.MMapIndexedDatasetBuilder(str(tmp / "task" / "test.bin"), dtype=np.uint16)
+    builder.add_item(torch.tensor([d.index("fox"), d.index("quagga")]))
+    builder.finalize(str(tmp / "task" / "test.idx"))
+    PredictedEmbeddings(
+        token_ids=torch.tensor([d.index("fox"), d.index("cat")]), embeddings=torch.randn(2, 32),
+        num_definitions=torch.ones(2, dtype=torch.long), embedding_dim=32,
+        dictionary_sha256=dictionary_sha256(tiny_dir / "roberta" / "dict.txt"), dictionary_size=len(d),
+    ).save(tmp / "fox.pt")
+    common = dict(dict_path=tiny_dir / "bart" / "dict.txt", embeddings=tmp / "fox.pt", task_data=tmp / "task",
+                  dry_run=True, isotropy=False)
+    train = swap_embeddings(tiny_dir / "bart" / "model.pt", **common)
+    assert train["changed_tokens"] == ["cat"] and train["task_vocabulary"] == 11
+    assert train["task_splits"] == ["train"] and train["task_files"] == [str(tmp / "task" / "train.bin")]
+    everything = swap_embeddings(tiny_dir / "bart" / "model.pt", task_splits="all", **common)
+    assert everything["changed_tokens"] == ["cat", "fox"] and everything["task_vocabulary"] == 12
+    assert everything["task_files"] == [str(tmp / "task" / name) for name in ("test.bin", "train.bin")]
+    assert cli_main(surgery_args(tiny_dir, "bart", tmp, "--task-splits", "valid", "--dry-run")) == 2
+    assert "no valid split (found test, train)" in capsys.readouterr().err
+    assert cli_main(surgery_args(tiny_dir, "bart", tmp, "--task-splits", "test", "--dry-run")) == 0
+    assert "V_task from 1 file(s), splits test" in capsys.readouterr().out
 
 
 def test_fp16_checkpoint_stays_fp16(tiny_dir, inputs):
@@ -285,19 +319,21 @@ def test_a_failed_write_leaves_nothing_behind(tiny_dir, inputs, monkeypatch, cap
     assert not (tmp / "out").exists() and not list(tmp.glob(".out*"))
 
 
-@pytest.mark.parametrize("method", ["deldirection", "del-zscore"])
-def test_baseline_modes_change_the_whole_matrix(tiny_dir, tmp_path, method):
+@pytest.mark.parametrize("method", ["deldirection", "deldirection-centred", "del-zscore"])
+def test_baseline_modes_change_the_whole_matrix(tiny_dir, tmp_path, method, capsys):
     out = tmp_path / method
     assert cli_main(["--checkpoint", str(tiny_dir / "bart" / "model.pt"), "--dict", str(tiny_dir / "bart" / "dict.txt"),
                      "--method", method, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "isotropy (paper: eig's signs) frequent" in printed and "isotropy (sign-invariant)" in printed
     new = load_state(out)["model"]
     old = load_state(tiny_dir / "bart")["model"]["encoder.embed_tokens.weight"]
-    transform = del_direction if method == "deldirection" else del_zscore
+    transform = {"deldirection": del_direction, "deldirection-centred": del_direction_centred, "del-zscore": del_zscore}[method]
     for key in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "decoder.output_projection.weight"):
         assert torch.equal(new[key], transform(old))  # every row, specials included (paper: the whole E)
     report = json.loads((out / "surgery.json").read_text())
     assert report["num_changed"] == old.size(0) and report["rows"].startswith("all")
-    assert report["isotropy_after"]["all"] != report["isotropy_before"]["all"]
+    assert report["isotropy"]["after"]["paper"]["all"] != report["isotropy"]["before"]["paper"]["all"]
     assert verify(out, tiny_dir / "bart")[0]
 
 

@@ -1,5 +1,6 @@
 """Stock fairseq-train with --user-dir, resuming, 2-rank DDP on CPU, and defemb-predict."""
 import re
+import shutil
 import socket
 import subprocess
 
@@ -11,6 +12,7 @@ from test_definition_cloze import batch, build_with_cfg
 from tiny_corpus import DEFINITIONS, make_tiny_corpus
 from tiny_models import TINY_WORDS, write_dict
 from defemb.data.embedding_file import PredictedEmbeddings
+from defemb.data.vocabulary import load_model_dictionary
 from defemb.convert.fairseq_checkpoint import save_model_checkpoint
 from defemb.cli.predict import main as predict_main
 from defemb.predict import load_definition_model
@@ -48,6 +50,22 @@ def test_fairseq_train_runs_and_resumes(tiny_dir, tmp_path, family):
     assert "Loaded checkpoint" in log and "@ 3 updates" in log
     state = torch.load(save / "checkpoint_last.pt", map_location="cpu", weights_only=False)
     assert state["optimizer_history"][-1]["num_updates"] == 5
+
+
+@pytest.mark.slow
+def test_fairseq_train_output_predicts_after_its_directory_is_renamed(tiny_dir, tmp_path):
+    """make demo's case (issue 20): fairseq-train writes into a temporary directory that is then
+    renamed; the checkpoint predicts on the corpus where it now is."""
+    work = tmp_path / ".demo-out.tmp"
+    shutil.copytree(tiny_dir / "corpus", work / "corpus")
+    shutil.copytree(tiny_dir / "roberta", work / "roberta")
+    run(train_cmd(work, "roberta", work / "checkpoints", "--max-update", "2"))
+    final = tmp_path / "demo-out"
+    work.rename(final)
+    out = tmp_path / "pred.pt"
+    assert predict_main(["--checkpoint", str(final / "checkpoints" / "checkpoint_best.pt"),
+                         "--corpus", str(final / "corpus"), "--out", str(out), "--no-progress"]) == 0
+    assert len(PredictedEmbeddings.load(out).token_ids) == len(DEFINITIONS)
 
 
 def free_port() -> int:
@@ -95,17 +113,20 @@ def trained(tiny_dir, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def uneven_corpus(tiny_dir, tmp_path_factory):
+    """The tiny corpus with the headword 1, 2 or 3 times per prompt, so the averages differ."""
+    return make_tiny_corpus(tmp_path_factory.mktemp("uneven") / "corpus", tiny_dir / "corpus" / "dict.txt",
+                            variants=(1, 2, 3))
+
+
 @pytest.mark.parametrize("family", ["roberta", "bart"])
-def test_predict_reproduces_the_models_own_forward(tiny_dir, trained, tmp_path, family):
-    out = tmp_path / "defemb.pt"
-    assert predict_main(["--checkpoint", str(trained[family]), "--corpus", str(tiny_dir / "corpus"),
-                         "--out", str(out), "--no-progress", "--max-tokens", "64"]) == 0
-    result = PredictedEmbeddings.load(out)
-    model, task = load_definition_model(trained[family], tiny_dir / "corpus")
+def test_predict_reproduces_the_models_own_forward(trained, uneven_corpus, tmp_path, family):
+    """Both averages against one forward per item by hand (issue 13.6)."""
+    model, task = load_definition_model(trained[family], uneven_corpus)
     dictionary = task.source_dictionary
     token = dictionary.index("quagga")
-    # Recompute by hand: every occurrence of the token, one forward each, then the mean.
-    vectors, prompts = [], set()
+    per_definition = {}
     for split in ("train", "valid"):
         ds = task.build_cloze_dataset(split, predict=True)
         for i in range(len(ds)):
@@ -114,15 +135,35 @@ def test_predict_reproduces_the_models_own_forward(tiny_dir, trained, tmp_path, 
                 sample = ds.collater([item])
                 with torch.no_grad():
                     predicted = model(**sample["net_input"])
-                vectors.append(predicted[sample["target"] == token])
-                prompts.add((split, item["definition"]))
-    expected = torch.cat(vectors).mean(0)
-    row = result.token_ids.tolist().index(token)
-    torch.testing.assert_close(result.embeddings[row], expected, atol=1e-5, rtol=1e-4)
-    assert result.num_definitions[row].item() == len(prompts)
+                per_definition.setdefault((split, item["definition"]), []).append(predicted[sample["target"] == token])
+    occurrences = torch.cat([torch.cat(v) for v in per_definition.values()])
+    assert len({len(torch.cat(v)) for v in per_definition.values()}) > 1
+    expected = {"definitions": torch.stack([torch.cat(v).mean(0) for v in per_definition.values()]).mean(0),
+                "occurrences": occurrences.mean(0)}
+    assert not torch.allclose(expected["definitions"], expected["occurrences"], atol=1e-4)
+    for average, vector in expected.items():
+        out = tmp_path / f"{average}.pt"
+        flag = [] if average == "definitions" else ["--average", average]  # definitions is the default
+        assert predict_main(["--checkpoint", str(trained[family]), "--corpus", str(uneven_corpus),
+                             "--out", str(out), "--no-progress", "--max-tokens", "64", *flag]) == 0
+        result = PredictedEmbeddings.load(out)
+        row = result.token_ids.tolist().index(token)
+        torch.testing.assert_close(result.embeddings[row], vector, atol=1e-5, rtol=1e-4)
+        assert result.num_definitions[row].item() == len(per_definition)
+        assert result.extra["coverage"]["average"] == average
     assert result.embedding_dim == 32 and result.dictionary_size == len(dictionary)
     # Only headword tokens get a prediction.
     assert set(result.token_ids.tolist()) == {dictionary.index(w) for w in DEFINITIONS}
+
+
+def test_predict_rejects_an_unknown_average(trained, tmp_path, capsys):
+    from defemb.predict import predict_embeddings
+
+    with pytest.raises(SystemExit):
+        predict_main(["--checkpoint", str(trained["roberta"]), "--corpus", "c", "--out", "o", "--average", "tokens"])
+    assert "invalid choice: 'tokens'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--average tokens: must be one of definitions, occurrences"):
+        predict_embeddings(trained["roberta"], "c", tmp_path / "o.pt", average="tokens")
 
 
 def test_predict_refuses_a_corpus_of_another_dictionary(tiny_dir, trained, tmp_path, capsys):
@@ -137,8 +178,6 @@ def test_predict_refuses_a_corpus_of_another_dictionary(tiny_dir, trained, tmp_p
 @pytest.mark.parametrize("family", ["roberta", "bart"])
 def test_predict_only_requested_ids(tiny_dir, trained, tmp_path, family):
     """--token-ids keeps exactly those ids, with the vectors and counts of the unrestricted run."""
-    from defemb.data.vocabulary import load_model_dictionary
-
     d = load_model_dictionary(tiny_dir / "corpus" / "dict.txt")
     wanted = {d.index("okapi"), d.index("emu")}
     every, some = tmp_path / "every.pt", tmp_path / "some.pt"
@@ -150,3 +189,51 @@ def test_predict_only_requested_ids(tiny_dir, trained, tmp_path, family):
     rows = [every.token_ids.tolist().index(t) for t in some.token_ids.tolist()]
     torch.testing.assert_close(some.embeddings, every.embeddings[rows])
     assert torch.equal(some.num_definitions, every.num_definitions[rows])
+
+
+def train_elsewhere(root, family):
+    """A checkpoint trained one step on ``root/corpus`` from ``root/<family>/model.pt``."""
+    from tiny_models import make_tiny_checkpoint
+
+    make_tiny_checkpoint(root / family, family)
+    make_tiny_corpus(root / "corpus", root / family / "dict.txt")
+    task, model, criterion, cfg = build_with_cfg(root, family)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    loss, size, _ = criterion(model, batch(task.datasets["train"], range(4)))
+    (loss / size).backward()
+    optimizer.step()
+    return save_model_checkpoint(model, cfg, root / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_predict_on_a_copy_of_the_corpus_after_the_original_is_gone(tmp_path, family):
+    """Issue 20: the task is set up from --corpus; the recorded corpus and pretrained paths are not read."""
+    trained_at = tmp_path / "cluster"
+    checkpoint = train_elsewhere(trained_at, family)
+    moved = tmp_path / "laptop"
+    moved.mkdir()
+    shutil.copytree(trained_at / "corpus", moved / "corpus")
+    shutil.copyfile(checkpoint, moved / "checkpoint.pt")
+    before = tmp_path / "before.pt"
+    common = ["--checkpoint", str(moved / "checkpoint.pt"), "--corpus", str(moved / "corpus"), "--no-progress"]
+    assert predict_main([*common, "--out", str(before)]) == 0
+    shutil.rmtree(trained_at)
+    after = tmp_path / "after.pt"
+    assert predict_main([*common, "--out", str(after)]) == 0
+    before, after = PredictedEmbeddings.load(before), PredictedEmbeddings.load(after)
+    assert torch.equal(before.token_ids, after.token_ids) and torch.equal(before.embeddings, after.embeddings)
+    assert after.extra["corpus"] == str(moved / "corpus")
+
+
+def test_predict_reads_the_given_corpus_not_the_recorded_one(tmp_path):
+    """Issue 20: another corpus of the same dictionary at the recorded path is not read."""
+    checkpoint = train_elsewhere(tmp_path / "run", "roberta")
+    shutil.copytree(tmp_path / "run" / "corpus", tmp_path / "given")
+    shutil.rmtree(tmp_path / "run" / "corpus")
+    few = {w: DEFINITIONS[w] for w in ("cat", "dog", "owl", "emu", "gnu")}
+    make_tiny_corpus(tmp_path / "run" / "corpus", tmp_path / "run" / "roberta" / "dict.txt", valid=1, definitions=few)
+    out = tmp_path / "defemb.pt"
+    assert predict_main(["--checkpoint", str(checkpoint), "--corpus", str(tmp_path / "given"), "--out", str(out),
+                         "--no-progress"]) == 0
+    d = load_model_dictionary(tmp_path / "given" / "dict.txt")
+    assert set(PredictedEmbeddings.load(out).token_ids.tolist()) == {d.index(w) for w in DEFINITIONS}

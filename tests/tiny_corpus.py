@@ -40,18 +40,21 @@ def prompt_and_spans(dictionary, word: str, definition: str, variants: int = 2):
     return ids, spans
 
 
-def make_tiny_corpus(out_dir: str | Path, dict_path: str | Path, valid: int = 4, copies: int = 4, seed: int = 0) -> Path:
+def make_tiny_corpus(out_dir: str | Path, dict_path: str | Path, valid: int = 4, copies: int = 4, seed: int = 0,
+                     definitions: dict[str, str] = DEFINITIONS, variants: tuple[int, ...] = (2,)) -> Path:
+    """Each (word, definition) ``copies`` times, shuffled; the i-th prompt of a split holds the
+    headword ``variants[i % len(variants)]`` times."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(dict_path, out / "dict.txt")
     dictionary = load_model_dictionary(out / "dict.txt")
-    entries = [(w, d) for w, d in DEFINITIONS.items()] * copies
+    entries = [(w, d) for w, d in definitions.items()] * copies
     random.Random(seed).shuffle(entries)
     splits = {"valid": entries[:valid], "train": entries[valid:]}
     for split, rows in splits.items():
         writer = CorpusWriter(out, split, len(dictionary))
-        for word, definition in rows:
-            writer.add(*prompt_and_spans(dictionary, word, definition))
+        for i, (word, definition) in enumerate(rows):
+            writer.add(*prompt_and_spans(dictionary, word, definition, variants[i % len(variants)]))
         writer.finalize()
     write_metadata(out, out / "dict.txt", {k: len(v) for k, v in splits.items()}, source="tests/tiny_corpus.py")
     return out

@@ -22,3 +22,9 @@ def frequency_groups(num_embeddings: int, num_special: int = 4, mask_id: int | N
     first = int(round(GROUP_SHARES[0][1] * n))
     second = first + int(round(GROUP_SHARES[1][1] * n))
     return {"frequent": ids[:first], "medium": ids[first:second], "rare": ids[second:], "all": ids}
+
+
+def groups_convention(num_special: int = 4, mask_excluded: bool = True) -> str:
+    """How ``frequency_groups`` formed its groups, for an isotropy figure's signature."""
+    shares = "/".join(f"{share * 100:.0f}" for _, share in GROUP_SHARES)
+    return f"groups:{shares} by index|specials:{num_special}{'+<mask>' if mask_excluded else ''} excluded"

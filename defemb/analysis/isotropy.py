@@ -1,36 +1,66 @@
-"""Isotropy I(E) of Mu et al. (2018), computed stably.
+"""Isotropy I(E) of Mu et al. (2018), as the DefinitionEMB authors computed it, and sign-invariant.
 
     I(E) = min_c Z(c) / max_c Z(c),  Z(c) = sum_w exp(c^T e_w),  c over the eigenvectors of E^T E
 
-The eigenvectors come from a symmetric eigendecomposition (float64) of the d x d Gram
-matrix. An eigenvector's sign is arbitrary (if c is one, so is -c), so both signs are
-scored: that makes I(E) a function of E alone, not of the solver's sign convention
-(for a centred E the two agree closely anyway). Then log Z(c) from a log-sum-exp over rows, and
-I = exp(min log Z - max log Z): no exponent is clipped (the authors' code clipped, which biases
-I toward 1 for large norms).
+Two figures come out of one pass, always side by side:
 
-Cost: the N x d x d products (Gram, projections) run as float32 matrix multiplies in row chunks;
-Gram chunks accumulate and partial log-sum-exps combine in float64. The log-sum-exp of a chunk runs
-while its projections are still in cache: one exp pass, its reciprocal for -c, two sums
-(``torch.logsumexp`` over rows is a strided reduction with full-size temporaries, costing about half
-of the product it follows). For frequency groups that partition "all" (``frequency_groups``), the Gram
-of "all" is the sum of theirs and each row is projected once, on its group's eigenvectors and on
-those of "all" side by side. On 2 cores at BART-large's shape that is ~0.46 s of Gram products, 4 x
-0.17 s of float64 eigh and ~1.26 s of projections (``make bench``, benchmarks/README.md).
+* ``paper`` (the default): what the authors' ``examples/bart/analyze_isotropy.py`` does per
+  group: ``numpy.linalg.eig(E.T @ E)`` and one direction per eigenvector, with the sign eig
+  returns. The Gram matrix is float64 (float32 rows, products and sums in float64) and eig runs
+  on one OpenBLAS thread, so the value is deterministic on a machine: eig's signs are not a
+  continuous function of its input (on all-MiniLM-L6-v2 a 1e-13 change of the Gram, e.g. the
+  rows summed in another order, flips about half of them, and the thread count changes them
+  too), and the paper figure moves with them: on MiniLM by up to 0.016 per group under equally
+  valid summation orders (``benchmarks/isotropy_sign_spread.py``). It is the number comparable
+  with the paper's Table 23, not a property of E alone.
+* ``sign_invariant``: the same eigenvectors, both signs of each scored (if c is an eigenvector,
+  so is -c). That makes I a function of E alone, not of the solver's sign choice, whenever the
+  eigenvalues are distinct (they are for any real embedding matrix).
+
+log Z(c) comes from a log-sum-exp over rows, and I = exp(min log Z - max log Z): no exponent is
+clipped. The authors clipped c^T e at +-50 before exp; that gives exactly this value whenever no
+projection leaves [-50, 50], so every report carries ``max_abs_projection`` per group (where it
+exceeds 50 the clipped value is biased toward 1: large Z shrink, tiny ones grow; on all-MiniLM-L6-v2
+the largest is 0.6). Each figure carries its conventions as a signature string (``signature``).
+
+Cost: the Gram of each group (and of "all", computed from its own rows as the authors' code
+does, not summed from the groups) is a float64 ``X.T @ X`` (a symmetric rank-k update) per
+fixed chunk of GRAM_ROWS rows; eig of each d x d Gram is the dominant fixed cost (about 1.4 s
+single-threaded at d = 1,024 here, against 0.25 s for a symmetric eigh, which the paper's
+figure cannot use); the groups' eigs run side by side, one per core. Projections run as float32
+matrix multiplies in row chunks and partial log-sum-exps combine in float64; the log-sum-exp of a chunk runs while its projections are still
+in cache: one exp pass, its reciprocal for -c, two sums. For frequency groups that partition
+"all" (``frequency_groups``) each row is projected once, on its group's eigenvectors and on those
+of "all" side by side.
 """
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
-GRAM_ROWS = 16384  # rows per float32 Gram product; the partial Grams add up in float64
-# The Gram is symmetric: only the upper block triangle of 4 x 4 column blocks is multiplied, 5/8 of
-# the full product's work (finer blocks make the products too narrow to gain more).
-GRAM_BLOCKS = 4
+PAPER = "paper"
+SIGN_INVARIANT = "sign_invariant"
+CONVENTIONS = (PAPER, SIGN_INVARIANT)
+# The authors' exponent clipping; reported against max_abs_projection, never applied.
+AUTHORS_CLIP = 50.0
+# Rows per float64 Gram product. Fixed, so the Gram's bits (and with them eig's signs) depend on
+# E alone, not on the machine's memory; 4,096 rows are 32 MB in float64 at d = 1,024.
+GRAM_ROWS = 4096
 # Rows projected at a time: their projections on 2 x 1,024 directions (8 MB float32) stay in cache
 # for the exp/sum passes; larger chunks spill to memory, smaller ones slow the product down.
 PROJECT_ROWS = 1024
 # Below this |projection| exp(+-p) is a normal float32 (e^80 < 3.4e38, e^-80 > 1.2e-38): a chunk
 # needs no max-shift, and exp(-p) is the reciprocal of exp(p).
 UNSHIFTED_LIMIT = 80.0
+
+
+def signature(convention: str, groups_convention: str = "groups:as given") -> str:
+    """The conventions behind an isotropy figure, e.g. for the paper's:
+    ``I(E)|solver:numpy.linalg.eig(float64 Gram, 1 thread)|dirs:one-per-eigvec(eig sign)|groups:...|lse:no-clip``."""
+    dirs = {PAPER: "one-per-eigvec(eig sign)", SIGN_INVARIANT: "both signs per eigvec"}[convention]
+    return f"I(E)|solver:numpy.linalg.eig(float64 Gram, 1 thread)|dirs:{dirs}|{groups_convention}|lse:no-clip"
 
 
 def _as_tensor(E: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -45,68 +75,85 @@ def rows_of(E: torch.Tensor, ids: np.ndarray | torch.Tensor) -> torch.Tensor:
     return E.index_select(0, ids)
 
 
-def gram_matrix(E: torch.Tensor) -> torch.Tensor:
-    """E^T E in float64 (symmetric): the upper block triangle multiplied, then mirrored."""
-    d = E.size(1)
-    step = -(-d // GRAM_BLOCKS)
-    gram = torch.zeros(d, d, dtype=torch.float64)
+def gram_matrix(E: torch.Tensor, centre: torch.Tensor | None = None) -> np.ndarray:
+    """E^T E in float64, as ``X.T @ X`` of float64 rows per chunk of GRAM_ROWS (one product, bit for
+    bit, for matrices up to that size); with ``centre`` (float64), of the rows minus it."""
+    gram = np.zeros((E.size(1), E.size(1)))
     for chunk in torch.split(E, GRAM_ROWS):
-        for start in range(0, d, step):
-            gram[start:start + step, start:] += chunk[:, start:start + step].T @ chunk[:, start:]
-    for start in range(0, d, step):
-        gram[start + step:, start:start + step] = gram[start:start + step, start + step:].T
+        rows = (chunk.double() if centre is None else chunk.double() - centre).numpy()
+        gram += rows.T @ rows
     return gram
 
 
-def eigenvectors(gram: torch.Tensor) -> torch.Tensor:
-    """Eigenvectors (columns, float32) of a Gram matrix, from a float64 symmetric eigendecomposition."""
-    return torch.linalg.eigh(gram.double())[1].float()
+def _eig(gram: np.ndarray) -> np.ndarray:
+    _, vectors = np.linalg.eig(gram)
+    if np.iscomplexobj(vectors):
+        vectors = np.real(vectors)
+        vectors = vectors / np.linalg.norm(vectors, axis=0)
+    return vectors
 
 
-def log_partition_of_directions(rows: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """log sum_w exp(s c^T e_w) over ``rows`` for every column c of ``directions`` and sign s:
-    float64, shape (2, k), row 0 for +c and row 1 for -c."""
+def eig_vectors(*grams: np.ndarray) -> list[np.ndarray]:
+    """Eigenvectors (columns, float64) of each Gram as ``numpy.linalg.eig`` returns them: its order and
+    signs, each on one OpenBLAS thread (its output depends on the thread count). The calls run side by
+    side on the machine's cores (LAPACK releases the GIL), so pinning costs no wall time when there are
+    as many Grams as cores. A complex pair, which eig can return for two nearly equal eigenvalues, keeps
+    its real parts, renormalised."""
+    # one limit for all workers: entering and leaving it per call from several threads would race
+    with threadpool_limits(limits=1, user_api="blas"):
+        if len(grams) == 1:
+            return [_eig(grams[0])]
+        with ThreadPoolExecutor(max_workers=min(len(grams), os.cpu_count() or 1)) as pool:
+            return list(pool.map(_eig, grams))
+
+
+def log_partition_of_directions(rows: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log sum_w exp(s c^T e_w) over ``rows`` for every column c of ``directions`` and sign s, float64,
+    shape (2, k): row 0 for +c, row 1 for -c; max_w |c^T e_w| per direction, shape (k,))."""
     if rows.size(0) == 0:
         raise ValueError("log partition over no rows (an empty group)")
     k, n = directions.size(1), min(PROJECT_ROWS, rows.size(0))
     projected, exps = torch.empty(k * n), torch.empty(k * n)
-    parts = []
+    parts, largest = [], torch.zeros(k)
     for chunk in torch.split(rows, PROJECT_ROWS):
         # row x direction: MKL rounds a row's projections the same wherever the row sits (not so
         # for the transposed product), which keeps row order out of the result
         p = torch.mm(chunk, directions, out=projected[:k * len(chunk)].view(len(chunk), k))
         e = exps[:k * len(chunk)].view(len(chunk), k)
-        low, high = torch.aminmax(p)
+        low, high = torch.aminmax(p, dim=0)
+        largest = torch.maximum(largest, torch.maximum(-low, high))
         # float32 sums within a chunk (torch's cascade summation: ~1e-7 relative), float64 across
-        if max(-low.item(), high.item()) <= UNSHIFTED_LIMIT:
+        if max(-low.min().item(), high.max().item()) <= UNSHIFTED_LIMIT:
             torch.exp(p, out=e)
             plus = e.sum(0).double().log()
             minus = e.reciprocal_().sum(0).double().log()  # exp(-p) = 1 / exp(p)
         else:  # shift each direction by its largest projection (-c: by minus the smallest)
-            high, low = p.amax(0), p.amin(0)
             plus = torch.sub(p, high, out=e).exp_().sum(0).double().log() + high.double()
             minus = torch.sub(low, p, out=e).exp_().sum(0).double().log() - low.double()
         parts.append(torch.stack([plus, minus]))
-    return torch.logsumexp(torch.stack(parts), 0)
+    return torch.logsumexp(torch.stack(parts), 0), largest
 
 
-def log_partition(E: np.ndarray | torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
-    """log Z(c) for every eigenvector c of E^T E, both signs (float64, length 2d: +c, then -c)."""
-    E = _as_tensor(E)
-    return log_partition_of_directions(E, eigenvectors(gram_matrix(E) if gram is None else gram)).flatten()
-
-
-def _from_log_partition(log_z: torch.Tensor) -> float:
+def _ratio(log_z: torch.Tensor) -> float:
     return float(torch.exp(log_z.min() - log_z.max()))
 
 
-def isotropy(E: np.ndarray | torch.Tensor) -> float:
-    """I(E) in [0, 1]; 1 for a perfectly isotropic matrix."""
-    return _from_log_partition(log_partition(E))
+def _figures(log_z: torch.Tensor) -> dict[str, float]:
+    """Both conventions from the (2, d) log partitions of one eigenbasis: +c only, and both signs."""
+    return {PAPER: _ratio(log_z[0]), SIGN_INVARIANT: _ratio(log_z)}
+
+
+def isotropy(E: np.ndarray | torch.Tensor, convention: str = PAPER) -> float:
+    """I(E) in [0, 1] under ``convention`` (``paper`` or ``sign_invariant``); 1 for an isotropic matrix."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"isotropy convention {convention!r}: pass one of {', '.join(CONVENTIONS)}")
+    E = _as_tensor(E)
+    log_z, _ = log_partition_of_directions(E, torch.from_numpy(eig_vectors(gram_matrix(E))[0]).float())
+    return _figures(log_z)[convention]
 
 
 def _partitioned(groups: dict[str, np.ndarray]) -> bool:
-    """Whether the groups other than "all" partition "all" (then its Gram is their sum)."""
+    """Whether the groups other than "all" partition "all" (then each row is projected once)."""
     if "all" not in groups:
         return False
     parts = [np.asarray(ids) for name, ids in groups.items() if name != "all"]
@@ -114,50 +161,47 @@ def _partitioned(groups: dict[str, np.ndarray]) -> bool:
     return len(joined) == len(whole) and np.array_equal(np.sort(joined), np.sort(whole))
 
 
-def group_grams(E: torch.Tensor, groups: dict[str, np.ndarray],
-                update: tuple[torch.Tensor, dict[str, torch.Tensor], np.ndarray] | None = None) -> dict[str, torch.Tensor]:
-    """Gram matrix (float64) of each group's rows of E (float32); that of "all" is the others' sum
-    when they partition it.
-
-    ``update = (E0, grams0, changed)``: E differs from E0 only in the rows ``changed`` and ``grams0``
-    holds E0's Gram of each group. A group fewer than half of whose rows changed then gets its old Gram
-    minus the old rows' plus the new rows' (two small products) instead of a product over all its rows.
-    """
-    def gram(name: str) -> torch.Tensor:
-        ids = np.asarray(groups[name])
-        if update is not None:
-            E0, grams0, changed = update
-            moved = ids[np.isin(ids, changed)]
-            if 2 * len(moved) < len(ids):
-                return grams0[name] - gram_matrix(rows_of(E0, moved)) + gram_matrix(rows_of(E, moved))
-        return gram_matrix(rows_of(E, ids))
-
-    grams = {name: gram(name) for name in groups if name != "all"}
-    if "all" in groups:
-        grams["all"] = sum(grams.values()) if _partitioned(groups) else gram("all")
-    return grams
+def group_grams(E: torch.Tensor, groups: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Gram matrix (float64) of each group's rows of E (float32), "all" included: each from the group's
+    own rows, never updated or summed from others, so a group's Gram (and its eigenvectors' signs) are
+    the same bits whichever tool computes them."""
+    return {name: gram_matrix(rows_of(E, ids)) for name, ids in groups.items()}
 
 
-def isotropy_from_grams(E: torch.Tensor, groups: dict[str, np.ndarray], grams: dict[str, torch.Tensor]) -> dict[str, float]:
-    """I of each group's rows of E (float32), given each group's Gram matrix (``group_grams``)."""
-    directions = {name: eigenvectors(gram) for name, gram in grams.items()}
+def isotropy_from_grams(E: torch.Tensor, groups: dict[str, np.ndarray], grams: dict[str, np.ndarray],
+                        groups_convention: str = "groups:as given") -> dict:
+    """Both figures for each group's rows of E (float32), given each group's Gram (``group_grams``);
+    the report ``isotropy_by_group`` describes."""
+    directions = dict(zip(groups, (torch.from_numpy(v).float() for v in eig_vectors(*(grams[name] for name in groups)))))
     fused = _partitioned(groups)
-    log_z = {}
+    log_z, largest = {}, {}
     for name in groups:
         if name == "all" and fused:
             continue
         rows = rows_of(E, groups[name])
         if name != "all" and fused:  # this group's rows, on its own eigenvectors and on those of "all"
             d = directions[name].size(1)
-            both = log_partition_of_directions(rows, torch.cat([directions[name], directions["all"]], 1))
-            log_z[name] = both[:, :d]
+            both, top = log_partition_of_directions(rows, torch.cat([directions[name], directions["all"]], 1))
+            log_z[name], largest[name] = both[:, :d], float(top[:d].max())
             log_z["all"] = torch.logaddexp(log_z["all"], both[:, d:]) if "all" in log_z else both[:, d:]
+            largest["all"] = max(largest.get("all", 0.0), float(top[d:].max()))
         else:
-            log_z[name] = log_partition_of_directions(rows, directions[name])
-    return {name: _from_log_partition(log_z[name]) for name in groups}
+            log_z[name], top = log_partition_of_directions(rows, directions[name])
+            largest[name] = float(top.max())
+    figures = {name: _figures(log_z[name]) for name in groups}
+    return {
+        **{convention: {name: figures[name][convention] for name in groups} for convention in CONVENTIONS},
+        "max_abs_projection": {name: largest[name] for name in groups},
+        "conventions": {convention: signature(convention, groups_convention) for convention in CONVENTIONS},
+        "clipping": f"the authors clipped c^T e at +-{AUTHORS_CLIP:g} before exp; their value equals this one for "
+                    f"every group whose max_abs_projection is <= {AUTHORS_CLIP:g}",
+    }
 
 
-def isotropy_by_group(E: np.ndarray | torch.Tensor, groups: dict[str, np.ndarray]) -> dict[str, float]:
-    """I of each group's own rows (the paper's Table 23: frequent / medium / rare / all)."""
+def isotropy_by_group(E: np.ndarray | torch.Tensor, groups: dict[str, np.ndarray],
+                      groups_convention: str = "groups:as given") -> dict:
+    """I of each group's own rows (the paper's Table 23: frequent / medium / rare / all), as a report:
+    ``paper`` and ``sign_invariant`` ({group: I} each), ``max_abs_projection`` per group, and the
+    ``conventions`` (a signature string per figure, ``groups_convention`` describing the groups)."""
     E = _as_tensor(E)
-    return isotropy_from_grams(E, groups, group_grams(E, groups))
+    return isotropy_from_grams(E, groups, group_grams(E, groups), groups_convention)

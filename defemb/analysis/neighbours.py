@@ -19,15 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from defemb.data.gpt2_bpe import gpt2_bpe_utils
+
 
 def token_surfaces(dictionary, gpt2_encoder_json: str | Path | None = None) -> list[str]:
     """Each id's characters without the word-boundary marker (GPT-2 ids decoded when the
     encoder.json is given; WordPiece "##" and sentencepiece "▁" stripped)."""
     decoder = None
     if gpt2_encoder_json:
-        from fairseq.data.encoders.gpt2_bpe_utils import bytes_to_unicode
-
-        byte_decoder = {v: k for k, v in bytes_to_unicode().items()}
+        byte_decoder = {v: k for k, v in gpt2_bpe_utils().bytes_to_unicode().items()}
         encoder = json.loads(Path(gpt2_encoder_json).read_text())
         decoder = {v: bytearray(byte_decoder[c] for c in k).decode("utf-8", errors="replace") for k, v in encoder.items()}
     surfaces = []

@@ -9,6 +9,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from defemb.data.indexed import read_items
+
 
 def rare_subset(targets: Sequence[Sequence[int]], train_tokens: Iterable[int], threshold: int = 40000,
                 min_fraction: float = 0.05, ignore: Iterable[int] = (0, 1, 2, 3),
@@ -37,15 +39,13 @@ def rare_subset(targets: Sequence[Sequence[int]], train_tokens: Iterable[int], t
     return chosen
 
 
-def load_binarized(data_dir: str, split: str, dictionary=None) -> list[list[int]]:
+def load_binarized(data_dir: str, split: str) -> list[list[int]]:
     """Token-id sequences of a fairseq-binarized split (``{data_dir}/{split}.bin/.idx``,
     e.g. ``test.source-target.target`` as ``fairseq-preprocess`` names it), trailing ``</s>`` kept."""
-    from fairseq.data import data_utils
-
-    dataset = data_utils.load_indexed_dataset(f"{data_dir}/{split}", dictionary)
-    if dataset is None:
-        raise FileNotFoundError(f"{data_dir}/{split}.bin/.idx: no binarized fairseq dataset there")
-    return [dataset[i].tolist() for i in range(len(dataset))]
+    try:
+        return [item.tolist() for item in read_items(f"{data_dir}/{split}")]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{data_dir}/{split}.bin/.idx: no binarized fairseq dataset there") from None
 
 
 def rare_subset_binarized(data_dir: str, test_split: str = "test.source-target.target",

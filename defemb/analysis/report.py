@@ -12,14 +12,15 @@ from tqdm import tqdm
 
 from defemb.atomic_io import atomic_output_dir, write_json
 from defemb.surgery.checkpoint import read_embedding_matrix
-from defemb.analysis.frequency_groups import frequency_groups
+from defemb.analysis.frequency_groups import frequency_groups, groups_convention
 from defemb.analysis.geometry import drift, plot_projections
-from defemb.analysis.isotropy import isotropy_by_group
+from defemb.analysis.isotropy import AUTHORS_CLIP, CONVENTIONS, isotropy_by_group
 from defemb.analysis.neighbours import (looks_like_gpt2_ids, max_difference, nearest_neighbours, numeric_tokens,
                                        token_surfaces, word_initial_pieces)
 from defemb.data.vocabulary import MASK_SYMBOL, load_model_dictionary
 
 GROUP_ORDER = ("frequent", "medium", "rare", "all")
+CONVENTION_LABELS = {"paper": "paper (eig's signs)", "sign_invariant": "sign-invariant (both signs)"}
 
 
 def find_token(token: str, dictionary, surfaces: list[str], word_initial: list[bool] | None = None) -> int:
@@ -48,10 +49,16 @@ def model_groups(dictionary) -> dict[str, np.ndarray]:
     return frequency_groups(len(dictionary), dictionary.nspecial, mask)
 
 
+def model_groups_convention(dictionary) -> str:
+    """How ``model_groups`` forms the groups, for the isotropy signatures."""
+    return groups_convention(dictionary.nspecial, MASK_SYMBOL in dictionary.indices)
+
+
 def analyze_matrices(matrices: dict[str, np.ndarray], dictionary, surfaces: list[str] | None = None,
                      neighbours_of: list[str] = (), k: int = 8, metric: str = "cosine", progress: bool = True,
                      numeric: bool | None = None, word_initial: list[bool] | None = None) -> dict:
-    """Isotropy per frequency group, numeric Max Difference and nearest neighbours per matrix.
+    """Isotropy per frequency group (both conventions, ``isotropy_by_group``), numeric Max Difference and
+    nearest neighbours per matrix.
 
     ``dictionary``: the fairseq Dictionary of the rows (``load_model_dictionary``: dict.txt +
     ``<mask>``). ``surfaces``: token surface forms (``token_surfaces``); default: the symbols with
@@ -61,7 +68,7 @@ def analyze_matrices(matrices: dict[str, np.ndarray], dictionary, surfaces: list
     """
     if surfaces is None:
         surfaces = token_surfaces(dictionary)
-    groups = model_groups(dictionary)
+    groups, described = model_groups(dictionary), model_groups_convention(dictionary)
     specials = set(range(dictionary.nspecial)) | ({dictionary.index(MASK_SYMBOL)} if MASK_SYMBOL in dictionary.indices else set())
     report = {"groups": {g: int(len(ids)) for g, ids in groups.items()}, "neighbour_metric": metric, "matrices": {}}
     if numeric is None:
@@ -78,7 +85,7 @@ def analyze_matrices(matrices: dict[str, np.ndarray], dictionary, surfaces: list
     for name, E in tqdm(matrices.items(), desc="analyze", disable=not progress):
         if len(E) != len(dictionary):
             raise ValueError(f"{name}: {len(E)} embedding rows but the dictionary has {len(dictionary)} symbols")
-        entry = {"isotropy": isotropy_by_group(E, groups)}
+        entry = {"isotropy": isotropy_by_group(E, groups, described)}
         if len(num_ids) > 3:
             entry["max_difference"] = max_difference(E, num_ids, num_values)
         entry["neighbours"] = {
@@ -90,16 +97,25 @@ def analyze_matrices(matrices: dict[str, np.ndarray], dictionary, surfaces: list
 
 
 def summary_markdown(report: dict) -> str:
-    """The paper's Table 23 layout (rows = matrices; Frequent / Medium / Rare / All) + extras."""
-    lines = ["| embeddings | " + " | ".join(g.capitalize() for g in GROUP_ORDER) + " | Max Difference |",
-             "|---|" + "---:|" * (len(GROUP_ORDER) + 1)]
+    """The paper's Table 23 layout (rows = matrices, one per isotropy convention; Frequent / Medium / Rare /
+    All) + Max Difference, the conventions' signatures, neighbours and drift."""
+    lines = ["| embeddings | I(E) convention | " + " | ".join(g.capitalize() for g in GROUP_ORDER) + " | Max Difference |",
+             "|---|---|" + "---:|" * (len(GROUP_ORDER) + 1)]
     for name, entry in report["matrices"].items():
-        iso = " | ".join(f"{entry['isotropy'][g]:.3f}" for g in GROUP_ORDER)
         md = f"{entry['max_difference']:.2f}" if "max_difference" in entry else "n/a"
-        lines.append(f"| {name} | {iso} | {md} |")
-    text = ("Isotropy I(E) per frequency group (paper Table 23; specials excluded) and numeric Max Difference "
+        for convention in CONVENTIONS:
+            iso = " | ".join(f"{entry['isotropy'][convention][g]:.3f}" for g in GROUP_ORDER)
+            lines.append(f"| {name} | {CONVENTION_LABELS[convention]} | {iso} | {md if convention == 'paper' else ''} |")
+    first = next(iter(report["matrices"].values()), None)
+    text = ("Isotropy I(E) per frequency group (paper Table 23) and numeric Max Difference "
             f"(Section 6.3, {report.get('numeric_tokens') or 0} numeric tokens; lower is better).\n\n")
     text += "\n".join(lines) + "\n"
+    if first is not None:
+        text += "\nConventions:\n\n" + "".join(f"- {CONVENTION_LABELS[c]}: `{first['isotropy']['conventions'][c]}`\n"
+                                                for c in CONVENTIONS)
+        largest = max(v for e in report["matrices"].values() for v in e["isotropy"]["max_abs_projection"].values())
+        text += (f"- {first['isotropy']['clipping']}; the largest here is {largest:.1f}"
+                 + (" (no value would change)" if largest <= AUTHORS_CLIP else " (clipping would change the values above it)") + "\n")
     if report.get("numeric_note"):
         text += f"\nMax Difference: n/a, {report['numeric_note']}.\n"
     tokens = list(dict.fromkeys(t for e in report["matrices"].values() for t in e["neighbours"]))
@@ -157,15 +173,24 @@ def analyze_checkpoints(checkpoint: str | Path, out: str | Path, *, dict_path: s
         paths[unique_name(Path(compare).parent.name or "B", paths)] = str(compare)
     for name, path in (embeddings or {}).items():
         paths[unique_name(name, paths)] = str(path)
-    matrices = {}
+    matrices, notes = {}, []
+    mask = dictionary.index(MASK_SYMBOL)
     for name, path in tqdm(paths.items(), desc="read", disable=not progress):
         E = read_matrix(path)
+        if E.shape[0] == len(dictionary) - 1 and mask == len(dictionary) - 1:
+            # fairseq's translation and sentence-prediction tasks drop BART/RoBERTa's <mask> row
+            # on load, so fine-tuned checkpoints lack it; no measurement reads that row.
+            filler = next(iter(matrices.values()))[mask:] if matrices else np.zeros((1, E.shape[1]), E.dtype)
+            E = np.concatenate([E, filler.astype(E.dtype)])
+            notes.append(f"{name} has no <mask> row (fine-tuned without it); a stand-in row was added, which no measurement reads")
         if E.shape[0] != len(dictionary):
             raise ValueError(f"{path}: {E.shape[0]} embedding rows but {dict_path} (+ <mask>) gives {len(dictionary)}")
         matrices[name] = E
     report = analyze_matrices(matrices, dictionary, surfaces, list(neighbours_of), k=k, metric=metric,
                               progress=progress, word_initial=word_initial)
     report["sources"] = paths
+    if notes:
+        report["notes"] = notes
     groups = model_groups(dictionary)
     names = list(matrices)
     if compare:
@@ -183,43 +208,80 @@ def analyze_checkpoints(checkpoint: str | Path, out: str | Path, *, dict_path: s
 
 
 def read_lines(path: str | Path) -> list[str]:
-    return Path(path).read_text(encoding="utf-8").splitlines()
+    """The lines of a UTF-8 text file, split on "\\n" only, a trailing "\\r" dropped.
+
+    ``str.splitlines()`` also breaks at U+2028, U+2029, U+0085, form feed, vertical tab, a lone CR
+    and the \\x1c-\\x1e separators: one such character inside a summary would shift every later
+    hypothesis against its reference.
+    """
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ValueError(f"{path}: line {line}: not UTF-8 ({err.reason}); convert the file to UTF-8") from err
+    lines = text.split("\n")
+    if lines[-1] == "":  # the newline ending the last line starts no new one
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def score_rouge(hyp: str | Path, ref: str | Path, *, tokenize: bool = True, stemming: bool = False) -> dict:
-    """ROUGE-1/2/L F1 of a hypothesis file against a reference file: ROUGE-1.5.5 and rouge-score side by side."""
-    from defemb.analysis.rouge import perl_available, rouge_perl, rouge_python
+def read_aligned(outputs: str | Path, references: str | Path) -> tuple[list[str], list[str]]:
+    """Output and reference lines, checked to be as many (one output per reference line)."""
+    out, ref = read_lines(outputs), read_lines(references)
+    if len(out) != len(ref):
+        raise ValueError(f"{outputs} has {len(out)} lines but {references} has {len(ref)}: "
+                         "outputs and references must be aligned line by line")
+    return out, ref
 
-    hyps, refs = read_lines(hyp), read_lines(ref)
-    result = {"rouge-score": rouge_python(hyps, refs, tokenize, stemming)}
-    if perl_available():
-        result["ROUGE-1.5.5"] = rouge_perl(hyps, refs, tokenize, stemming)
-    else:
-        result["ROUGE-1.5.5"] = "unavailable: perl -MXML::Parser -e1 fails (apt-get install libxml-parser-perl)"
-    return result
+
+def score_rouge(hyp: str | Path, ref: str | Path, *, tokenize: bool = True, stemming: bool = False,
+                rouge_root: str | Path | None = None) -> dict:
+    """ROUGE-1/2/L F1 of a hypothesis file against a reference file: ROUGE-1.5.5 (sacrerouge) and
+    rouge-score side by side, each with its signature."""
+    from defemb.analysis.rouge import rouge_155, rouge_score_result, sacrerouge_unready
+
+    hyps, refs = read_aligned(hyp, ref)
+    problem = sacrerouge_unready(rouge_root)
+    return {
+        "ROUGE-1.5.5": f"unavailable: {problem}" if problem else
+        rouge_155(hyps, refs, tokenize=tokenize, stemming=stemming, rouge_root=rouge_root).as_dict(),
+        "rouge-score": rouge_score_result(hyps, refs, tokenize=tokenize, stemming=stemming).as_dict(),
+        "pairs": len(hyps),
+    }
 
 
 def significance_test(ref: str | Path, baseline: list[str | Path], system: list[str | Path], *, metric: str = "rouge",
-                      tokenize: bool = True, resamples: int = 1000, seed: int = 12345) -> dict:
-    """Paired bootstrap of ``system`` against ``baseline`` (one output file per seed, same seeds in the same order)."""
+                      tokenize: bool = True, stemming: bool = False, scorer: str = "auto",
+                      rouge_root: str | Path | None = None, resamples: int = 1000, seed: int = 12345) -> dict:
+    """Paired bootstrap of ``system`` against ``baseline`` (one output file per seed, same seeds in the same order).
+
+    ROUGE: per-summary F1 from ROUGE-1.5.5 via sacrerouge (``scorer="auto"`` falls back to
+    rouge-score where sacrerouge cannot run; each metric's result carries the signature of the
+    scores it resampled). Accuracy: 0/1 correctness per line.
+    """
+    from defemb.analysis.rouge import resolve_backend, rouge, signature
     from defemb.analysis.significance import correctness, paired_bootstrap, pool
 
-    refs = read_lines(ref)
-    if len(baseline) != len(system):
+    if len(baseline) != len(system) or not baseline:
         raise ValueError(f"{len(baseline)} baseline seeds but {len(system)} system seeds: pair them seed by seed")
+    backend = resolve_backend(scorer, rouge_root) if metric == "rouge" else None
 
     def per_seed(files: list[str | Path]) -> dict[str, list]:
         scores: dict[str, list] = {}
         for path in files:
-            hyp = read_lines(path)
+            hyp, refs = read_aligned(path, ref)
             if metric == "accuracy":
                 scores.setdefault("accuracy", []).append(correctness([h.strip() for h in hyp], [r.strip() for r in refs]))
             else:
-                from defemb.analysis.rouge import rouge_python_per_example
-
-                for name, values in rouge_python_per_example(hyp, refs, tokenize).items():
+                result = rouge(hyp, refs, backend=backend, tokenize=tokenize, stemming=stemming, rouge_root=rouge_root)
+                for name, values in result.per_summary.items():
                     scores.setdefault(name, []).append(values)
         return scores
 
     base, sys_scores = per_seed(baseline), per_seed(system)
-    return {m: paired_bootstrap(pool(base[m]), pool(sys_scores[m]), resamples, seed) for m in base}
+    tests = {m: paired_bootstrap(pool(base[m]), pool(sys_scores[m]), resamples, seed) for m in base}
+    if metric == "rouge":
+        for test in tests.values():
+            test["signature"] = signature(backend, tokenize, stemming) + "|per-summary F1"
+    return tests

@@ -6,11 +6,11 @@ resampled with replacement 1,000 times (seeded: the same call gives the same p),
 p-value is the share of resamples in which the system does not beat the baseline
 (``delta <= 0``; identical systems give p = 1, "not significant").
 
-Scores per example: GLUE-style accuracy uses 0/1 correctness (``correctness``); ROUGE uses
-sentence-level ROUGE F1 from rouge-score (``rouge.rouge_python_per_example``) and the mean of a
-resample as its score. ROUGE-1.5.5 would recompute corpus ROUGE per resample: 1,000 Perl runs
-over CNN/DM take hours, and with ``-a`` its corpus score is itself a mean of per-example F, so the
-mean of per-example scores is the same statistic.
+Scores per example: GLUE-style accuracy uses 0/1 correctness (``correctness``); ROUGE uses the
+per-summary ROUGE-1.5.5 F1 that sacrerouge's wrapper reads off the script's ``-d`` output
+(``rouge.rouge_155``; rouge-score's per-example F1 is the fallback where it cannot run), and the
+mean of a resample as its score. With ``-a`` ROUGE-1.5.5's corpus score is itself the mean of the
+per-summary F, so this is the statistic the corpus figure reports, without 1,000 Perl runs.
 """
 import numpy as np
 

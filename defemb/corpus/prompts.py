@@ -26,12 +26,15 @@ class Prompt:
     ids: list[int]
     spans: list[tuple[int, int]]
     source: str
+    generic: bool = False
 
 
 def case_of(word: str) -> str:
     letters = [c for c in word if c.isalpha()]
     if not letters:
         return "no letters"
+    if not any(c.islower() or c.isupper() for c in letters):
+        return "no case"  # scripts without case: CJK, Arabic, Hebrew...
     if all(c.islower() for c in letters):
         return "lower case"
     if all(c.isupper() for c in letters):
@@ -41,8 +44,16 @@ def case_of(word: str) -> str:
     return "mixed case"
 
 
+MULTI_WORD = "multi-word headword (not a target)"
+
+
 def build_prompt(entry: Entry, backend: SubwordBackend, max_tokens: int, skips: SkipLog) -> Prompt | None:
-    variants, dropped = backend.variants(entry.word)
+    if len(entry.word.split()) > 1:
+        # "kick the bucket": its spans would make " the" and " bucket" targets of a phrase's
+        # definition. Skipped, and counted in coverage.json's "skipped".
+        skips.skip(MULTI_WORD, entry.word)
+        return None
+    variants, dropped = backend.variants(entry.word, entry.cased, entry.position)
     for _ in range(dropped):
         skips.skip("variant with <unk> dropped", entry.word)
     if not variants:
@@ -73,4 +84,4 @@ def build_prompt(entry: Entry, backend: SubwordBackend, max_tokens: int, skips: 
     if len(definition) > room:
         skips.skip("definition truncated", entry.word)
         definition = definition[:room]
-    return Prompt(ids + definition + [d.eos()], spans, entry.source)
+    return Prompt(ids + definition + [d.eos()], spans, entry.source, entry.generic)

@@ -7,16 +7,15 @@ it sits inside a sentence.
 import unicodedata
 from pathlib import Path
 
-from fairseq.data import Dictionary
-
-from defemb.data.vocabulary import load_model_dictionary
+from defemb.data.gpt2_bpe import gpt2_bpe_utils
+from defemb.data.vocabulary import DictionaryFormatError, Vocabulary, load_model_dictionary
 
 
 class CorpusBuildError(ValueError):
     """Input from which no corpus can be built; the message names the file and the fix."""
 
 
-def load_dictionary(dict_path: str | Path) -> Dictionary:
+def load_dictionary(dict_path: str | Path) -> Vocabulary:
     """``load_model_dictionary`` (dict.txt + ``<mask>``), with a malformed file reported by
     file and line instead of a traceback."""
     path = Path(dict_path)
@@ -24,22 +23,11 @@ def load_dictionary(dict_path: str | Path) -> Dictionary:
         raise CorpusBuildError(f"--vocab {path}: not found; pass the dict.txt beside the model (e.g. bart.large/dict.txt)")
     try:
         dictionary = load_model_dictionary(path)
-    except (ValueError, RuntimeError, UnicodeDecodeError) as err:
-        line = "?"
-        with path.open("rb") as handle:
-            for lineno, raw in enumerate(handle, 1):
-                try:
-                    fields = raw.decode("utf-8").rstrip("\r\n").rsplit(" ", 1)
-                    ok = len(fields) == 2 and (fields[1].lstrip("-").isdigit() or fields[1].startswith("#"))
-                except UnicodeDecodeError:
-                    ok = False
-                if not ok:
-                    line = str(lineno)
-                    break
+    except DictionaryFormatError as err:
         raise CorpusBuildError(
-            f"--vocab {path}:{line}: not a fairseq dict.txt ({err}); each line must be '<symbol> <count>', as in "
-            "bart.large/dict.txt or the dict.txt written by defemb-convert-hf"
-        ) from err
+            f"--vocab {err}; this is not a fairseq dict.txt (one '<symbol> <count>' per line, as in "
+            "bart.large/dict.txt or the dict.txt written by defemb-convert-hf)"
+        ) from None
     if len(dictionary) <= dictionary.nspecial + 1:
         raise CorpusBuildError(f"--vocab {path}: empty dictionary; pass the model's dict.txt")
     return dictionary
@@ -48,7 +36,7 @@ def load_dictionary(dict_path: str | Path) -> Dictionary:
 class SubwordBackend:
     name = "base"
 
-    def __init__(self, dictionary: Dictionary):
+    def __init__(self, dictionary: Vocabulary):
         self.dictionary = dictionary
         self.unk = dictionary.unk()
 
@@ -63,23 +51,38 @@ class SubwordBackend:
         """Text attached to what precedes it, without a space (GPT-2: "," not " ,")."""
         return self.text(text)
 
-    def variant_forms(self, word: str) -> list[tuple[list[int], bool]]:
-        """(ids, word_initial) of every lexical variant: word_initial is the form after a
-        space (GPT-2 " word", WordPiece's bare first piece, sentencepiece's "\u2581word")."""
+    def variant_forms(self, word: str, cased: bool = True) -> list[tuple[list[int], bool]]:
+        """(ids, word_initial) of every lexical variant (``cased=False``: the word's own
+        spelling only): word_initial is the form after a space (GPT-2 " word", WordPiece's
+        bare first piece, sentencepiece's "\u2581word")."""
         raise NotImplementedError
 
     def surface(self, token_id: int) -> str:
         """The token's characters without the word-boundary marker (for numbers and reports)."""
         raise NotImplementedError
 
-    def variants(self, word: str) -> tuple[list[tuple[list[int], bool]], int]:
+    def word_initial(self, token_id: int) -> bool:
+        """Whether the token starts a word (GPT-2 "Ġ", sentencepiece "\u2581", WordPiece: no "##")."""
+        raise NotImplementedError
+
+    def partial_bytes(self, token_id: int) -> bool:
+        """Whether the token is a fragment of a UTF-8 character (byte-level BPE only)."""
+        return False
+
+    def decode(self, ids) -> str:
+        """Readable text of a prompt, specials as their symbols (for reports)."""
+        raise NotImplementedError
+
+    def variants(self, word: str, cased: bool = True, position: str = "any") -> tuple[list[tuple[list[int], bool]], int]:
         """Lexical variants (original, lower, capitalized; with and without the leading
         space) as (ids, word_initial), deduplicated by their ids; returns (variants, number
-        dropped because a piece is not in the dictionary, i.e. maps to <unk>)."""
+        dropped because a piece is not in the dictionary, i.e. maps to <unk>).
+        ``cased=False`` keeps the word's own spelling, ``position`` "initial" or
+        "attached" only the word-initial or only the attached forms."""
         seen, kept, dropped = set(), [], 0
-        for ids, initial in self.variant_forms(word):
+        for ids, initial in self.variant_forms(word, cased):
             key = tuple(ids)
-            if not ids or key in seen:
+            if not ids or key in seen or (position != "any" and initial != (position == "initial")):
                 continue
             seen.add(key)
             if self.unk in ids:
@@ -89,7 +92,9 @@ class SubwordBackend:
         return kept, dropped
 
 
-def casings(word: str) -> list[str]:
+def casings(word: str, cased: bool = True) -> list[str]:
+    if not cased:
+        return [word]
     return list(dict.fromkeys([word, word.lower(), word[:1].upper() + word[1:].lower()]))
 
 
@@ -98,15 +103,13 @@ class GPT2Backend(SubwordBackend):
 
     name = "gpt2"
 
-    def __init__(self, dictionary: Dictionary, encoder_json: str | Path, vocab_bpe: str | Path, dict_path: str = "dict.txt"):
+    def __init__(self, dictionary: Vocabulary, encoder_json: str | Path, vocab_bpe: str | Path, dict_path: str = "dict.txt"):
         super().__init__(dictionary)
-        from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
-
         for path, flag in ((encoder_json, "--gpt2-encoder-json"), (vocab_bpe, "--gpt2-vocab-bpe")):
             if not Path(path).is_file():
                 raise CorpusBuildError(f"{flag} {path}: not found (`make install` fetches them to .cache/gpt2/)")
         try:
-            self.bpe = get_encoder(str(encoder_json), str(vocab_bpe))
+            self.bpe = gpt2_bpe_utils().get_encoder(str(encoder_json), str(vocab_bpe))
         except (ValueError, UnicodeDecodeError, IndexError) as err:
             raise CorpusBuildError(
                 f"--gpt2-encoder-json {encoder_json} / --gpt2-vocab-bpe {vocab_bpe}: not GPT-2 BPE files ({err}); "
@@ -133,15 +136,43 @@ class GPT2Backend(SubwordBackend):
     def glue(self, text: str) -> list[int]:
         return self._encode(text)
 
-    def variant_forms(self, word: str) -> list[tuple[list[int], bool]]:
-        return [(self._encode(prefix + w), prefix == " ") for w in casings(word) for prefix in (" ", "")]
+    def variant_forms(self, word: str, cased: bool = True) -> list[tuple[list[int], bool]]:
+        return [(self._encode(prefix + w), prefix == " ") for w in casings(word, cased) for prefix in (" ", "")]
 
-    def surface(self, token_id: int) -> str:
+    def _bytes(self, token_id: int) -> bytes | None:
         symbol = self.dictionary[token_id]
         if not symbol.isdigit() or int(symbol) not in self.bpe.decoder:
-            return symbol
-        chars = self.bpe.decoder[int(symbol)]
-        return bytearray(self.bpe.byte_decoder[c] for c in chars).decode("utf-8", errors="backslashreplace").lstrip(" ")
+            return None
+        return bytes(self.bpe.byte_decoder[c] for c in self.bpe.decoder[int(symbol)])
+
+    def surface(self, token_id: int) -> str:
+        raw = self._bytes(token_id)
+        return self.dictionary[token_id] if raw is None else raw.decode("utf-8", errors="backslashreplace").lstrip(" ")
+
+    def word_initial(self, token_id: int) -> bool:
+        raw = self._bytes(token_id)
+        return raw is not None and raw.startswith(b" ")
+
+    def partial_bytes(self, token_id: int) -> bool:
+        raw = self._bytes(token_id)
+        if raw is None:
+            return False
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return True
+        return False
+
+    def decode(self, ids) -> str:
+        out, pending = [], b""
+        for i in ids:
+            raw = self._bytes(int(i))
+            if raw is None:
+                out.append(pending.decode("utf-8", errors="replace") + self.dictionary[int(i)])
+                pending = b""
+            else:
+                pending += raw
+        return "".join(out) + pending.decode("utf-8", errors="replace")
 
 
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
@@ -160,7 +191,7 @@ class WordPieceBackend(SubwordBackend):
 
     name = "wordpiece"
 
-    def __init__(self, dictionary: Dictionary, vocab_txt: str | Path, lowercase: bool = True, dict_path: str = "dict.txt"):
+    def __init__(self, dictionary: Vocabulary, vocab_txt: str | Path, lowercase: bool = True, dict_path: str = "dict.txt"):
         super().__init__(dictionary)
         path = Path(vocab_txt)
         if not path.is_file():
@@ -223,9 +254,9 @@ class WordPieceBackend(SubwordBackend):
     def text(self, text: str) -> list[int]:
         return self._ids([p for t in self.basic(text) for p in self.wordpiece(t)])
 
-    def variant_forms(self, word: str) -> list[tuple[list[int], bool]]:
+    def variant_forms(self, word: str, cased: bool = True) -> list[tuple[list[int], bool]]:
         forms = []
-        for w in casings(word):
+        for w in casings(word, cased):
             tokens = self.basic(w)
             forms.append((self._ids([p for t in tokens for p in self.wordpiece(t)]), True))
             if len(tokens) == 1:  # a "##" continuation form exists only for a single basic token
@@ -235,6 +266,13 @@ class WordPieceBackend(SubwordBackend):
     def surface(self, token_id: int) -> str:
         return self.dictionary[token_id].removeprefix("##")
 
+    def word_initial(self, token_id: int) -> bool:
+        return not self.dictionary[token_id].startswith("##")
+
+    def decode(self, ids) -> str:
+        pieces = [self.dictionary[int(i)] for i in ids]
+        return "".join(p[2:] if p.startswith("##") else (" " + p if k else p) for k, p in enumerate(pieces))
+
 
 class SentencePieceBackend(SubwordBackend):
     """sentencepiece models (T5-style); dict.txt symbols are the pieces. Only the
@@ -242,7 +280,7 @@ class SentencePieceBackend(SubwordBackend):
 
     name = "sentencepiece"
 
-    def __init__(self, dictionary: Dictionary, model: str | Path, dict_path: str = "dict.txt"):
+    def __init__(self, dictionary: Vocabulary, model: str | Path, dict_path: str = "dict.txt"):
         super().__init__(dictionary)
         import sentencepiece
 
@@ -263,14 +301,20 @@ class SentencePieceBackend(SubwordBackend):
     def text(self, text: str) -> list[int]:
         return self.pieces_to_ids(self.sp.encode(text, out_type=str))
 
-    def variant_forms(self, word: str) -> list[tuple[list[int], bool]]:
-        return [(self.text(w), True) for w in casings(word)]
+    def variant_forms(self, word: str, cased: bool = True) -> list[tuple[list[int], bool]]:
+        return [(self.text(w), True) for w in casings(word, cased)]
 
     def surface(self, token_id: int) -> str:
         return self.dictionary[token_id].lstrip("\u2581")
 
+    def word_initial(self, token_id: int) -> bool:
+        return self.dictionary[token_id].startswith("\u2581")
 
-def backend_from_config(config: dict, dictionary: Dictionary) -> SubwordBackend:
+    def decode(self, ids) -> str:
+        return "".join(self.dictionary[int(i)] for i in ids).replace("\u2581", " ")
+
+
+def backend_from_config(config: dict, dictionary: Vocabulary) -> SubwordBackend:
     """Build the backend named in ``config`` (picklable, so worker processes rebuild it)."""
     kind = config["bpe"]
     if kind == "gpt2":

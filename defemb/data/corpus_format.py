@@ -10,7 +10,8 @@ A corpus directory holds::
                              occurrence, flattened as [start0, end0, start1, end1, ...]
                              (end exclusive, positions index the prompt above)
 
-Both are fairseq ``mmap`` indexed datasets. The target of a span position ``k`` is
+Both are fairseq ``mmap`` indexed datasets (written with :mod:`defemb.data.indexed`, so building a
+corpus does not import fairseq; read with fairseq's own class, as the plugin trains on them). The target of a span position ``k`` is
 simply ``prompt[k]``: the corpus stores no separate target ids, so targets and
 prompts cannot disagree.
 """
@@ -21,8 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from fairseq.data import data_utils, indexed_dataset
 
+from defemb.data.indexed import MMapIndexedWriter, best_fitting_int_dtype
 from defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
 
 FORMAT_VERSION = 1
@@ -36,8 +37,8 @@ class CorpusFormatError(ValueError):
 
 @dataclass
 class CorpusSplit:
-    prompts: indexed_dataset.MMapIndexedDataset
-    spans: indexed_dataset.MMapIndexedDataset
+    prompts: Any  # fairseq.data.indexed_dataset.MMapIndexedDataset (items: int64 tensors)
+    spans: Any
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -48,15 +49,13 @@ class CorpusSplit:
 
 
 class CorpusWriter:
-    """Streams (prompt, spans) pairs of one split into fairseq indexed datasets."""
+    """Streams (prompt, spans) pairs of one split into fairseq mmap indexed datasets."""
 
     def __init__(self, out_dir: str | Path, split: str, vocab_size: int):
         out = Path(out_dir)
         self._prefixes = {name: str(out / f"{split}.{name}") for name in ("prompt", "spans")}
-        self._prompt = indexed_dataset.MMapIndexedDatasetBuilder(
-            self._prefixes["prompt"] + ".bin", dtype=indexed_dataset.best_fitting_int_dtype(vocab_size)
-        )
-        self._spans = indexed_dataset.MMapIndexedDatasetBuilder(self._prefixes["spans"] + ".bin", dtype=np.int32)
+        self._prompt = MMapIndexedWriter(self._prefixes["prompt"] + ".bin", dtype=best_fitting_int_dtype(vocab_size))
+        self._spans = MMapIndexedWriter(self._prefixes["spans"] + ".bin", dtype=np.int32)
         self.count = 0
 
     def add(self, prompt_ids: list[int] | np.ndarray, spans: list[tuple[int, int]]) -> None:
@@ -66,8 +65,8 @@ class CorpusWriter:
         for start, end in spans:
             if not 0 <= start < end <= length:
                 raise ValueError(f"span [{start}, {end}) outside a prompt of {length} tokens")
-        self._prompt.add_item(torch.as_tensor(np.asarray(prompt_ids, dtype=np.int64)))
-        self._spans.add_item(torch.as_tensor(np.asarray(spans, dtype=np.int64).reshape(-1)))
+        self._prompt.add_item(np.asarray(prompt_ids, dtype=np.int64))
+        self._spans.add_item(np.asarray(spans, dtype=np.int64).reshape(-1))
         self.count += 1
 
     def finalize(self) -> None:
@@ -119,6 +118,9 @@ def check_corpus_dictionary(corpus_dir: str | Path) -> dict[str, Any]:
 
 
 def load_split(corpus_dir: str | Path, split: str) -> CorpusSplit:
+    """One split as fairseq datasets, as the ``definition_cloze`` task reads it."""
+    from fairseq.data import data_utils
+
     base = Path(corpus_dir)
     datasets = {}
     for name in ("prompt", "spans"):

@@ -35,8 +35,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     Memory-mapping reads only what is touched: rows surgery changes are copied on write,
     the rest of a 1.6 GB BART-large file never enters memory.
     """
-    import fairseq_defemb  # noqa: F401  (safe globals for fairseq's pickled Namespace)
-
     path = Path(path)
     if path.is_dir():
         path = path / "model.pt"

@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from fairseq.data import Dictionary, data_utils, indexed_dataset
+
+from defemb.data.gpt2_bpe import gpt2_bpe_utils
+from defemb.data.indexed import MMapIndexed, is_mmap_dataset, read_items
+from defemb.data.vocabulary import MASK_SYMBOL, Vocabulary
 
 SPECIAL_PREFIXES = ("madeupword",)
-MASK_SYMBOL = "<mask>"
 
 
-def special_ids(dictionary: Dictionary) -> set[int]:
+def special_ids(dictionary: Vocabulary) -> set[int]:
     """Never touched: <s> <pad> </s> <unk>, <mask>, and fairseq's padding fillers."""
     ids = set(range(dictionary.nspecial))
     ids |= {i for i, s in enumerate(dictionary.symbols) if s == MASK_SYMBOL or s.startswith(SPECIAL_PREFIXES)}
@@ -41,7 +43,7 @@ class Selection:
     vocabulary: int = 0            # |V|, non-special symbols
 
 
-def select_rows(dictionary: Dictionary, task_ids: set[int], predicted_ids: set[int], alpha: float) -> Selection:
+def select_rows(dictionary: Vocabulary, task_ids: set[int], predicted_ids: set[int], alpha: float) -> Selection:
     """The rows to replace. ``task_ids``: ids occurring in the task data; ``predicted_ids``:
     ids with a predicted embedding; ``alpha``: percentage of |V| in [0, 100]."""
     if not 0 <= alpha <= 100:
@@ -66,12 +68,36 @@ def _binarized_prefixes(directory: Path) -> list[str]:
     return sorted({str(p.with_suffix("")) for p in directory.glob("*.bin") if p.with_suffix(".idx").is_file()})
 
 
-def _check_task_dictionaries(directory: Path, dictionary: Dictionary, dict_path: str | Path) -> None:
+def split_of(prefix: str) -> str:
+    """The split a fairseq-preprocess file belongs to: ``train.source-target.source`` and
+    ``train`` are ``train``; ``train1`` (fairseq's second training set) is ``train`` too."""
+    name = Path(prefix).name.split(".")[0]
+    return name.rstrip("0123456789") or name
+
+
+def _prefixes_of_splits(directory: Path, task_splits: tuple[str, ...]) -> list[str]:
+    """The binarized files of ``task_splits`` (``("all",)``: every one) in ``directory``;
+    a requested split the directory lacks is an error naming what it has."""
+    prefixes = _binarized_prefixes(directory)
+    if task_splits == ("all",):
+        return prefixes
+    found = sorted({split_of(p) for p in prefixes})
+    missing = [s for s in task_splits if s not in found]
+    if missing:
+        raise ValueError(
+            f"--task-data {directory}: no {', '.join(missing)} split (found {', '.join(found)}). Pass --task-splits "
+            "with the fine-tuning split(s) the directory has (default train; 'all' reads every split, the test "
+            "references included)"
+        )
+    return [p for p in prefixes if split_of(p) in task_splits]
+
+
+def _check_task_dictionaries(directory: Path, dictionary: Vocabulary, dict_path: str | Path) -> None:
     """fairseq-preprocess writes the dictionary it binarized with beside the data
     (dict.txt, dict.{lang}.txt): its symbols must be the model's (without <mask>)."""
     expected = [s for s in dictionary.symbols if s != MASK_SYMBOL]
     for other in sorted(directory.glob("dict*.txt")):
-        symbols = Dictionary.load(str(other)).symbols
+        symbols = Vocabulary.load(other).symbols
         if symbols != expected:
             raise ValueError(
                 f"{other} differs from --dict {dict_path}: the task data was binarized with another dictionary; "
@@ -81,11 +107,6 @@ def _check_task_dictionaries(directory: Path, dictionary: Dictionary, dict_path:
 
 def _ids_in_dataset(prefix: str, size: int) -> np.ndarray:
     """Occurrence counts (length ``size``) of every id in one binarized split."""
-    impl = indexed_dataset.infer_dataset_impl(prefix)
-    # fairseq infers "cached" for the legacy format, which needs a prefetch; "lazy" reads it as is.
-    dataset = data_utils.load_indexed_dataset(prefix, None, dataset_impl="lazy" if impl == "cached" else impl)
-    if dataset is None:
-        raise ValueError(f"{prefix}.bin/.idx: not a fairseq indexed dataset")
     counts = np.zeros(size, dtype=np.int64)
 
     def add(tokens: np.ndarray) -> None:
@@ -94,33 +115,63 @@ def _ids_in_dataset(prefix: str, size: int) -> np.ndarray:
                              "the task data was binarized with another dictionary")
         counts[:] += np.bincount(tokens, minlength=size)[:size]
 
-    if isinstance(dataset, indexed_dataset.MMapIndexedDataset):
+    if is_mmap_dataset(prefix):
         # The .bin is the concatenation of all items: count it in flat chunks, no per-item loop.
-        flat = np.frombuffer(dataset._bin_buffer, dtype=dataset._index.dtype, count=int(dataset.sizes.sum()))
+        flat = MMapIndexed(prefix).tokens()
         for start in range(0, len(flat), 1 << 26):
             add(flat[start:start + (1 << 26)].astype(np.int64))
     else:
-        for start in range(0, len(dataset), 4096):
-            items = [dataset[i].numpy() for i in range(start, min(start + 4096, len(dataset)))]
-            add(np.concatenate(items).astype(np.int64) if items else np.zeros(0, np.int64))
+        try:
+            items = read_items(prefix)
+        except FileNotFoundError:
+            raise ValueError(f"{prefix}.bin/.idx: not a fairseq indexed dataset") from None
+        for start in range(0, len(items), 4096):
+            chunk = items[start:start + 4096]
+            add(np.concatenate(chunk) if chunk else np.zeros(0, np.int64))
     return counts
 
 
-def task_token_ids(task_data, dictionary: Dictionary, dict_path: str | Path,
-                   gpt2_encoder_json: str | None = None, gpt2_vocab_bpe: str | None = None) -> set[int]:
-    """Token ids occurring in the task data: one or more fairseq-preprocess directories
-    (every ``*.bin``/``*.idx`` pair in them: all splits, both languages) or raw text files
-    (or directories of them), encoded with GPT-2 BPE."""
+@dataclass
+class TaskTokens:
+    ids: set[int]      # token ids occurring in what was read
+    files: list[str]   # what was read: the .bin files of the chosen splits, and raw text files as given
+    splits: tuple[str, ...]
+
+
+def check_task_splits(task_splits: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
+    """``task_splits`` as a tuple of split names, or ``("all",)``."""
+    splits = tuple(s.strip() for s in ([task_splits] if isinstance(task_splits, str) else task_splits) if s.strip())
+    if not splits or ("all" in splits and len(splits) > 1):
+        raise ValueError(f"--task-splits {','.join(splits)}: name the splits to read (e.g. train, or train,valid), "
+                         "or all on its own")
+    return splits
+
+
+def task_token_ids(task_data, dictionary: Vocabulary, dict_path: str | Path,
+                   gpt2_encoder_json: str | None = None, gpt2_vocab_bpe: str | None = None, *,
+                   task_splits: tuple[str, ...] | list[str] | str = ("train",)) -> TaskTokens:
+    """Token ids occurring in the task data (V_task): one or more fairseq-preprocess
+    directories or raw text files (or directories of them), encoded with GPT-2 BPE.
+
+    In a fairseq-preprocess directory only the ``task_splits`` are read (both languages),
+    ``train`` by default: V_task is the fine-tuning data's vocabulary (paper Section 5.3), and
+    a token that occurs only in the test references must not decide what is replaced.
+    ``("all",)`` reads every split. Raw text files are read as given.
+    """
+    splits = check_task_splits(task_splits)
     paths = [Path(p) for p in ([task_data] if isinstance(task_data, (str, Path)) else task_data)]
     ids: set[int] = set()
+    files: list[str] = []
     raw: list[Path] = []
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"--task-data {path}: not found (a fairseq-preprocess directory or raw text files)")
         if path.is_dir() and _binarized_prefixes(path):
             _check_task_dictionaries(path, dictionary, dict_path)
-            counts = sum(_ids_in_dataset(prefix, len(dictionary)) for prefix in _binarized_prefixes(path))
+            prefixes = _prefixes_of_splits(path, splits)
+            counts = sum(_ids_in_dataset(prefix, len(dictionary)) for prefix in prefixes)
             ids.update(np.flatnonzero(counts).tolist())
+            files.extend(f"{prefix}.bin" for prefix in prefixes)
         elif path.is_dir():
             nested = sorted({str(p.parent) for p in path.rglob("*.bin")})
             if nested:
@@ -134,16 +185,15 @@ def task_token_ids(task_data, dictionary: Dictionary, dict_path: str | Path,
         if not (gpt2_encoder_json and gpt2_vocab_bpe):
             raise ValueError(f"--task-data {raw[0]}: raw text needs --gpt2-encoder-json and --gpt2-vocab-bpe to "
                              "tokenize it (or pass a fairseq-preprocess directory)")
-        from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
-
         for f in (gpt2_encoder_json, gpt2_vocab_bpe):
             if not Path(f).is_file():
                 raise FileNotFoundError(f"{f}: not found (GPT-2 BPE files: encoder.json and vocab.bpe)")
-        bpe = get_encoder(gpt2_encoder_json, gpt2_vocab_bpe)
+        bpe = gpt2_bpe_utils().get_encoder(gpt2_encoder_json, gpt2_vocab_bpe)
         for file in raw:
             with file.open(encoding="utf-8", errors="replace") as handle:
                 for line in handle:
                     # the symbols of fairseq's GPT-2 dict.txt are the BPE ids as strings
                     ids.update(dictionary.index(str(t)) for t in bpe.encode(line.rstrip("\n")))
+            files.append(str(file))
         ids.discard(dictionary.unk())
-    return ids
+    return TaskTokens(ids=ids, files=files, splits=splits)

@@ -1,16 +1,11 @@
 """Replace rare-token embeddings in a copy of a fairseq checkpoint (the library behind ``defemb-surgery``).
 
-    defemb-surgery --checkpoint bart.large/model.pt --dict bart.large/dict.txt \\
-        --embeddings defemb.pt --task-data cnn_dm-bin --alpha 100 --out bart.large.defemb/
-
-writes OUT/model.pt + OUT/dict.txt + OUT/surgery.json; stock fairseq fine-tunes and
-generates from OUT exactly as from the original. Every tied copy of the embedding matrix
-is updated, everything else is carried over untouched (dtype kept; OUT/model.pt is the input file
-byte for byte outside the embedding's zip records), the input is never modified and the output
-appears atomically. ``--method deldirection|del-zscore`` applies
-the paper's baselines to the whole matrix instead (no --embeddings/--task-data needed).
-``--verify OUT --against ORIGINAL`` proves that only the rows listed in OUT/surgery.json
-changed; ``--dry-run`` prints what would change and writes nothing.
+:func:`swap_embeddings` writes OUT/model.pt + OUT/dict.txt + OUT/surgery.json: every tied copy of
+the embedding matrix updated, everything else carried over untouched (dtype kept; OUT/model.pt is
+the input file byte for byte outside the embedding's zip records), the input never modified, the
+output atomic. :func:`verify` proves that only the rows listed in surgery.json changed.
+``method`` "deldirection" (Eq. 3), "deldirection-centred" or "del-zscore" applies the paper's
+baselines (``BASELINES``) to the whole matrix instead.
 """
 import argparse
 import hashlib
@@ -26,13 +21,17 @@ import torch
 from defemb.atomic_io import atomic_output_dir
 from defemb.surgery.checkpoint import load_checkpoint, tied_embedding, with_rows, write_checkpoint
 from defemb.data.embedding_file import PredictedEmbeddings
-from defemb.analysis.frequency_groups import frequency_groups
-from defemb.analysis.isotropy import group_grams, isotropy_from_grams, rows_of
-from defemb.surgery.postprocessing import del_direction, del_zscore
-from defemb.surgery.selection import Selection, select_rows, special_ids, task_token_ids
+from defemb.analysis.frequency_groups import frequency_groups, groups_convention
+from defemb.analysis.isotropy import CONVENTIONS, group_grams, isotropy_from_grams, rows_of
+from defemb.surgery.postprocessing import del_direction, del_direction_centred, del_zscore
+from defemb.surgery.selection import (Selection, TaskTokens, check_task_splits, select_rows, special_ids,
+                                     task_token_ids)
 from defemb.data.vocabulary import MASK_SYMBOL, dictionary_sha256, load_model_dictionary
 
-METHODS = ("definitionemb", "deldirection", "del-zscore")
+# deldirection is the paper's Eq. 3 (uncentred projections); deldirection-centred projects the centred
+# vectors; del-zscore builds on Eq. 3 (defemb/surgery/postprocessing.py)
+BASELINES = {"deldirection": del_direction, "deldirection-centred": del_direction_centred, "del-zscore": del_zscore}
+METHODS = ("definitionemb", *BASELINES)
 REPORT = "surgery.json"
 
 
@@ -90,19 +89,20 @@ def check_inputs(checkpoint: str | Path, dict_path: str | Path, matrix: torch.Te
 def plan(matrix: torch.Tensor, dictionary, *, checkpoint: str | Path, dict_path: str | Path, method: str,
          embeddings: str | Path | None, task_data: list[str | Path], alpha: float,
          gpt2_encoder_json: str | Path | None = None, gpt2_vocab_bpe: str | Path | None = None,
-         ) -> tuple[list[int], torch.Tensor, Selection | None]:
-    """The rows to change (ascending ids) and their new values (float32, same order)."""
+         task_splits: tuple[str, ...] = ("train",),
+         ) -> tuple[list[int], torch.Tensor, Selection | None, TaskTokens | None]:
+    """The rows to change (ascending ids), their new values (float32, same order), and for
+    definitionemb the selection and what of the task data was read."""
     if method != "definitionemb":
-        transform = del_direction if method == "deldirection" else del_zscore
-        return list(range(matrix.size(0))), transform(matrix.float()), None
+        return list(range(matrix.size(0))), BASELINES[method](matrix.float()), None, None
     predicted = PredictedEmbeddings.load(embeddings)
     check_inputs(checkpoint, dict_path, matrix, dictionary, predicted, embeddings)
-    task_ids = task_token_ids(task_data, dictionary, dict_path, gpt2_encoder_json, gpt2_vocab_bpe)
+    task = task_token_ids(task_data, dictionary, dict_path, gpt2_encoder_json, gpt2_vocab_bpe, task_splits=task_splits)
     by_id = {int(t): row for row, t in enumerate(predicted.token_ids.tolist())}
-    selection = select_rows(dictionary, task_ids, set(by_id), alpha)
+    selection = select_rows(dictionary, task.ids, set(by_id), alpha)
     rows = torch.tensor([by_id[i] for i in selection.replaced], dtype=torch.long)
     values = predicted.embeddings[rows].float() if len(rows) else torch.zeros(0, matrix.size(1))
-    return selection.replaced, values, selection
+    return selection.replaced, values, selection, task
 
 
 def row_changes(before: torch.Tensor, after: torch.Tensor, chunk_rows: int = 4096) -> torch.Tensor:
@@ -118,10 +118,10 @@ def row_changes(before: torch.Tensor, after: torch.Tensor, chunk_rows: int = 409
 
 
 def change_report(before: torch.Tensor, after: torch.Tensor, changed: list[int], dictionary, isotropy: bool = True) -> dict:
-    """Norm and cosine change of the changed rows per frequency group; isotropy of E
-    (non-special rows) before and after, overall and per group. A group none of whose rows changed
-    keeps its value without recomputation; one with few changed rows gets its Gram matrix updated by
-    those rows rather than recomputed."""
+    """Norm and cosine change of the changed rows per frequency group; isotropy of E (non-special rows)
+    before and after, overall and per group: ``isotropy`` = {"before": {"paper": {group: I},
+    "sign_invariant": {...}, "max_abs_projection": {...}}, "after": {...}, "conventions": signatures,
+    "clipping": note}, or None. A group none of whose rows changed keeps its values without recomputation."""
     groups = frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index(MASK_SYMBOL))
     changed_set = np.asarray(changed, dtype=np.int64)
     stats = row_changes(rows_of(before, changed_set), rows_of(after, changed_set))
@@ -135,17 +135,20 @@ def change_report(before: torch.Tensor, after: torch.Tensor, changed: list[int],
         per_group[name] = {"changed": int(mine.sum()), "norm_before": round(norm_before, 4),
                            "norm_after": round(norm_after, 4), "cosine_to_original": round(cosine, 4)}
     if not isotropy:
-        return {"per_group": per_group, "isotropy_before": None, "isotropy_after": None}
+        return {"per_group": per_group, "isotropy": None}
+    described = groups_convention(dictionary.nspecial)
     before, after = before.float(), after.float()
-    grams = group_grams(before, groups)
-    iso_before = isotropy_from_grams(before, groups, grams)
+    iso_before = isotropy_from_grams(before, groups, group_grams(before, groups), described)
+    figures = ("max_abs_projection", *CONVENTIONS)
+    iso_after = {key: dict(iso_before[key]) for key in figures}
     touched = {name: ids for name, ids in groups.items() if per_group[name]["changed"]}
     if touched:
-        after_grams = group_grams(after, touched, (before, grams, changed_set))
-        iso_after = {**iso_before, **isotropy_from_grams(after, touched, after_grams)}
-    else:
-        iso_after = iso_before
-    return {"per_group": per_group, "isotropy_before": iso_before, "isotropy_after": iso_after}
+        recomputed = isotropy_from_grams(after, touched, group_grams(after, touched), described)
+        for key in figures:
+            iso_after[key].update(recomputed[key])
+    return {"per_group": per_group, "isotropy": {
+        "before": {key: iso_before[key] for key in figures}, "after": iso_after,
+        "conventions": iso_before["conventions"], "clipping": iso_before["clipping"]}}
 
 
 class _Writer(threading.Thread):
@@ -168,12 +171,15 @@ def swap_embeddings(checkpoint: str | Path, out: str | Path | None = None, *, di
                     embeddings: str | Path | None = None, task_data: list[str | Path] | str | Path = (),
                     alpha: float = 100.0, method: str = "definitionemb",
                     gpt2_encoder_json: str | Path | None = None, gpt2_vocab_bpe: str | Path | None = None,
+                    task_splits: tuple[str, ...] | list[str] | str = ("train",),
                     overwrite: bool = False, dry_run: bool = False, isotropy: bool = True) -> dict:
     """Write a copy of ``checkpoint`` with rare rows replaced (or the whole matrix post-processed) to ``out``.
 
     ``method="definitionemb"`` replaces the last ``min(alpha% |V|, |V_task|)`` task tokens that have a
     prediction in ``embeddings``; ``"deldirection"``/``"del-zscore"`` transform every row. ``dict_path``
-    defaults to the dict.txt beside the checkpoint. Returns the report also written to OUT/surgery.json;
+    defaults to the dict.txt beside the checkpoint. ``task_splits``: the splits of a fairseq-preprocess
+    ``task_data`` directory that make V_task (default the fine-tuning split ``train``; ``"all"`` every
+    one, test references included); raw text files are read as given. Returns the report also written to OUT/surgery.json;
     with ``dry_run`` nothing is written and ``out`` may be None.
     """
     if method not in METHODS:
@@ -186,6 +192,10 @@ def swap_embeddings(checkpoint: str | Path, out: str | Path | None = None, *, di
     if method == "definitionemb" and not (embeddings and task_data):
         raise SurgeryError("--method definitionemb needs --embeddings (defemb-predict output) and --task-data "
                            "(the downstream task's fairseq-preprocess directory or raw text)")
+    try:
+        task_splits = check_task_splits(task_splits)
+    except ValueError as err:
+        raise SurgeryError(str(err)) from None
     if not 0 <= alpha <= 100:
         raise SurgeryError(f"--alpha {alpha:g}: must be a percentage in [0, 100] "
                            "(paper: CNNDM 100, Y-BIGPATENT 30, XSum 10, BillSum 7, MRPC 5, RTE 3)")
@@ -203,9 +213,10 @@ def swap_embeddings(checkpoint: str | Path, out: str | Path | None = None, *, di
     except ValueError as err:
         raise SurgeryError(str(err)) from None
     check_inputs(checkpoint, dict_path, matrix, dictionary)
-    changed, values, selection = plan(matrix, dictionary, checkpoint=checkpoint, dict_path=dict_path, method=method,
-                                     embeddings=embeddings, task_data=task_data, alpha=alpha,
-                                     gpt2_encoder_json=gpt2_encoder_json, gpt2_vocab_bpe=gpt2_vocab_bpe)
+    changed, values, selection, task = plan(
+        matrix, dictionary, checkpoint=checkpoint, dict_path=dict_path, method=method, embeddings=embeddings,
+        task_data=task_data, alpha=alpha, gpt2_encoder_json=gpt2_encoder_json, gpt2_vocab_bpe=gpt2_vocab_bpe,
+        task_splits=task_splits)
     index = torch.tensor(changed, dtype=torch.long)
     after = with_rows(matrix, index, values)
     specials = sorted(special_ids(dictionary))
@@ -220,7 +231,8 @@ def swap_embeddings(checkpoint: str | Path, out: str | Path | None = None, *, di
     if selection is not None:
         report.update(
             alpha=alpha, embeddings=str(embeddings),
-            task_data=[str(p) for p in task_data], vocabulary=selection.vocabulary,
+            task_data=[str(p) for p in task_data], task_splits=list(task.splits), task_files=task.files,
+            vocabulary=selection.vocabulary,
             task_vocabulary=selection.task_vocabulary, budget=selection.budget, requested=len(selection.requested),
             requested_without_definition=len(selection.without_definition),
             without_definition_ids=selection.without_definition,

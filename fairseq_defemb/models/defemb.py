@@ -32,7 +32,10 @@ DECODER_FIELDS = ("decoder_layers", "decoder_embed_dim", "decoder_ffn_embed_dim"
 def add_defemb_args(parser) -> None:
     parser.add_argument("--pretrained-checkpoint", type=str, metavar="PATH",
                         help="stock fairseq checkpoint (e.g. bart.large/model.pt) to start from; "
-                        "its dict.txt must be the corpus's")
+                        "its dict.txt must be the corpus's. Required unless --from-scratch")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="start from a random network whose random embeddings are the regression target: "
+                        "only for tests and benchmarks, never a DefinitionEMB of a real model")
     parser.add_argument("--update-embeddings", action="store_true",
                         help="train the token embeddings too (the paper does for RoBERTa); "
                         "the regression target stays the frozen pretrained copy")

@@ -15,7 +15,7 @@ from defemb.surgery.checkpoint import embedding_keys
 from defemb.data.vocabulary import dictionary_sha256
 
 # Options that are about training, not about the shape of the network.
-NOT_ARCHITECTURE = {"_name", "arch", "pretrained_checkpoint", "update_embeddings", "load_checkpoint_heads",
+NOT_ARCHITECTURE = {"_name", "arch", "pretrained_checkpoint", "from_scratch", "update_embeddings", "load_checkpoint_heads",
                     "checkpoint_activations", "offload_activations", "min_params_to_wrap", "data",
                     "dictionary_sha256"}
 
@@ -28,6 +28,26 @@ def _as_dict(model_cfg: Any) -> dict[str, Any]:
     if isinstance(model_cfg, argparse.Namespace):
         return vars(model_cfg)
     return OmegaConf.to_container(model_cfg, resolve=True)
+
+
+def check_starting_point(model_cfg: Any, corpus_dir: str | Path) -> None:
+    """``--pretrained-checkpoint`` or an explicit ``--from-scratch``, exactly one of them.
+
+    Without a pretrained checkpoint the network and Eq. 5's regression target (its
+    embedding matrix) are both random: training runs, logs falling losses and repairs
+    nothing, so a forgotten option must stop the run, not cost GPU-days.
+    """
+    pretrained = getattr(model_cfg, "pretrained_checkpoint", None)
+    from_scratch = bool(getattr(model_cfg, "from_scratch", False))
+    if pretrained and from_scratch:
+        raise ValueError(f"--pretrained-checkpoint {pretrained} and --from-scratch exclude each other: drop one")
+    if not pretrained and not from_scratch:
+        raise ValueError(
+            "--task definition_cloze needs --pretrained-checkpoint PATH: the model.pt of the stock fairseq "
+            f"checkpoint whose embeddings DefinitionEMB repairs (e.g. bart.large/model.pt or roberta.base/model.pt; "
+            f"the dict.txt beside it must be {Path(corpus_dir) / 'dict.txt'}). Its embedding matrix is the "
+            "regression target. Pass --from-scratch instead to train a random network on purpose (tests, benchmarks)."
+        )
 
 
 def load_pretrained(path: str, corpus_dict: str | Path, num_embeddings: int) -> dict[str, Any]:

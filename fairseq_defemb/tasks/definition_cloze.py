@@ -8,11 +8,12 @@ import numpy as np
 from fairseq.data import Dictionary
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
-from omegaconf import II, MISSING, open_dict
+from omegaconf import II, MISSING, OmegaConf, open_dict
 
 from defemb.data.cloze_dataset import DefinitionClozeDataset
 from defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary, load_split
-from defemb.data.vocabulary import MASK_SYMBOL, load_model_dictionary
+from defemb.data.vocabulary import MASK_SYMBOL, load_fairseq_dictionary
+from fairseq_defemb.models.pretrained import check_starting_point
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,15 @@ class DefinitionClozeConfig(FairseqDataclass):
     seed: int = II("common.seed")
 
 
+def set_option(cfg, key: str, value) -> None:
+    """Set ``key`` on a model cfg, an omegaconf node (possibly in struct mode) or a Namespace."""
+    if OmegaConf.is_config(cfg):
+        with open_dict(cfg):
+            cfg[key] = value
+    else:
+        setattr(cfg, key, value)
+
+
 @register_task("definition_cloze", dataclass=DefinitionClozeConfig)
 class DefinitionClozeTask(FairseqTask):
     cfg: DefinitionClozeConfig
@@ -84,13 +94,20 @@ class DefinitionClozeTask(FairseqTask):
                 "and sum to at most 1 (the rest of the headword subwords stay unchanged)"
             )
         meta = check_corpus_dictionary(cfg.data)
-        dictionary = load_model_dictionary(Path(cfg.data) / DICT_FILE)
+        dictionary = load_fairseq_dictionary(Path(cfg.data) / DICT_FILE)
         if len(dictionary) != meta["dictionary_size"]:
             raise ValueError(f"{cfg.data}: corpus.json says {meta['dictionary_size']} symbols, dict.txt gives {len(dictionary)}")
         logger.info(f"definition corpus {cfg.data}: dictionary of {len(dictionary)} types, splits {meta['splits']}")
         return cls(cfg, dictionary)
 
     def build_model(self, cfg, from_checkpoint=False):
+        if from_checkpoint:
+            # The checkpoint being loaded holds every weight, the frozen regression target
+            # included: the file training started from (a path on the training machine) is
+            # not needed, wherever the checkpoint is loaded.
+            set_option(cfg, "pretrained_checkpoint", None)
+        else:
+            check_starting_point(cfg, self.cfg.data)
         model = super().build_model(cfg, from_checkpoint)
         if self.corruption is None:
             self.corruption = "sentinel" if model.is_encoder_decoder else "bert"

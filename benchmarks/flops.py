@@ -1,0 +1,72 @@
+"""FLOP counts from a model's shape, and the paper's scale (BART-large, Section 5.2) estimated from them."""
+from benchmarks.harness import TRAIN_MAX_TOKENS
+
+# The paper's scale (Section 5.2, Table 12) and BART-large's shape.
+PAPER_DEFINITIONS, PAPER_UPDATES = 1_455_715, 250_000
+PAPER_TRAIN_HOURS, PAPER_GPUS = 8.4, 4  # the paper's reported training time (Section 5.2)
+LARGE_WIDTH, LARGE_FFN, LARGE_LAYERS, LARGE_VOCAB = 1024, 4096, 12, 50265
+# One GPU, for the paper-scale estimate only (nothing here ran on a GPU).
+GPU_NAME, GPU_PEAK_FLOPS, GPU_UTILISATION = "A100 (bf16 dense peak)", 312e12, 0.35
+
+
+def layer_params(d: int, ffn: int, cross: bool = False) -> int:
+    """Weights and biases of one transformer layer that take part in matmuls (not the norms)."""
+    attn = 4 * d * d + 4 * d
+    return attn * (2 if cross else 1) + 2 * d * ffn + d + ffn
+
+
+def flops_per_sequence(enc_params: int, enc_layers: int, src_len: float, d: int, dec_params: int = 0,
+                       dec_layers: int = 0, tgt_len: float = 0, training: bool = True) -> float:
+    """2 x params per token forward, plus attention: 4 x len x d per token and layer (QK^T and
+    AV; the decoder's causal self-attention counted whole, cross-attention 4 x src_len x d per
+    target token); training = 3x forward (the backward pass is 2x)."""
+    forward = 2 * enc_params * src_len + 4 * enc_layers * src_len * src_len * d
+    forward += 2 * dec_params * tgt_len + 4 * dec_layers * tgt_len * (tgt_len + src_len) * d
+    return forward * (3 if training else 1)
+
+
+def encoder_prediction_flops(layers: int, d: int, ffn: int, src_len: float) -> float:
+    """One masked prompt through ``DefinitionEmbRobertaModel`` at inference: every layer but the
+    last over all positions; the last only its keys and values there, and its query, attention
+    output and feed-forward at the one read position; then W (d x d)."""
+    lower = flops_per_sequence((layers - 1) * layer_params(d, ffn), layers - 1, src_len, d, training=False)
+    keys_values = 2 * 2 * (d * d + d) * src_len
+    read = 2 * (layer_params(d, ffn) - 2 * (d * d + d)) + 4 * src_len * d + 2 * d * d
+    return lower + keys_values + read
+
+
+def paper_scale(r: dict) -> dict:
+    """FLOPs at the paper's scale from BART-large's shape, with the prompt lengths of GCIDE
+    measured here, and what each stage would cost."""
+    d, ffn, layers = LARGE_WIDTH, LARGE_FFN, LARGE_LAYERS
+    n_enc, n_dec = layers * layer_params(d, ffn), layers * layer_params(d, ffn, cross=True)
+    corpus = r.get("corpus", {})
+    if "mean_prompt_tokens" not in corpus:
+        return {}  # no measured prompt lengths (the corpus stage never ran): no estimate
+    prompt, subwords, variants = corpus["mean_prompt_tokens"], corpus["mean_headword_subwords"], corpus["mean_variants"]
+    src = prompt - subwords + variants  # each variant span -> one <mask>
+    tgt = subwords + variants + 1  # <mask> c_1 .. c_n per variant, then </s>
+    prompts_per_update = TRAIN_MAX_TOKENS / max(src, tgt)  # --max-tokens counts max(src, tgt) per prompt
+    per_prompt_train = flops_per_sequence(n_enc, layers, src, d, n_dec, layers, tgt)
+    train = PAPER_UPDATES * prompts_per_update * per_prompt_train
+    predict = PAPER_DEFINITIONS * (flops_per_sequence(n_enc, layers, src, d, n_dec, layers, tgt, training=False)
+                                   + 2 * d * d * subwords)
+    gpu = GPU_PEAK_FLOPS * GPU_UTILISATION
+    out = {"bart_large_matmul_params": n_enc + n_dec, "bart_large_params_with_embeddings": n_enc + n_dec + LARGE_VOCAB * d,
+           "assumed_src_tokens": src, "assumed_tgt_tokens": tgt, "prompts_per_update": prompts_per_update,
+           "training_flops_per_prompt_token": per_prompt_train / prompt,
+           "training_flops": train, "prediction_flops": predict,
+           "gpu": f"one {GPU_NAME} at {GPU_PEAK_FLOPS / 1e12:.0f} TFLOP/s x {GPU_UTILISATION:.0%} assumed utilisation",
+           "gpu_training_hours_estimate": train / gpu / 3600, "gpu_prediction_hours_estimate": predict / gpu / 3600,
+           "paper_training_gpu_hours": PAPER_TRAIN_HOURS * PAPER_GPUS}
+    achieved = r.get("training", {}).get("bart", {}).get("achieved_flops_per_s")
+    if achieved:
+        out["cpu_training_days_estimate"] = train / achieved / 86400
+    if corpus.get("prompts"):
+        out["corpus_seconds_estimate"] = corpus["seconds_2_workers"] / corpus["prompts"] * PAPER_DEFINITIONS
+    stages = {"training (one GPU)": out["gpu_training_hours_estimate"] * 3600,
+              "prediction (one GPU)": out["gpu_prediction_hours_estimate"] * 3600}
+    if "corpus_seconds_estimate" in out:
+        stages["corpus (2 CPU workers)"] = out["corpus_seconds_estimate"]
+    out["dominant_stage"] = max(stages, key=stages.get)
+    return out

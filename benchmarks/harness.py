@@ -1,0 +1,212 @@
+"""The benchmark harness: interleaved timing, ratios and growth exponents, subprocess helpers, and the
+fixtures every stage builds on (the GPT-2 dictionary, the GCIDE corpus, subsets of it, random-weight
+RoBERTa and BART checkpoints built by fairseq's own task builders, DefinitionEMB models built as
+fairseq-train builds them). Stage modules: bench_corpus, bench_training, bench_predict, and the
+bench_isotropy / bench_surgery scripts; run.py runs them and report.py writes the README section.
+"""
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+BIN = Path(sys.executable).parent
+GPT2 = REPO / ".cache" / "gpt2"
+
+import fairseq_defemb  # noqa: E402,F401  (registers the task, models, criterion)
+
+STAGE_NAMES = ("corpus", "training", "predict", "isotropy", "surgery")  # the order of a full run
+WIDTH, FFN = 384, 1536
+ROBERTA_LAYERS, BART_LAYERS = 6, 3
+ROBERTA_DIMS = ["--encoder-layers", str(ROBERTA_LAYERS), "--encoder-embed-dim", str(WIDTH), "--encoder-ffn-embed-dim",
+                str(FFN), "--encoder-attention-heads", "12", "--max-positions", "512", "--tokens-per-sample", "512"]
+BART_DIMS = ["--encoder-layers", str(BART_LAYERS), "--decoder-layers", str(BART_LAYERS), "--encoder-embed-dim", str(WIDTH),
+             "--decoder-embed-dim", str(WIDTH), "--encoder-ffn-embed-dim", str(FFN), "--decoder-ffn-embed-dim", str(FFN),
+             "--encoder-attention-heads", "12", "--decoder-attention-heads", "12", "--max-source-positions", "512",
+             "--max-target-positions", "512", "--tokens-per-sample", "512"]
+TRAIN_MAX_TOKENS = 4096  # the paper's batch (Table 12)
+PREDICT_MAX_TOKENS = 8192  # defemb-predict's default
+OPTIM = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "1e-4", "--max-tokens", str(TRAIN_MAX_TOKENS),
+         "--required-batch-size-multiple", "1", "--seed", "1"]
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", flush=True)
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of every function per round, run in turn (A B C A B C ...)."""
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median_ratio(times: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """Median over rounds of numerator / denominator: a load change between rounds cancels."""
+    return statistics.median(a / b for a, b in zip(times[numerator], times[denominator]))
+
+
+def growth_exponent(sizes: list[float], seconds: list[float]) -> float:
+    """Least-squares slope of log(seconds) on log(size): 1 = linear, 0 = fixed cost."""
+    x, y = np.log(np.asarray(sizes, dtype=float)), np.log(np.asarray(seconds, dtype=float))
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def run(cmd: list) -> str:
+    """Run a command; its standard output (its standard error only in the error raised on failure)."""
+    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"{cmd[0]} failed:\n{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def last_json(text: str) -> dict:
+    """The last JSON object a helper script printed at the start of a line (it may log around it)."""
+    decoder = json.JSONDecoder()
+    starts = [i for i in range(len(text)) if text[i] == "{" and (i == 0 or text[i - 1] == "\n")]
+    for start in reversed(starts):
+        try:
+            return decoder.raw_decode(text, start)[0]
+        except json.JSONDecodeError:
+            continue
+    raise ValueError(f"no JSON object in the output: {text[-500:]!r}")
+
+
+# -- fixtures --------------------------------------------------------------------
+
+class Fixtures:
+    def __init__(self, root: Path, quick: bool):
+        self.root, self.quick = root, quick
+        self._cache = {}
+
+    def once(self, key, build):
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    @property
+    def gpt2_dict(self) -> Path:
+        def build():
+            enc = json.loads((GPT2 / "encoder.json").read_text())
+            path = self.root / "gpt2" / "dict.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(f"{i} {len(enc) - i}\n" for i in range(len(enc))))
+            return path
+        return self.once("dict", build)
+
+    def corpus_command(self, out: Path, workers: int, extra=()) -> list:
+        return [BIN / "defemb-corpus", "--source", "gcide,numbers", "--vocab", self.gpt2_dict, "--bpe", "gpt2",
+                "--gpt2-encoder-json", GPT2 / "encoder.json", "--gpt2-vocab-bpe", GPT2 / "vocab.bpe",
+                "--out", out, "--workers", workers, "--no-progress", "--overwrite", *extra]
+
+    @property
+    def full_corpus(self) -> Path:
+        """The whole GCIDE corpus for the GPT-2 vocabulary (the corpus stage builds it first)."""
+        def build():
+            out = self.root / "gcide-gpt2"
+            log("building the full GCIDE corpus (GPT-2 BPE, 2 workers) ...")
+            run(self.corpus_command(out, 2))
+            return out
+        return self.once("full_corpus", build)
+
+    def subset(self, prompts: int) -> Path:
+        """A corpus of ``prompts`` train prompts drawn (seed 0) from the full corpus."""
+        def build():
+            from defemb.data.corpus_format import CorpusWriter, load_split, write_metadata
+
+            src = load_split(self.full_corpus, "train")
+            order = np.random.default_rng(0).permutation(len(src))[:prompts]
+            out = self.root / f"defs-{prompts}"
+            out.mkdir()
+            (out / "dict.txt").write_bytes((self.full_corpus / "dict.txt").read_bytes())
+            vocab = len(self.dictionary)
+            for split, rows in (("train", order), ("valid", order[:8])):
+                writer = CorpusWriter(out, split, vocab)
+                for i in rows:
+                    writer.add(src.prompts[int(i)].numpy(), [tuple(s) for s in src.spans_of(int(i)).tolist()])
+                writer.finalize()
+            write_metadata(out, out / "dict.txt", {"train": len(order), "valid": 8}, source="benchmarks subset")
+            return out
+        return self.once(("subset", prompts), build)
+
+    @property
+    def dictionary(self):
+        from defemb.data.vocabulary import load_model_dictionary
+
+        return self.once("dictionary", lambda: load_model_dictionary(self.full_corpus / "dict.txt"))
+
+    def pretrained(self, family: str, corpus: Path):
+        """(stock task, stock model, cfg, checkpoint): random weights, stock fairseq builder.
+
+        RoBERTa's data dir also holds ``corpus``'s prompts as a binarized LM dataset, each
+        prompt (without <s>: masked_lm prepends it) its own document, separated as
+        fairseq-preprocess writes an empty line (one ``</s>``): ``--sample-break-mode
+        complete_doc`` then makes one sample of each prompt, so the stock ``masked_lm`` task
+        reads exactly the prompts ``definition_cloze`` reads, index for index."""
+        from fairseq.data import indexed_dataset
+
+        from defemb.data.corpus_format import load_split
+        from defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
+
+        def build():
+            out = self.root / f"{family}-{corpus.name}"
+            out.mkdir()
+            (out / "dict.txt").write_bytes(self.gpt2_dict.read_bytes())
+            prompts = load_split(corpus, "train").prompts
+            builder = indexed_dataset.MMapIndexedDatasetBuilder(str(out / "train.bin"), dtype=np.uint16)
+            separator = torch.tensor([self.dictionary.eos()])
+            for i in range(len(prompts)):
+                builder.add_item(prompts[i][1:].long())
+                builder.add_item(separator)
+            builder.finalize(str(out / "train.idx"))
+            torch.manual_seed(0)
+            if family == "roberta":
+                task, model, cfg = build_pretraining_model(out, "masked_lm", "roberta_base", ROBERTA_DIMS + [
+                    "--criterion", "masked_lm", "--sample-break-mode", "complete_doc", *OPTIM])
+                task.load_dataset("train")
+            else:
+                task, model, cfg = build_pretraining_model(out, "denoising", "bart_base", BART_DIMS + [
+                    "--criterion", "cross_entropy", *OPTIM])
+            ckpt = save_model_checkpoint(model, cfg, out / "model.pt")
+            return task, model, cfg, ckpt
+        return self.once(("pretrained", family, corpus), build)
+
+    def definition_model(self, family: str, corpus: Path, extra=()):
+        """(task, model, criterion, cfg) exactly as fairseq-train builds them from its options."""
+        from fairseq import options, tasks
+        from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+        ckpt = self.pretrained(family, corpus)[3]
+        args = options.parse_args_and_arch(options.get_training_parser(), [
+            str(corpus), "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", f"defemb_{family}",
+            "--pretrained-checkpoint", str(ckpt), "--cpu", *OPTIM, *extra])
+        cfg = convert_namespace_to_omegaconf(args)
+        task = tasks.setup_task(cfg.task)
+        model = task.build_model(cfg.model)
+        task.load_dataset("train")
+        return task, model, task.build_criterion(cfg.criterion), cfg
+
+
+def cpu_sgemm_flops() -> float:
+    """What this CPU's float32 matmul reaches at best (1,024^3, the best of 10 runs: the
+    machine's rate, not its load), for comparison with the models' FLOP/s."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        times.append(time.perf_counter() - start)
+    return 4 * 2 * 1024 ** 3 / min(times)
