@@ -17,48 +17,11 @@ RoBERTa (RobertaForMaskedLM/RobertaModel) and BART (BartForConditionalGeneration
   exit code is 1 and nothing is written.
 
 BERT (BertModel/BertForMaskedLM) -> a fairseq RoBERTa
-  DIR holds ``config.json``, ``model.safetensors`` and ``vocab.txt``. The output directory
-(``model.pt`` + ``dict.txt`` + ``conversion.json``), written atomically, loads with
-``RobertaModel.from_pretrained(out, checkpoint_file="model.pt")``,
-``checkpoint_utils.load_checkpoint_to_cpu`` and ``fairseq-train --restore-file`` like
-``roberta.base``. The fairseq model is built by fairseq itself (``--task masked_lm --arch
-roberta_base`` with the BERT dimensions) and the converted weights load with strict=True.
-
-dict.txt
-  The WordPiece strings of vocab.txt in vocab.txt order (vocab.txt is read the way
-  transformers' BertTokenizer reads it: one token per line, only the newline removed),
-  except BERT's specials, which map to fairseq's: [CLS] -> <s>, [PAD] -> <pad>,
-  [SEP] -> </s>, [UNK] -> <unk> (ids 0-3) and [MASK] -> <mask>, which fairseq's masked_lm
-  appends last. So vocab.txt line k (HF id k) lands at fairseq id 4 + (number of
-  non-special lines before it). The count column is rank-derived (len(vocab) - rank,
-  descending as fairseq expects), NOT corpus counts: vocab.txt has none.
-  Awkward strings are handled explicitly: tokens containing whitespace (or empty) are
-  written verbatim, which fairseq's ``<token> <count>`` format (split at the LAST space)
-  reads back intact; a token repeated in vocab.txt keeps its own row and gets fairseq's
-  ``#fairseq:overwrite`` flag, so the string resolves to its last occurrence in both
-  fairseq and BertTokenizer; a token literally equal to a fairseq special (<s>, <pad>,
-  </s>, <unk>, <mask>) or a repeated BERT special is an error naming vocab.txt:line.
-  dict.txt is reloaded after writing and checked row by row.
-
-Weights
-  * word embeddings are permuted into fairseq ids as above;
-  * token-type embedding 0 (single-segment input) is added to every position embedding;
-    HF position i is fairseq row i + 2 (fairseq offsets learned positions by
-    padding_idx + 1). Row 0 is never indexed; row 1 is what <pad> tokens get: both zero;
-  * embeddings.LayerNorm -> layernorm_embedding; no embedding scaling; post-LN layers
-    (q/k/v/out_proj, self_attn_layer_norm, fc1, fc2, final_layer_norm);
-  * LM head: a BertForMaskedLM head (``cls.predictions.*``) is converted. Without one
-    (sentence-transformers checkpoints) it is initialized deterministically: dense =
-    identity with zero bias, LayerNorm gamma 1 / beta 0, output bias 0, output weight tied
-    to the embeddings (as always in fairseq RoBERTa);
-  * dropped: the pooler (fairseq RoBERTa has none) and the NSP head.
-
-LayerNorm epsilon
-  BERT uses 1e-12, fairseq's LayerNorm 1e-5 and does not expose it. ``--verify`` runs
-  transformers' BertModel on a few sentences twice, at BERT's epsilon and at 1e-5, and
-  reports both maximum absolute differences of the final hidden states: the second
-  isolates the conversion (float rounding), the first adds the epsilon effect
-  (about 1e-3 on all-MiniLM-L6-v2).
+  DIR holds config.json, model.safetensors and vocab.txt. OUT gets model.pt (built by fairseq's
+  masked_lm/roberta_base with the BERT dimensions, weights loaded strictly), dict.txt (vocab.txt's
+  WordPiece strings in order, BERT's specials mapped to fairseq's) and conversion.json. --verify
+  compares the final hidden states with transformers' BertModel at BERT's LayerNorm epsilon and at
+  fairseq's. How every string and tensor is mapped: the docstring of defemb.convert.hf_bert.
 """
 import argparse
 import json
