@@ -65,9 +65,12 @@ def test_stale_siblings_of_killed_runs_are_removed_live_ones_kept(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_terminated_writer_removes_its_temporary(tmp_path, sig):
+    # A Ctrl-C at a terminal: Python ignores SIGINT when it starts with it ignored (a background job
+    # of a non-interactive shell, as CI may run us), so the child restores the interactive default.
     script = textwrap.dedent(f"""
-        import sys, time
+        import signal, sys, time
         from defemb.atomic_io import atomic_output_dir, exit_on_sigterm
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         exit_on_sigterm()
         with atomic_output_dir({str(tmp_path / 'out')!r}) as tmp:
             (tmp / "x").write_text("partial")
