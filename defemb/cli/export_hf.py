@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                            lowercase={"auto": None, "yes": True, "no": False}[args.lowercase])
     except VerificationError as err:
         return verification_failed("defemb-export-hf", err)
-    except (ConversionError, FileExistsError) as err:
+    except (ConversionError, OSError) as err:  # OSError: existing output, disk full
         print(f"defemb-export-hf: error: {err}", file=sys.stderr)
         return 2
     print(summary(report, args.out))
