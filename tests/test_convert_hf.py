@@ -238,7 +238,7 @@ def test_help_and_summary(capsys, tiny_bert, tmp_path):
         cli_main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    assert "--model-dir" in text and "--verify" in text and "rank-derived" in text
+    assert "--model-dir" in text and "--verify" in text and "defemb.convert.hf_bert" in text
     assert convert_quiet("--model-dir", tiny_bert, "--out", tmp_path / "s", "--verify") == 0
     text = capsys.readouterr().out
     assert "2 layers, hidden 16, 2 heads, ffn 32" in text and "max |h_fairseq - h_transformers|" in text
