@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
           f"at {', '.join(map(str, budget['updates']))} updates, the second at the last; W fitted on {budget['fit_samples']:,} training prompts"
           + (f"; extra training options: {' '.join(extra)}" if extra else ""))
     with atomic_output_dir(args.out, overwrite=True) as work:
-        step = Step(work)
+        step = Step(work, timeout=args.step_timeout or None)
         model_dir = minilm_dir()
         original = work / "original"
         step.run("convert", [BIN / "defemb-convert-hf", "--model-dir", model_dir, "--out", original])
