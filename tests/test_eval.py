@@ -37,5 +37,6 @@ def test_short_eval_reports_what_it_saved(tmp_path):
     text = (out / "summary.md").read_text()
     assert "| DefinitionEMB | " in text and f"{report['methods']['DefinitionEMB']['all']['mrr']:.4f}" in text
     assert set(report["methods"]) >= {"mean row", "definition mean", "subword", "random", "fitted W (frozen encoder)",
-                                      "DefinitionEMB, definition only", "DefinitionEMB, least-squares W"}
+                                      "DefinitionEMB, definition only", "DefinitionEMB, least-squares W",
+                                      "fitted W, definition only"}
     assert (out / "budget_curve.png").stat().st_size > 5000
