@@ -50,6 +50,9 @@ class ReadStates:
     targets: torch.Tensor  # (n,) long: p_k, the id whose pretrained row is the target
     definitions: torch.Tensor  # (n,) long: the prompt of each row, for Eq. 5's per-definition mean
     prompts: int  # prompts read
+    # (n,) long: the column each row was read at (the prompt position; BART: the decoder's), so a
+    # caller can tell a headword's own position from a piece of another variant
+    positions: torch.Tensor | None = None
 
 
 def sample_prompts(dataset, samples: int | None, seed: int, exclude_token_ids: set[int] | None = None) -> np.ndarray:
@@ -78,7 +81,7 @@ def read_states(model, dataset, prompts: np.ndarray | None = None, *, max_tokens
         order = order[np.isin(dataset.item_prompts()[order], prompts)]
     batches = data_utils.batch_by_size(order, dataset.num_tokens, max_tokens=max_tokens, max_sentences=batch_size,
                                        required_batch_size_multiple=1)
-    states, targets, definitions = [], [], []
+    states, targets, definitions, positions = [], [], [], []
     was_training = model.training
     model.eval()
     try:
@@ -91,6 +94,7 @@ def read_states(model, dataset, prompts: np.ndarray | None = None, *, max_tokens
                 states.append(model.read_states(**net_input).float().cpu())
             targets.append(sample["target"])
             definitions.append(sample["definition"][sample["target_row"]])
+            positions.append(sample["net_input"]["predict_mask"].nonzero()[:, 1])
     finally:
         model.train(was_training)
     dim = model.projection.in_features
@@ -99,6 +103,7 @@ def read_states(model, dataset, prompts: np.ndarray | None = None, *, max_tokens
         targets=torch.cat(targets) if targets else torch.zeros(0, dtype=torch.long),
         definitions=torch.cat(definitions) if definitions else torch.zeros(0, dtype=torch.long),
         prompts=len(np.unique(dataset.item_prompts()[order])),
+        positions=torch.cat(positions) if positions else torch.zeros(0, dtype=torch.long),
     )
 
 

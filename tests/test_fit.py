@@ -158,6 +158,20 @@ def test_held_out_tokens_stay_out_of_the_fit(tiny_dir):
     assert report["fit"]["prompts"] == len(prompts)
 
 
+def test_read_states_say_where_each_row_was_read(tiny_dir):
+    # examples/fit_gap.py tells a headword's own position from a piece of another variant by it
+    model, task, _ = build_definition_model(pretrained_checkpoint=tiny_dir / "roberta" / "model.pt",
+                                            corpus=tiny_dir / "corpus")
+    train = task.build_cloze_dataset("train", predict=True)
+    read = read_states(model, train, None, max_tokens=64)
+    prompts = read.definitions.numpy()
+    assert len(np.unique(prompts)) > 1
+    expected = {(int(p), int(k)) for p, k, _ in train.occurrences}
+    assert set(zip(prompts.tolist(), read.positions.tolist())) == expected and len(read.positions) == len(expected)
+    for prompt, position, target in zip(prompts, read.positions.tolist(), read.targets.tolist()):
+        assert int(train.corpus.prompts[int(prompt)][position]) == target
+
+
 # -- --mask-headword-everywhere ---------------------------------------------------------
 
 def test_echo_positions_are_the_headword_ids_outside_the_spans():
