@@ -68,10 +68,13 @@ def sample_prompts(dataset, samples: int | None, seed: int, exclude_token_ids: s
     return prompts
 
 
-def read_states(model, dataset, prompts: np.ndarray | None = None, *, max_tokens: int = 8192,
-                batch_size: int | None = None, progress: bool = False, desc: str = "read") -> ReadStates:
+def read_states(model, dataset, prompts: np.ndarray | None = None, *, items: np.ndarray | None = None,
+                max_tokens: int = 8192, batch_size: int | None = None, progress: bool = False,
+                desc: str = "read") -> ReadStates:
     """``model.read_states`` (h_{g(k)} before W) for every item of ``dataset`` whose prompt is in
-    ``prompts`` (all if None), in eval mode without gradients; the model's mode is restored."""
+    ``prompts`` (all if None) and whose index is in ``items`` (all if None: with one mask at a time
+    an item is one headword occurrence, a row of ``dataset.occurrences``), in eval mode without
+    gradients; the model's mode is restored."""
     from fairseq import utils
     from fairseq.data import data_utils
 
@@ -79,6 +82,8 @@ def read_states(model, dataset, prompts: np.ndarray | None = None, *, max_tokens
     order = dataset.ordered_indices()
     if prompts is not None:
         order = order[np.isin(dataset.item_prompts()[order], prompts)]
+    if items is not None:
+        order = order[np.isin(order, items)]
     batches = data_utils.batch_by_size(order, dataset.num_tokens, max_tokens=max_tokens, max_sentences=batch_size,
                                        required_batch_size_multiple=1)
     states, targets, definitions, positions = [], [], [], []

@@ -65,13 +65,25 @@ def defining_prompts(dataset, held: np.ndarray, whole_variant: bool) -> np.ndarr
     return np.unique(occ[hit, 0])
 
 
-def read_part(cache: Path, name: str, model, dataset, prompts: np.ndarray, max_tokens: int) -> dict:
+def headword_items(dataset, prompts: np.ndarray) -> np.ndarray:
+    """The one-at-a-time items reading each prompt's first variant when that variant is one subword
+    (issue 23: "each prompt through it once with the headword position masked")."""
+    occ = dataset.occurrences
+    first = np.r_[True, occ[1:, 0] != occ[:-1, 0]]  # each prompt's first occurrence: its first span's start
+    spans = dataset.corpus.spans
+    one_subword = np.array([int(spans[int(p)][1]) - int(spans[int(p)][0]) == 1 for p in occ[first, 0]])
+    items = np.nonzero(first)[0][one_subword]
+    return items[np.isin(occ[items, 0], prompts)]
+
+
+def read_part(cache: Path, name: str, model, dataset, prompts: np.ndarray | None, max_tokens: int,
+              items: np.ndarray | None = None) -> dict:
     """The states of ``prompts`` (cached in ``cache/name.pt``: a second run reads the file)."""
     path = cache / f"{name}.pt"
     if path.is_file():
         return torch.load(path)
     start = time.perf_counter()
-    read = read_states(model, dataset, prompts, max_tokens=max_tokens, progress=True, desc=name)
+    read = read_states(model, dataset, prompts, items=items, max_tokens=max_tokens, progress=True, desc=name)
     part = {"states": read.states, "targets": read.targets, "prompts": read.definitions, "positions": read.positions,
             "seconds": time.perf_counter() - start}
     tmp = path.with_suffix(".tmp")
@@ -95,33 +107,47 @@ def feature_pass(args) -> dict:
     held_e = np.loadtxt(Path(args.eval_corpus) / "holdout_ids.txt", dtype=np.int64)
     both = set(held_i.tolist()) | set(held_e.tolist())
     parts = {}
-    # Issue 23's fit: uniform training prompts of the full corpus defining no held-out token of either set.
+
+    def read(name: str, task_, model_, split: str, mode: str, prompts, hidden=None, items=None) -> None:
+        parts[name] = read_part(cache, name, model_, cloze_dataset(task_, split, mode, hidden), prompts, args.max_tokens,
+                                items)
+
+    # Issue 23's fit: uniform training prompts of the full corpus defining no held-out token of either
+    # set; lambda's choice on a sample of the validation split (defemb-fit reads all of it).
     fit = sample_prompts(one["train"], args.samples, args.seed, both)
-    valid = sample_prompts(one["valid"], None, args.seed, both)
-    for mode in ("one", "spans"):
-        parts[f"full.fit.{mode}"] = read_part(cache, f"full.fit.{mode}", model, cloze_dataset(task, "train", mode),
-                                              fit, args.max_tokens)
-        parts[f"full.valid.{mode}"] = read_part(cache, f"full.valid.{mode}", model, cloze_dataset(task, "valid", mode),
-                                                valid, args.max_tokens)
+    valid = sample_prompts(one["valid"], args.valid_samples, args.seed, both)
     # Set I's defining prompts (a held-out id a whole one-subword variant, as fit_heldout.py reads them).
-    for split in ("train", "valid"):
-        prompts = defining_prompts(one[split], held_i, whole_variant=True)
-        for mode in MODES:
-            parts[f"full.I.{split}.{mode}"] = read_part(cache, f"full.I.{split}.{mode}", model,
-                                                        cloze_dataset(task, split, mode, held_i), prompts, args.max_tokens)
-    # make eval's corpus: defemb-fit's sample (no exclusion: the corpus already holds set E out),
-    # the validation split, and the heldout split read with and without the held-out ids hidden.
+    defining_i = {split: defining_prompts(one[split], held_i, whole_variant=True) for split in ("train", "valid")}
     model_e, task_e, _ = build_definition_model(pretrained_checkpoint=args.pretrained_checkpoint,
                                                 corpus=args.eval_corpus, seed=args.seed)
     model_e.eval()
+    # make eval's corpus: defemb-fit's sample (no exclusion: the corpus already holds set E out),
+    # the validation split, and the heldout split read with and without the held-out ids hidden.
     fit_e = sample_prompts(cloze_dataset(task_e, "train", "one"), args.eval_samples, args.seed)
-    parts["eval.fit.one"] = read_part(cache, "eval.fit.one", model_e, cloze_dataset(task_e, "train", "one"), fit_e,
-                                      args.max_tokens)
-    parts["eval.valid.one"] = read_part(cache, "eval.valid.one", model_e, cloze_dataset(task_e, "valid", "one"), None,
-                                        args.max_tokens)
-    for mode in MODES:
-        parts[f"eval.E.heldout.{mode}"] = read_part(cache, f"eval.E.heldout.{mode}", model_e,
-                                                    cloze_dataset(task_e, "heldout", mode, held_e), None, args.max_tokens)
+    # Cheapest and most needed first: a part is a file, so an interrupted pass resumes.
+    read("full.fit.one", task, model, "train", "one", fit)
+    for split in ("train", "valid"):
+        read(f"full.I.{split}.one", task, model, split, "one", defining_i[split])
+    # Issue 23's fit read literally: --samples prompts whose headword is one subword, read once, there.
+    pool = np.unique(one["train"].occurrences[headword_items(one["train"], sample_prompts(one["train"], None, args.seed,
+                                                                                          both)), 0])
+    head = np.sort(np.random.default_rng(args.seed).choice(pool, size=min(args.samples, len(pool)), replace=False))
+    read("full.head.one", task, model, "train", "one", head, items=headword_items(one["train"], head))
+    read("full.valid.one", task, model, "valid", "one", valid)
+    read("eval.fit.one", task_e, model_e, "train", "one", fit_e)
+    read("eval.valid.one", task_e, model_e, "valid", "one", None)
+    for mode in ("one", "hide"):
+        read(f"eval.E.heldout.{mode}", task_e, model_e, "heldout", mode, None, held_e)
+    for split in ("train", "valid"):
+        read(f"full.I.{split}.hide", task, model, split, "hide", defining_i[split], held_i)
+    # issue 23's last row: every variant span masked, on a subset of the fit prompts
+    spans_fit = np.sort(np.random.default_rng(args.seed).choice(fit, size=min(args.spans_samples, len(fit)),
+                                                                 replace=False))
+    read("full.fit.spans", task, model, "train", "spans", spans_fit)
+    read("full.valid.spans", task, model, "valid", "spans", valid)
+    for split in ("train", "valid"):
+        read(f"full.I.{split}.spans", task, model, split, "spans", defining_i[split])
+    read("eval.E.heldout.spans", task_e, model_e, "heldout", "spans", None)
     return {"parts": parts, "held_i": held_i, "held_e": held_e, "candidates_i": len(candidates),
             "embeddings": model.target_embeddings.detach().clone(), "nspecial": task.dictionary.nspecial,
             "mask_idx": task.mask_idx}
@@ -260,23 +286,25 @@ def ladder(args, features: dict) -> list[dict]:
     held = {"I": features["held_i"], "E": features["held_e"]}
     nspecial, mask = features["nspecial"], features["mask_idx"]
     candidates = {"non-special rows": np.arange(nspecial, len(emb)), "all rows": np.arange(len(emb))}
-    fit_all = {"full": r["full.fit.one"], "full_spans": r["full.fit.spans"], "eval": r["eval.fit.one"]}
-    valid_all = {"full": r["full.valid.one"], "full_spans": r["full.valid.spans"], "eval": r["eval.valid.one"]}
+    fit_all = {"full_head": r["full.head.one"], "full": r["full.fit.one"], "full_spans": r["full.fit.spans"],
+               "eval": r["eval.fit.one"]}
+    valid_all = {"full_head": r["full.valid.one"], "full": r["full.valid.one"], "full_spans": r["full.valid.spans"],
+                 "eval": r["eval.valid.one"]}
     predict_parts = {("I", "one"): cat(r["full.I.train.one"], r["full.I.valid.one"]),
                      ("I", "hide"): cat(r["full.I.train.hide"], r["full.I.valid.hide"]),
                      ("I", "spans"): cat(r["full.I.train.spans"], r["full.I.valid.spans"]),
                      ("E", "one"): r["eval.E.heldout.one"], ("E", "hide"): r["eval.E.heldout.hide"],
                      ("E", "spans"): r["eval.E.heldout.spans"]}
-    rng = np.random.default_rng(args.seed)
-    full_prompts = np.unique(fit_all["full"].prompts.numpy())
-    subsets = {n: np.sort(rng.choice(full_prompts, size=min(n, len(full_prompts)), replace=False))
-               for n in (2000, 6000)}
+    def subset(key: str, n: int) -> np.ndarray:
+        """``n`` of the fit prompts of ``key``, seeded: fewer fit prompts, same distribution."""
+        prompts = np.unique(fit_all[key].prompts.numpy())
+        return np.sort(np.random.default_rng(args.seed).choice(prompts, size=min(n, len(prompts)), replace=False))
 
     def measure(s: dict) -> dict:
-        fit = fit_all[s["fit_corpus"] + ("_spans" if s["fit_read"] == "spans" else "")]
-        valid = valid_all[s["fit_corpus"] + ("_spans" if s["fit_read"] == "spans" else "")]
-        if s["fit_prompts"] is not None and s["fit_corpus"] == "full":
-            fit = fit.select(fit.of_prompts(subsets[s["fit_prompts"]]))
+        key = "full_spans" if s["fit_read"] == "spans" else s["fit_corpus"]
+        fit, valid = fit_all[key], valid_all[key]
+        if s["fit_prompts"] is not None and key != "eval":  # make eval's fit is 2,000 prompts already
+            fit = fit.select(fit.of_prompts(subset(key, s["fit_prompts"])))
         if s["fit_corpus"] == "eval" and s["held"] == "I":  # the eval corpus holds out set E only
             fit, valid = (part.select(~part.of_prompts(defining(evald, split, held["I"])))
                           for part, split in ((fit, "train"), (valid, "valid")))
@@ -289,11 +317,12 @@ def ladder(args, features: dict) -> list[dict]:
         out.update(lam_used=lam, fit_states=len(fit.targets), fit_prompts=len(np.unique(fit.prompts.numpy())))
         return out
 
-    issue = {"held": "I", "fit_corpus": "full", "fit_prompts": None, "fit_read": "one", "fit_rows": "head",
+    issue = {"held": "I", "fit_corpus": "full_head", "fit_prompts": None, "fit_read": "one", "fit_rows": "head",
              "lambda": 1.0, "centred": True, "predict_read": "one", "predict_rows": "whole", "average": "rows",
              "candidates": "non-special rows", "metric": "cosine"}
     steps = [  # (what changes, the change) in the order the ladder walks toward make eval
-        ("fit on every headword subword (defemb-fit), not the one-subword headword position", {"fit_rows": "all"}),
+        ("fit on every headword subword of uniform prompts (defemb-fit's read), not the headword of one-subword "
+         "headwords", {"fit_corpus": "full", "fit_rows": "all"}),
         ("bias-free W (defemb-fit), not centred", {"centred": False}),
         ("lambda chosen on validation (defemb-fit), not 1", {"lambda": "valid"}),
         ("held-out set E (make eval: 200 frequent/medium that spell a headword), not I", {"held": "E"}),
@@ -309,7 +338,11 @@ def ladder(args, features: dict) -> list[dict]:
         ("every variant span masked, fit and prediction (issue 23's last row)",
          {"fit_read": "spans", "predict_read": "spans"}),
         ("6,000 fit prompts", {"fit_prompts": 6000}),
-        ("fit on one-subword variants (any span), not only the first", {"fit_rows": "whole"}),
+        ("uniform prompts, their one-subword headwords only (fewer rows, same kind)",
+         {"fit_corpus": "full", "fit_rows": "head"}),
+        ("uniform prompts, every one-subword variant (any span)", {"fit_corpus": "full", "fit_rows": "whole"}),
+        ("every variant span masked, fit on every headword subword of uniform prompts",
+         {"fit_read": "spans", "predict_read": "spans", "fit_rows": "all"}),
         ("lambda 100", {"lambda": 100.0}),
         ("per (token, prompt) pair, no averaging", {"average": "prompt"}),
         ("mean of unit-length predictions", {"average": "unit"}),
@@ -350,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heldout", type=int, default=400)
     p.add_argument("--id-range", default="1000,25000")
     p.add_argument("--samples", type=int, default=12000, help="issue 23's fit prompts")
+    p.add_argument("--valid-samples", type=int, default=600,
+                   help="validation prompts of the full corpus that choose lambda (a sample: CPU)")
+    p.add_argument("--spans-samples", type=int, default=4000,
+                   help="fit prompts read with every variant span masked (a subset of --samples: CPU)")
     p.add_argument("--eval-samples", type=int, default=2000, help="make eval's fit prompts (defemb-fit --samples)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-tokens", type=int, default=4096)

@@ -170,6 +170,11 @@ def test_read_states_say_where_each_row_was_read(tiny_dir):
     assert set(zip(prompts.tolist(), read.positions.tolist())) == expected and len(read.positions) == len(expected)
     for prompt, position, target in zip(prompts, read.positions.tolist(), read.targets.tolist()):
         assert int(train.corpus.prompts[int(prompt)][position]) == target
+    # items: only the occurrences asked for (here each prompt's first headword subword), still one row each
+    first = np.nonzero(np.r_[True, train.occurrences[1:, 0] != train.occurrences[:-1, 0]])[0]
+    some = read_states(model, train, None, items=first, max_tokens=64)
+    assert sorted(zip(some.definitions.tolist(), some.positions.tolist())) == \
+        sorted((int(p), int(k)) for p, k, _ in train.occurrences[first])
 
 
 # -- --mask-headword-everywhere ---------------------------------------------------------
