@@ -34,7 +34,8 @@ from defemb.data.cloze_dataset import DefinitionClozeDataset
 from defemb.data.corpus_format import load_split
 from defemb.analysis.reconstruction import score_tokens
 from defemb.atomic_io import write_json, write_text
-from defemb.fit import LAMBDA_GRID, ReadStates, build_definition_model, mimic_metrics, read_states, sample_prompts
+from defemb.fit import (LAMBDA_GRID, ReadStates, build_definition_model, mimic_metrics, read_positions, read_states,
+                        sample_prompts)
 
 from fit_heldout import single_subword_tokens
 
@@ -65,25 +66,17 @@ def defining_prompts(dataset, held: np.ndarray, whole_variant: bool) -> np.ndarr
     return np.unique(occ[hit, 0])
 
 
-def headword_items(dataset, prompts: np.ndarray) -> np.ndarray:
-    """The one-at-a-time items reading each prompt's first variant when that variant is one subword
-    (issue 23: "each prompt through it once with the headword position masked")."""
-    occ = dataset.occurrences
-    first = np.r_[True, occ[1:, 0] != occ[:-1, 0]]  # each prompt's first occurrence: its first span's start
-    spans = dataset.corpus.spans
-    one_subword = np.array([int(spans[int(p)][1]) - int(spans[int(p)][0]) == 1 for p in occ[first, 0]])
-    items = np.nonzero(first)[0][one_subword]
-    return items[np.isin(occ[items, 0], prompts)]
-
-
 def read_part(cache: Path, name: str, model, dataset, prompts: np.ndarray | None, max_tokens: int,
-              items: np.ndarray | None = None) -> dict:
+              items: np.ndarray | None = None, headword: bool = False) -> dict:
     """The states of ``prompts`` (cached in ``cache/name.pt``: a second run reads the file)."""
     path = cache / f"{name}.pt"
     if path.is_file():
         return torch.load(path)
     start = time.perf_counter()
-    read = read_states(model, dataset, prompts, items=items, max_tokens=max_tokens, progress=True, desc=name)
+    if headword:
+        read = read_positions(model, dataset, prompts, "headword", max_tokens=max_tokens, progress=True, desc=name)
+    else:
+        read = read_states(model, dataset, prompts, items=items, max_tokens=max_tokens, progress=True, desc=name)
     part = {"states": read.states, "targets": read.targets, "prompts": read.definitions, "positions": read.positions,
             "seconds": time.perf_counter() - start}
     tmp = path.with_suffix(".tmp")
@@ -108,9 +101,9 @@ def feature_pass(args) -> dict:
     both = set(held_i.tolist()) | set(held_e.tolist())
     parts = {}
 
-    def read(name: str, task_, model_, split: str, mode: str, prompts, hidden=None, items=None) -> None:
+    def read(name: str, task_, model_, split: str, mode: str, prompts, hidden=None, items=None, headword=False) -> None:
         parts[name] = read_part(cache, name, model_, cloze_dataset(task_, split, mode, hidden), prompts, args.max_tokens,
-                                items)
+                                items, headword)
 
     # Issue 23's fit: uniform training prompts of the full corpus defining no held-out token of either
     # set; lambda's choice on a sample of the validation split (defemb-fit reads all of it).
@@ -129,17 +122,18 @@ def feature_pass(args) -> dict:
     for split in ("train", "valid"):
         read(f"full.I.{split}.one", task, model, split, "one", defining_i[split])
     # Issue 23's fit read literally: --samples prompts whose headword is one subword, read once, there.
-    pool = np.unique(one["train"].occurrences[headword_items(one["train"], sample_prompts(one["train"], None, args.seed,
-                                                                                          both)), 0])
-    head = np.sort(np.random.default_rng(args.seed).choice(pool, size=min(args.samples, len(pool)), replace=False))
-    read("full.head.one", task, model, "train", "one", head, items=headword_items(one["train"], head))
+    head = sample_prompts(one["train"], args.samples, args.seed, both, headword_only=True)
+    read("full.head.one", task, model, "train", "one", head, headword=True)
     read("full.valid.one", task, model, "valid", "one", valid)
     read("eval.fit.one", task_e, model_e, "train", "one", fit_e)
     read("eval.valid.one", task_e, model_e, "valid", "one", None)
+    # only the held-out tokens' own occurrences are predicted (as defemb-predict --token-ids reads them)
+    own_e = np.nonzero(np.isin(cloze_dataset(task_e, "heldout", "one").occurrences[:, 2], held_e))[0]
     for mode in ("one", "hide"):
-        read(f"eval.E.heldout.{mode}", task_e, model_e, "heldout", mode, None, held_e)
+        read(f"eval.E.heldout.{mode}", task_e, model_e, "heldout", mode, None, held_e, items=own_e)
     for split in ("train", "valid"):
-        read(f"full.I.{split}.hide", task, model, split, "hide", defining_i[split], held_i)
+        own_i = np.nonzero(np.isin(one[split].occurrences[:, 2], held_i))[0]
+        read(f"full.I.{split}.hide", task, model, split, "hide", defining_i[split], held_i, items=own_i)
     # issue 23's last row: every variant span masked, on a subset of the fit prompts
     spans_fit = np.sort(np.random.default_rng(args.seed).choice(fit, size=min(args.spans_samples, len(fit)),
                                                                  replace=False))
