@@ -102,6 +102,8 @@ def feature_pass(args) -> dict:
     parts = {}
 
     def read(name: str, task_, model_, split: str, mode: str, prompts, hidden=None, items=None, headword=False) -> None:
+        if args.cached_only and not (cache / f"{name}.pt").is_file():
+            return
         parts[name] = read_part(cache, name, model_, cloze_dataset(task_, split, mode, hidden), prompts, args.max_tokens,
                                 items, headword)
 
@@ -255,7 +257,7 @@ def ladder(args, features: dict) -> list[dict]:
 
     def rows(name: str) -> Rows:
         corpus, key = (full if name.startswith("full") else evald), name.split(".")[1]
-        split = {"fit": "train", "I": name.split(".")[2], "E": "heldout"}.get(key, key)
+        split = {"fit": "train", "head": "train", "I": name.split(".")[2], "E": "heldout"}.get(key, key)
         if (corpus, split) not in splits:
             splits[(corpus, split)] = load_split(corpus, split)
         return Rows(parts[name], splits[(corpus, split)])
@@ -280,21 +282,26 @@ def ladder(args, features: dict) -> list[dict]:
     held = {"I": features["held_i"], "E": features["held_e"]}
     nspecial, mask = features["nspecial"], features["mask_idx"]
     candidates = {"non-special rows": np.arange(nspecial, len(emb)), "all rows": np.arange(len(emb))}
-    fit_all = {"full_head": r["full.head.one"], "full": r["full.fit.one"], "full_spans": r["full.fit.spans"],
-               "eval": r["eval.fit.one"]}
-    valid_all = {"full_head": r["full.valid.one"], "full": r["full.valid.one"], "full_spans": r["full.valid.spans"],
-                 "eval": r["eval.valid.one"]}
-    predict_parts = {("I", "one"): cat(r["full.I.train.one"], r["full.I.valid.one"]),
-                     ("I", "hide"): cat(r["full.I.train.hide"], r["full.I.valid.hide"]),
-                     ("I", "spans"): cat(r["full.I.train.spans"], r["full.I.valid.spans"]),
-                     ("E", "one"): r["eval.E.heldout.one"], ("E", "hide"): r["eval.E.heldout.hide"],
-                     ("E", "spans"): r["eval.E.heldout.spans"]}
+    def have(*names: str) -> bool:
+        return all(n in r for n in names)
+
+    fit_all = {k: r[v] for k, v in (("full_head", "full.head.one"), ("full", "full.fit.one"),
+                                    ("full_spans", "full.fit.spans"), ("eval", "eval.fit.one")) if have(v)}
+    valid_all = {k: r[v] for k, v in (("full_head", "full.valid.one"), ("full", "full.valid.one"),
+                                      ("full_spans", "full.valid.spans"), ("eval", "eval.valid.one")) if have(v)}
+    predict_parts = {("I", mode): cat(r[f"full.I.train.{mode}"], r[f"full.I.valid.{mode}"])
+                     for mode in MODES if have(f"full.I.train.{mode}", f"full.I.valid.{mode}")}
+    predict_parts.update({("E", mode): r[f"eval.E.heldout.{mode}"] for mode in MODES if have(f"eval.E.heldout.{mode}")})
     def subset(key: str, n: int) -> np.ndarray:
         """``n`` of the fit prompts of ``key``, seeded: fewer fit prompts, same distribution."""
         prompts = np.unique(fit_all[key].prompts.numpy())
         return np.sort(np.random.default_rng(args.seed).choice(prompts, size=min(n, len(prompts)), replace=False))
 
-    def measure(s: dict) -> dict:
+    def measure(s: dict) -> dict | None:
+        """The metrics of settings ``s``; None when a part they need is not cached (--cached-only)."""
+        key = "full_spans" if s["fit_read"] == "spans" else s["fit_corpus"]
+        if key not in fit_all or key not in valid_all or (s["held"], s["predict_read"]) not in predict_parts:
+            return None
         key = "full_spans" if s["fit_read"] == "spans" else s["fit_corpus"]
         fit, valid = fit_all[key], valid_all[key]
         if s["fit_prompts"] is not None and key != "eval":  # make eval's fit is 2,000 prompts already
@@ -348,11 +355,22 @@ def ladder(args, features: dict) -> list[dict]:
         current = {**current, **change}
         table.append({"step": label, "cumulative": measure(current), "alone": measure({**issue, **change}),
                       "settings": dict(current)})
-        print(table[-1]["step"], table[-1]["cumulative"]["MRR"], table[-1]["alone"]["MRR"], flush=True)
+        print(label, *(m and round(m["MRR"], 4) for m in (table[-1]["cumulative"], table[-1]["alone"])), flush=True)
+    fixes = [  # make eval's setup (the ladder's last row) with one of the fit's choices changed back
+        ("make eval's setup, W fitted on the headword positions among its 2,000 prompts", {"fit_rows": "head"}),
+        ("make eval's setup, lambda 1", {"lambda": 1.0}),
+        ("make eval's setup, headword positions and lambda 1", {"fit_rows": "head", "lambda": 1.0}),
+        ("make eval's setup, headword positions of 12,000 uniform prompts, lambda 1",
+         {"fit_corpus": "full_head", "fit_prompts": None, "fit_rows": "head", "lambda": 1.0}),
+    ]
+    for label, change in fixes:
+        table.append({"step": label, "cumulative": measure({**current, **change}), "alone": None,
+                      "settings": {**current, **change}})
+        print(label, table[-1]["cumulative"] and round(table[-1]["cumulative"]["MRR"], 4), flush=True)
     for label, change in extras:
         table.append({"step": label, "cumulative": None, "alone": measure({**issue, **change}),
                       "settings": {**issue, **change}})
-        print(label, table[-1]["alone"]["MRR"], flush=True)
+        print(label, table[-1]["alone"] and round(table[-1]["alone"]["MRR"], 4), flush=True)
     return table
 
 
@@ -363,7 +381,8 @@ def ladder_markdown(table: list[dict]) -> str:
              "|---|---:|---:|---:|"]
     for row in table:
         m = row["cumulative"] or row["alone"]
-        lines.append(f"| {row['step']} | {cell(row['cumulative'])} | {cell(row['alone'])} | {m['lam_used']:g} |")
+        lam = "" if m is None else f"{m['lam_used']:g}"
+        lines.append(f"| {row['step']} | {cell(row['cumulative'])} | {cell(row['alone'])} | {lam} |")
     return "\n".join(lines) + "\n"
 
 
@@ -382,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spans-samples", type=int, default=4000,
                    help="fit prompts read with every variant span masked (a subset of --samples: CPU)")
     p.add_argument("--eval-samples", type=int, default=2000, help="make eval's fit prompts (defemb-fit --samples)")
+    p.add_argument("--cached-only", action="store_true",
+                   help="no reading: the ladder on the parts already cached (steps needing others are skipped)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-tokens", type=int, default=4096)
     args = p.parse_args(argv)
