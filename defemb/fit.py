@@ -38,6 +38,9 @@ from tqdm import tqdm
 logger = logging.getLogger(__name__)
 
 LAMBDA_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+# Which read states W regresses from: every headword subword (what training's targets are), or
+# only the headword as written when it is one subword (a whole token, what a new row is).
+FIT_POSITIONS = ("every", "headword")
 # float64 rows of Y built at once when accumulating X^T Y: bounds memory for large vocabularies.
 CHUNK_ROWS = 8192
 
@@ -50,12 +53,37 @@ class ReadStates:
     targets: torch.Tensor  # (n,) long: p_k, the id whose pretrained row is the target
     definitions: torch.Tensor  # (n,) long: the prompt of each row, for Eq. 5's per-definition mean
     prompts: int  # prompts read
+    # (n,) long: the column each row was read at (the prompt position; BART: the decoder's), so a
+    # caller can tell a headword's own position from a piece of another variant
+    positions: torch.Tensor | None = None
 
 
-def sample_prompts(dataset, samples: int | None, seed: int, exclude_token_ids: set[int] | None = None) -> np.ndarray:
+def headword_prompts(dataset) -> np.ndarray:
+    """Prompts whose first variant (the headword as written) is one subword, ascending."""
+    spans = dataset.corpus.spans
+    return np.array([i for i in range(len(dataset.corpus)) if int(spans[i][1]) - int(spans[i][0]) == 1], dtype=np.int64)
+
+
+def headword_rows(read: ReadStates, dataset) -> torch.Tensor:
+    """Which rows of ``read`` are a one-subword headword read at its own position: the prompt's first
+    span start (encoder-only) or decoder position 1 (BART: the target after the first sentinel)."""
+    first = {}
+    keep = []
+    sentinel = dataset.corruption == "sentinel"
+    for prompt, position in zip(read.definitions.tolist(), read.positions.tolist()):
+        if prompt not in first:
+            start, end = (int(v) for v in dataset.corpus.spans[prompt][:2])
+            first[prompt] = (1 if sentinel else start) if end - start == 1 else -1
+        keep.append(position == first[prompt])
+    return torch.tensor(keep, dtype=torch.bool)
+
+
+def sample_prompts(dataset, samples: int | None, seed: int, exclude_token_ids: set[int] | None = None,
+                   headword_only: bool = False) -> np.ndarray:
     """Up to ``samples`` prompts of ``dataset`` (all if None), uniformly without replacement, sorted;
-    prompts with a headword subword in ``exclude_token_ids`` (held-out tokens) are never drawn."""
-    prompts = np.arange(len(dataset.corpus))
+    prompts with a headword subword in ``exclude_token_ids`` (held-out tokens) are never drawn;
+    ``headword_only``: only prompts whose headword is one subword (``headword_prompts``)."""
+    prompts = headword_prompts(dataset) if headword_only else np.arange(len(dataset.corpus))
     if exclude_token_ids:
         occurrences = dataset.occurrences
         hit = np.isin(occurrences[:, 2], np.fromiter(exclude_token_ids, dtype=np.int64))
@@ -65,10 +93,13 @@ def sample_prompts(dataset, samples: int | None, seed: int, exclude_token_ids: s
     return prompts
 
 
-def read_states(model, dataset, prompts: np.ndarray | None = None, *, max_tokens: int = 8192,
-                batch_size: int | None = None, progress: bool = False, desc: str = "read") -> ReadStates:
+def read_states(model, dataset, prompts: np.ndarray | None = None, *, items: np.ndarray | None = None,
+                max_tokens: int = 8192, batch_size: int | None = None, progress: bool = False,
+                desc: str = "read") -> ReadStates:
     """``model.read_states`` (h_{g(k)} before W) for every item of ``dataset`` whose prompt is in
-    ``prompts`` (all if None), in eval mode without gradients; the model's mode is restored."""
+    ``prompts`` (all if None) and whose index is in ``items`` (all if None: with one mask at a time
+    an item is one headword occurrence, a row of ``dataset.occurrences``), in eval mode without
+    gradients; the model's mode is restored."""
     from fairseq import utils
     from fairseq.data import data_utils
 
@@ -76,9 +107,11 @@ def read_states(model, dataset, prompts: np.ndarray | None = None, *, max_tokens
     order = dataset.ordered_indices()
     if prompts is not None:
         order = order[np.isin(dataset.item_prompts()[order], prompts)]
+    if items is not None:
+        order = order[np.isin(order, items)]
     batches = data_utils.batch_by_size(order, dataset.num_tokens, max_tokens=max_tokens, max_sentences=batch_size,
                                        required_batch_size_multiple=1)
-    states, targets, definitions = [], [], []
+    states, targets, definitions, positions = [], [], [], []
     was_training = model.training
     model.eval()
     try:
@@ -91,6 +124,7 @@ def read_states(model, dataset, prompts: np.ndarray | None = None, *, max_tokens
                 states.append(model.read_states(**net_input).float().cpu())
             targets.append(sample["target"])
             definitions.append(sample["definition"][sample["target_row"]])
+            positions.append(sample["net_input"]["predict_mask"].nonzero()[:, 1])
     finally:
         model.train(was_training)
     dim = model.projection.in_features
@@ -99,7 +133,26 @@ def read_states(model, dataset, prompts: np.ndarray | None = None, *, max_tokens
         targets=torch.cat(targets) if targets else torch.zeros(0, dtype=torch.long),
         definitions=torch.cat(definitions) if definitions else torch.zeros(0, dtype=torch.long),
         prompts=len(np.unique(dataset.item_prompts()[order])),
+        positions=torch.cat(positions) if positions else torch.zeros(0, dtype=torch.long),
     )
+
+
+def read_positions(model, dataset, prompts: np.ndarray, positions: str, **kwargs) -> ReadStates:
+    """``read_states`` of ``prompts`` at ``positions`` (``FIT_POSITIONS``): ``every`` headword subword,
+    or ``headword`` only (``prompts`` then among ``headword_prompts``; with one mask at a time only
+    that occurrence is read, a fifth of the cost)."""
+    if positions not in FIT_POSITIONS:
+        raise ValueError(f"positions {positions!r}: one of {', '.join(FIT_POSITIONS)}")
+    if positions == "every":
+        return read_states(model, dataset, prompts, **kwargs)
+    items = None
+    if dataset.predict and dataset.corruption == "bert":
+        occ = dataset.occurrences
+        first = np.r_[True, occ[1:, 0] != occ[:-1, 0]]  # each prompt's first occurrence: its first span's start
+        items = np.nonzero(first & np.isin(occ[:, 0], prompts))[0]
+    read = read_states(model, dataset, prompts, items=items, **kwargs)
+    keep = headword_rows(read, dataset)
+    return ReadStates(read.states[keep], read.targets[keep], read.definitions[keep], read.prompts, read.positions[keep])
 
 
 def normal_equations(read: ReadStates, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,7 +187,7 @@ def fit_projection(model, task, *, samples: int | None = 10000, valid_samples: i
                    lam: float | None = None, lambda_grid: tuple[float, ...] = LAMBDA_GRID, seed: int = 1,
                    max_tokens: int = 8192, batch_size: int | None = None, exclude_token_ids: set[int] | None = None,
                    valid_as_trained: bool = False, train_split: str = "train", valid_split: str = "valid",
-                   progress: bool = False) -> dict[str, Any]:
+                   positions: str = "every", progress: bool = False) -> dict[str, Any]:
     """Fit W in closed form from the frozen ``model`` and set ``model.projection.weight``; return the report.
 
     ``samples`` training prompts (None: all) give X and Y; ``valid_samples`` validation prompts
@@ -143,20 +196,26 @@ def fit_projection(model, task, *, samples: int | None = 10000, valid_samples: i
     as prediction reads it, or with ``valid_as_trained`` as fairseq-train's validation does (the
     task's fixed corruption), which is what the warm start's later valid losses compare with.
     ``exclude_token_ids``: prompts defining these ids are left out of the fit (held-out tokens).
+    ``positions`` (``FIT_POSITIONS``): the states fitted and validated on; ``headword`` samples
+    only prompts whose headword is one subword and reads it alone (issue 23: a W for whole tokens).
     """
     if task.corruption is None:
         raise ValueError("the task has no corruption yet: build the model with task.build_model first")
     embeddings = model.target_embeddings.detach().cpu()
     start = time.perf_counter()
     train = task.build_cloze_dataset(train_split, predict=True)
-    fit_prompts = sample_prompts(train, samples, seed, exclude_token_ids)
+    headword = positions == "headword"
+    fit_prompts = sample_prompts(train, samples, seed, exclude_token_ids, headword_only=headword)
     if len(fit_prompts) == 0:
-        raise ValueError(f"{task.cfg.data}: no {train_split} prompt to fit W on")
-    fit_read = read_states(model, train, fit_prompts, max_tokens=max_tokens, batch_size=batch_size,
-                           progress=progress, desc=f"read {train_split}")
+        raise ValueError(f"{task.cfg.data}: no {train_split} prompt to fit W on"
+                         + (" (none has a one-subword headword: use positions 'every')" if headword else ""))
+    fit_read = read_positions(model, train, fit_prompts, positions, max_tokens=max_tokens, batch_size=batch_size,
+                              progress=progress, desc=f"read {train_split}")
     valid = task.build_cloze_dataset(valid_split, predict=not valid_as_trained)
-    valid_read = read_states(model, valid, sample_prompts(valid, valid_samples, seed, exclude_token_ids),
-                             max_tokens=max_tokens, batch_size=batch_size, progress=progress, desc=f"read {valid_split}")
+    valid_read = read_positions(model, valid, sample_prompts(valid, valid_samples, seed, exclude_token_ids,
+                                                             headword_only=headword), positions,
+                                max_tokens=max_tokens, batch_size=batch_size, progress=progress,
+                                desc=f"read {valid_split}")
     read_seconds = time.perf_counter() - start
     start = time.perf_counter()
     xtx, xty = normal_equations(fit_read, embeddings)
@@ -183,6 +242,7 @@ def fit_projection(model, task, *, samples: int | None = 10000, valid_samples: i
         "lambda_grid_valid_loss": grid,
         "corruption": task.corruption,
         "mask_headword_everywhere": bool(getattr(task.cfg, "mask_headword_everywhere", False)),
+        "positions": positions,
         "seed": seed,
         "fit": {"split": train_split, "prompts": fit_read.prompts, "states": len(fit_read.targets),
                 "excluded_token_ids": len(exclude_token_ids or ()),
@@ -240,7 +300,7 @@ def fit_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Pat
                          samples: int | None = 10000, valid_samples: int | None = None, lam: float | None = None,
                          mask_headword_everywhere: bool = False, seed: int = 1, max_tokens: int = 8192,
                          batch_size: int | None = None, exclude_token_ids: set[int] | None = None,
-                         device: str = "cpu", progress: bool = False) -> dict[str, Any]:
+                         positions: str = "every", device: str = "cpu", progress: bool = False) -> dict[str, Any]:
     """``defemb-fit``: the frozen PLM plus a fitted W, saved (atomically) as the fairseq checkpoint of a
     ``definition_cloze`` model, so ``defemb-predict --checkpoint out`` reads it like a trained one; the
     report (returned) is also written to ``out`` with the suffix ``.json``."""
@@ -255,7 +315,7 @@ def fit_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Pat
                                               device=device)
     report = fit_projection(model, task, samples=samples, valid_samples=valid_samples, lam=lam, seed=seed,
                             max_tokens=max_tokens, batch_size=batch_size, exclude_token_ids=exclude_token_ids,
-                            progress=progress)
+                            positions=positions, progress=progress)
     save_model_checkpoint(model.cpu(), cfg, out)
     report.update(checkpoint=str(out), pretrained_checkpoint=str(pretrained_checkpoint), corpus=str(corpus),
                   arch=cfg.model.arch)

@@ -158,6 +158,49 @@ def test_held_out_tokens_stay_out_of_the_fit(tiny_dir):
     assert report["fit"]["prompts"] == len(prompts)
 
 
+def test_read_states_say_where_each_row_was_read(tiny_dir):
+    # examples/fit_gap.py tells a headword's own position from a piece of another variant by it
+    model, task, _ = build_definition_model(pretrained_checkpoint=tiny_dir / "roberta" / "model.pt",
+                                            corpus=tiny_dir / "corpus")
+    train = task.build_cloze_dataset("train", predict=True)
+    read = read_states(model, train, None, max_tokens=64)
+    prompts = read.definitions.numpy()
+    assert len(np.unique(prompts)) > 1
+    expected = {(int(p), int(k)) for p, k, _ in train.occurrences}
+    assert set(zip(prompts.tolist(), read.positions.tolist())) == expected and len(read.positions) == len(expected)
+    for prompt, position, target in zip(prompts, read.positions.tolist(), read.targets.tolist()):
+        assert int(train.corpus.prompts[int(prompt)][position]) == target
+    # items: only the occurrences asked for (here each prompt's first headword subword), still one row each
+    first = np.nonzero(np.r_[True, train.occurrences[1:, 0] != train.occurrences[:-1, 0]])[0]
+    some = read_states(model, train, None, items=first, max_tokens=64)
+    assert sorted(zip(some.definitions.tolist(), some.positions.tolist())) == \
+        sorted((int(p), int(k)) for p, k, _ in train.occurrences[first])
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_headword_positions_fit_one_whole_token_row_per_prompt(tiny_dir, family):
+    model, task, _ = build_definition_model(pretrained_checkpoint=tiny_dir / family / "model.pt",
+                                            corpus=tiny_dir / "corpus")
+    report = fit_projection(model, task, samples=None, lam=0.5, positions="headword")
+    train = task.build_cloze_dataset("train", predict=True)
+    spans = [train.corpus.spans_of(i).tolist() for i in range(len(train.corpus))]
+    headwords = [i for i, s in enumerate(spans) if s[0][1] - s[0][0] == 1]
+    assert headwords
+    assert report["positions"] == "headword" and report["fit"]["prompts"] == len(headwords)
+    assert report["fit"]["states"] == len(headwords)  # one row per prompt: the headword alone
+    # W is the ridge solution on exactly those rows of the every-position read
+    every = read_states(model, train, np.array(headwords), max_tokens=64)
+    first = torch.tensor([spans[p][0][0] if family == "roberta" else 1 for p in every.definitions.tolist()])
+    keep = every.positions == first
+    assert int(keep.sum()) == len(headwords) < len(keep)  # the other variants' rows are left out
+    for p, t in zip(every.definitions[keep].tolist(), every.targets[keep].tolist()):
+        assert t == int(train.corpus.prompts[p][spans[p][0][0]])  # the headword's own id
+    x = every.states[keep].double()
+    y = model.target_embeddings[every.targets[keep]].double()
+    expected = torch.linalg.solve(x.T @ x + 0.5 * torch.eye(x.size(1), dtype=torch.float64), x.T @ y).T
+    torch.testing.assert_close(model.projection.weight.detach().double(), expected, rtol=1e-4, atol=1e-5)
+
+
 # -- --mask-headword-everywhere ---------------------------------------------------------
 
 def test_echo_positions_are_the_headword_ids_outside_the_spans():

@@ -18,7 +18,7 @@ import sys
 import torch
 
 from defemb.cli.logging_setup import configure_cli_logging
-from defemb.fit import fit_definition_model
+from defemb.fit import FIT_POSITIONS, fit_definition_model
 from defemb.predict import read_token_ids
 
 DESCRIPTION = __doc__.split("\n", 1)[1]
@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-token-ids", default=None,
                    help="leave prompts defining these ids out of the fit and of lambda's choice (file or comma list): "
                    "held-out tokens")
+    p.add_argument("--positions", choices=FIT_POSITIONS, default="every",
+                   help="states W is fitted on: 'every' headword subword (default; what training's targets are) or "
+                   "'headword': only prompts whose headword is one subword, read there once (a W for whole "
+                   "tokens, 5x cheaper per prompt; README, 'Why issue 23's fitted W ranked ~10x better than make eval's')")
     p.add_argument("--seed", type=int, default=1, help="seed of the prompt samples and of the reference random W")
     p.add_argument("--max-tokens", type=int, default=8192, help="tokens per batch of the read pass (default 8192)")
     p.add_argument("--batch-size", type=int, default=None, help="at most this many items per batch")
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             pretrained_checkpoint=args.pretrained_checkpoint, corpus=args.corpus, out=args.out,
             samples=args.samples or None, valid_samples=args.valid_samples or None, lam=args.lam,
             mask_headword_everywhere=args.mask_headword_everywhere, seed=args.seed, max_tokens=args.max_tokens,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size, positions=args.positions,
             exclude_token_ids=read_token_ids(args.exclude_token_ids, "--exclude-token-ids") if args.exclude_token_ids else None,
             device=args.device, progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as err:
