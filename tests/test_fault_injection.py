@@ -202,3 +202,28 @@ def test_predict_killed_at_any_moment(tiny_dir, tmp_path):
     out = tmp_path / "work" / "defemb.pt"
     exercise(Command([*argv, "--out", str(out)], out, [checkpoint.parent, tiny_dir / "corpus"], complete),
              random.Random(SEED + 2))
+
+
+@pytest.mark.slow
+def test_add_tokens_killed_at_any_moment(tmp_path):
+    from test_add_tokens import WORDS, gpt2_plm
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    plm = gpt2_plm(inputs)
+    (inputs / "words.tsv").write_text(WORDS)
+    argv = [str(VENV_BIN / "defemb-add-tokens"), "--checkpoint", str(plm), "--words", str(inputs / "words.tsv"),
+            "--init", "description-mean", "--overwrite"]
+    reference = tmp_path / "reference"
+    normal_run(Command([*argv, "--out", str(reference)], reference, [], lambda path: None))
+    expected = {name: (reference / name).read_bytes() for name in ("dict.txt", "encoder.json")}
+    expected_model = torch.load(reference / "model.pt", map_location="cpu", weights_only=False)["model"]
+
+    def complete(path: Path) -> None:
+        assert sorted(p.name for p in path.iterdir()) == sorted(p.name for p in reference.iterdir())
+        assert {name: (path / name).read_bytes() for name in expected} == expected
+        model = torch.load(path / "model.pt", map_location="cpu", weights_only=False)["model"]
+        assert model.keys() == expected_model.keys() and all(torch.equal(model[k], expected_model[k]) for k in model)
+
+    out = tmp_path / "work" / "plm-added"
+    exercise(Command([*argv, "--out", str(out)], out, [inputs], complete), random.Random(SEED + 3))
