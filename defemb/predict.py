@@ -127,11 +127,10 @@ def predict_with_model(
             wanted = np.nonzero(hit)[0] if dataset.corruption == "bert" else np.unique(table[hit, 0])
             indices = indices[np.isin(indices, wanted)]
         keys, key_weights = occurrence_weights(average, dataset.occurrences, id_space)
-        batches = data_utils.batch_by_size(
-            indices, dataset.num_tokens, max_tokens=max_tokens, max_sentences=batch_size, required_batch_size_multiple=1
-        )
+        batches = data_utils.batch_by_size(indices, dataset.num_tokens, num_tokens_vec=dataset.num_tokens_vec(indices),
+                                           max_tokens=max_tokens, max_sentences=batch_size, required_batch_size_multiple=1)
         for batch in tqdm(batches, desc=f"predict {split}", unit="batch", disable=not progress):
-            sample = dataset.collater([dataset[i] for i in batch])
+            sample = dataset.collate_indices(batch)
             net_input = utils.move_to_cuda(sample["net_input"]) if device.type == "cuda" else sample["net_input"]
             with torch.inference_mode():
                 predicted = model(**net_input)
