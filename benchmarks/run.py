@@ -5,7 +5,7 @@ interleaved (A B A B ...) and summarised by the median of the per-round ratios, 
 holds on a noisy machine. Writes benchmarks/results.json and the generated part of
 benchmarks/README.md.
 
-    python -m benchmarks.run [--quick] [--only corpus training predict isotropy surgery]
+    python -m benchmarks.run [--quick] [--only corpus training predict isotropy surgery scale]
 
 Fixtures (built in a temporary directory, random weights, real fairseq checkpoints):
 
@@ -32,6 +32,7 @@ import torch
 
 from benchmarks.bench_corpus import bench_corpus
 from benchmarks.bench_predict import bench_predict
+from benchmarks.bench_scale import bench_scale
 from benchmarks.bench_training import bench_training
 from benchmarks.flops import paper_scale
 from benchmarks.harness import HERE, STAGE_NAMES, Fixtures, cpu_sgemm_flops, last_json, log, run
@@ -60,7 +61,7 @@ def bench_surgery(fx: Fixtures) -> dict:
     return result
 
 
-STAGES = dict(zip(STAGE_NAMES, (bench_corpus, bench_training, bench_predict, bench_isotropy, bench_surgery)))
+STAGES = dict(zip(STAGE_NAMES, (bench_corpus, bench_training, bench_predict, bench_isotropy, bench_surgery, bench_scale)))
 
 
 def main(argv: list[str] | None = None) -> int:

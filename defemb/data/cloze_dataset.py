@@ -302,14 +302,15 @@ class DefinitionClozeDataset(FairseqDataset):
         rng = np.random.RandomState()
         stop = np.cumsum(per_row)
         for index, start, end in zip(indices.tolist(), (stop - per_row).tolist(), stop.tolist()):
-            # fairseq's numpy_seed(seed, epoch, index) draws, on a generator of our own.
+            # fairseq's numpy_seed(seed, epoch, index) draws, on a generator of our own; randint is
+            # what choice(random_token_ids, n) draws with, without its checks.
             rng.seed(self._seed_of(epoch, index))
             draw[start:end] = rng.rand(end - start)
-            random_ids[start:end] = rng.choice(self.random_token_ids, end - start)
+            random_ids[start:end] = rng.randint(0, len(self.random_token_ids), end - start)
         to_mask = draw < self.mask_prob
         to_random = (draw >= self.mask_prob) & (draw < self.mask_prob + self.random_token_prob)
         source[flat[to_mask]] = self.mask_idx
-        source[flat[to_random]] = random_ids[to_random]
+        source[flat[to_random]] = self.random_token_ids[random_ids[to_random]]
         return source
 
     def _sentinel(self, source, tokens, inside, begin, end, span_row, lengths, subwords, counts):
