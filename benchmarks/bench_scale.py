@@ -22,6 +22,7 @@ prompts have GCIDE's lengths, binarized by ``defemb-corpus --source wiktionary``
 """
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -249,6 +250,7 @@ def bench_scale(fx: Fixtures) -> dict:
               f"{GPU_UTILISATION:.0%} assumed utilisation", "gpu_models": {k: v[0] for k, v in GPU_MODELS.items()},
               "sizes": []}
     for size in sizes:
+        load_start = os.getloadavg()[0]
         jsonl = fx.root / f"wiktionary-{size}.jsonl"
         log(f"scale fixture: {size:,} definitions (GCIDE senses under GPT-2 headwords) ...")
         point = {"definitions": size, "fixture": write_fixture(jsonl, size)}
@@ -261,6 +263,8 @@ def bench_scale(fx: Fixtures) -> dict:
             point[f"train_{corruption}"] = probe("train", out, corruption, 100 if fx.quick else SAMPLED_BATCHES)
             log(f"defemb-predict non-model work, {corruption} ...")
             point[f"predict_{corruption}"] = probe("predict", out, corruption)
+        # Every figure here is CPU time on a shared machine: the load says how much of it was others'.
+        point["load_average_1min"] = {"start": load_start, "end": os.getloadavg()[0], "cores": os.cpu_count()}
         result["sizes"].append(point)
         log(json.dumps(point))
     result["growth_exponents"] = growth(result["sizes"])
