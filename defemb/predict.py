@@ -117,7 +117,6 @@ def predict_with_model(
     slot_of = torch.full((id_space,), -1, dtype=torch.long)
     slot_of[torch.from_numpy(ids)] = torch.arange(len(ids))
     sums = torch.zeros(len(ids), dim, dtype=torch.float64, device=device)
-    counts = torch.zeros(len(ids), dtype=torch.long)
     definition_pairs = []
     for offset, (split, dataset) in enumerate(zip(splits, datasets)):
         indices = dataset.ordered_indices()
@@ -142,11 +141,12 @@ def predict_with_model(
             weights = key_weights[np.searchsorted(keys, prompts * id_space + sample["target"][kept].numpy())]
             weighted = predicted[kept.to(device)].double() * torch.from_numpy(weights).to(device)[:, None]
             sums.index_put_((slots.to(device),), weighted, accumulate=True)
-            counts += torch.bincount(slots, minlength=len(ids))
-            # A definition counts once per token, however many variants contain it.
             definition_pairs.append((prompts + offset * (1 << 40)) * len(ids) + slots.numpy())
-    pairs = np.unique(np.concatenate(definition_pairs)) if definition_pairs else np.zeros(0, dtype=np.int64)
-    num_definitions = torch.from_numpy(np.bincount(pairs % max(len(ids), 1), minlength=len(ids)))
+    # (split, prompt, slot) of every prediction: counted per slot once here, not per batch over every slot.
+    pairs = np.concatenate(definition_pairs) if definition_pairs else np.zeros(0, dtype=np.int64)
+    counts = torch.from_numpy(np.bincount(pairs % max(len(ids), 1), minlength=len(ids)))
+    # A definition counts once per token, however many variants contain it.
+    num_definitions = torch.from_numpy(np.bincount(np.unique(pairs) % max(len(ids), 1), minlength=len(ids)))
     # Every id occurs in some item (ids come from the items' own occurrence tables).
     total_weight = num_definitions if average == "definitions" else counts
     means = (sums / total_weight.to(device, torch.float64)[:, None]).float().cpu()

@@ -244,15 +244,16 @@ class DefinitionClozeDataset(FairseqDataset):
         lengths = a.prompt_sizes[prompts]
         row_start = np.cumsum(lengths) - lengths  # each row's offset in the flat batch
         tokens = a.tokens[_ranges(a.prompt_start[prompts], lengths)].astype(np.int64)
-        # Spans of the batch, flat, and which positions of the flat batch they cover.
-        counts = a.spans_per_prompt[prompts]
-        span = _ranges(a.first_span[prompts], counts)
-        span_row = np.repeat(np.arange(rows), counts)
-        begin = row_start[span_row] + a.span_begin[span]
-        end = row_start[span_row] + a.span_end[span]
-        edges = np.bincount(begin, minlength=len(tokens) + 1) - np.bincount(end, minlength=len(tokens) + 1)
-        inside = np.cumsum(edges[:-1]) > 0
         source = tokens
+        if not self._one_mask_at_a_time() or self.mask_headword_everywhere:
+            # Spans of the batch, flat, and which positions of the flat batch they cover.
+            counts = a.spans_per_prompt[prompts]
+            span = _ranges(a.first_span[prompts], counts)
+            span_row = np.repeat(np.arange(rows), counts)
+            begin = row_start[span_row] + a.span_begin[span]
+            end = row_start[span_row] + a.span_end[span]
+            edges = np.bincount(begin, minlength=len(tokens) + 1) - np.bincount(end, minlength=len(tokens) + 1)
+            inside = np.cumsum(edges[:-1]) > 0
         if self.mask_headword_everywhere:
             # Only positions outside the spans change, so the targets (span ids) stay the prompt's.
             row_of = np.repeat(np.arange(rows), lengths)
