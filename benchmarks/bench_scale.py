@@ -81,18 +81,22 @@ def write_fixture(path: Path, definitions: int, seed: int = 0) -> dict:
     return {"definitions": written, "records": records, "headwords": len(words), "gcide_senses": len(senses)}
 
 
-def tree_peak_rss(pid: int, stop: threading.Event, peak: list) -> None:
-    """The largest sum of RSS over ``pid`` and its descendants, sampled every 0.2 s into ``peak[0]``."""
+def watch_tree(pid: int, stop: threading.Event, peak: list, cpu: dict) -> None:
+    """Every 0.2 s: the sum of RSS over ``pid`` and its descendants (its maximum into ``peak[0]``) and
+    each process's CPU seconds so far (into ``cpu``, by pid; the root under "main")."""
     import psutil
 
     try:
         root = psutil.Process(pid)
         while not stop.is_set():
             try:
-                total = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+                procs = [root, *root.children(recursive=True)]
+                peak[0] = max(peak[0], sum(p.memory_info().rss for p in procs))
+                for p in procs:
+                    times = p.cpu_times()
+                    cpu["main" if p.pid == pid else p.pid] = times.user + times.system
             except psutil.NoSuchProcess:
                 break
-            peak[0] = max(peak[0], total)
             stop.wait(0.2)
     except psutil.NoSuchProcess:
         pass
@@ -106,10 +110,10 @@ def build_corpus(fx: Fixtures, jsonl: Path, out: Path) -> dict:
     cmd = [BIN / "defemb-corpus", "--source", "wiktionary", "--wiktionary-jsonl", jsonl, "--vocab", fx.gpt2_dict,
            "--bpe", "gpt2", "--gpt2-encoder-json", GPT2 / "encoder.json", "--gpt2-vocab-bpe", GPT2 / "vocab.bpe",
            "--out", out, "--workers", 2, "--no-progress", "--overwrite", "--valid-size", 0.1 if fx.quick else 10000]
-    stop, peak = threading.Event(), [0]
+    stop, peak, cpu = threading.Event(), [0], {}
     start = time.perf_counter()
     proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watcher = threading.Thread(target=tree_peak_rss, args=(proc.pid, stop, peak))
+    watcher = threading.Thread(target=watch_tree, args=(proc.pid, stop, peak, cpu))
     watcher.start()
     _, err = proc.communicate()
     seconds = time.perf_counter() - start
@@ -118,7 +122,13 @@ def build_corpus(fx: Fixtures, jsonl: Path, out: Path) -> dict:
     if proc.returncode:
         raise RuntimeError(f"defemb-corpus failed:\n{err[-2000:]}")
     meta = json.loads((out / "corpus.json").read_text())
-    return {"seconds": seconds, "peak_rss_bytes": peak[0], "prompts": sum(meta["splits"].values()), "splits": meta["splits"]}
+    workers = sorted((v for k, v in cpu.items() if k != "main"), reverse=True)
+    # On a shared machine the wall time is mostly others' work: the CPU seconds are the build's own. With
+    # 2 free cores the wall time would be at least the larger of the main process's and half the workers'.
+    return {"seconds": seconds, "peak_rss_bytes": peak[0], "prompts": sum(meta["splits"].values()), "splits": meta["splits"],
+            "cpu_seconds_main": cpu.get("main", 0.0), "cpu_seconds_workers": workers,
+            "cpu_seconds": cpu.get("main", 0.0) + sum(workers),
+            "two_free_cores_seconds_lower_bound": max(cpu.get("main", 0.0), sum(workers) / 2)}
 
 
 # -- the probes (each in a fresh process) ---------------------------------------------
@@ -159,7 +169,7 @@ def probe_train(corpus: str, corruption: str, sampled: int) -> dict:
     import torch  # noqa: F401  (imports before the baseline memory)
 
     before = memory()
-    begin = start = time.perf_counter()
+    begin, cpu_begin = time.perf_counter(), time.process_time()
     task = load_task(corpus, corruption)
     task.load_dataset("train")
     ds = task.datasets["train"]
@@ -170,26 +180,28 @@ def probe_train(corpus: str, corruption: str, sampled: int) -> dict:
                                        ignore_invalid_inputs=True, seed=1, epoch=epoch).frozen_batches
 
     batches = plan(1)
-    startup = time.perf_counter() - start
-    start = time.perf_counter()
+    startup, startup_cpu = time.perf_counter() - begin, time.process_time() - cpu_begin
+    start, cpu_start = time.perf_counter(), time.process_time()
     ds.set_epoch(2)
     batches = plan(2)  # fairseq-train re-plans every epoch: the corruption is redrawn
-    replan = time.perf_counter() - start
+    replan, replan_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     chosen = [batches[int(i)] for i in np.linspace(0, len(batches) - 1, min(sampled, len(batches)))]
-    data, gpu = 0.0, 0.0
+    data, data_cpu, gpu = 0.0, 0.0, 0.0
     for batch in chosen:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         sample = ds.collater(ds.__getitems__(list(batch)))  # what torch's DataLoader does per batch
         data += time.perf_counter() - start
+        data_cpu += time.process_time() - cpu_start
         gpu += gpu_seconds(corruption, sample)
     after = memory()
-    per_batch = data / len(chosen)
+    # CPU seconds are the figures (one thread: on a shared machine the wall time adds others' work); wall beside.
+    per_batch, gpu_per_batch = data_cpu / len(chosen) + replan_cpu / len(batches), gpu / len(chosen)
     return {"prompts": len(ds), "batches": len(batches), "sampled_batches": len(chosen),
-            "startup_seconds": startup, "load_seconds": loaded - begin,
-            "replan_seconds": replan, "collate_seconds_per_batch": per_batch,
-            "epoch_data_seconds_per_batch": per_batch + replan / len(batches),
-            "gpu_seconds_per_batch": gpu / len(chosen),
-            "data_share_of_gpu_step": (per_batch + replan / len(batches)) / (gpu / len(chosen)),
+            "startup_seconds": startup_cpu, "startup_wall_seconds": startup, "load_wall_seconds": loaded - begin,
+            "replan_seconds": replan_cpu, "collate_seconds_per_batch": data_cpu / len(chosen),
+            "collate_wall_seconds_per_batch": data / len(chosen),
+            "epoch_data_seconds_per_batch": per_batch, "gpu_seconds_per_batch": gpu_per_batch,
+            "data_share_of_gpu_step": per_batch / gpu_per_batch,
             "data_memory_bytes": after["RssAnon"] - before["RssAnon"], "mapped_file_bytes": after["RssFile"],
             "peak_rss_bytes": after["VmHWM"]}
 
@@ -220,8 +232,9 @@ def probe_predict(corpus: str, corruption: str) -> dict:
     from defemb.predict import predict_with_model
 
     task = load_task(corpus, corruption)
-    # The occurrence table and batch plan alone, then the whole non-model work.
-    start = time.perf_counter()
+    # The occurrence table and batch plan alone, then the whole non-model work (CPU seconds: one
+    # thread, so on a shared machine the wall time, beside, adds others' work).
+    start = time.process_time()
     items, batches = 0, 0
     for split in ("train", "valid"):
         ds = task.build_cloze_dataset(split, predict=True)
@@ -229,12 +242,13 @@ def probe_predict(corpus: str, corruption: str) -> dict:
         items += len(order)
         batches += len(data_utils.batch_by_size(order, ds.num_tokens, num_tokens_vec=ds.num_tokens_vec(order),
                                                 max_tokens=PREDICT_MAX_TOKENS, required_batch_size_multiple=1))
-    table = time.perf_counter() - start
-    start = time.perf_counter()
+    table = time.process_time() - start
+    start, wall = time.process_time(), time.perf_counter()
     ids, _, _ = predict_with_model(NullModel(len(task.dictionary), 1), task, ("train", "valid"),
                                    max_tokens=PREDICT_MAX_TOKENS, progress=False)
     return {"items": items, "batches": batches, "table_and_plan_seconds": table,
-            "non_model_seconds": time.perf_counter() - start, "predicted_tokens": len(ids)}
+            "non_model_seconds": time.process_time() - start, "non_model_wall_seconds": time.perf_counter() - wall,
+            "predicted_tokens": len(ids)}
 
 
 def probe(kind: str, corpus: Path, corruption: str, sampled: int = SAMPLED_BATCHES) -> dict:
@@ -249,7 +263,8 @@ def bench_scale(fx: Fixtures) -> dict:
     result = {"bounds": BOUNDS, "gpu": f"one {GPU_NAME} at {GPU_PEAK_FLOPS / 1e12:.0f} TFLOP/s x "
               f"{GPU_UTILISATION:.0%} assumed utilisation", "gpu_models": {k: v[0] for k, v in GPU_MODELS.items()},
               "sizes": []}
-    for size in sizes:
+    # The paper's size first: the one that matters if the run is cut short; each point is logged as JSON.
+    for size in sorted(sizes, reverse=True):
         load_start = os.getloadavg()[0]
         jsonl = fx.root / f"wiktionary-{size}.jsonl"
         log(f"scale fixture: {size:,} definitions (GCIDE senses under GPT-2 headwords) ...")
@@ -267,12 +282,13 @@ def bench_scale(fx: Fixtures) -> dict:
         point["load_average_1min"] = {"start": load_start, "end": os.getloadavg()[0], "cores": os.cpu_count()}
         result["sizes"].append(point)
         log(json.dumps(point))
+    result["sizes"].sort(key=lambda p: p["definitions"])
     result["growth_exponents"] = growth(result["sizes"])
     result["at_largest"] = result["sizes"][-1]
     return result
 
 
-FIGURES = {"corpus seconds": ("corpus", "seconds"), "corpus peak RSS": ("corpus", "peak_rss_bytes"),
+FIGURES = {"corpus CPU seconds": ("corpus", "cpu_seconds"), "corpus peak RSS": ("corpus", "peak_rss_bytes"),
            "start-up sentinel": ("train_sentinel", "startup_seconds"), "start-up bert": ("train_bert", "startup_seconds"),
            "epoch data work per batch sentinel": ("train_sentinel", "epoch_data_seconds_per_batch"),
            "epoch data work per batch bert": ("train_bert", "epoch_data_seconds_per_batch"),
