@@ -1,7 +1,7 @@
 """The definition-cloze data path before and after issue 18 on one corpus: the per-item code (kept as
 the reference in tests/test_cloze_batches.py) against the index arrays, for the occurrence table,
 fairseq's size filter and batch plan (--max-tokens 4096), and the collation of 100 batches spread over
-the plan. Same process, same data; prints the seconds.
+the plan. Same process, same data; prints the CPU seconds.
 
     python benchmarks/cloze_before_after.py CORPUS_DIR
 """
@@ -24,9 +24,10 @@ from benchmarks.bench_scale import load_task  # noqa: E402
 
 
 def timed(fn) -> float:
-    start = time.perf_counter()
+    """CPU seconds of ``fn()`` (one thread: on a shared machine the wall time adds others' work)."""
+    start = time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def main() -> int:

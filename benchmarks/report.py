@@ -87,20 +87,23 @@ def scale_rows(x: dict) -> list[tuple[str, str, str, str, str]]:
     p, b, gb = x["at_largest"], x["bounds"], 1024 ** 3
     c = p["corpus"]
     where = f"{p['definitions']:,} definitions ({c['prompts']:,} prompts)"
-    rows = [(f"scale: defemb-corpus --source wiktionary, {where}", "seconds with 2 workers",
-             f"{c['seconds']:.0f} s", f"<= {b['corpus_seconds']} s", status(c["seconds"], b["corpus_seconds"], False)),
+    workers = " + ".join(f"{w:.0f}" for w in c["cpu_seconds_workers"])
+    rows = [(f"scale: defemb-corpus --source wiktionary, {where}", "wall seconds with 2 workers (CPU seconds of its processes)",
+             f"{c['seconds']:.0f} s (CPU: main {c['cpu_seconds_main']:.0f} s, workers {workers} s)",
+             f"<= {b['corpus_seconds']} s", status(c["seconds"], b["corpus_seconds"], False)),
             (f"scale: defemb-corpus --source wiktionary, {where}", "peak RSS of the process tree (main + 2 workers)",
              f"{c['peak_rss_bytes'] / gb:.2f} GB", f"<= {b['corpus_peak_rss_gb']} GB",
              status(c["peak_rss_bytes"] / gb, b["corpus_peak_rss_gb"], False))]
     for corruption, name in SCALE_MODELS:
         t, gpu = p[f"train_{corruption}"], x["gpu_models"][corruption]
         rows += [(f"scale: definition_cloze start-up, {name}, {t['prompts']:,} train prompts",
-                  "seconds: task, dataset load, fairseq's batch plan (order, size filter, --max-tokens 4096)",
-                  f"{t['startup_seconds']:.1f} s ({t['batches']:,} batches)", f"<= {b['startup_seconds']} s",
+                  "CPU seconds (wall beside): task, dataset load, fairseq's batch plan (order, size filter, "
+                  "--max-tokens 4096)", f"{t['startup_seconds']:.1f} s (wall {t['startup_wall_seconds']:.1f} s; "
+                  f"{t['batches']:,} batches)", f"<= {b['startup_seconds']} s",
                   status(t["startup_seconds"], b["startup_seconds"], False)),
                  (f"scale: an epoch's data work per batch, {name}",
-                  f"re-plan + re-corruption + collation per batch vs {gpu} forward + backward of the same padded batch "
-                  f"({x['gpu']}, from its FLOPs)",
+                  f"CPU time of re-plan + re-corruption + collation per batch vs {gpu} forward + backward of the same "
+                  f"padded batch ({x['gpu']}, from its FLOPs)",
                   f"{t['data_share_of_gpu_step']:.1%} ({t['epoch_data_seconds_per_batch'] * 1e3:.2f} vs "
                   f"{t['gpu_seconds_per_batch'] * 1e3:.1f} ms)", f"<= {b['data_share_of_gpu_step']:.0%}",
                   status(t["data_share_of_gpu_step"], b["data_share_of_gpu_step"], False)),
@@ -111,8 +114,9 @@ def scale_rows(x: dict) -> list[tuple[str, str, str, str, str]]:
     for corruption, name in SCALE_MODELS:
         q = p[f"predict_{corruption}"]
         rows.append((f"scale: defemb-predict non-model work, {name}, {c['prompts']:,} prompts ({q['items']:,} items)",
-                     "seconds of predict_with_model with a model returning zeros (occurrence table, plan, items, "
-                     "collation, bookkeeping)", f"{q['non_model_seconds']:.0f} s (table + plan {q['table_and_plan_seconds']:.1f} s)",
+                     "CPU seconds of predict_with_model with a model returning zeros (occurrence table, plan, "
+                     "batches, bookkeeping; wall beside)", f"{q['non_model_seconds']:.0f} s (wall "
+                     f"{q['non_model_wall_seconds']:.0f} s; table + plan {q['table_and_plan_seconds']:.1f} s)",
                      f"<= {b['predict_non_model_seconds']} s", status(q["non_model_seconds"], b["predict_non_model_seconds"], False)))
     return rows
 
@@ -322,15 +326,18 @@ def scale_misses(x: dict) -> list[str]:
     if "at_largest" not in x:
         return []
     p, b, lines = x["at_largest"], x["bounds"], []
+    workers = " + ".join(f"{w:.0f}" for w in p["corpus"]["cpu_seconds_workers"])
     load = p.get("load_average_1min")
     loaded = (f" The 1-minute load average was {load['start']:.1f} to {load['end']:.1f} on {load['cores']} cores during "
               "this size" if load else "")
     c = p["corpus"]
     if c["seconds"] > b["corpus_seconds"] or c["peak_rss_bytes"] > b["corpus_peak_rss_gb"] * 1024 ** 3:
         lines.append(f"* scale corpus: {c['seconds']:.0f} s, peak {c['peak_rss_bytes'] / 1024 ** 3:.2f} GB for "
-                     f"{c['prompts']:,} prompts.{loaded}. The builder keeps every prompt in memory until the split "
-                     "(coverage and the split need them all) and tokenizes in 2 worker processes beside a main process "
-                     "that reads the JSONL: on 2 cores three processes share them.")
+                     f"{c['prompts']:,} prompts.{loaded}: the build's own processes used {c['cpu_seconds']:.0f} CPU "
+                     f"seconds (main {c['cpu_seconds_main']:.0f}, the 2 workers {workers}), so on 2 free cores it would "
+                     f"take at least {c['two_free_cores_seconds_lower_bound']:.0f} s (the larger of the main process's "
+                     "share and half the workers'), the rest of the wall time being other jobs'. The main process reads "
+                     "the JSONL, then keeps every prompt in memory for coverage and the split and writes them alone.")
     for corruption, name in SCALE_MODELS:
         t = p[f"train_{corruption}"]
         if t["data_share_of_gpu_step"] > b["data_share_of_gpu_step"]:
@@ -342,7 +349,8 @@ def scale_misses(x: dict) -> list[str]:
                          f"re-plan per epoch over {t['batches']:,} batches): {why}on this loaded CPU.{loaded}. It runs "
                          "in fairseq-train's DataLoader worker beside the GPU, so the GPU waits only past 100%.")
         if t["startup_seconds"] > b["startup_seconds"]:
-            lines.append(f"* scale {name} start-up: {t['startup_seconds']:.1f} s (load {t['load_seconds']:.1f} s).{loaded}.")
+            lines.append(f"* scale {name} start-up: {t['startup_seconds']:.1f} CPU seconds (load "
+                         f"{t['load_wall_seconds']:.1f} s of wall).{loaded}.")
     for corruption, name in SCALE_MODELS:
         q = p[f"predict_{corruption}"]
         if q["non_model_seconds"] > b["predict_non_model_seconds"]:
