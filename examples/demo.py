@@ -13,6 +13,7 @@ demo only chooses a CPU budget and prints those choices. Everything lands atomic
 """
 import importlib.resources
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -32,10 +33,18 @@ from demo_support import BIN, REPO, Step, parse_demo_args, plot_mimic_curve, run
 # is a sample weighted toward rare tokens, and only surgery's candidates are predicted.
 BUDGETS = {
     "full": {"prompts": 12000, "valid": 300, "updates": 300, "max_tokens": 2048, "prompt_tokens": 32, "aclsum_docs": 250,
-             "alpha": 20},
+             "alpha": 20, "fit_samples": 10000},
     "ci": {"prompts": 600, "valid": 40, "updates": 12, "max_tokens": 1024, "prompt_tokens": 24, "aclsum_docs": 20,
-           "alpha": 20},
+           "alpha": 20, "fit_samples": 200},
 }
+# The definition models the demo compares (each name is also its surgered checkpoint's directory):
+# the paper's training (random W), the same training started from the least-squares W (issue 23),
+# and that W alone on the frozen encoder, with no training (defemb-fit).
+PAPER, WARM, FITTED = "DefinitionEMB", "DefinitionEMB-warm-start", "DefinitionEMB-fitted-W"
+DEFINITION_MODELS = {PAPER: [], WARM: ["--projection-init", "least-squares"]}
+# fairseq-train's log line (definition_cloze --projection-init least-squares) scoring W before any update
+BEFORE_TRAINING = re.compile(r"valid loss before training \((\d+) prompts.*?\): random W ([0-9.]+) \(cosine ([-0-9.]+)\), "
+                             r"fitted W ([0-9.]+) \(cosine ([-0-9.]+)\), mean target row ([0-9.]+) \(cosine ([-0-9.]+)\)")
 
 
 def minilm_dir() -> Path:
@@ -86,6 +95,44 @@ def binarize_task_text(out_dir: Path, dict_path: Path, vocab_txt: Path, max_docs
     return np.asarray(sorted(seen))
 
 
+def train_cmd(work: Path, original: Path, save_dir: Path, budget: dict, seed: int, extra: list) -> list:
+    """definition_cloze as the paper trains it (Adam, inverse_sqrt), scaled to the CPU budget."""
+    updates = budget["updates"]
+    return [
+        BIN / "fairseq-train", work / "definitions", "--user-dir", REPO / "fairseq_defemb",
+        "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", "defemb_roberta",
+        "--pretrained-checkpoint", original / "model.pt", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
+        "--weight-decay", "0.01", "--lr", "5e-4", "--lr-scheduler", "inverse_sqrt",
+        "--warmup-updates", max(1, updates // 10), "--warmup-init-lr", "1e-7", "--max-tokens", budget["max_tokens"],
+        "--max-update", updates, "--validate-interval-updates", max(1, updates // 5), "--cpu", "--num-workers", "0",
+        "--required-batch-size-multiple", "1", "--save-dir", save_dir, "--no-epoch-checkpoints",
+        "--no-last-checkpoints", "--log-format", "simple", "--log-interval", max(1, updates // 60), "--seed", seed,
+        *extra,
+    ]
+
+
+def definition_model_table(warm_log: str, curves: dict) -> list[dict]:
+    """Validation Eq. 5 loss and cosine of every definition model, next to the trivial answer (the
+    mean target row for every token): all on the same validation split with the same fixed
+    corruption (fairseq-train's validation). The untrained rows come from the warm start's
+    "before training" line, the trained ones from each run's last validation."""
+    found = BEFORE_TRAINING.search(warm_log)
+    if not found:
+        raise SystemExit("demo: the warm-start log has no 'valid loss before training' line")
+    random_loss, random_cos, fitted_loss, fitted_cos, mean_loss, mean_cos = map(float, found.groups()[1:])
+    rows = [{"model": "mean target row (the same vector for every token)", "updates": 0, "loss": mean_loss, "cosine": mean_cos},
+            {"model": "random W, untrained (the paper's start)", "updates": 0, "loss": random_loss, "cosine": random_cos},
+            {"model": f"{FITTED}: least-squares W, frozen encoder (defemb-fit, no training)", "updates": 0,
+             "loss": fitted_loss, "cosine": fitted_cos}]
+    for name, label in ((PAPER, "the paper's training from a random W"), (WARM, "the same training from the fitted W")):
+        curve = curves[name]
+        rows.append({"model": f"{name}: {label}", "updates": curve["valid_update"][-1], "loss": curve["valid_loss"][-1],
+                     "cosine": curve["valid_cosine"][-1]})
+    for row in rows:
+        row["loss_vs_mean_row"] = row["loss"] / mean_loss - 1
+    return rows
+
+
 def showcase_tokens(candidates: list[int], dictionary, count: int = 3) -> list[str]:
     """A few rare whole-word candidates and a number, for the neighbour lists."""
     words = [dictionary[i] for i in reversed(candidates) if dictionary[i].isalpha() and len(dictionary[i]) >= 6]
@@ -102,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
           f"<= {budget['max_tokens']} tokens; surgery at alpha {budget['alpha']} (the rarest {budget['alpha']}% of the "
           "vocabulary among the task's tokens) and predictions only for the tokens it will replace.")
     with atomic_output_dir(args.out, overwrite=True) as work:
-        step = Step(work)
+        step = Step(work, timeout=args.step_timeout or None)
         model_dir = minilm_dir()
         original = work / "original"
         step.run("convert", [BIN / "defemb-convert-hf", "--model-dir", model_dir, "--out", original, "--verify"])
@@ -115,46 +162,61 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         task_ids = binarize_task_text(work / "task-bin", original / "dict.txt", model_dir / "vocab.txt", budget["aclsum_docs"])
         step.timings["task data"] = round(time.perf_counter() - start, 1)
-        updates = budget["updates"]
-        train_log = step.run("train", [
-            BIN / "fairseq-train", work / "definitions", "--user-dir", REPO / "fairseq_defemb",
-            "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", "defemb_roberta",
-            "--pretrained-checkpoint", original / "model.pt", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
-            "--weight-decay", "0.01", "--lr", "5e-4", "--lr-scheduler", "inverse_sqrt",
-            "--warmup-updates", max(1, updates // 10), "--warmup-init-lr", "1e-7", "--max-tokens", budget["max_tokens"],
-            "--max-update", updates, "--validate-interval-updates", max(1, updates // 5), "--cpu", "--num-workers", "0",
-            "--required-batch-size-multiple", "1", "--save-dir", work / "checkpoints", "--no-epoch-checkpoints",
-            "--no-last-checkpoints", "--log-format", "simple", "--log-interval", max(1, updates // 60), "--seed", args.seed,
-        ])
-        curve = training_curve(train_log)
-        plot_mimic_curve(curve, work / "training_curve.png", "definition_cloze on all-MiniLM-L6-v2")
+        # The training-free definition model (issue 23): W by least squares on the frozen encoder.
+        step.run("fit", [BIN / "defemb-fit", "--pretrained-checkpoint", original / "model.pt", "--corpus",
+                         work / "definitions", "--out", work / "fit.pt", "--samples", budget["fit_samples"],
+                         "--seed", args.seed, "--no-progress"], show=5)
+        fit_lambda = json.loads((work / "fit.json").read_text())["lambda"]
+        # The paper's training (random W), and the same started from the fitted W: same prompts
+        # (same sample, same seed) and the same lambda, so its log's "before training" line scores
+        # fit.pt's W as fairseq's validation reads the valid split.
+        logs = {}
+        for name, options in DEFINITION_MODELS.items():
+            if options:
+                options = [*options, "--projection-init-samples", budget["fit_samples"], "--projection-init-lambda", fit_lambda]
+            logs[name] = step.run(f"train {name}", train_cmd(work, original, work / "checkpoints" / name, budget,
+                                                              args.seed, options))
+        curves = {name: training_curve(log) for name, log in logs.items()}
+        plot_mimic_curve(curves[PAPER], work / "training_curve.png", "definition_cloze on all-MiniLM-L6-v2")
         dictionary = load_model_dictionary(original / "dict.txt")
         candidates = candidate_ids(work / "definitions", task_ids, dictionary, budget["alpha"])
         (work / "candidates.txt").write_text("".join(f"{i}\n" for i in candidates))
-        step.run("predict", [
-            BIN / "defemb-predict", "--checkpoint", work / "checkpoints" / "checkpoint_best.pt",
-            "--corpus", work / "definitions", "--out", work / "defemb.pt", "--token-ids", work / "candidates.txt",
-            "--max-tokens", "4096", "--device", "cpu", "--no-progress",
-        ])
-        run_surgeries(step, work, original, budget["alpha"])
+        checkpoints = {**{name: work / "checkpoints" / name / "checkpoint_best.pt" for name in DEFINITION_MODELS},
+                       FITTED: work / "fit.pt"}
+        predictions = {}
+        for name, checkpoint in checkpoints.items():
+            predictions[name] = work / f"{name}.pt"
+            step.run(f"predict {name}", [
+                BIN / "defemb-predict", "--checkpoint", checkpoint, "--corpus", work / "definitions",
+                "--out", predictions[name], "--token-ids", work / "candidates.txt", "--max-tokens", "4096",
+                "--device", "cpu", "--no-progress",
+            ])
+        for checkpoint in checkpoints.values():  # whole models; their predictions are what is kept
+            checkpoint.unlink()
+        run_surgeries(step, work, original, budget["alpha"], definition_models=predictions)
         shown = showcase_tokens(candidates, dictionary)
         step.run("analyze", [
             BIN / "defemb-analyze", "--checkpoint", original / "model.pt", "--embeddings",
-            *(f"{n}={work / n / 'model.pt'}" for n in ("DelDirection", "DelDirection-centred", "Del-zscore", "DefinitionEMB")),
+            *(f"{n}={work / n / 'model.pt'}" for n in ("DelDirection", "DelDirection-centred", "Del-zscore", *predictions)),
             "--dict", original / "dict.txt", "--neighbours-of", *shown, "--out", work / "analysis", "--no-progress",
         ])
-        write_summary(work, args, budget, step.timings, curve, len(candidates), time.perf_counter() - started)
+        definition_models = definition_model_table(logs[WARM], curves)
+        write_summary(work, args, budget, step.timings, curves, definition_models, len(candidates),
+                      time.perf_counter() - started)
     print(f"\ndone in {time.perf_counter() - started:.0f} s: {args.out}/summary.md")
     return 0
 
 
-def write_summary(work: Path, args, budget: dict, timings: dict, curve: dict, candidates: int, seconds: float) -> None:
+def write_summary(work: Path, args, budget: dict, timings: dict, curves: dict, definition_models: list[dict],
+                  candidates: int, seconds: float) -> None:
     conversion = json.loads((work / "original" / "conversion.json").read_text())
     corpus = json.loads((work / "definitions" / "coverage.json").read_text())
-    prediction = torch.load(work / "defemb.pt", map_location="cpu", weights_only=True)
-    definitionemb = json.loads((work / "DefinitionEMB" / "surgery.json").read_text())
+    fit = json.loads((work / "fit.json").read_text())
+    prediction = torch.load(work / f"{PAPER}.pt", map_location="cpu", weights_only=True)
+    surgeries = {name: json.loads((work / name / "surgery.json").read_text()) for name in (PAPER, WARM, FITTED)}
     analysis = (work / "analysis" / "summary.md").read_text()
     (work / "analysis" / "projection.png").replace(work / "projection.png")
+    curve = curves[PAPER]
     lines = [
         "# DefinitionEMB on all-MiniLM-L6-v2 with GCIDE (CPU demo)", "",
         f"Budget `{args.budget}`, seed {args.seed}, {seconds:.0f} s in all. Every number below comes from this run.", "",
@@ -164,13 +226,25 @@ def write_summary(work: Path, args, budget: dict, timings: dict, curve: dict, ca
         f"({conversion['max_abs_difference_same_eps']:.1e} at fairseq's LayerNorm epsilon)",
         f"- **corpus**: {corpus['prompts_built']:,} prompts built from {', '.join(corpus['licences'])}; {corpus['prompts_kept']:,} kept for "
         f"training (sampled toward rare tokens), prompts <= {budget['prompt_tokens']} tokens",
-        f"- **train**: {budget['updates']} updates; train loss {curve['loss'][0]:.3f} -> {curve['loss'][-1]:.3f}, "
-        f"cosine to the pretrained vectors {curve['cosine'][0]:.3f} -> {curve['cosine'][-1]:.3f}"
-        + (f"; valid loss {curve['valid_loss'][0]:.3f} -> {curve['valid_loss'][-1]:.3f}" if curve["valid_loss"] else ""),
-        f"- **predict**: {len(prediction['token_ids']):,} of {candidates:,} candidate tokens (defined and in the ACLSum task text)",
-        f"- **surgery**: DefinitionEMB replaced {definitionemb['num_changed']:,} rows (alpha {budget['alpha']}, budget "
-        f"{definitionemb['budget']:,} task tokens, {definitionemb['requested_without_definition']:,} without a definition); "
-        "DelDirection (the paper's Eq. 3), DelDirection-centred and Del-zscore transform the whole matrix", "",
+        f"- **fit**: W by ridge regression on the frozen encoder's states for {fit['fit']['prompts']:,} training prompts "
+        f"(lambda {fit['lambda']:g}, chosen on the validation split), no training: `{FITTED}`",
+        f"- **train**: {budget['updates']} updates twice, from the paper's random W (`{PAPER}`; train loss "
+        f"{curve['loss'][0]:.3f} -> {curve['loss'][-1]:.3f}) and from the fitted W (`{WARM}`, "
+        "`--projection-init least-squares` with the same prompts and lambda)",
+        f"- **predict**: {len(prediction['token_ids']):,} of {candidates:,} candidate tokens (defined and in the ACLSum task "
+        "text), by each of the three definition models",
+        f"- **surgery**: {PAPER} replaced {surgeries[PAPER]['num_changed']:,} rows (alpha {budget['alpha']}, budget "
+        f"{surgeries[PAPER]['budget']:,} task tokens, {surgeries[PAPER]['requested_without_definition']:,} without a "
+        f"definition), the same rows for {WARM} and {FITTED}; DelDirection (the paper's Eq. 3), DelDirection-centred and "
+        "Del-zscore transform the whole matrix", "",
+        "## Definition models against the trivial answer", "",
+        "Eq. 5 (mean over a definition's masked subwords of ||e - W h||^2, averaged over definitions) and the cosine "
+        f"to the pretrained rows on the {corpus['splits']['valid']:,} validation prompts, corrupted as fairseq-train's "
+        "validation corrupts them (fixed 50/25/25); *vs mean row* is the loss relative to predicting the mean "
+        "training target row for every token (negative: better).", "",
+        "| definition model | updates | valid loss | valid cosine | vs mean row |", "|---|---:|---:|---:|---:|",
+        *(f"| {r['model']} | {r['updates']} | {r['loss']:.4f} | {r['cosine']:.3f} | {100 * r['loss_vs_mean_row']:+.1f}% |"
+          for r in definition_models), "",
         "## Coverage (full build from every embedded source, before sampling)", "",
         (work / "definitions" / "coverage.md").read_text(), "",
         "## Geometry", "", analysis, "",
@@ -180,7 +254,8 @@ def write_summary(work: Path, args, budget: dict, timings: dict, curve: dict, ca
     ]
     (work / "summary.md").write_text("\n".join(lines))
     (work / "summary.json").write_text(json.dumps({
-        "budget": budget, "seconds": seconds, "timings": timings, "curve": curve, "candidates": candidates,
+        "budget": budget, "seconds": seconds, "timings": timings, "curve": curve, "curves": curves,
+        "definition_models": definition_models, "fit": fit, "candidates": candidates,
         "analysis": json.loads((work / "analysis" / "report.json").read_text()),
         "coverage": corpus["coverage"], "conversion": conversion,
     }, indent=2) + "\n")

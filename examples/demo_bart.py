@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{', '.join(METHODS)} fine-tuned for {budget['finetune_epochs']} epochs with seeds "
           f"{', '.join(map(str, budget['seeds']))}; {budget['test_docs']} test papers.")
     with atomic_output_dir(args.out, overwrite=True) as work:
-        step = Step(work)
+        step = Step(work, timeout=args.step_timeout or None)
         text = step.time("text", prepare_text, work / "text", budget, args.seed)
         print(f"\n[text] {json.dumps(text)}")
         raw = work / "text"

@@ -6,9 +6,11 @@ import logging
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,14 +33,16 @@ PROGRESS_FIELDS = re.compile(r"(, | \| )(ppl|wps|ups|wpb|bsz|gnorm|clip|loss_sca
 class Step:
     """Runs and times the demo's commands, logging each to ``work/logs/NAME.log``."""
 
-    def __init__(self, work: Path):
-        self.work, self.timings = work, {}
+    def __init__(self, work: Path, timeout: float | None = None):
+        """``timeout``: seconds any one command may run before it is killed and the demo exits
+        with its log's tail (None: no limit); a hung step then names itself instead of stalling."""
+        self.work, self.timings, self.timeout = work, {}, timeout
         (work / "logs").mkdir(parents=True, exist_ok=True)
 
     def run(self, name: str, cmd: list, show: int = 6, threads: int | None = None) -> str:
         """Run ``cmd`` (with ``threads`` torch/BLAS threads, default all), echoing fairseq-train's
-        progress lines as they come; exit the demo with the log's tail if it fails. Returns stdout
-        + stderr, also written to ``logs/NAME.log``."""
+        progress lines as they come; exit the demo with the log's tail if it fails or runs over the
+        step timeout. Returns stdout + stderr, also written to ``logs/NAME.log``."""
         print(f"\n[{name}] $ {shlex.join(str(c) for c in cmd)}", flush=True)
         start = time.perf_counter()
         env = {**os.environ, **FAST_MALLOC}
@@ -46,19 +50,30 @@ class Step:
             env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         log_path = self.work / "logs" / f"{name.replace(' ', '_')}.log"
         with tempfile.TemporaryFile("w+") as stderr:
-            process = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+            # its own process group: a timeout kills the command's workers too
+            process = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
+                                       start_new_session=True)
+            watchdog = threading.Timer(self.timeout, os.killpg, (process.pid, signal.SIGKILL)) if self.timeout else None
+            if watchdog:
+                watchdog.start()
             stdout = []
-            for line in process.stdout:
-                stdout.append(line)
-                if PROGRESS.search(line):
-                    print(f"    {name}: {PROGRESS_FIELDS.sub('', line.split(' | ', 2)[-1]).strip()}", flush=True)
-            returncode = process.wait()
+            try:
+                for line in process.stdout:
+                    stdout.append(line)
+                    if PROGRESS.search(line):
+                        print(f"    {name}: {PROGRESS_FIELDS.sub('', line.split(' | ', 2)[-1]).strip()}", flush=True)
+                returncode = process.wait()
+            finally:
+                if watchdog:
+                    watchdog.cancel()
             stderr.seek(0)
             log = "".join(stdout) + stderr.read()
         self.timings[name] = round(time.perf_counter() - start, 1)
         log_path.write_text(log)
         if returncode != 0:
-            sys.exit(f"demo: step '{name}' failed (exit {returncode}); last lines:\n{log[-3000:]}")
+            over = self.timeout and self.timings[name] >= self.timeout
+            why = f"ran over the {self.timeout:g} s step timeout and was killed" if over else f"failed (exit {returncode})"
+            sys.exit(f"demo: step '{name}' {why}; last lines:\n{log[-3000:]}")
         tail = [line for line in "".join(stdout).splitlines() if line.strip() and not PROGRESS.search(line)]
         tail = tail[-show:] if show else []
         print("".join(f"    {line}\n" for line in tail) + f"    ({name}: {self.timings[name]} s)", flush=True)
@@ -75,16 +90,19 @@ class Step:
 def training_curve(log: str) -> dict[str, list[float]]:
     """Train loss (and the mimic criterion's cosine, when logged) per logged update, and the
     validation loss per validation, from a ``--log-format simple`` fairseq-train log."""
-    curve = {"update": [], "loss": [], "cosine": [], "valid_update": [], "valid_loss": []}
+    curve = {"update": [], "loss": [], "cosine": [], "valid_update": [], "valid_loss": [], "valid_cosine": []}
     for line in re.findall(r"\| train_inner \| (.*)", log):
         fields = dict(re.findall(r"(\w+)=([-0-9.e]+)", line))
         curve["update"].append(int(fields["num_updates"]))
         curve["loss"].append(float(fields["loss"]))
         if "cosine" in fields:
             curve["cosine"].append(float(fields["cosine"]))
-    for m in re.finditer(r"\| valid on 'valid' subset \| loss ([0-9.]+) .*?num_updates (\d+)", log):
+    for m in re.finditer(r"\| valid on 'valid' subset \| loss ([0-9.]+) (.*?)num_updates (\d+)", log):
         curve["valid_loss"].append(float(m.group(1)))
-        curve["valid_update"].append(int(m.group(2)))
+        curve["valid_update"].append(int(m.group(3)))
+        cosine = re.search(r"\| cosine ([-0-9.]+)", m.group(2))
+        if cosine:
+            curve["valid_cosine"].append(float(cosine.group(1)))
     return curve
 
 
@@ -126,6 +144,8 @@ def parse_demo_args(description: str, default_out: str, budgets: dict,
     parser.add_argument("--out", default=default_out, help="output folder; replaced whole by a new run")
     parser.add_argument("--budget", choices=sorted(budgets), default="full", help="'ci' is the shortened run of the slow test")
     parser.add_argument("--seed", type=int, default=1, help="seed of the data sample, training and DefinitionEMB")
+    parser.add_argument("--step-timeout", type=float, default=0,
+                        help="kill any one command after this many seconds and stop with its log (default 0: no limit)")
     if extra_train_args:
         parser.add_argument("--train-args", default="",
                             help="extra fairseq-train options, e.g. '--update-embeddings' (the defaults are the paper's)")
@@ -139,17 +159,22 @@ SURGERIES = {"definitionemb": "DefinitionEMB", "deldirection": "DelDirection", "
              "del-zscore": "Del-zscore"}
 
 
-def run_surgeries(step: Step, work: Path, original: Path, alpha: int, show: int = 6) -> dict[str, Path]:
-    """``defemb-surgery`` for DefinitionEMB (from ``work``/defemb.pt and the task data in
+def run_surgeries(step: Step, work: Path, original: Path, alpha: int, show: int = 6,
+                  definition_models: dict[str, Path] | None = None) -> dict[str, Path]:
+    """``defemb-surgery`` for DefinitionEMB (from each of ``definition_models``' prediction files,
+    name -> file, default {"DefinitionEMB": ``work``/defemb.pt}, with the task data in
     ``work``/task-bin) and the baselines (DelDirection as the paper's Eq. 3 and its centred variant,
     Del-zscore), each into ``work``/NAME; returns each method's model.pt."""
+    definition_models = definition_models or {SURGERIES["definitionemb"]: work / "defemb.pt"}
+    runs = [("definitionemb", name, predictions) for name, predictions in definition_models.items()]
+    runs += [(method, name, None) for method, name in SURGERIES.items() if method != "definitionemb"]
     checkpoints = {}
-    for method, name in SURGERIES.items():
+    for method, name, predictions in runs:
         # --force: a CPU-budget definition model is undertrained by design (its rows had 0.16x the
         # replaced rows' norm after the ci budget's 12 updates, which the sanity guard refuses); the
         # guard's figures are printed and kept in surgery.json, the demo reports them, not hides them.
-        extra = ["--embeddings", work / "defemb.pt", "--task-data", work / "task-bin", "--alpha", alpha, "--force"] \
-            if method == "definitionemb" else []
+        extra = ["--embeddings", predictions, "--task-data", work / "task-bin", "--alpha", alpha, "--force"] \
+            if predictions else []
         step.run(f"surgery {name}", [BIN / "defemb-surgery", "--checkpoint", original / "model.pt", "--dict",
                                      original / "dict.txt", "--method", method, *extra, "--out", work / name], show=show)
         checkpoints[name] = work / name / "model.pt"

@@ -22,13 +22,12 @@ from demo import minilm_dir
 from demo_support import BIN, REPO, Step, parse_demo_args, training_curve
 
 # CPU budgets. Each training run has a fixed warm-up: inverse_sqrt's rate does not depend on
-# --max-update, so the model after 80 updates of the 250-update run is the 80-update model, and a
-# curve costs one run, resumed from checkpoint_last at each length. The lengths are what this shared
-# 2-core machine gave in the time (README, "Does a definition give a token its embedding?": measured
-# 4-20 s per 1,024-token update with the machine under load); on a quiet machine an update takes ~0.5 s.
+# --max-update, so the model after 80 updates of the 1,000-update run is the 80-update model, and a
+# curve costs one run, resumed from checkpoint_last at each length. On 2 quiet cores a 1,024-token
+# update takes ~0.5 s, so the two runs to 1,000 updates are ~20 of the eval's ~30 minutes.
 BUDGETS = {
-    "full": {"prompts": 12000, "valid": 300, "holdout": 200, "updates": [25, 80, 250], "warmup": 25,
-             "max_tokens": 1024, "prompt_tokens": 32, "lr": 5e-4, "fit_samples": 2000},
+    "full": {"prompts": 12000, "valid": 300, "holdout": 200, "updates": [80, 300, 1000], "warmup": 25,
+             "max_tokens": 1024, "prompt_tokens": 32, "lr": 5e-4, "fit_samples": 10000},
     "ci": {"prompts": 300, "valid": 20, "holdout": 12, "updates": [2, 4, 6], "warmup": 2,
            "max_tokens": 512, "prompt_tokens": 24, "lr": 5e-4, "fit_samples": 100},
 }
@@ -36,6 +35,7 @@ SYSTEM = "DefinitionEMB"
 ABLATION = "DefinitionEMB, definition only"
 WARM = "DefinitionEMB, least-squares W"
 FITTED = "fitted W (frozen encoder)"
+FITTED_ABLATION = "fitted W, definition only"
 # The paper's training, and the same from W fitted by least squares on the frozen encoder (issue 23).
 # The warm start and the definition-only ablation are read at the largest length only (the CPU budget).
 RUNS = {SYSTEM: [], WARM: ["--projection-init", "least-squares"]}
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
           f"at {', '.join(map(str, budget['updates']))} updates, the second at the last; W fitted on {budget['fit_samples']:,} training prompts"
           + (f"; extra training options: {' '.join(extra)}" if extra else ""))
     with atomic_output_dir(args.out, overwrite=True) as work:
-        step = Step(work)
+        step = Step(work, timeout=args.step_timeout or None)
         model_dir = minilm_dir()
         original = work / "original"
         step.run("convert", [BIN / "defemb-convert-hf", "--model-dir", model_dir, "--out", original])
@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         step.run("fit", [BIN / "defemb-fit", "--pretrained-checkpoint", original / "model.pt", "--corpus",
                          work / "definitions", "--out", work / "fit.pt", "--samples", budget["fit_samples"],
                          "--seed", args.seed, "--no-progress"], show=5)
-        fitted = predict(step, work, work / "fit.pt", "heldout", work / "fitted_w.pt", "predict fitted W")
+        fitted = {FITTED: predict(step, work, work / "fit.pt", "heldout", work / "fitted_w.pt", "predict fitted W"),
+                  FITTED_ABLATION: predict(step, work, work / "fit.pt", "heldout_defonly", work / "fitted_w_definition_only.pt",
+                                           "predict fitted W definition only")}
         (work / "fit.pt").unlink()  # a whole model; its predictions and fit.json are what is kept
         logs, reports = {name: [] for name in RUNS}, {}
         for updates in budget["updates"]:
@@ -100,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
                 if name != SYSTEM and updates != budget["updates"][-1]:
                     continue  # one run straight to the largest length: same model, fewer start-ups
                 save_dir = work / "checkpoints" / slug(name)
-                if name == WARM:  # the warm start reads as many prompts as the fitted-W baseline
-                    options = [*options, "--projection-init-samples", budget["fit_samples"]]
+                if name == WARM:  # the warm start is the fitted-W baseline's W: same prompts, seed and lambda
+                    fit_lambda = json.loads((work / "fit.json").read_text())["lambda"]
+                    options = [*options, "--projection-init-samples", budget["fit_samples"],
+                               "--projection-init-lambda", fit_lambda]
                 logs[name].append(step.run(f"train {slug(name)} {updates}", train_cmd(
                     work, original, save_dir, budget, updates, args.seed, [*options, *extra]), show=2))
                 largest = updates == budget["updates"][-1]
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             step.run(f"reconstruction {updates}", [
                 BIN / "defemb-analyze", "reconstruction", "--checkpoint", original / "model.pt",
                 "--corpus", work / "definitions", "--predictions", *(f"{n}={p}" for n, p in predictions.items()),
-                "--baseline-predictions", f"{FITTED}={fitted}", "--system", SYSTEM,
+                "--baseline-predictions", *(f"{n}={p}" for n, p in fitted.items()), "--system", SYSTEM,
                 "--wordpiece-vocab", model_dir / "vocab.txt", "--seed", args.seed,
                 "--out", work / f"reconstruction_{updates}",
             ], show=0)

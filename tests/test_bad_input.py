@@ -143,3 +143,12 @@ def test_disk_full_exits_2_and_leaves_nothing(tiny_dir, definition_checkpoint, t
         assert f"{command}: error:" in result.stderr and ("File too large" in result.stderr
                                                           or "could not be written" in result.stderr), result.stderr
         assert list(work.iterdir()) == [], (command, sorted(p.name for p in work.iterdir()))
+
+
+def test_truncated_corpus_names_the_file(tiny_dir, definition_checkpoint, tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_dir / "corpus", corpus)
+    truncated(tiny_dir / "corpus" / "train.prompt.bin", corpus / "train.prompt.bin")
+    fails_in_process(predict_main, ["--checkpoint", str(definition_checkpoint), "--corpus", str(corpus),
+                                    "--device", "cpu", "--out", str(tmp_path / "defemb.pt")],
+                     tmp_path, capsys, f"{corpus / 'train.prompt.bin'}: missing or shorter than its index says")

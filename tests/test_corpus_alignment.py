@@ -121,6 +121,7 @@ def wordpiece_norm(text: str) -> str:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(word=headwords, definition=texts)
 @example(word="\u0131", definition="0")  # dotless i: its capital "I" lower-cases to "i", not back to itself
+@example(word="\u0149", definition="\x00")  # a dropped variant, then an empty definition
 def test_wordpiece_spans_are_the_variants(wordpiece, word, definition):
     skips = SkipLog()
     prompt = build_prompt(Entry(word, "n.", definition, "t"), wordpiece, 4096, skips)
@@ -128,7 +129,9 @@ def test_wordpiece_spans_are_the_variants(wordpiece, word, definition):
         if "no variant in the vocabulary" in skips.counts:  # every variant has a character MiniLM lacks
             assert all(wordpiece.unk in ids for ids, _ in wordpiece.variant_forms(word))
         else:  # the definition is only control characters, which BERT's basic tokenizer removes
-            assert skips.counts == {"empty definition after tokenization": 1} and not wordpiece.text(definition)
+            # (a variant with a character MiniLM lacks may have been dropped before: "ŉ" -> "ʼN")
+            assert skips.counts.pop("empty definition after tokenization") == 1 and not wordpiece.text(definition)
+            assert set(skips.counts) <= {"variant with <unk> dropped"}
         return
     check_common(prompt, wordpiece)
     d = wordpiece.dictionary

@@ -1,11 +1,10 @@
 """The shortened `make demo` end to end: its figures must come from what it saved (issue 6)."""
 import json
-import subprocess
-import sys
 
+import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import run_example
 from defemb.surgery.checkpoint import read_embedding_matrix
 from defemb.analysis.frequency_groups import frequency_groups
 from defemb.analysis.isotropy import isotropy_by_group
@@ -16,15 +15,14 @@ from defemb.data.vocabulary import load_model_dictionary
 @pytest.mark.slow
 def test_short_demo_reports_what_it_saved(tmp_path):
     out = tmp_path / "demo-out"
-    run = subprocess.run([sys.executable, str(REPO / "examples" / "demo.py"), "--budget", "ci", "--out", str(out)],
-                         capture_output=True, text=True, timeout=1200)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run_example("demo.py", out, timeout=1200)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-out"]  # no temporary folder left behind
     summary = json.loads((out / "summary.json").read_text())
     dictionary = load_model_dictionary(out / "original" / "dict.txt")
     groups = frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index("<mask>"))
     num_ids, num_values = numeric_tokens(token_surfaces(dictionary), dictionary.nspecial)
-    for name in ("original", "DefinitionEMB", "DelDirection", "DelDirection-centred", "Del-zscore"):
+    for name in ("original", "DefinitionEMB", "DefinitionEMB-warm-start", "DefinitionEMB-fitted-W", "DelDirection",
+                 "DelDirection-centred", "Del-zscore"):
         E = read_embedding_matrix(out / name / "model.pt")
         reported = summary["analysis"]["matrices"][name]
         recomputed = isotropy_by_group(E, groups)
@@ -38,5 +36,18 @@ def test_short_demo_reports_what_it_saved(tmp_path):
         iso = summary["analysis"]["matrices"]["DelDirection"]["isotropy"][convention]
         assert f"| DelDirection | {label} | " + " | ".join(f"{iso[g]:.3f}" for g in ("frequent", "medium", "rare", "all")) in text
     assert summary["curve"]["loss"][-1] < summary["curve"]["loss"][0]
+    # Every definition model sits beside the mean target row, in the table and in the JSON.
+    rows = summary["definition_models"]
+    assert rows[0]["model"].startswith("mean target row") and len(rows) == 5
+    for row in rows:
+        assert f"| {row['model']} | {row['updates']} | {row['loss']:.4f} | " in text
+        assert row["loss_vs_mean_row"] == pytest.approx(row["loss"] / rows[0]["loss"] - 1)
+    assert [r["updates"] for r in rows] == [0, 0, 0, summary["budget"]["updates"], summary["budget"]["updates"]]
+    # The three definition models replace the same rows (one selection), with different vectors.
+    changed = {n: json.loads((out / n / "surgery.json").read_text())["num_changed"]
+               for n in ("DefinitionEMB", "DefinitionEMB-warm-start", "DefinitionEMB-fitted-W")}
+    assert len(set(changed.values())) == 1, changed
+    assert not np.allclose(read_embedding_matrix(out / "DefinitionEMB" / "model.pt"),
+                           read_embedding_matrix(out / "DefinitionEMB-fitted-W" / "model.pt"))
     for png in ("training_curve.png", "projection.png"):
         assert (out / png).stat().st_size > 5000

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, VENV_BIN
+from conftest import REPO, VENV_BIN, run_example
 from defemb.surgery.checkpoint import read_embedding_matrix
 from defemb.analysis.report import model_groups, read_lines
 from defemb.analysis.isotropy import CONVENTIONS, isotropy_by_group
@@ -23,9 +23,7 @@ from demo_bart import BUDGETS, GROUPS, METHODS, pretrain_options  # noqa: E402
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo-bart")
     out = root / "demo-bart-out"
-    run = subprocess.run([sys.executable, str(REPO / "examples" / "demo_bart.py"), "--budget", "ci", "--out", str(out)],
-                         capture_output=True, text=True, timeout=3600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run_example("demo_bart.py", out, timeout=2400)
     assert sorted(p.name for p in root.iterdir()) == ["demo-bart-out"]  # no temporary folder left behind
     return out, json.loads((out / "summary.json").read_text())
 

@@ -136,6 +136,10 @@ def load_split(corpus_dir: str | Path, split: str) -> CorpusSplit:
     datasets = {}
     for name in ("prompt", "spans"):
         prefix = base / f"{split}.{name}"
+        if Path(f"{prefix}.idx").is_file():
+            # fairseq's reader maps a truncated .bin without complaint and fails at the first read
+            # past its end with numpy's message, which names no file; this one names it.
+            MMapIndexed(prefix)
         datasets[name] = data_utils.load_indexed_dataset(str(prefix), None, "mmap")
         if datasets[name] is None:
             raise FileNotFoundError(f"{prefix}.bin/.idx: split '{split}' not found in corpus {base}")

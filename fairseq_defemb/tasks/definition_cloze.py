@@ -148,7 +148,7 @@ class DefinitionClozeTask(FairseqTask):
                 f"valid loss before training ({valid['prompts']} prompts, corrupted as validation is): "
                 f"random W {valid['random_W']['loss']:.4f} (cosine {valid['random_W']['cosine']:.3f}), "
                 f"fitted W {valid['fitted_W']['loss']:.4f} (cosine {valid['fitted_W']['cosine']:.3f}), "
-                f"mean target row {valid['mean_row']['loss']:.4f}"
+                f"mean target row {valid['mean_row']['loss']:.4f} (cosine {valid['mean_row']['cosine']:.3f})"
             )
 
     def set_mask_headword_everywhere(self, value: bool) -> None:
