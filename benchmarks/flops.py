@@ -75,9 +75,10 @@ def paper_scale(r: dict) -> dict:
             x = scale[f"train_{corruption}"]
             out[f"data_share_{family}"] = x["data_share_of_gpu_step"]
             out[f"data_cpu_hours_{family}"] = x["epoch_data_seconds_per_batch"] * updates / 3600
-        out["data_one_off_seconds"] = {"corpus": scale["corpus"]["seconds"],
-                                       "training start-up": scale["train_sentinel"]["startup_seconds"],
-                                       "prediction, non-model": scale["predict_bert"]["non_model_seconds"]}
+        out["data_one_off_seconds"] = {"corpus build (wall)": scale["corpus"]["seconds"],
+                                       "corpus build (CPU, all processes)": scale["corpus"]["cpu_seconds"],
+                                       "training start-up (CPU)": scale["train_sentinel"]["startup_seconds"],
+                                       "prediction, non-model (CPU)": scale["predict_bert"]["non_model_seconds"]}
     achieved = r.get("training", {}).get("bart", {}).get("achieved_flops_per_s")
     if achieved:
         out["cpu_training_days_estimate"] = train / achieved / 86400
