@@ -70,9 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=list(STAGES), help="stages to run; the others keep their last figures")
     parser.add_argument("--out", default=str(HERE / "results.json"), help="results file (default benchmarks/results.json)")
     parser.add_argument("--readme", default=str(HERE / "README.md"), help="README whose generated section is rewritten")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: recompute the paper-scale estimate and the README section from --out")
     args = parser.parse_args(argv)
     stages = args.only or list(STAGES)
     out = Path(args.out)
+    if args.report_only:
+        results = json.loads(out.read_text())
+        results["paper_scale"] = paper_scale(results)
+        write_json(out, results)
+        write_readme(results, Path(args.readme))
+        print(table(results))
+        return 0
     results = json.loads(out.read_text()) if args.only and out.exists() else {}
     results["torch_threads"] = torch.get_num_threads()
     # The machine's matmul rate is the best measured, this run's or (with --only) an earlier one's: a
