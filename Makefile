@@ -91,8 +91,9 @@ demo-bart: install
 eval: install
 	$(PY) examples/eval.py --out eval-out
 
+# `make bench ONLY=scale` (or ONLY="corpus predict") runs those stages only, the others keep their figures.
 bench: install
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(if $(ONLY),--only $(ONLY))
 
 clean:
 	rm -rf $(VENV) .cache

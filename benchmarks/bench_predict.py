@@ -28,7 +28,7 @@ def one_token_at_a_time(model, dataset, family: str) -> dict[int, torch.Tensor]:
     sums, counts = {}, {}
     with torch.inference_mode():
         for i in range(len(dataset)):
-            sample = dataset.collater([dataset[i]])
+            sample = dataset.collate_indices([i])
             net = sample["net_input"]
             if family == "roberta":
                 hidden, _ = model.encoder.extract_features(net["src_tokens"])
@@ -66,9 +66,10 @@ def predict_pair(fx: Fixtures, family: str, prompts: int, repeats: int, against_
     corpus = fx.subset(prompts)
     model, task = load_definition_model(save_trained_like(fx, family, corpus), corpus)
     ds = task.build_cloze_dataset("train", predict=True)
-    batches = data_utils.batch_by_size(ds.ordered_indices(), ds.num_tokens, max_tokens=PREDICT_MAX_TOKENS,
-                                       required_batch_size_multiple=1)
-    samples = [ds.collater([ds[i] for i in b]) for b in batches]
+    order = ds.ordered_indices()
+    batches = data_utils.batch_by_size(order, ds.num_tokens, num_tokens_vec=ds.num_tokens_vec(order),
+                                       max_tokens=PREDICT_MAX_TOKENS, required_batch_size_multiple=1)
+    samples = [ds.collate_indices(b) for b in batches]
     tokens = sum(s["ntokens"] for s in samples)
 
     def ours():
@@ -103,7 +104,7 @@ def predict_pair(fx: Fixtures, family: str, prompts: int, repeats: int, against_
             def one_prompt_at_a_time():  # batching alone, without the one teacher-forced pass per prompt
                 with torch.inference_mode():
                     for i in range(len(ds)):
-                        model(**ds.collater([ds[i]])["net_input"])
+                        model(**ds.collate_indices([i])["net_input"])
             fns["one_prompt_at_a_time"] = one_prompt_at_a_time
         slow = interleaved(fns, max(1, repeats // 2))
         ids, batched, _ = ours()

@@ -16,7 +16,8 @@ def spread_batches(ds, max_tokens: int, count: int) -> list:
     (not only the shortest prompts)."""
     from fairseq.data import data_utils
 
-    batches = data_utils.batch_by_size(ds.ordered_indices(), ds.num_tokens, max_tokens=max_tokens)
+    order = ds.ordered_indices()
+    batches = data_utils.batch_by_size(order, ds.num_tokens, num_tokens_vec=ds.num_tokens_vec(order), max_tokens=max_tokens)
     return [batches[int(i)] for i in np.linspace(0, len(batches) - 1, min(count, len(batches)))]
 
 
@@ -58,7 +59,7 @@ def train_pair(fx: Fixtures, family: str, prompts: int, batches: int, repeats: i
 
         pad = fx.dictionary.pad()
         for b in chosen:
-            assert torch.equal(stock_sample(b)["net_input"]["src_tokens"].ne(pad), ds.collater([ds[int(i)] for i in b])[
+            assert torch.equal(stock_sample(b)["net_input"]["src_tokens"].ne(pad), ds.collate_indices(b)[
                 "net_input"]["src_tokens"].ne(pad)), "masked_lm and definition_cloze batches differ"
     else:
         # Stock BART denoising objective: the same corrupted encoder input, the decoder
@@ -66,7 +67,7 @@ def train_pair(fx: Fixtures, family: str, prompts: int, batches: int, repeats: i
         eos, pad = fx.dictionary.eos(), fx.dictionary.pad()
 
         def stock_sample(b):
-            sample = ds.collater([ds[int(i)] for i in b])
+            sample = ds.collate_indices(b)
             targets = [ds.corpus.prompts[int(i)].long() for i in b]
             target = data_utils.collate_tokens(targets, pad)
             prev = data_utils.collate_tokens(targets, pad, eos, move_eos_to_beginning=True)
@@ -82,7 +83,7 @@ def train_pair(fx: Fixtures, family: str, prompts: int, batches: int, repeats: i
         return go
 
     def our_sample(b):
-        return ds.collater([ds[int(i)] for i in b])
+        return ds.collate_indices(b)
 
     epoch_ours, epoch_stock = steps(ours, our_sample, chosen), steps(stock, stock_sample, chosen)
     epoch_ours(), epoch_stock()  # warm-up: builds the optimizers

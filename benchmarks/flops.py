@@ -1,8 +1,11 @@
-"""FLOP counts from a model's shape, and the paper's scale (BART-large, Section 5.2) estimated from them."""
+"""FLOP counts from a model's shape, and the paper's scale (BART-large and RoBERTa-base at Table 12's settings,
+Section 5.2) estimated from them, with the data path's share measured by the scale stage."""
 from benchmarks.harness import TRAIN_MAX_TOKENS
 
 # The paper's scale (Section 5.2, Table 12) and BART-large's shape.
 PAPER_DEFINITIONS, PAPER_UPDATES = 1_455_715, 250_000
+ROBERTA_PAPER_UPDATES = 400_000  # Table 12: RoBERTa 400k updates, BART 250k, both 4,096 tokens per batch
+BASE_WIDTH, BASE_FFN, BASE_LAYERS = 768, 3072, 12  # RoBERTa-base
 PAPER_TRAIN_HOURS, PAPER_GPUS = 8.4, 4  # the paper's reported training time (Section 5.2)
 LARGE_WIDTH, LARGE_FFN, LARGE_LAYERS, LARGE_VOCAB = 1024, 4096, 12, 50265
 # One GPU, for the paper-scale estimate only (nothing here ran on a GPU).
@@ -59,6 +62,23 @@ def paper_scale(r: dict) -> dict:
            "gpu": f"one {GPU_NAME} at {GPU_PEAK_FLOPS / 1e12:.0f} TFLOP/s x {GPU_UTILISATION:.0%} assumed utilisation",
            "gpu_training_hours_estimate": train / gpu / 3600, "gpu_prediction_hours_estimate": predict / gpu / 3600,
            "paper_training_gpu_hours": PAPER_TRAIN_HOURS * PAPER_GPUS}
+    # RoBERTa-base at Table 12's settings: the whole prompt through the encoder, 4,096 tokens per update.
+    n_base = BASE_LAYERS * layer_params(BASE_WIDTH, BASE_FFN)
+    roberta_train = ROBERTA_PAPER_UPDATES * TRAIN_MAX_TOKENS / prompt * flops_per_sequence(n_base, BASE_LAYERS, prompt,
+                                                                                          BASE_WIDTH)
+    out.update(roberta_base_matmul_params=n_base, roberta_base_training_flops=roberta_train,
+               gpu_training_hours_estimate_roberta_base=roberta_train / gpu / 3600)
+    scale = r.get("scale", {}).get("at_largest")
+    if scale:
+        # The data path at the paper's scale (stage scale): per update, what the CPU does against the GPU step.
+        for family, corruption, updates in (("bart", "sentinel", PAPER_UPDATES), ("roberta", "bert", ROBERTA_PAPER_UPDATES)):
+            x = scale[f"train_{corruption}"]
+            out[f"data_share_{family}"] = x["data_share_of_gpu_step"]
+            out[f"data_cpu_hours_{family}"] = x["epoch_data_seconds_per_batch"] * updates / 3600
+        out["data_one_off_seconds"] = {"corpus build (wall)": scale["corpus"]["seconds"],
+                                       "corpus build (CPU, all processes)": scale["corpus"]["cpu_seconds"],
+                                       "training start-up (CPU)": scale["train_sentinel"]["startup_seconds"],
+                                       "prediction, non-model (CPU)": scale["predict_bert"]["non_model_seconds"]}
     achieved = r.get("training", {}).get("bart", {}).get("achieved_flops_per_s")
     if achieved:
         out["cpu_training_days_estimate"] = train / achieved / 86400

@@ -22,7 +22,7 @@ GPT2 = REPO / ".cache" / "gpt2"
 
 import fairseq_defemb  # noqa: E402,F401  (registers the task, models, criterion)
 
-STAGE_NAMES = ("corpus", "training", "predict", "isotropy", "surgery")  # the order of a full run
+STAGE_NAMES = ("corpus", "training", "predict", "isotropy", "surgery", "scale")  # the order of a full run
 WIDTH, FFN = 384, 1536
 ROBERTA_LAYERS, BART_LAYERS = 6, 3
 ROBERTA_DIMS = ["--encoder-layers", str(ROBERTA_LAYERS), "--encoder-embed-dim", str(WIDTH), "--encoder-ffn-embed-dim",

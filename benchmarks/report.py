@@ -2,7 +2,8 @@
 the paper's scale, and for every missed target why and what would close it, all from results.json."""
 from pathlib import Path
 
-from benchmarks.flops import GPU_UTILISATION, PAPER_DEFINITIONS, PAPER_GPUS, PAPER_TRAIN_HOURS, PAPER_UPDATES
+from benchmarks.flops import (GPU_UTILISATION, PAPER_DEFINITIONS, PAPER_GPUS, PAPER_TRAIN_HOURS, PAPER_UPDATES,
+                             ROBERTA_PAPER_UPDATES)
 from benchmarks.harness import STAGE_NAMES, TRAIN_MAX_TOKENS, WIDTH, growth_exponent
 from defemb.atomic_io import write_text
 
@@ -66,12 +67,57 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str, str]]:
             rows.append((f"defemb-surgery {method}, {shape}", "peak RSS / file size",
                          f"{m['peak_rss_over_file']:.2f}x (load + save: {x['load_save_peak_rss_over_file']:.2f}x)",
                          "<= 2.2x", status(m["peak_rss_over_file"], 2.2, higher_is_better=False)))
+    rows += scale_rows(r.get("scale", {}))
     c = r.get("corpus", {})
     if "seconds_2_workers" in c:
         one = f"; 1 worker {c['seconds_1_workers']:.0f} s" if "seconds_1_workers" in c else ""
         rows.append((f"defemb-corpus, whole GCIDE, GPT-2 BPE ({c['prompts']:,} prompts)", "seconds with 2 workers",
                      f"{c['seconds_2_workers']:.0f} s{one}", "<= 120 s",
                      status(c["seconds_2_workers"], 120, higher_is_better=False)))
+    return rows
+
+
+SCALE_MODELS = (("sentinel", "BART (sentinel)"), ("bert", "RoBERTa (bert)"))
+
+
+def scale_rows(x: dict) -> list[tuple[str, str, str, str, str]]:
+    """The scale stage's bounds at its largest size (the paper's 1,455,715 definitions in a full run)."""
+    if "at_largest" not in x:
+        return []
+    p, b, gb = x["at_largest"], x["bounds"], 1024 ** 3
+    c = p["corpus"]
+    where = f"{p['definitions']:,} definitions ({c['prompts']:,} prompts)"
+    workers = " + ".join(f"{w:.0f}" for w in c["cpu_seconds_workers"])
+    rows = [(f"scale: defemb-corpus --source wiktionary, {where}", "wall seconds with 2 workers (CPU seconds of its processes)",
+             f"{c['seconds']:.0f} s (CPU: main {c['cpu_seconds_main']:.0f} s, workers {workers} s)",
+             f"<= {b['corpus_seconds']} s", status(c["seconds"], b["corpus_seconds"], False)),
+            (f"scale: defemb-corpus --source wiktionary, {where}", "peak RSS of the process tree (main + 2 workers)",
+             f"{c['peak_rss_bytes'] / gb:.2f} GB", f"<= {b['corpus_peak_rss_gb']} GB",
+             status(c["peak_rss_bytes"] / gb, b["corpus_peak_rss_gb"], False))]
+    for corruption, name in SCALE_MODELS:
+        t, gpu = p[f"train_{corruption}"], x["gpu_models"][corruption]
+        rows += [(f"scale: definition_cloze start-up, {name}, {t['prompts']:,} train prompts",
+                  "CPU seconds (wall beside): task, dataset load, fairseq's batch plan (order, size filter, "
+                  "--max-tokens 4096)", f"{t['startup_seconds']:.1f} s (wall {t['startup_wall_seconds']:.1f} s; "
+                  f"{t['batches']:,} batches)", f"<= {b['startup_seconds']} s",
+                  status(t["startup_seconds"], b["startup_seconds"], False)),
+                 (f"scale: an epoch's data work per batch, {name}",
+                  f"CPU time of re-plan + re-corruption + collation per batch vs {gpu} forward + backward of the same "
+                  f"padded batch ({x['gpu']}, from its FLOPs)",
+                  f"{t['data_share_of_gpu_step']:.1%} ({t['epoch_data_seconds_per_batch'] * 1e3:.2f} vs "
+                  f"{t['gpu_seconds_per_batch'] * 1e3:.1f} ms)", f"<= {b['data_share_of_gpu_step']:.0%}",
+                  status(t["data_share_of_gpu_step"], b["data_share_of_gpu_step"], False)),
+                 (f"scale: data memory of a training process, {name}",
+                  "anonymous RSS growth after load, plan and the sampled batches (mapped corpus pages apart)",
+                  f"{t['data_memory_bytes'] / gb:.2f} GB (mapped {t['mapped_file_bytes'] / gb:.2f} GB)",
+                  f"<= {b['data_memory_gb']} GB", status(t["data_memory_bytes"] / gb, b["data_memory_gb"], False))]
+    for corruption, name in SCALE_MODELS:
+        q = p[f"predict_{corruption}"]
+        rows.append((f"scale: defemb-predict non-model work, {name}, {c['prompts']:,} prompts ({q['items']:,} items)",
+                     "CPU seconds of predict_with_model with a model returning zeros (occurrence table, plan, "
+                     "batches, bookkeeping; wall beside)", f"{q['non_model_seconds']:.0f} s (wall "
+                     f"{q['non_model_wall_seconds']:.0f} s; table + plan {q['table_and_plan_seconds']:.1f} s)",
+                     f"<= {b['predict_non_model_seconds']} s", status(q["non_model_seconds"], b["predict_non_model_seconds"], False)))
     return rows
 
 
@@ -117,6 +163,15 @@ def scaling_text(r: dict) -> str:
         lines.append("* surgery (BART-large width, N layers per side): " + ", ".join(
             f"{v['parameters'] / 1e6:.0f}M params ({v['file_bytes'] / 1e9:.2f} GB): load + save {v['load_save_seconds']:.1f} s, "
             f"DefinitionEMB {v['definitionemb_alpha100']['seconds']:.1f} s" for v in pts) + f": {exponent(e)} in the file size")
+    x = r.get("scale", {})
+    if len(x.get("sizes", [])) > 2:
+        from benchmarks.bench_scale import FIGURES
+
+        sizes = x["sizes"]
+        for name, (part, key) in FIGURES.items():
+            scale, unit = (1024 ** 3, " GB") if key.endswith("bytes") else (1e-3, " ms") if "per_batch" in key else (1, " s")
+            pts = ", ".join(f"{s_['corpus']['prompts']:,} prompts {s_[part][key] / scale:.2f}{unit}" for s_ in sizes)
+            lines.append(f"* scale, {name}: {pts}: {exponent(x['growth_exponents'][name])} in the prompts")
     return "\n".join(lines)
 
 
@@ -155,6 +210,18 @@ def flops_text(r: dict) -> str:
             f"tokens per GPU rather than per update would be {PAPER_GPUS}x the FLOPs, and fp32 or fp16 on "
             f"~{ps['assumed_src_tokens'] + ps['assumed_tgt_tokens']:.0f}-token prompts runs well below "
             f"{GPU_UTILISATION:.0%} of the bf16 peak; the estimate is a lower bound"]
+        if "gpu_training_hours_estimate_roberta_base" in ps:
+            lines.append(f"* RoBERTa-base ({ps['roberta_base_matmul_params'] / 1e6:.0f}M params in matmuls), "
+                         f"{ROBERTA_PAPER_UPDATES:,} updates x {TRAIN_MAX_TOKENS:,} tokens (Table 12): "
+                         f"{ps['roberta_base_training_flops']:.2e} FLOPs, **~{ps['gpu_training_hours_estimate_roberta_base']:.1f} "
+                         "GPU-hours** on the same assumed GPU (estimate)")
+        if "data_share_bart" in ps:
+            one_off = ", ".join(f"{k} {v:.0f} s" for k, v in ps["data_one_off_seconds"].items())
+            lines.append(f"* the data path at the paper's scale (stage scale, measured on this CPU): per update "
+                         f"{ps['data_share_bart']:.1%} of BART-large's and {ps['data_share_roberta']:.1%} of RoBERTa-base's "
+                         f"GPU step, {ps['data_cpu_hours_bart']:.1f} and {ps['data_cpu_hours_roberta']:.1f} CPU-hours over the "
+                         "runs, on one DataLoader worker beside the GPU (fairseq-train's --num-workers, default 1) rather "
+                         f"than in its way; once per corpus or run: {one_off}")
         if "cpu_training_days_estimate" in ps:
             lines.append(f"* at the BART training FLOP/s measured here the same training would take "
                          f"~{ps['cpu_training_days_estimate']:,.0f} CPU-days (estimate)")
@@ -247,10 +314,51 @@ def misses_text(r: dict) -> str:
                          "itself), so what remains is the report. Its two isotropy passes sit at the isotropy floor "
                          "above (caching the pretrained checkpoint's own I(E), the same for every method and alpha, "
                          "would remove one; `--no-isotropy` removes both).")
+    lines += scale_misses(r.get("scale", {}))
     c = r.get("corpus", {})
     if c.get("seconds_2_workers", 0) > 120:
         lines.append(f"* corpus: {c['seconds_2_workers']:.0f} s with 2 workers; see the scaling line for the fixed part.")
     return "\n".join(lines) or "* none: every target of the table is met in this run."
+
+
+def scale_misses(x: dict) -> list[str]:
+    """Why each missed bound of the scale stage missed, from the run's own breakdown."""
+    if "at_largest" not in x:
+        return []
+    p, b, lines = x["at_largest"], x["bounds"], []
+    workers = " + ".join(f"{w:.0f}" for w in p["corpus"]["cpu_seconds_workers"])
+    load = p.get("load_average_1min")
+    loaded = (f" The 1-minute load average was {load['start']:.1f} to {load['end']:.1f} on {load['cores']} cores during "
+              "this size" if load else "")
+    c = p["corpus"]
+    if c["seconds"] > b["corpus_seconds"] or c["peak_rss_bytes"] > b["corpus_peak_rss_gb"] * 1024 ** 3:
+        lines.append(f"* scale corpus: {c['seconds']:.0f} s, peak {c['peak_rss_bytes'] / 1024 ** 3:.2f} GB for "
+                     f"{c['prompts']:,} prompts.{loaded}: the build's own processes used {c['cpu_seconds']:.0f} CPU "
+                     f"seconds (main {c['cpu_seconds_main']:.0f}, the 2 workers {workers}), so on 2 free cores it would "
+                     f"take at least {c['two_free_cores_seconds_lower_bound']:.0f} s (the larger of the main process's "
+                     "share and half the workers'), the rest of the wall time being other jobs'. The main process reads "
+                     "the JSONL, then keeps every prompt in memory for coverage and the split and writes them alone.")
+    for corruption, name in SCALE_MODELS:
+        t = p[f"train_{corruption}"]
+        if t["data_share_of_gpu_step"] > b["data_share_of_gpu_step"]:
+            why = ("each prompt's corruption is drawn from its own generator seeded by (seed, epoch, index), as fairseq's "
+                   "numpy_seed did per item, so the draws stay those of the per-item code: a seeding per prompt "
+                   if corruption == "bert" else "collation ")
+            lines.append(f"* scale {name}: an epoch's data work is {t['data_share_of_gpu_step']:.1%} of the assumed GPU "
+                         f"step ({t['collate_seconds_per_batch'] * 1e3:.2f} ms collation, {t['replan_seconds']:.1f} s "
+                         f"re-plan per epoch over {t['batches']:,} batches): {why}on this loaded CPU.{loaded}. It runs "
+                         "in fairseq-train's DataLoader worker beside the GPU, so the GPU waits only past 100%.")
+        if t["startup_seconds"] > b["startup_seconds"]:
+            lines.append(f"* scale {name} start-up: {t['startup_seconds']:.1f} CPU seconds (load "
+                         f"{t['load_wall_seconds']:.1f} s of wall).{loaded}.")
+    for corruption, name in SCALE_MODELS:
+        q = p[f"predict_{corruption}"]
+        if q["non_model_seconds"] > b["predict_non_model_seconds"]:
+            lines.append(f"* scale predict {name}: {q['non_model_seconds']:.0f} s of non-model work for {q['items']:,} "
+                         f"items in {q['batches']:,} batches (table + plan {q['table_and_plan_seconds']:.1f} s; the rest "
+                         f"is per batch, {(q['non_model_seconds'] - q['table_and_plan_seconds']) / q['batches'] * 1e3:.2f} ms "
+                         f"each).{loaded}.")
+    return lines
 
 
 def write_readme(r: dict, readme: Path) -> None:

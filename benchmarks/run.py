@@ -5,7 +5,7 @@ interleaved (A B A B ...) and summarised by the median of the per-round ratios, 
 holds on a noisy machine. Writes benchmarks/results.json and the generated part of
 benchmarks/README.md.
 
-    python -m benchmarks.run [--quick] [--only corpus training predict isotropy surgery]
+    python -m benchmarks.run [--quick] [--only corpus training predict isotropy surgery scale]
 
 Fixtures (built in a temporary directory, random weights, real fairseq checkpoints):
 
@@ -32,6 +32,7 @@ import torch
 
 from benchmarks.bench_corpus import bench_corpus
 from benchmarks.bench_predict import bench_predict
+from benchmarks.bench_scale import bench_scale
 from benchmarks.bench_training import bench_training
 from benchmarks.flops import paper_scale
 from benchmarks.harness import HERE, STAGE_NAMES, Fixtures, cpu_sgemm_flops, last_json, log, run
@@ -60,7 +61,7 @@ def bench_surgery(fx: Fixtures) -> dict:
     return result
 
 
-STAGES = dict(zip(STAGE_NAMES, (bench_corpus, bench_training, bench_predict, bench_isotropy, bench_surgery)))
+STAGES = dict(zip(STAGE_NAMES, (bench_corpus, bench_training, bench_predict, bench_isotropy, bench_surgery, bench_scale)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,9 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=list(STAGES), help="stages to run; the others keep their last figures")
     parser.add_argument("--out", default=str(HERE / "results.json"), help="results file (default benchmarks/results.json)")
     parser.add_argument("--readme", default=str(HERE / "README.md"), help="README whose generated section is rewritten")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: recompute the paper-scale estimate and the README section from --out")
     args = parser.parse_args(argv)
     stages = args.only or list(STAGES)
     out = Path(args.out)
+    if args.report_only:
+        results = json.loads(out.read_text())
+        results["paper_scale"] = paper_scale(results)
+        write_json(out, results)
+        write_readme(results, Path(args.readme))
+        print(table(results))
+        return 0
     results = json.loads(out.read_text()) if args.only and out.exists() else {}
     results["torch_threads"] = torch.get_num_threads()
     # The machine's matmul rate is the best measured, this run's or (with --only) an earlier one's: a

@@ -109,14 +109,14 @@ def read_states(model, dataset, prompts: np.ndarray | None = None, *, items: np.
         order = order[np.isin(dataset.item_prompts()[order], prompts)]
     if items is not None:
         order = order[np.isin(order, items)]
-    batches = data_utils.batch_by_size(order, dataset.num_tokens, max_tokens=max_tokens, max_sentences=batch_size,
-                                       required_batch_size_multiple=1)
+    batches = data_utils.batch_by_size(order, dataset.num_tokens, num_tokens_vec=dataset.num_tokens_vec(order),
+                                       max_tokens=max_tokens, max_sentences=batch_size, required_batch_size_multiple=1)
     states, targets, definitions, positions = [], [], [], []
     was_training = model.training
     model.eval()
     try:
         for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress):
-            sample = dataset.collater([dataset[i] for i in batch])
+            sample = dataset.collate_indices(batch)
             net_input = utils.move_to_cuda(sample["net_input"]) if device.type == "cuda" else sample["net_input"]
             # no_grad, not inference_mode: the warm start trains this model next, and tensors a module
             # caches during an inference-mode pass (fairseq's positional tables) could not join autograd

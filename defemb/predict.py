@@ -117,7 +117,6 @@ def predict_with_model(
     slot_of = torch.full((id_space,), -1, dtype=torch.long)
     slot_of[torch.from_numpy(ids)] = torch.arange(len(ids))
     sums = torch.zeros(len(ids), dim, dtype=torch.float64, device=device)
-    counts = torch.zeros(len(ids), dtype=torch.long)
     definition_pairs = []
     for offset, (split, dataset) in enumerate(zip(splits, datasets)):
         indices = dataset.ordered_indices()
@@ -127,11 +126,10 @@ def predict_with_model(
             wanted = np.nonzero(hit)[0] if dataset.corruption == "bert" else np.unique(table[hit, 0])
             indices = indices[np.isin(indices, wanted)]
         keys, key_weights = occurrence_weights(average, dataset.occurrences, id_space)
-        batches = data_utils.batch_by_size(
-            indices, dataset.num_tokens, max_tokens=max_tokens, max_sentences=batch_size, required_batch_size_multiple=1
-        )
+        batches = data_utils.batch_by_size(indices, dataset.num_tokens, num_tokens_vec=dataset.num_tokens_vec(indices),
+                                           max_tokens=max_tokens, max_sentences=batch_size, required_batch_size_multiple=1)
         for batch in tqdm(batches, desc=f"predict {split}", unit="batch", disable=not progress):
-            sample = dataset.collater([dataset[i] for i in batch])
+            sample = dataset.collate_indices(batch)
             net_input = utils.move_to_cuda(sample["net_input"]) if device.type == "cuda" else sample["net_input"]
             with torch.inference_mode():
                 predicted = model(**net_input)
@@ -143,11 +141,12 @@ def predict_with_model(
             weights = key_weights[np.searchsorted(keys, prompts * id_space + sample["target"][kept].numpy())]
             weighted = predicted[kept.to(device)].double() * torch.from_numpy(weights).to(device)[:, None]
             sums.index_put_((slots.to(device),), weighted, accumulate=True)
-            counts += torch.bincount(slots, minlength=len(ids))
-            # A definition counts once per token, however many variants contain it.
             definition_pairs.append((prompts + offset * (1 << 40)) * len(ids) + slots.numpy())
-    pairs = np.unique(np.concatenate(definition_pairs)) if definition_pairs else np.zeros(0, dtype=np.int64)
-    num_definitions = torch.from_numpy(np.bincount(pairs % max(len(ids), 1), minlength=len(ids)))
+    # (split, prompt, slot) of every prediction: counted per slot once here, not per batch over every slot.
+    pairs = np.concatenate(definition_pairs) if definition_pairs else np.zeros(0, dtype=np.int64)
+    counts = torch.from_numpy(np.bincount(pairs % max(len(ids), 1), minlength=len(ids)))
+    # A definition counts once per token, however many variants contain it.
+    num_definitions = torch.from_numpy(np.bincount(np.unique(pairs) % max(len(ids), 1), minlength=len(ids)))
     # Every id occurs in some item (ids come from the items' own occurrence tables).
     total_weight = num_definitions if average == "definitions" else counts
     means = (sums / total_weight.to(device, torch.float64)[:, None]).float().cpu()

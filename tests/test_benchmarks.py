@@ -110,3 +110,57 @@ def test_last_json_skips_logging_and_readme_section_is_replaced(tmp_path):
     dated["corpus"]["measured"], dated["isotropy"]["measured"] = "2026-11-27", "2026-11-25"
     write_readme(dated, readme)
     assert "(isotropy measured 2026-11-25; corpus measured 2026-11-27)" in readme.read_text()
+
+
+def test_scale_fixture_holds_exactly_the_definitions_asked_for(tmp_path):
+    from benchmarks.bench_scale import gpt2_headwords, write_fixture
+    from defemb.corpus.entries import SkipLog
+    from defemb.corpus.wiktionary import read_wiktionary
+
+    report = write_fixture(tmp_path / "w.jsonl", 500)
+    skips = SkipLog()
+    entries = list(read_wiktionary(tmp_path / "w.jsonl", skips))
+    # the reader keeps every sense (distinct glosses within a record), under GPT-2 headwords
+    assert len(entries) == report["definitions"] == 500 and not skips.counts
+    assert report["records"] < 500 and {e.word for e in entries} <= set(gpt2_headwords())
+    assert write_fixture(tmp_path / "again.jsonl", 500) == report
+    assert (tmp_path / "again.jsonl").read_bytes() == (tmp_path / "w.jsonl").read_bytes()  # seeded
+
+
+def scale_point(prompts: int, seconds: float, share: float) -> dict:
+    train = {"prompts": prompts, "batches": prompts // 100, "startup_seconds": 2.0, "startup_wall_seconds": 4.0,
+             "load_wall_seconds": 0.5,
+             "replan_seconds": 1.0, "collate_seconds_per_batch": share * 0.05, "epoch_data_seconds_per_batch": share * 0.05,
+             "gpu_seconds_per_batch": 0.05, "data_share_of_gpu_step": share, "data_memory_bytes": 3e8,
+             "mapped_file_bytes": 2e8}
+    predict = {"items": prompts * 7, "batches": prompts // 30, "table_and_plan_seconds": 1.0, "non_model_seconds": 20.0,
+               "non_model_wall_seconds": 50.0}
+    corpus = {"seconds": seconds, "peak_rss_bytes": 3e9, "prompts": prompts, "cpu_seconds_main": seconds / 4,
+              "cpu_seconds_workers": [seconds / 4, seconds / 4], "cpu_seconds": 0.75 * seconds,
+              "two_free_cores_seconds_lower_bound": seconds / 4}
+    return {"definitions": prompts, "corpus": corpus,
+            "train_sentinel": train, "train_bert": {**train, "data_share_of_gpu_step": 2 * share},
+            "predict_sentinel": predict, "predict_bert": predict,
+            "load_average_1min": {"start": 5.0, "end": 6.0, "cores": 2}}
+
+
+def test_scale_rows_misses_and_growth():
+    from benchmarks.bench_scale import BOUNDS, growth
+
+    sizes = [scale_point(n, n / 2000, 0.03) for n in (170_000, 500_000, 1_455_715)]
+    scale = {"bounds": BOUNDS, "gpu": "one A100", "gpu_models": {"sentinel": "BART-large", "bert": "RoBERTa-base"},
+             "sizes": sizes, "at_largest": sizes[-1], "growth_exponents": growth(sizes), "quick": False, "stage_seconds": 1}
+    assert scale["growth_exponents"]["corpus CPU seconds"] == pytest.approx(1)
+    assert scale["growth_exponents"]["start-up bert"] == pytest.approx(0, abs=1e-12)
+    rows = [row for row in table_rows({"scale": scale}) if row[0].startswith("scale")]
+    assert len(rows) == 10
+    # 728 s > 10 min: missed; 3 GB <= 4 GB; BART's 3% met, RoBERTa's 6% missed
+    corpus = [row for row in rows if row[0].startswith("scale: defemb-corpus")]
+    assert [row[-1] for row in corpus] == ["**missed**", "met"]
+    epoch = [row for row in rows if row[0].startswith("scale: an epoch")]
+    assert [row[-1] for row in epoch] == ["met", "**missed**"] and "3.0% (1.50 vs 50.0 ms)" in epoch[0][2]
+    assert all(row[-1] == "met" for row in rows if "start-up" in row[0] or "memory" in row[0] or "predict" in row[0])
+    misses = misses_text({"scale": scale})
+    assert "scale corpus: 728 s" in misses and "load average was 5.0 to 6.0 on 2 cores" in misses
+    assert "used 546 CPU seconds (main 182, the 2 workers 182 + 182)" in misses and "at least 182 s" in misses
+    assert "scale RoBERTa (bert): an epoch's data work is 6.0%" in misses and "BART (sentinel): an epoch" not in misses

@@ -39,6 +39,7 @@ class CorpusFormatError(ValueError):
 class CorpusSplit:
     prompts: Any  # fairseq.data.indexed_dataset.MMapIndexedDataset (items: int64 tensors)
     spans: Any
+    prefix: str  # PREFIX of PREFIX.prompt.bin/.idx and PREFIX.spans.bin/.idx
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -46,6 +47,16 @@ class CorpusSplit:
     def spans_of(self, index: int) -> torch.Tensor:
         """The (num_spans, 2) tensor of [start, end) spans of prompt ``index``."""
         return self.spans[index].long().view(-1, 2)
+
+    def prompt_tokens(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every prompt's ids back to back (a view of the memory-mapped .bin in its stored dtype, no
+        copy) and where each prompt starts in it (int64, one more entry than prompts: the end)."""
+        data = MMapIndexed(f"{self.prefix}.prompt")
+        return data.tokens(), np.concatenate([[0], np.cumsum(data.sizes, dtype=np.int64)])
+
+    def span_bounds(self) -> np.ndarray:
+        """Every prompt's spans back to back: a (total spans, 2) view of the memory-mapped .bin."""
+        return MMapIndexed(f"{self.prefix}.spans").tokens().reshape(-1, 2)
 
 
 class CorpusWriter:
@@ -132,7 +143,7 @@ def load_split(corpus_dir: str | Path, split: str) -> CorpusSplit:
         datasets[name] = data_utils.load_indexed_dataset(str(prefix), None, "mmap")
         if datasets[name] is None:
             raise FileNotFoundError(f"{prefix}.bin/.idx: split '{split}' not found in corpus {base}")
-    split_data = CorpusSplit(prompts=datasets["prompt"], spans=datasets["spans"])
+    split_data = CorpusSplit(prompts=datasets["prompt"], spans=datasets["spans"], prefix=str(base / split))
     if len(split_data.prompts) != len(split_data.spans):
         raise CorpusFormatError(
             f"{base}: {split}.prompt has {len(split_data.prompts)} items but {split}.spans has "
