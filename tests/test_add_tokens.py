@@ -435,3 +435,62 @@ def test_transformers_defemb_init_with_a_model_of_the_converted_dictionary(tmp_p
     assert run(base + ["--init", "mean", "--out", tmp_path / "b"]) == 0
     a, b = (json.loads((tmp_path / n / "add_tokens.json").read_text())["words"] for n in "ab")
     assert [w["id"] for w in a] == [400, 401, 402, 403] and [w["norm"] for w in a] != [w["norm"] for w in b]
+
+
+def test_transformers_defemb_init_on_bert_maps_its_ids_to_the_converted_dictionary(tmp_path):
+    """--init defemb on a transformers BERT: defemb-convert-hf moves the specials, so the prompts
+    (transformers ids) are mapped to the converted dict.txt's ids before the definition model
+    reads them. The rows equal those predicted from the same prompts tokenized on the fairseq side."""
+    import numpy as np
+    from transformers import AutoModel
+    from test_convert_hf import WORDS as BERT_WORDS, save_tiny_bert
+
+    from defemb.add_tokens.initialise import Target, defemb_rows, word_prompts
+    from defemb.convert.hf_import import convert_hf
+    from defemb.corpus.build import build_corpus
+    from defemb.corpus.tokenizers import WordPieceBackend
+    from defemb.data.vocabulary import load_model_dictionary
+    from defemb.fit import fit_definition_model
+
+    # The specials sit apart in vocab.txt, as in BERT's ([PAD] 0, [UNK] 100, [CLS] 101, ...): ids move.
+    vocab = ["[PAD]", *BERT_WORDS[:6], "[UNK]", "[CLS]", "[SEP]", "[MASK]", *BERT_WORDS[6:],
+             "an", "disease", "soft", "like", "earth", "stream", "lowest", "part", "matter", "which", "at"]
+    src = save_tiny_bert(tmp_path / "hf", vocab, head=True)
+    convert_hf(model_dir=src, out=tmp_path / "fs")
+    fs = tmp_path / "fs"
+    (tmp_path / "manual.tsv").write_text("sediment\tn\tthe matter which settles at the bottom\nriver\tn\ta stream\n"
+                                         "bottom\tn\tthe lowest part\nzebra\tn\ta soft river\n")
+    build_corpus(fs / "dict.txt", tmp_path / "defs", bpe="wordpiece", wordpiece_vocab=str(src / "vocab.txt"),
+                 lowercase=True, sources=["manual"], manual_tsv=str(tmp_path / "manual.tsv"), valid_size=1,
+                 max_prompt_tokens=38)
+    fit_definition_model(pretrained_checkpoint=fs / "model.pt", corpus=tmp_path / "defs", out=tmp_path / "fit.pt")
+    words = tmp_path / "w.tsv"
+    words.write_text("covid\tn\tan infectious disease of the earth\nfloofy\tadj\tsoft like the river\n")
+    base = ["--hf-model", src, "--words", words, "--max-prompt-tokens", "38"]
+    assert run(base + ["--init", "defemb", "--definition-model", tmp_path / "fit.pt", "--out", tmp_path / "a"]) == 0
+    report = json.loads((tmp_path / "a" / "add_tokens.json").read_text())
+    assert [w["form"] for w in report["words"]] == ["covid", "floofy"]  # WordPiece: one form per word
+    new_ids = [w["id"] for w in report["words"]]
+    assert new_ids == [len(vocab), len(vocab) + 1]
+    got = AutoModel.from_pretrained(tmp_path / "a").get_input_embeddings().weight.detach().double().numpy()[new_ids]
+
+    # The fairseq side: the same prompts tokenized over the converted dict.txt by defemb-corpus's WordPiece.
+    skips = SkipLog()
+    targets = [Target(w, w.word, True, -1, False, [], w.word) for w in read_words(words, skips)]
+    placeholders = [len(vocab) + 1, len(vocab) + 2]
+    backend = WordPieceBackend(load_model_dictionary(fs / "dict.txt"), src / "vocab.txt", lowercase=True)
+    expected, _ = defemb_rows(tmp_path / "fit.pt", fs / "dict.txt", placeholders,
+                              word_prompts(targets, placeholders, backend, 38, skips))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # Unmapped (transformers ids read as fairseq ids) the prompts are other tokens: other rows.
+    transformers_ids = defemb_rows(tmp_path / "fit.pt", fs / "dict.txt", placeholders,
+                                   word_prompts(targets, placeholders, _hf_backend(src), 38, SkipLog()))[0]
+    assert not np.allclose(transformers_ids, expected, rtol=1e-4, atol=0)
+
+
+def _hf_backend(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    from defemb.add_tokens.hf_model import TransformersBackend
+
+    return TransformersBackend(AutoTokenizer.from_pretrained(model_dir, local_files_only=True), byte_level=False)

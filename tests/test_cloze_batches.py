@@ -6,6 +6,7 @@ import pytest
 import torch
 from fairseq.data import data_utils
 
+from defemb.data import seeded_draws
 from defemb.data.cloze_dataset import DefinitionClozeDataset
 from defemb.data.corpus_format import CorpusFormatError, CorpusWriter, load_split, write_metadata
 from defemb.data.headword import echo_positions
@@ -213,3 +214,28 @@ def test_overlapping_spans_are_refused_naming_the_file(tmp_path):
     writer.finalize()
     with pytest.raises(CorpusFormatError, match=r"train\.spans: prompt 1 has .*overlapping.*rebuild"):
         dataset(out, corruption="bert").collate_indices([0])
+
+
+@pytest.mark.parametrize("spare", [seeded_draws.SPARE_OUTPUTS, 0])
+@pytest.mark.parametrize("high", [1, 2, 3, 100, 50_265, 65_537, 2 ** 32])
+def test_seeded_draws_equal_randomstate_per_item(monkeypatch, spare, high):
+    """A whole batch's draws rebuilt from raw outputs equal RandomState's rand then randint per
+    seed; with no spare outputs most items take the per-item fallback, which must agree too."""
+    monkeypatch.setattr(seeded_draws, "SPARE_OUTPUTS", spare)
+    rng = np.random.default_rng(high)
+    seeds = rng.integers(0, 1_000_000, 300).tolist()
+    counts = rng.integers(0, 12, 300)
+    uniform, integers = seeded_draws.seeded_uniform_and_integers(seeds, counts, high)
+    reference = np.random.RandomState()
+    expected_u, expected_i = [], []
+    for seed, n in zip(seeds, counts.tolist()):
+        reference.seed(seed)
+        expected_u.append(reference.rand(n))
+        expected_i.append(reference.randint(0, high, n))
+    np.testing.assert_array_equal(uniform, np.concatenate(expected_u))
+    np.testing.assert_array_equal(integers, np.concatenate(expected_i))
+
+
+def test_seeded_draws_refuse_a_range_past_32_bits():
+    with pytest.raises(ValueError, match="2\\*\\*32"):
+        seeded_draws.seeded_uniform_and_integers([1], np.array([1]), 2 ** 32 + 1)

@@ -11,9 +11,12 @@ before it is not left as a lone "Ġ") and "covid" (attached, ``single_word``: no
 of " covids" (the fairseq side's encoder matches on GPT-2's word boundaries only). WordPiece
 gets one token per word (``single_word``), as BERT's vocabulary has no space forms.
 
-``--init defemb`` on BART/RoBERTa: the definition model must be trained over the dict.txt
-``defemb-convert-hf`` writes for this directory (fairseq id = transformers id); its hash is
-checked. BERT's converted dictionary reorders ids, so ``defemb`` there is refused.
+``--init defemb``: the definition model must be trained over the dict.txt ``defemb-convert-hf``
+writes for this directory (its hash is checked when the model is loaded). For BART/RoBERTa a fairseq
+id is the transformers id; for BERT the converted dictionary moves the specials (vocab.txt line k
+is fairseq id ``DictionaryPlan.rows[k]``), so the prompts, tokenized here by the transformers
+tokenizer, are mapped to fairseq ids before the definition model reads them. The predicted rows
+need no mapping: the embedding matrix was permuted, not transformed, so a row is a row of either.
 """
 import tempfile
 from pathlib import Path
@@ -81,13 +84,24 @@ def _load(hf_model: Path):
     return config, tokenizer, model
 
 
-def _definition_dictionary(hf_model: Path, config, tmp: Path) -> Path:
-    """The dict.txt defemb-convert-hf writes for this BART/RoBERTa directory."""
+def _definition_dictionary(hf_model: Path, config, tmp: Path) -> tuple[Path, np.ndarray | None]:
+    """The dict.txt defemb-convert-hf writes for this directory, and the fairseq id of each
+    transformers id when they differ (BERT), else None."""
+    if config.model_type == "bert":
+        from defemb.convert.hf_bert import plan_dictionary, read_vocab
+
+        vocab_path = hf_model / "vocab.txt"
+        if not vocab_path.is_file():
+            raise AddTokensError(f"--init defemb on a BERT directory needs {vocab_path} (the WordPiece vocabulary "
+                                 "defemb-convert-hf read when the definition model's dictionary was made)")
+        plan = plan_dictionary(read_vocab(vocab_path), vocab_path)
+        (tmp / "dict.txt").write_text("".join(f"{line}\n" for line in plan.lines), encoding="utf-8")
+        return tmp / "dict.txt", np.asarray(plan.rows, dtype=np.int64)
     from defemb.convert.gpt2_vocab import hf_to_fairseq, read_hf_tokenizer, write_fairseq_vocabulary
 
     vocab, merges, added, vocab_path = read_hf_tokenizer(hf_model)
     write_fairseq_vocabulary(tmp, hf_to_fairseq(vocab, merges, added, vocab_path, config.vocab_size))
-    return tmp / "dict.txt"
+    return tmp / "dict.txt", None
 
 
 def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: str | Path,
@@ -106,9 +120,6 @@ def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: st
     new_words = read_words(words, skips)
     config, tokenizer, model = _load(hf_model)
     byte_level = config.model_type != "bert"
-    if init == "defemb" and not byte_level:
-        raise AddTokensError("--init defemb on a BERT directory: defemb-convert-hf reorders WordPiece ids, so a "
-                             "definition model's ids are not this tokenizer's; use a baseline --init here")
     backend = TransformersBackend(tokenizer, byte_level)
     old = model.get_input_embeddings().weight.detach().clone()
     vocab_before = len(tokenizer)
@@ -140,9 +151,9 @@ def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: st
     notes = {}
     if init == "defemb":
         with tempfile.TemporaryDirectory(prefix="defemb-add-tokens-dict-") as tmp:
-            dict_path = _definition_dictionary(hf_model, config, Path(tmp))
-            rows, _counts = defemb_rows(definition_model, dict_path, placeholders, prompts, device=device,
-                                        progress=progress)
+            dict_path, fairseq_ids = _definition_dictionary(hf_model, config, Path(tmp))
+            rows, _counts = defemb_rows(definition_model, dict_path, placeholders, prompts, id_map=fairseq_ids,
+                                        device=device, progress=progress)
     else:
         rows, notes = baseline_rows(init, matrix, targets, placeholders, prompts, excluded)
 

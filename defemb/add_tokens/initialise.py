@@ -112,10 +112,12 @@ def baseline_rows(init: str, matrix: np.ndarray, targets: list[Target], placehol
 
 
 def defemb_rows(definition_model: str | Path, dict_path: str | Path, placeholders: list[int], prompts: list[Prompt],
-                *, max_tokens: int = 8192, device: str = "cpu", progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                *, id_map: np.ndarray | None = None, max_tokens: int = 8192, device: str = "cpu",
+                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """DefinitionEMB's rows for ``placeholders`` (float64) and their definition counts: the prompts
     written as the ``heldout`` split of a temporary corpus over ``dict_path`` whose held-out ids
-    are the placeholders, predicted by ``defemb.predict``."""
+    are the placeholders, predicted by ``defemb.predict``. ``id_map[i]`` is the ``dict_path`` id
+    of the prompts' id ``i`` when they differ (a converted BERT); placeholders, past it, stay."""
     from defemb.corpus.holdout import HELDOUT_SPLIT, write_holdout
     from defemb.data.corpus_format import DICT_FILE, CorpusWriter, write_metadata
     from defemb.predict import load_definition_model, predict_with_model
@@ -125,7 +127,11 @@ def defemb_rows(definition_model: str | Path, dict_path: str | Path, placeholder
         (corpus / DICT_FILE).write_bytes(Path(dict_path).read_bytes())
         writer = CorpusWriter(corpus, HELDOUT_SPLIT, max(placeholders) + 1)
         for prompt in prompts:
-            writer.add(prompt.ids, prompt.spans)
+            ids = np.asarray(prompt.ids, dtype=np.int64)
+            if id_map is not None:
+                known = ids < len(id_map)
+                ids[known] = id_map[ids[known]]
+            writer.add(ids, prompt.spans)
         writer.finalize()
         write_metadata(corpus, corpus / DICT_FILE, {HELDOUT_SPLIT: writer.count}, built_by="defemb-add-tokens")
         write_holdout(corpus, {"ids": sorted(set(placeholders))})

@@ -34,6 +34,7 @@ import torch
 from fairseq.data import FairseqDataset, data_utils
 
 from defemb.data.corpus_format import CorpusFormatError, CorpusSplit
+from defemb.data.seeded_draws import seeded_uniform_and_integers
 
 Corruption = Literal["bert", "sentinel"]
 
@@ -299,15 +300,10 @@ class DefinitionClozeDataset(FairseqDataset):
             source[flat] = self.mask_idx
             return source
         epoch = 0 if self.fixed_corruption else self.epoch
-        draw, random_ids = np.empty(len(flat)), np.empty(len(flat), dtype=np.int64)
-        rng = np.random.RandomState()
-        stop = np.cumsum(per_row)
-        for index, start, end in zip(indices.tolist(), (stop - per_row).tolist(), stop.tolist()):
-            # fairseq's numpy_seed(seed, epoch, index) draws, on a generator of our own; randint is
-            # what choice(random_token_ids, n) draws with, without its checks.
-            rng.seed(self._seed_of(epoch, index))
-            draw[start:end] = rng.rand(end - start)
-            random_ids[start:end] = rng.randint(0, len(self.random_token_ids), end - start)
+        # fairseq's numpy_seed(seed, epoch, index) draws of the per-item code: rand, then the
+        # randint that choice(random_token_ids, n) draws with.
+        draw, random_ids = seeded_uniform_and_integers([self._seed_of(epoch, index) for index in indices.tolist()],
+                                                       per_row, len(self.random_token_ids))
         to_mask = draw < self.mask_prob
         to_random = (draw >= self.mask_prob) & (draw < self.mask_prob + self.random_token_prob)
         source[flat[to_mask]] = self.mask_idx
