@@ -247,18 +247,66 @@ def fit_projection(model, task, *, samples: int | None = 10000, valid_samples: i
         "fit": {"split": train_split, "prompts": fit_read.prompts, "states": len(fit_read.targets),
                 "excluded_token_ids": len(exclude_token_ids or ()),
                 "fitted_W": mimic_metrics(fit_read.states @ fitted.T, fit_read, embeddings)},
-        "valid": {
-            "split": valid_split, "read_as": "trained" if valid_as_trained else "predicted",
-            "prompts": valid_read.prompts, "states": len(valid_read.targets),
-            **({
-                "mean_row": mimic_metrics(mean_row.expand(len(valid_read.targets), -1), valid_read, embeddings),
-                "random_W": mimic_metrics(valid_read.states @ random_w.T, valid_read, embeddings),
-                "fitted_W": mimic_metrics(valid_read.states @ fitted.T, valid_read, embeddings),
-            } if len(valid_read.targets) else {}),
-        },
+        "valid": valid_report(valid_read, embeddings, valid_split, valid_as_trained, random_w, fitted, mean_row),
         "seconds": {"read": round(read_seconds, 2), "solve": round(solve_seconds, 2)},
+        # the trivial baseline's vector (float32 values), so a warm start from this fit can score it
+        "mean_target_row": mean_row.tolist(),
     }
     return report
+
+
+def valid_report(read: ReadStates, embeddings: torch.Tensor, split: str, as_trained: bool, random_w: torch.Tensor,
+                 w: torch.Tensor, mean_row: torch.Tensor | None) -> dict[str, Any]:
+    """Eq. 5 on the validation states for the mean target row (when given), the random W and ``w``."""
+    scores = {}
+    if len(read.targets):
+        if mean_row is not None:
+            scores["mean_row"] = mimic_metrics(mean_row.expand(len(read.targets), -1), read, embeddings)
+        scores["random_W"] = mimic_metrics(read.states @ random_w.T, read, embeddings)
+        scores["fitted_W"] = mimic_metrics(read.states @ w.T, read, embeddings)
+    return {"split": split, "read_as": "trained" if as_trained else "predicted", "prompts": read.prompts,
+            "states": len(read.targets), **scores}
+
+
+def load_projection(model, task, checkpoint: str | Path, *, valid_samples: int | None = None, seed: int = 1,
+                    max_tokens: int = 8192, valid_split: str = "valid") -> dict[str, Any]:
+    """Set ``model.projection.weight`` to the W of ``checkpoint`` (``defemb-fit``'s output, or any
+    ``definition_cloze`` checkpoint of the same pretrained model: its frozen embedding rows must equal
+    ``model``'s) and return a report shaped as ``fit_projection``'s ``valid`` part, read as
+    fairseq-train's validation reads it: the random W, the loaded W (as ``fitted_W``) and, when
+    ``checkpoint`` is a ``defemb-fit`` one, the mean target row of its fit. This is the warm start
+    without reading the training prompts a second time."""
+    if task.corruption is None:
+        raise ValueError("the task has no corruption yet: build the model with task.build_model first")
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"--projection-init-from {path}: not found (fit.pt written by defemb-fit, or a "
+                                "definition_cloze checkpoint)")
+    import fairseq_defemb  # noqa: F401  (lets torch load the Namespace fairseq pickles)
+
+    state = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    weights = state.get("model", {}) if isinstance(state, dict) else {}
+    w, rows = weights.get("projection.weight"), weights.get("target_embeddings")
+    if w is None or rows is None:
+        raise ValueError(f"--projection-init-from {path}: no projection.weight / target_embeddings; not a "
+                         "DefinitionEMB checkpoint (defemb-fit's fit.pt or fairseq-train --task definition_cloze)")
+    embeddings = model.target_embeddings.detach().cpu()
+    if tuple(w.shape) != tuple(model.projection.weight.shape) or not torch.equal(rows.float(), embeddings.float()):
+        raise ValueError(f"--projection-init-from {path}: W {tuple(w.shape)} over {tuple(rows.shape)} embedding rows, "
+                         f"but this model's is {tuple(model.projection.weight.shape)} over "
+                         f"{tuple(embeddings.shape)}, or the rows differ: it was made from another pretrained "
+                         "checkpoint or dictionary; fit it again with this --pretrained-checkpoint and corpus")
+    random_w = model.projection.weight.detach().float().cpu().clone()
+    with torch.no_grad():
+        model.projection.weight.copy_(w.to(model.projection.weight))
+    fit = state.get("defemb_fit") or {}
+    mean_row = fit.get("mean_target_row")
+    valid = task.build_cloze_dataset(valid_split, predict=False)
+    valid_read = read_states(model, valid, sample_prompts(valid, valid_samples, seed), max_tokens=max_tokens,
+                             desc=f"read {valid_split}")
+    return {"checkpoint": str(path), "fit": {k: v for k, v in fit.items() if k != "mean_target_row"},
+            "valid": valid_report(valid_read, embeddings, valid_split, True, random_w, w.float(),
+                                  None if mean_row is None else mean_row.float())}
 
 
 def detect_family(pretrained_checkpoint: str | Path) -> str:
@@ -316,7 +364,11 @@ def fit_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Pat
     report = fit_projection(model, task, samples=samples, valid_samples=valid_samples, lam=lam, seed=seed,
                             max_tokens=max_tokens, batch_size=batch_size, exclude_token_ids=exclude_token_ids,
                             positions=positions, progress=progress)
-    save_model_checkpoint(model.cpu(), cfg, out)
+    # The fit's own facts travel with its W, for a warm start from it (load_projection); the vector
+    # stays out of the JSON report.
+    save_model_checkpoint(model.cpu(), cfg, out, extra={"defemb_fit": {
+        "mean_target_row": torch.tensor(report.pop("mean_target_row")), "lambda": report["lambda"],
+        "prompts": report["fit"]["prompts"], "states": report["fit"]["states"], "seed": seed, "positions": positions}})
     report.update(checkpoint=str(out), pretrained_checkpoint=str(pretrained_checkpoint), corpus=str(corpus),
                   arch=cfg.model.arch)
     write_json(out.with_suffix(".json"), report)

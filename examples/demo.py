@@ -41,8 +41,8 @@ BUDGETS = {
 # the paper's training (random W), the same training started from the least-squares W (issue 23),
 # and that W alone on the frozen encoder, with no training (defemb-fit).
 PAPER, WARM, FITTED = "DefinitionEMB", "DefinitionEMB-warm-start", "DefinitionEMB-fitted-W"
-DEFINITION_MODELS = {PAPER: [], WARM: ["--projection-init", "least-squares"]}
-# fairseq-train's log line (definition_cloze --projection-init least-squares) scoring W before any update
+DEFINITION_MODELS = (PAPER, WARM)
+# fairseq-train's log line (definition_cloze --projection-init-from fit.pt) scoring W before any update
 BEFORE_TRAINING = re.compile(r"valid loss before training \((\d+) prompts.*?\): random W ([0-9.]+) \(cosine ([-0-9.]+)\), "
                              r"fitted W ([0-9.]+) \(cosine ([-0-9.]+)\), mean target row ([0-9.]+) \(cosine ([-0-9.]+)\)")
 
@@ -166,14 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         step.run("fit", [BIN / "defemb-fit", "--pretrained-checkpoint", original / "model.pt", "--corpus",
                          work / "definitions", "--out", work / "fit.pt", "--samples", budget["fit_samples"],
                          "--seed", args.seed, "--no-progress"], show=5)
-        fit_lambda = json.loads((work / "fit.json").read_text())["lambda"]
-        # The paper's training (random W), and the same started from the fitted W: same prompts
-        # (same sample, same seed) and the same lambda, so its log's "before training" line scores
-        # fit.pt's W as fairseq's validation reads the valid split.
+        # The paper's training (random W), and the same started from fit.pt's W (the training prompts
+        # are not read again); its log's "before training" line scores that W, the random one and
+        # the fit's mean target row as fairseq's validation reads the valid split.
         logs = {}
-        for name, options in DEFINITION_MODELS.items():
-            if options:
-                options = [*options, "--projection-init-samples", budget["fit_samples"], "--projection-init-lambda", fit_lambda]
+        for name in DEFINITION_MODELS:
+            options = ["--projection-init-from", work / "fit.pt"] if name == WARM else []
             logs[name] = step.run(f"train {name}", train_cmd(work, original, work / "checkpoints" / name, budget,
                                                               args.seed, options))
         curves = {name: training_curve(log) for name, log in logs.items()}
@@ -230,7 +228,7 @@ def write_summary(work: Path, args, budget: dict, timings: dict, curves: dict, d
         f"(lambda {fit['lambda']:g}, chosen on the validation split), no training: `{FITTED}`",
         f"- **train**: {budget['updates']} updates twice, from the paper's random W (`{PAPER}`; train loss "
         f"{curve['loss'][0]:.3f} -> {curve['loss'][-1]:.3f}) and from the fitted W (`{WARM}`, "
-        "`--projection-init least-squares` with the same prompts and lambda)",
+        "`--projection-init-from fit.pt`)",
         f"- **predict**: {len(prediction['token_ids']):,} of {candidates:,} candidate tokens (defined and in the ACLSum task "
         "text), by each of the three definition models",
         f"- **surgery**: {PAPER} replaced {surgeries[PAPER]['num_changed']:,} rows (alpha {budget['alpha']}, budget "

@@ -38,7 +38,7 @@ FITTED = "fitted W (frozen encoder)"
 FITTED_ABLATION = "fitted W, definition only"
 # The paper's training, and the same from W fitted by least squares on the frozen encoder (issue 23).
 # The warm start and the definition-only ablation are read at the largest length only (the CPU budget).
-RUNS = {SYSTEM: [], WARM: ["--projection-init", "least-squares"]}
+RUNS = (SYSTEM, WARM)
 
 
 def train_cmd(work: Path, original: Path, save_dir: Path, budget: dict, updates: int, seed: int, extra: list) -> list:
@@ -94,18 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         fitted = {FITTED: predict(step, work, work / "fit.pt", "heldout", work / "fitted_w.pt", "predict fitted W"),
                   FITTED_ABLATION: predict(step, work, work / "fit.pt", "heldout_defonly", work / "fitted_w_definition_only.pt",
                                            "predict fitted W definition only")}
-        (work / "fit.pt").unlink()  # a whole model; its predictions and fit.json are what is kept
         logs, reports = {name: [] for name in RUNS}, {}
         for updates in budget["updates"]:
             predictions = {}
-            for name, options in RUNS.items():
+            for name in RUNS:
                 if name != SYSTEM and updates != budget["updates"][-1]:
                     continue  # one run straight to the largest length: same model, fewer start-ups
                 save_dir = work / "checkpoints" / slug(name)
-                if name == WARM:  # the warm start is the fitted-W baseline's W: same prompts, seed and lambda
-                    fit_lambda = json.loads((work / "fit.json").read_text())["lambda"]
-                    options = [*options, "--projection-init-samples", budget["fit_samples"],
-                               "--projection-init-lambda", fit_lambda]
+                # the warm start begins from the fitted-W baseline's own W (fit.pt)
+                options = ["--projection-init-from", work / "fit.pt"] if name == WARM else []
                 logs[name].append(step.run(f"train {slug(name)} {updates}", train_cmd(
                     work, original, save_dir, budget, updates, args.seed, [*options, *extra]), show=2))
                 largest = updates == budget["updates"][-1]
@@ -128,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             ], show=0)
             reports[updates] = json.loads((work / f"reconstruction_{updates}" / "report.json").read_text())
         shutil.rmtree(work / "checkpoints")
+        (work / "fit.pt").unlink()  # a whole model; its predictions and fit.json are what is kept
         curves = {name: training_curve("".join(log)) for name, log in logs.items()}
         plot_budget_curve(reports, work / "budget_curve.png")
         write_summary(work, args, budget, extra, reports, curves, step.timings, time.perf_counter() - started)

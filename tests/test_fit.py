@@ -94,6 +94,50 @@ def test_warm_start_starts_below_the_random_w(tiny_dir, family, caplog):
     assert model.projection.weight.grad is not None
 
 
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_warm_start_from_a_fit_checkpoint_is_the_least_squares_warm_start(tiny_dir, tmp_path, family, caplog):
+    """--projection-init-from fit.pt (defemb-fit's W, the training prompts not read again) starts
+    training where --projection-init least-squares with the same prompts, seed and lambda does,
+    and logs the same scores, the mean target row of the fit included."""
+    assert fit_main(["--pretrained-checkpoint", str(tiny_dir / family / "model.pt"), "--corpus", str(tiny_dir / "corpus"),
+                     "--out", str(tmp_path / "fit.pt"), "--samples", "30", "--lambda", "0.5", "--seed", "5",
+                     "--no-progress"]) == 0
+    torch.manual_seed(5)
+    task, fitted, _, _ = build_with_cfg(tiny_dir, family, ["--seed", "5", "--projection-init", "least-squares",
+                                                          "--projection-init-samples", "30",
+                                                          "--projection-init-lambda", "0.5"])
+    torch.manual_seed(5)
+    # defemb-fit's main configured logging (no propagation to the root): listen on the task's logger
+    task_logger = logging.getLogger("fairseq_defemb.tasks.definition_cloze")
+    task_logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger=task_logger.name):
+            loaded_task, loaded, _, _ = build_with_cfg(tiny_dir, family, ["--seed", "5", "--projection-init-from",
+                                                                         str(tmp_path / "fit.pt")])
+    finally:
+        task_logger.removeHandler(caplog.handler)
+    torch.testing.assert_close(loaded.projection.weight, fitted.projection.weight, rtol=1e-5, atol=1e-6)
+    valid, loaded_valid = task.projection_init_report["valid"], loaded_task.projection_init_report["valid"]
+    assert loaded_valid["read_as"] == "trained" and loaded_valid["states"] == valid["states"]
+    for key in ("mean_row", "random_W", "fitted_W"):
+        assert loaded_valid[key]["loss"] == pytest.approx(valid[key]["loss"], rel=1e-5), key
+    assert loaded_task.projection_init_report["fit"]["lambda"] == 0.5
+    assert f"mean target row {valid['mean_row']['loss']:.4f}" in caplog.text and "W loaded" in caplog.text
+
+
+def test_projection_init_from_refuses_another_model_and_two_inits(tiny_dir, tmp_path):
+    assert fit_main(["--pretrained-checkpoint", str(tiny_dir / "roberta" / "model.pt"), "--corpus",
+                     str(tiny_dir / "corpus"), "--out", str(tmp_path / "fit.pt"), "--samples", "10", "--lambda", "1",
+                     "--no-progress"]) == 0
+    with pytest.raises(ValueError, match="another pretrained checkpoint"):
+        build_with_cfg(tiny_dir, "bart", ["--projection-init-from", str(tmp_path / "fit.pt")])
+    with pytest.raises(ValueError, match="give one"):
+        build_with_cfg(tiny_dir, "roberta", ["--projection-init", "least-squares", "--projection-init-from",
+                                             str(tmp_path / "fit.pt")])
+    with pytest.raises(FileNotFoundError, match="defemb-fit"):
+        build_with_cfg(tiny_dir, "roberta", ["--projection-init-from", str(tmp_path / "missing.pt")])
+
+
 def test_least_squares_needs_the_pretrained_model(tiny_dir):
     from fairseq import options
 

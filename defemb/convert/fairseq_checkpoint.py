@@ -32,8 +32,10 @@ def build_pretraining_model(data_dir: str | Path, task: str, arch: str, extra_ar
     return task_obj, model, cfg
 
 
-def save_model_checkpoint(model: torch.nn.Module, cfg: Any, path: str | Path, num_updates: int = 0) -> Path:
-    """Save ``model`` as a trainer-format checkpoint (what ``checkpoint_best.pt`` holds)."""
+def save_model_checkpoint(model: torch.nn.Module, cfg: Any, path: str | Path, num_updates: int = 0,
+                          extra: dict | None = None) -> Path:
+    """Save ``model`` as a trainer-format checkpoint (what ``checkpoint_best.pt`` holds); ``extra``: more
+    top-level keys, which fairseq's loaders carry along and ignore."""
     state = {
         "args": None,
         "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True) if OmegaConf.is_config(cfg) else cfg,
@@ -44,6 +46,7 @@ def save_model_checkpoint(model: torch.nn.Module, cfg: Any, path: str | Path, nu
         ],
         "task_state": {},
         "extra_state": {"metrics": {}, "previous_training_time": 0.0},
+        **(extra or {}),
     }
     torch_save(state, path)
     return Path(path)

@@ -63,6 +63,12 @@ class DefinitionClozeConfig(FairseqDataclass):
         metadata={"help": "--projection-init least-squares: ridge lambda; default: the best of "
                   "0.01, 0.1, ..., 10000 by validation loss"},
     )
+    projection_init_from: Optional[str] = field(
+        default=None,
+        metadata={"help": "initial W copied from this checkpoint instead of --projection-init: fit.pt written by "
+                  "defemb-fit (the least-squares W without reading the training prompts again), or a "
+                  "definition_cloze checkpoint; its frozen embedding rows must equal this model's (checked)"},
+    )
     seed: int = II("common.seed")
 
 
@@ -119,37 +125,51 @@ class DefinitionClozeTask(FairseqTask):
         for dataset in self.datasets.values():
             dataset.set_corruption(self.corruption)
         logger.info(f"definition cloze corruption: {self.corruption}")
-        if self.cfg.projection_init == "least-squares" and not from_checkpoint:
-            self.fit_projection(model, cfg)
+        if not from_checkpoint:
+            if self.cfg.projection_init_from and self.cfg.projection_init != "random":
+                raise ValueError(f"--projection-init {self.cfg.projection_init} and --projection-init-from: give one")
+            if self.cfg.projection_init_from or self.cfg.projection_init == "least-squares":
+                self.initialise_projection(model, cfg)
         return model
 
-    def fit_projection(self, model, model_cfg) -> None:
-        """--projection-init least-squares: W from the frozen pretrained model, before any update."""
+    def initialise_projection(self, model, model_cfg) -> None:
+        """W before any update: fitted by least squares from the frozen pretrained model
+        (--projection-init least-squares) or copied from a checkpoint (--projection-init-from)."""
         import torch
 
-        from defemb.fit import fit_projection
+        from defemb.fit import fit_projection, load_projection
 
-        if not getattr(model_cfg, "pretrained_checkpoint", None):
-            raise ValueError("--projection-init least-squares reads the pretrained model: pass --pretrained-checkpoint")
         device = "cuda" if torch.cuda.is_available() and not getattr(model_cfg, "cpu", False) else "cpu"
-        model.to(device)
-        report = fit_projection(model, self, samples=self.cfg.projection_init_samples,
-                                lam=self.cfg.projection_init_lambda, seed=self.cfg.seed, valid_as_trained=True)
+        if self.cfg.projection_init_from:
+            model.to(device)
+            report = load_projection(model, self, self.cfg.projection_init_from, seed=self.cfg.seed)
+            fit = report["fit"]
+            logger.info(f"--projection-init-from {report['checkpoint']}: W loaded" + (
+                f" (defemb-fit: {fit['states']} states of {fit['prompts']} training prompts, lambda {fit['lambda']})"
+                if fit else " (not a defemb-fit checkpoint: no mean target row to score beside it)"))
+        else:
+            if not getattr(model_cfg, "pretrained_checkpoint", None):
+                raise ValueError("--projection-init least-squares reads the pretrained model: pass --pretrained-checkpoint")
+            model.to(device)
+            report = fit_projection(model, self, samples=self.cfg.projection_init_samples,
+                                    lam=self.cfg.projection_init_lambda, seed=self.cfg.seed, valid_as_trained=True)
+            logger.info(
+                f"--projection-init least-squares: W fitted on {report['fit']['states']} states of "
+                f"{report['fit']['prompts']} training prompts, lambda {report['lambda']} ({report['lambda_source']}), "
+                f"in {sum(report['seconds'].values()):.1f}s"
+            )
         model.cpu()  # the trainer places the model itself
         self.projection_init_report = report
         valid = report["valid"]
-        logger.info(
-            f"--projection-init least-squares: W fitted on {report['fit']['states']} states of "
-            f"{report['fit']['prompts']} training prompts, lambda {report['lambda']} ({report['lambda_source']}), "
-            f"in {sum(report['seconds'].values()):.1f}s"
-        )
         if "fitted_W" in valid:
-            logger.info(
-                f"valid loss before training ({valid['prompts']} prompts, corrupted as validation is): "
-                f"random W {valid['random_W']['loss']:.4f} (cosine {valid['random_W']['cosine']:.3f}), "
-                f"fitted W {valid['fitted_W']['loss']:.4f} (cosine {valid['fitted_W']['cosine']:.3f}), "
-                f"mean target row {valid['mean_row']['loss']:.4f} (cosine {valid['mean_row']['cosine']:.3f})"
-            )
+            # a W from defemb-fit or least squares is "fitted"; one from a trained checkpoint is not
+            label = "loaded" if self.cfg.projection_init_from and not report.get("fit") else "fitted"
+            scores = [f"random W {valid['random_W']['loss']:.4f} (cosine {valid['random_W']['cosine']:.3f})",
+                      f"{label} W {valid['fitted_W']['loss']:.4f} (cosine {valid['fitted_W']['cosine']:.3f})"]
+            if "mean_row" in valid:
+                scores.append(f"mean target row {valid['mean_row']['loss']:.4f} (cosine {valid['mean_row']['cosine']:.3f})")
+            logger.info(f"valid loss before training ({valid['prompts']} prompts, corrupted as validation is): "
+                        + ", ".join(scores))
 
     def set_mask_headword_everywhere(self, value: bool) -> None:
         """Override the stored ``--mask-headword-everywhere`` (prediction from a checkpoint trained without it)."""
