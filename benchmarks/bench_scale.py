@@ -181,10 +181,10 @@ def probe_train(corpus: str, corruption: str, sampled: int) -> dict:
 
     batches = plan(1)
     startup, startup_cpu = time.perf_counter() - begin, time.process_time() - cpu_begin
-    start, cpu_start = time.perf_counter(), time.process_time()
+    cpu_start = time.process_time()
     ds.set_epoch(2)
     batches = plan(2)  # fairseq-train re-plans every epoch: the corruption is redrawn
-    replan, replan_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    replan_cpu = time.process_time() - cpu_start
     chosen = [batches[int(i)] for i in np.linspace(0, len(batches) - 1, min(sampled, len(batches)))]
     data, data_cpu, gpu = 0.0, 0.0, 0.0
     for batch in chosen:

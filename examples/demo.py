@@ -26,7 +26,8 @@ from defemb.data.corpus_format import load_split
 from defemb.surgery.selection import select_rows
 from defemb.data.vocabulary import load_model_dictionary
 
-from demo_support import BIN, REPO, Step, parse_demo_args, plot_mimic_curve, run_surgeries, training_curve
+from demo_support import (BIN, Step, definition_cloze_cmd, parse_demo_args, plot_mimic_curve, run_surgeries,
+                          training_curve)
 
 # CPU budgets. benchmarks/results.json: this 6-layer, 384-wide encoder trains at ~2,500 tokens/s
 # and predicts at ~8,800 tokens/s on 2 cores, so prompts are kept short (32 tokens), the corpus
@@ -96,19 +97,12 @@ def binarize_task_text(out_dir: Path, dict_path: Path, vocab_txt: Path, max_docs
 
 
 def train_cmd(work: Path, original: Path, save_dir: Path, budget: dict, seed: int, extra: list) -> list:
-    """definition_cloze as the paper trains it (Adam, inverse_sqrt), scaled to the CPU budget."""
+    """definition_cloze as the paper trains it, scaled to the CPU budget."""
     updates = budget["updates"]
-    return [
-        BIN / "fairseq-train", work / "definitions", "--user-dir", REPO / "fairseq_defemb",
-        "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", "defemb_roberta",
-        "--pretrained-checkpoint", original / "model.pt", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
-        "--weight-decay", "0.01", "--lr", "5e-4", "--lr-scheduler", "inverse_sqrt",
-        "--warmup-updates", max(1, updates // 10), "--warmup-init-lr", "1e-7", "--max-tokens", budget["max_tokens"],
-        "--max-update", updates, "--validate-interval-updates", max(1, updates // 5), "--cpu", "--num-workers", "0",
-        "--required-batch-size-multiple", "1", "--save-dir", save_dir, "--no-epoch-checkpoints",
-        "--no-last-checkpoints", "--log-format", "simple", "--log-interval", max(1, updates // 60), "--seed", seed,
-        *extra,
-    ]
+    return definition_cloze_cmd(work / "definitions", original / "model.pt", save_dir, arch="defemb_roberta", lr="5e-4",
+                                warmup=max(1, updates // 10), max_tokens=budget["max_tokens"], updates=updates, seed=seed,
+                                extra=["--validate-interval-updates", max(1, updates // 5), "--no-last-checkpoints",
+                                       "--log-interval", max(1, updates // 60), *extra])
 
 
 def definition_model_table(warm_log: str, curves: dict) -> list[dict]:

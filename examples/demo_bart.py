@@ -50,7 +50,8 @@ from defemb.surgery.selection import select_rows, task_token_ids
 from defemb.data.vocabulary import load_model_dictionary
 from defemb.corpus.gcide import read_gcide
 
-from demo_support import BIN, REPO, Step, parse_demo_args, first_json, plot_mimic_curve, run_surgeries, training_curve
+from demo_support import (BIN, CPU, REPO, Step, definition_cloze_cmd, first_json, parse_demo_args, plot_mimic_curve,
+                          run_surgeries, training_curve)
 
 GPT2 = REPO / ".cache" / "gpt2"
 ASPECTS = ("challenge", "approach", "outcome")
@@ -69,7 +70,6 @@ MODEL = ["--arch", ARCH, "--encoder-layers", "3", "--decoder-layers", "3", "--en
          "--encoder-attention-heads", "4", "--decoder-attention-heads", "4",
          "--max-source-positions", str(MAX_POSITIONS), "--max-target-positions", str(MAX_POSITIONS)]
 BPE = ["--bpe", "gpt2", "--gpt2-encoder-json", str(GPT2 / "encoder.json"), "--gpt2-vocab-bpe", str(GPT2 / "vocab.bpe")]
-CPU = ["--cpu", "--num-workers", "0", "--required-batch-size-multiple", "1", "--log-format", "simple"]
 
 BUDGETS = {
     "full": {"gcide_lines": 30000, "valid_papers": 3, "pretrain_updates": 800, "snapshots": 16, "definition_prompts": 16000,
@@ -366,15 +366,11 @@ def main(argv: list[str] | None = None) -> int:
             "--valid-size", max(20, budget["definition_prompts"] // 50), "--workers", "2", "--seed", args.seed,
             "--out", work / "definitions", "--no-progress"])
         updates = budget["definition_updates"]
-        definition_log = step.run("definition_cloze", [
-            BIN / "fairseq-train", work / "definitions", "--user-dir", REPO / "fairseq_defemb",
-            "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", "defemb_bart",
-            "--pretrained-checkpoint", original / "model.pt", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
-            "--weight-decay", "0.01", "--lr", "5e-4", "--lr-scheduler", "inverse_sqrt", "--warmup-updates",
-            max(1, updates // 10), "--warmup-init-lr", "1e-7", "--max-tokens", "4096", "--max-update", updates,
-            "--validate-interval-updates", max(1, updates // 5), "--save-dir", work / "definition-checkpoints",
-            "--no-epoch-checkpoints", "--no-last-checkpoints", "--log-interval", max(1, updates // 60),
-            "--seed", args.seed, *CPU])
+        definition_log = step.run("definition_cloze", definition_cloze_cmd(
+            work / "definitions", original / "model.pt", work / "definition-checkpoints", arch="defemb_bart", lr="5e-4",
+            warmup=max(1, updates // 10), max_tokens=4096, updates=updates, seed=args.seed,
+            extra=["--validate-interval-updates", max(1, updates // 5), "--no-last-checkpoints",
+                   "--log-interval", max(1, updates // 60)]))
         curve = training_curve(definition_log)
         plot_mimic_curve(curve, work / "definition_training_curve.png", "definition_cloze on the demo's BART")
         task_ids = task_token_ids(work / "task-bin", dictionary, original / "dict.txt").ids

@@ -18,6 +18,9 @@ from defemb.cli.logging_setup import configure_cli_logging
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
+# fairseq-train and -generate on this machine: no GPU, no DataLoader workers, every batch kept
+# (fairseq drops a last batch smaller than the multiple), the log the demos parse.
+CPU = ["--cpu", "--num-workers", "0", "--required-batch-size-multiple", "1", "--log-format", "simple"]
 
 # glibc hands every large tensor back to the kernel and faults it in again on the next batch;
 # with big logits (vocabulary x tokens) that was ~30% of a CPU training step here. Keeping freed
@@ -85,6 +88,21 @@ class Step:
         result = function(*args, **kwargs)
         self.timings[name] = round(time.perf_counter() - start, 1)
         return result
+
+
+def definition_cloze_cmd(definitions: Path, pretrained: Path, save_dir: Path, *, arch: str, lr: float | str,
+                         warmup: int, max_tokens: int, updates: int, seed: int, extra: list = ()) -> list:
+    """``fairseq-train --task definition_cloze`` with the paper's optimiser and schedule (Adam
+    (0.9, 0.98), weight decay 0.01, inverse_sqrt after a warm-up from 1e-7) at a demo's CPU budget;
+    ``extra``: the caller's validation, checkpoint, logging and W options."""
+    return [
+        BIN / "fairseq-train", definitions, "--user-dir", REPO / "fairseq_defemb",
+        "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", arch,
+        "--pretrained-checkpoint", pretrained, "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
+        "--weight-decay", "0.01", "--lr", lr, "--lr-scheduler", "inverse_sqrt", "--warmup-updates", warmup,
+        "--warmup-init-lr", "1e-7", "--max-tokens", max_tokens, "--max-update", updates,
+        "--save-dir", save_dir, "--no-epoch-checkpoints", "--seed", seed, *CPU, *extra,
+    ]
 
 
 def training_curve(log: str) -> dict[str, list[float]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from defemb.atomic_io import atomic_output_dir
 
 from demo import minilm_dir
-from demo_support import BIN, REPO, Step, parse_demo_args, training_curve
+from demo_support import BIN, Step, definition_cloze_cmd, parse_demo_args, training_curve
 
 # CPU budgets. Each training run has a fixed warm-up: inverse_sqrt's rate does not depend on
 # --max-update, so the model after 80 updates of the 1,000-update run is the 80-update model, and a
@@ -42,17 +42,12 @@ RUNS = (SYSTEM, WARM)
 
 
 def train_cmd(work: Path, original: Path, save_dir: Path, budget: dict, updates: int, seed: int, extra: list) -> list:
-    return [
-        BIN / "fairseq-train", work / "definitions", "--user-dir", REPO / "fairseq_defemb",
-        "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", "defemb_roberta",
-        "--pretrained-checkpoint", original / "model.pt", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
-        "--weight-decay", "0.01", "--lr", budget["lr"], "--lr-scheduler", "inverse_sqrt",
-        "--warmup-updates", budget["warmup"], "--warmup-init-lr", "1e-7", "--max-tokens", budget["max_tokens"],
-        "--max-update", updates, "--validate-interval-updates", updates, "--cpu", "--num-workers", "0",
-        "--required-batch-size-multiple", "1", "--save-dir", save_dir, "--no-epoch-checkpoints",
-        "--save-interval-updates", updates, "--keep-interval-updates", "1", "--log-format", "simple",
-        "--log-interval", max(1, budget["updates"][-1] // 100), "--seed", seed, *extra,
-    ]
+    """definition_cloze as the paper trains it, validated and saved at ``updates`` (a later length resumes)."""
+    return definition_cloze_cmd(work / "definitions", original / "model.pt", save_dir, arch="defemb_roberta",
+                                lr=budget["lr"], warmup=budget["warmup"], max_tokens=budget["max_tokens"], updates=updates,
+                                seed=seed, extra=["--validate-interval-updates", updates, "--save-interval-updates", updates,
+                                                  "--keep-interval-updates", "1",
+                                                  "--log-interval", max(1, budget["updates"][-1] // 100), *extra])
 
 
 def predict(step: Step, work: Path, checkpoint: Path, split: str, out: Path, name: str) -> Path:

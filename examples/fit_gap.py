@@ -280,7 +280,7 @@ def ladder(args, features: dict) -> list[dict]:
         if ".valid." in name and name.startswith("full.I"):
             r[name].prompts = r[name].prompts + (1 << 24)
     held = {"I": features["held_i"], "E": features["held_e"]}
-    nspecial, mask = features["nspecial"], features["mask_idx"]
+    nspecial = features["nspecial"]
     candidates = {"non-special rows": np.arange(nspecial, len(emb)), "all rows": np.arange(len(emb))}
     def have(*names: str) -> bool:
         return all(n in r for n in names)
