@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.flops import GPU_NAME, GPU_PEAK_FLOPS, GPU_UTILISATION, PAPER_DEFINITIONS, flops_per_sequence, layer_params
-from benchmarks.harness import BIN, GPT2, HERE, TRAIN_MAX_TOKENS, PREDICT_MAX_TOKENS, Fixtures, growth_exponent, last_json, log, run
+from benchmarks.harness import BIN, GPT2, TRAIN_MAX_TOKENS, PREDICT_MAX_TOKENS, Fixtures, growth_exponent, last_json, log, run
 
 SIZES = (170_000, 500_000, PAPER_DEFINITIONS)
 QUICK_SIZES = (4_000, 8_000, 16_000)
