@@ -371,5 +371,9 @@ def fit_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Pat
         "prompts": report["fit"]["prompts"], "states": report["fit"]["states"], "seed": seed, "positions": positions}})
     report.update(checkpoint=str(out), pretrained_checkpoint=str(pretrained_checkpoint), corpus=str(corpus),
                   arch=cfg.model.arch)
-    write_json(out.with_suffix(".json"), report)
+    try:
+        write_json(out.with_suffix(".json"), report)
+    except BaseException:  # the pair appears together or not at all
+        out.unlink(missing_ok=True)
+        raise
     return report

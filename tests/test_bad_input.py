@@ -18,6 +18,7 @@ from defemb.cli.corpus import main as corpus_main
 from defemb.cli.predict import main as predict_main
 from defemb.cli.surgery import main as surgery_main
 from defemb.convert.fairseq_checkpoint import save_model_checkpoint
+from test_convert_hf import WORDS as BERT_WORDS, save_tiny_bert
 from test_corpus_alignment import MINILM_VOCAB, write_wordpiece_dict
 from test_definition_cloze import build_with_cfg
 
@@ -113,6 +114,8 @@ def test_empty_definition_file(tmp_path, capsys):
 
 # -- disk full -----------------------------------------------------------------------------------
 
+TINY_BERT_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *BERT_WORDS]
+
 def run_with_file_limit(argv: list[str], limit: int, cwd: Path) -> subprocess.CompletedProcess:
     def small_disk() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
@@ -135,6 +138,10 @@ def test_disk_full_exits_2_and_leaves_nothing(tiny_dir, definition_checkpoint, t
                           "--source", "numbers", "--no-progress", "--out", "defs"],
         "defemb-analyze": ["--checkpoint", str(tiny_dir / "roberta" / "model.pt"), "--dict", str(tiny_dir / "roberta" / "dict.txt"),
                            "--no-progress", "--out", "analysis"],
+        "defemb-convert-hf": ["--model-dir", str(save_tiny_bert(tmp_path / "inputs" / "bert", TINY_BERT_VOCAB)),
+                              "--out", "converted"],
+        "defemb-fit": ["--pretrained-checkpoint", str(tiny_dir / "roberta" / "model.pt"), "--corpus", str(tiny_dir / "corpus"),
+                       "--samples", "10", "--lambda", "1", "--no-progress", "--out", "fit.pt"],
     }
     for command, argv in commands.items():
         # 1 kB: below every output's size (the predictions file is the smallest, ~1.4 kB)

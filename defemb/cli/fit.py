@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size, positions=args.positions,
             exclude_token_ids=read_token_ids(args.exclude_token_ids, "--exclude-token-ids") if args.exclude_token_ids else None,
             device=args.device, progress=not args.no_progress)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # OSError: a missing input, or an output that could not be written
         print(f"defemb-fit: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps({k: report[k] for k in ("lambda", "fit", "valid")}))
