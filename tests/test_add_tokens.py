@@ -437,7 +437,7 @@ def test_transformers_defemb_init_with_a_model_of_the_converted_dictionary(tmp_p
     assert [w["id"] for w in a] == [400, 401, 402, 403] and [w["norm"] for w in a] != [w["norm"] for w in b]
 
 
-def test_transformers_defemb_init_on_bert_maps_its_ids_to_the_converted_dictionary(tmp_path):
+def test_transformers_defemb_init_on_bert_maps_its_ids_to_the_converted_dictionary(tmp_path, capsys):
     """--init defemb on a transformers BERT: defemb-convert-hf moves the specials, so the prompts
     (transformers ids) are mapped to the converted dict.txt's ids before the definition model
     reads them. The rows equal those predicted from the same prompts tokenized on the fairseq side."""
@@ -466,8 +466,10 @@ def test_transformers_defemb_init_on_bert_maps_its_ids_to_the_converted_dictiona
     fit_definition_model(pretrained_checkpoint=fs / "model.pt", corpus=tmp_path / "defs", out=tmp_path / "fit.pt")
     words = tmp_path / "w.tsv"
     words.write_text("covid\tn\tan infectious disease of the earth\nfloofy\tadj\tsoft like the river\n")
-    base = ["--hf-model", src, "--words", words, "--max-prompt-tokens", "38"]
+    base = ["--hf-model", src, "--words", words, "--max-prompt-tokens", "38", "--no-progress"]
+    capsys.readouterr()
     assert run(base + ["--init", "defemb", "--definition-model", tmp_path / "fit.pt", "--out", tmp_path / "a"]) == 0
+    assert "Loading weights" not in capsys.readouterr().err  # --no-progress quiets transformers' bars too
     report = json.loads((tmp_path / "a" / "add_tokens.json").read_text())
     assert [w["form"] for w in report["words"]] == ["covid", "floofy"]  # WordPiece: one form per word
     new_ids = [w["id"] for w in report["words"]]

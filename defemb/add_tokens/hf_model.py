@@ -18,6 +18,7 @@ is fairseq id ``DictionaryPlan.rows[k]``), so the prompts, tokenized here by the
 tokenizer, are mapped to fairseq ids before the definition model reads them. The predicted rows
 need no mapping: the embedding matrix was permuted, not transformed, so a row is a row of either.
 """
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -104,12 +105,34 @@ def _definition_dictionary(hf_model: Path, config, tmp: Path) -> tuple[Path, np.
     return tmp / "dict.txt", None
 
 
+@contextlib.contextmanager
+def _transformers_bars(enabled: bool):
+    """transformers' own progress bars (loading and writing weights) as ``--no-progress`` says, restored after."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()
+
+
 def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: str | Path,
                   definition_model: str | Path | None = None, replace: bool = False, max_prompt_tokens: int = 256,
                   neighbours: int = 5, device: str = "cpu", overwrite: bool = False, progress: bool = False) -> dict:
     """Write ``out``: the transformers model and tokenizer of ``hf_model`` with the words of ``words``
     added and initialised by ``init`` (see the module docstring), and add_tokens.json (the returned
     report), atomically."""
+    with _transformers_bars(progress):
+        return _add_tokens_hf(hf_model=hf_model, words=words, init=init, out=out, definition_model=definition_model,
+                              replace=replace, max_prompt_tokens=max_prompt_tokens, neighbours=neighbours,
+                              device=device, overwrite=overwrite, progress=progress)
+
+
+def _add_tokens_hf(*, hf_model: Path | str, words: str | Path, init: str, out: str | Path,
+                   definition_model: str | Path | None, replace: bool, max_prompt_tokens: int,
+                   neighbours: int, device: str, overwrite: bool, progress: bool) -> dict:
     from transformers import AddedToken
 
     hf_model = Path(hf_model)
