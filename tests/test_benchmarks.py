@@ -164,3 +164,30 @@ def test_scale_rows_misses_and_growth():
     assert "scale corpus: 728 s" in misses and "load average was 5.0 to 6.0 on 2 cores" in misses
     assert "used 546 CPU seconds (main 182, the 2 workers 182 + 182)" in misses and "at least 182 s" in misses
     assert "scale RoBERTa (bert): an epoch's data work is 6.0%" in misses and "BART (sentinel): an epoch" not in misses
+
+
+@pytest.mark.slow
+def test_scale_stage_runs_end_to_end_at_a_tiny_size(tmp_path, monkeypatch):
+    """`make bench ONLY=scale` in miniature (what --quick runs, at two smaller sizes): the fixture, the
+    corpus build through `defemb-corpus --source wiktionary`, the four probes in fresh processes, the
+    growth exponents and the report's rows. Every figure is checked for presence and sense, none for
+    its speed."""
+    from benchmarks import bench_scale
+    from benchmarks.harness import Fixtures
+
+    monkeypatch.setattr(bench_scale, "QUICK_SIZES", (400, 800))
+    result = bench_scale.bench_scale(Fixtures(tmp_path, quick=True))
+    assert [p["definitions"] for p in result["sizes"]] == [400, 800]
+    for point in result["sizes"]:
+        assert point["fixture"]["definitions"] == point["definitions"]
+        corpus = point["corpus"]
+        assert 0.9 * point["definitions"] <= corpus["prompts"] <= point["definitions"] and corpus["peak_rss_bytes"] > 0
+        for corruption in ("sentinel", "bert"):
+            train, predict = point[f"train_{corruption}"], point[f"predict_{corruption}"]
+            assert train["prompts"] == corpus["splits"]["train"] and train["batches"] >= 1
+            assert 0 < train["data_share_of_gpu_step"] and train["gpu_seconds_per_batch"] > 0
+            # sentinel predicts one item per prompt; bert one per headword occurrence (more)
+            assert predict["items"] >= corpus["prompts"] if corruption == "bert" else predict["items"] == corpus["prompts"]
+    assert set(result["growth_exponents"]) == set(bench_scale.FIGURES)
+    rows = [row for row in table_rows({"scale": {**result, "quick": True, "stage_seconds": 1}}) if row[0].startswith("scale")]
+    assert len(rows) == 10 and all(row[-1] in ("met", "**missed**") for row in rows)
