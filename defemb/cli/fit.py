@@ -60,7 +60,8 @@ def summary(report: dict) -> str:
         lines.append(f"valid ({valid['prompts']:,} prompts, {valid['states']:,} states), Eq. 5 loss / cosine:")
         lines += [f"  {name:<15} {valid[key]['loss']:.4f} / {valid[key]['cosine']:.3f}"
                   for name, key in (("mean target row", "mean_row"), ("random W", "random_W"), ("fitted W", "fitted_W"))]
-    lines.append(f"-> {report['checkpoint']} (defemb-predict --checkpoint {report['checkpoint']} --corpus {report['corpus']})")
+    lines.append(f"-> {report['checkpoint']} (defemb-predict --checkpoint {report['checkpoint']} --corpus {report['corpus']}; "
+                 f"to train from this W: fairseq-train ... --task definition_cloze --projection-init-from {report['checkpoint']})")
     return "\n".join(lines)
 
 
