@@ -59,16 +59,12 @@ def prediction_flops(family: str, samples: list[dict]) -> float:
 def predict_pair(fx: Fixtures, family: str, prompts: int, repeats: int, against_one_at_a_time: bool) -> dict:
     """``predict_embeddings`` (what defemb-predict runs) against one batched forward over the
     same pre-collated batches (the bound) and, optionally, against one token at a time."""
-    from fairseq.data import data_utils
-
     from defemb.predict import load_definition_model, predict_with_model
 
     corpus = fx.subset(prompts)
     model, task = load_definition_model(save_trained_like(fx, family, corpus), corpus)
     ds = task.build_cloze_dataset("train", predict=True)
-    order = ds.ordered_indices()
-    batches = data_utils.batch_by_size(order, ds.num_tokens, num_tokens_vec=ds.num_tokens_vec(order),
-                                       max_tokens=PREDICT_MAX_TOKENS, required_batch_size_multiple=1)
+    batches = ds.batch_by_size(ds.ordered_indices(), max_tokens=PREDICT_MAX_TOKENS)
     samples = [ds.collate_indices(b) for b in batches]
     tokens = sum(s["ntokens"] for s in samples)
 

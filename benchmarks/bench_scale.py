@@ -227,8 +227,6 @@ class NullModel:
 
 
 def probe_predict(corpus: str, corruption: str) -> dict:
-    from fairseq.data import data_utils
-
     from defemb.predict import predict_with_model
 
     task = load_task(corpus, corruption)
@@ -240,8 +238,7 @@ def probe_predict(corpus: str, corruption: str) -> dict:
         ds = task.build_cloze_dataset(split, predict=True)
         order = ds.ordered_indices()
         items += len(order)
-        batches += len(data_utils.batch_by_size(order, ds.num_tokens, num_tokens_vec=ds.num_tokens_vec(order),
-                                                max_tokens=PREDICT_MAX_TOKENS, required_batch_size_multiple=1))
+        batches += len(ds.batch_by_size(order, max_tokens=PREDICT_MAX_TOKENS))
     table = time.process_time() - start
     start, wall = time.process_time(), time.perf_counter()
     ids, _, _ = predict_with_model(NullModel(len(task.dictionary), 1), task, ("train", "valid"),

@@ -14,10 +14,7 @@ from benchmarks.harness import (BART_LAYERS, FFN, ROBERTA_LAYERS, TRAIN_MAX_TOKE
 def spread_batches(ds, max_tokens: int, count: int) -> list:
     """``count`` batches of fairseq's length-bucketed batching, spread over the buckets
     (not only the shortest prompts)."""
-    from fairseq.data import data_utils
-
-    order = ds.ordered_indices()
-    batches = data_utils.batch_by_size(order, ds.num_tokens, num_tokens_vec=ds.num_tokens_vec(order), max_tokens=max_tokens)
+    batches = ds.batch_by_size(ds.ordered_indices(), max_tokens=max_tokens)
     return [batches[int(i)] for i in np.linspace(0, len(batches) - 1, min(count, len(batches)))]
 
 

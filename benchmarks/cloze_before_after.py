@@ -53,10 +53,9 @@ def main() -> int:
     print(f"size filter (sentinel): per item "
           f"{timed(lambda: data_utils._filter_by_size_dynamic(order, lambda i: ref_lengths(ds, i, occ), (512, 512))):.2f} s, "
           f"arrays {timed(fresh_filter):.3f} s")
-    batches = data_utils.batch_by_size(order, ds.num_tokens, num_tokens_vec=ds.num_tokens_vec(order), max_tokens=4096)
+    batches = ds.batch_by_size(order, max_tokens=4096)
     per_item = timed(lambda: data_utils.batch_by_size(order, lambda i: max(ref_lengths(ds, i, occ)), max_tokens=4096))
-    arrays = timed(lambda: data_utils.batch_by_size(order, ds.num_tokens, num_tokens_vec=ds.num_tokens_vec(order),
-                                                    max_tokens=4096))
+    arrays = timed(lambda: ds.batch_by_size(order, max_tokens=4096))
     print(f"batch plan ({len(batches):,} batches): per item {per_item:.2f} s, arrays {arrays:.3f} s")
     chosen = [batches[int(i)] for i in np.linspace(0, len(batches) - 1, 100)]
     for corruption in ("sentinel", "bert"):

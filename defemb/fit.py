@@ -58,24 +58,25 @@ class ReadStates:
     positions: torch.Tensor | None = None
 
 
+def headword_read_positions(dataset) -> np.ndarray:
+    """Per prompt, where its headword as written (the first variant) is read when it is one subword:
+    the first span's start (encoder-only) or decoder position 1 (BART: the target after the first
+    sentinel); -1 when it is several subwords."""
+    a = dataset.arrays
+    first = a.first_span[:-1]  # every prompt has a span (defemb-corpus writes at least one)
+    one = a.span_widths[first] == 1
+    return np.where(one, 1 if dataset.corruption == "sentinel" else a.span_begin[first].astype(np.int64), -1)
+
+
 def headword_prompts(dataset) -> np.ndarray:
     """Prompts whose first variant (the headword as written) is one subword, ascending."""
-    spans = dataset.corpus.spans
-    return np.array([i for i in range(len(dataset.corpus)) if int(spans[i][1]) - int(spans[i][0]) == 1], dtype=np.int64)
+    return np.nonzero(headword_read_positions(dataset) >= 0)[0]
 
 
 def headword_rows(read: ReadStates, dataset) -> torch.Tensor:
-    """Which rows of ``read`` are a one-subword headword read at its own position: the prompt's first
-    span start (encoder-only) or decoder position 1 (BART: the target after the first sentinel)."""
-    first = {}
-    keep = []
-    sentinel = dataset.corruption == "sentinel"
-    for prompt, position in zip(read.definitions.tolist(), read.positions.tolist()):
-        if prompt not in first:
-            start, end = (int(v) for v in dataset.corpus.spans[prompt][:2])
-            first[prompt] = (1 if sentinel else start) if end - start == 1 else -1
-        keep.append(position == first[prompt])
-    return torch.tensor(keep, dtype=torch.bool)
+    """Which rows of ``read`` are a one-subword headword read at its own position."""
+    where = headword_read_positions(dataset)[read.definitions.numpy()]
+    return torch.from_numpy(read.positions.numpy() == where)
 
 
 def sample_prompts(dataset, samples: int | None, seed: int, exclude_token_ids: set[int] | None = None,
@@ -101,7 +102,6 @@ def read_states(model, dataset, prompts: np.ndarray | None = None, *, items: np.
     an item is one headword occurrence, a row of ``dataset.occurrences``), in eval mode without
     gradients; the model's mode is restored."""
     from fairseq import utils
-    from fairseq.data import data_utils
 
     device = next(model.parameters()).device
     order = dataset.ordered_indices()
@@ -109,8 +109,7 @@ def read_states(model, dataset, prompts: np.ndarray | None = None, *, items: np.
         order = order[np.isin(dataset.item_prompts()[order], prompts)]
     if items is not None:
         order = order[np.isin(order, items)]
-    batches = data_utils.batch_by_size(order, dataset.num_tokens, num_tokens_vec=dataset.num_tokens_vec(order),
-                                       max_tokens=max_tokens, max_sentences=batch_size, required_batch_size_multiple=1)
+    batches = dataset.batch_by_size(order, max_tokens=max_tokens, max_sentences=batch_size)
     states, targets, definitions, positions = [], [], [], []
     was_training = model.training
     model.eval()

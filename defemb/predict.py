@@ -100,7 +100,6 @@ def predict_with_model(
     every occurrence, so a definition weighs as many times as its variants contain the token.
     """
     from fairseq import utils
-    from fairseq.data import data_utils
 
     check_average(average)
     device = next(model.parameters()).device
@@ -126,8 +125,7 @@ def predict_with_model(
             wanted = np.nonzero(hit)[0] if dataset.corruption == "bert" else np.unique(table[hit, 0])
             indices = indices[np.isin(indices, wanted)]
         keys, key_weights = occurrence_weights(average, dataset.occurrences, id_space)
-        batches = data_utils.batch_by_size(indices, dataset.num_tokens, num_tokens_vec=dataset.num_tokens_vec(indices),
-                                           max_tokens=max_tokens, max_sentences=batch_size, required_batch_size_multiple=1)
+        batches = dataset.batch_by_size(indices, max_tokens=max_tokens, max_sentences=batch_size)
         for batch in tqdm(batches, desc=f"predict {split}", unit="batch", disable=not progress):
             sample = dataset.collate_indices(batch)
             net_input = utils.move_to_cuda(sample["net_input"]) if device.type == "cuda" else sample["net_input"]

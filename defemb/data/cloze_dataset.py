@@ -49,8 +49,8 @@ class _IndexArrays:
         self.span_begin, self.span_end = bounds[:, 0], bounds[:, 1]
         self.spans_per_prompt = np.asarray(corpus.spans.sizes, dtype=np.int64) // 2
         self.first_span = np.concatenate([[0], np.cumsum(self.spans_per_prompt)])
-        span_prompt = np.repeat(np.arange(len(corpus), dtype=np.int32), self.spans_per_prompt)
-        widths = (self.span_end - self.span_begin).astype(np.int64)
+        self.span_prompt = span_prompt = np.repeat(np.arange(len(corpus), dtype=np.int64), self.spans_per_prompt)
+        self.span_widths = widths = (self.span_end - self.span_begin).astype(np.int64)
         self.subwords = np.bincount(span_prompt, weights=widths, minlength=len(corpus)).astype(np.int64)
         # Batches are built on spans in order, apart (as defemb-corpus writes them): a corpus
         # with others would be read differently from its per-item meaning, so it is refused.
@@ -127,10 +127,8 @@ class DefinitionClozeDataset(FairseqDataset):
         filters by token."""
         if self._occurrences is None:
             a = self.arrays
-            widths = (a.span_end - a.span_begin).astype(np.int64)
-            span_prompt = np.repeat(np.arange(len(self.corpus), dtype=np.int64), a.spans_per_prompt)
-            prompt = np.repeat(span_prompt, widths)
-            position = _ranges(a.span_begin.astype(np.int64), widths)
+            prompt = np.repeat(a.span_prompt, a.span_widths)
+            position = _ranges(a.span_begin.astype(np.int64), a.span_widths)
             token = a.tokens[a.prompt_start[prompt] + position].astype(np.int64)
             self._occurrences = np.stack([prompt, position, token], axis=1)
         return self._occurrences
