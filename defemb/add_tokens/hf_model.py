@@ -124,15 +124,6 @@ def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: st
     """Write ``out``: the transformers model and tokenizer of ``hf_model`` with the words of ``words``
     added and initialised by ``init`` (see the module docstring), and add_tokens.json (the returned
     report), atomically."""
-    with _transformers_bars(progress):
-        return _add_tokens_hf(hf_model=hf_model, words=words, init=init, out=out, definition_model=definition_model,
-                              replace=replace, max_prompt_tokens=max_prompt_tokens, neighbours=neighbours,
-                              device=device, overwrite=overwrite, progress=progress)
-
-
-def _add_tokens_hf(*, hf_model: Path | str, words: str | Path, init: str, out: str | Path,
-                   definition_model: str | Path | None, replace: bool, max_prompt_tokens: int,
-                   neighbours: int, device: str, overwrite: bool, progress: bool) -> dict:
     from transformers import AddedToken
 
     hf_model = Path(hf_model)
@@ -141,7 +132,8 @@ def _add_tokens_hf(*, hf_model: Path | str, words: str | Path, init: str, out: s
     check_request(init=init, definition_model=definition_model, source=hf_model, out=out, overwrite=overwrite)
     skips = SkipLog()
     new_words = read_words(words, skips)
-    config, tokenizer, model = _load(hf_model)
+    with _transformers_bars(progress):
+        config, tokenizer, model = _load(hf_model)
     byte_level = config.model_type != "bert"
     backend = TransformersBackend(tokenizer, byte_level)
     old = model.get_input_embeddings().weight.detach().clone()
@@ -211,7 +203,8 @@ def _add_tokens_hf(*, hf_model: Path | str, words: str | Path, init: str, out: s
         "skipped_lines": skips.as_dict(), **notes,
     }
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        with _transformers_bars(progress):
+            model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / REPORT_FILE, report)
     return report
