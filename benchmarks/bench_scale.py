@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.flops import GPU_NAME, GPU_PEAK_FLOPS, GPU_UTILISATION, PAPER_DEFINITIONS, flops_per_sequence, layer_params
+from benchmarks.flops import (BASE_FFN, BASE_LAYERS, BASE_WIDTH, GPU_NAME, GPU_PEAK_FLOPS, GPU_UTILISATION, LARGE_FFN,
+                              LARGE_LAYERS, LARGE_WIDTH, PAPER_DEFINITIONS, flops_per_sequence, layer_params)
 from benchmarks.harness import BIN, GPT2, TRAIN_MAX_TOKENS, PREDICT_MAX_TOKENS, Fixtures, growth_exponent, last_json, log, run
 
 SIZES = (170_000, 500_000, PAPER_DEFINITIONS)
@@ -39,7 +40,8 @@ SAMPLED_BATCHES = 1000  # batches of an epoch timed for the per-batch data work 
 BOUNDS = {"corpus_seconds": 600, "corpus_peak_rss_gb": 4, "startup_seconds": 30, "data_share_of_gpu_step": 0.05,
           "predict_non_model_seconds": 60, "data_memory_gb": 2}
 # The GPU models the data work is set against: (layers, width, ffn), encoder-decoder or not.
-GPU_MODELS = {"sentinel": ("BART-large", 12, 1024, 4096, True), "bert": ("RoBERTa-base", 12, 768, 3072, False)}
+GPU_MODELS = {"sentinel": ("BART-large", LARGE_LAYERS, LARGE_WIDTH, LARGE_FFN, True),
+              "bert": ("RoBERTa-base", BASE_LAYERS, BASE_WIDTH, BASE_FFN, False)}
 
 
 # -- the fixture -------------------------------------------------------------------
