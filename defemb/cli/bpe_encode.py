@@ -11,11 +11,11 @@ turns BPE-id lines back into text (fairseq-generate does the same with --bpe gpt
 import argparse
 import contextlib
 import sys
-from multiprocessing import Pool
 from pathlib import Path
 
 from defemb.add_tokens.gpt2_text import ADDED_TOKENS_FILE, AddedTokenEncoder, read_added_tokens
 from defemb.atomic_io import atomic_output_file
+from defemb.parallel import WorkerDied, chunks, ordered_map
 
 DESCRIPTION = __doc__.split("\n", 1)[1]
 _encoder: AddedTokenEncoder | None = None
@@ -53,8 +53,8 @@ def _encode_lines(lines: tuple[str, ...], keep_empty: bool, decode: bool) -> lis
     return out
 
 
-def _work(args):
-    return _encode_lines(*args)
+def _work_chunk(jobs: list[tuple]) -> list[list[str] | None]:
+    return [_encode_lines(*job) for job in jobs]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,28 +69,43 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as err:
         print(f"defemb-bpe-encode: error: {err}", file=sys.stderr)
         return 2
+    try:
+        dropped = _encode_files(args.inputs, args.outputs, keep_empty=args.keep_empty, decode=args.decode,
+                                workers=args.workers, encoder=(args.encoder_json, args.vocab_bpe, added))
+    except WorkerDied as err:  # raised inside the outputs' context: atomic_output_file drops them whole
+        print(f"defemb-bpe-encode: error: {err}", file=sys.stderr)
+        return 2
+    if dropped:
+        print(f"defemb-bpe-encode: dropped {dropped} line group(s) with an empty line (--keep-empty keeps them)",
+              file=sys.stderr)
+    return 0
+
+
+def _encode_files(inputs: list[str], outputs: list[str], *, keep_empty: bool, decode: bool, workers: int,
+                  encoder: tuple[str, str, dict[str, int]]) -> int:
+    """Encode (or decode) ``inputs`` into ``outputs`` ('-': stdin, stdout) with the encoder
+    ``_init(*encoder)`` builds; returns the number of dropped line groups."""
     with contextlib.ExitStack() as stack:
-        inputs = [stack.enter_context(open(f, encoding="utf-8")) if f != "-" else sys.stdin for f in args.inputs]
+        sources = [stack.enter_context(open(f, encoding="utf-8")) if f != "-" else sys.stdin for f in inputs]
         # each output appears whole, or not at all (the handle closes before the rename: LIFO)
-        outputs = [stack.enter_context(open(stack.enter_context(atomic_output_file(f)), "w", encoding="utf-8"))
-                   if f != "-" else sys.stdout for f in args.outputs]
-        jobs = ((group, args.keep_empty, args.decode) for group in zip(*inputs))
-        if args.workers > 1:
-            pool = stack.enter_context(Pool(args.workers, _init, (args.encoder_json, args.vocab_bpe, added)))
-            results = pool.imap(_work, jobs, chunksize=100)
+        sinks = [stack.enter_context(open(stack.enter_context(atomic_output_file(f)), "w", encoding="utf-8"))
+                 if f != "-" else sys.stdout for f in outputs]
+        jobs = ((group, keep_empty, decode) for group in zip(*sources))
+        if workers > 1:
+            # 100 line groups per task, as fairseq's encoder sends them
+            results = (result for chunk in ordered_map(_work_chunk, chunks(jobs, 100), workers, initializer=_init,
+                                                       initargs=encoder)
+                       for result in chunk)
         else:
-            results = map(_work, jobs)
+            results = (_encode_lines(*job) for job in jobs)
         dropped = 0
         for result in results:
             if result is None:
                 dropped += 1
                 continue
-            for line, handle in zip(result, outputs):
+            for line, handle in zip(result, sinks):
                 print(line, file=handle)
-    if dropped:
-        print(f"defemb-bpe-encode: dropped {dropped} line group(s) with an empty line (--keep-empty keeps them)",
-              file=sys.stderr)
-    return 0
+    return dropped
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from defemb.corpus.build import build_corpus
 from defemb.corpus.coverage import coverage_markdown
 from defemb.corpus.sources import DEFAULT_SOURCES, SOURCES
 from defemb.corpus.tokenizers import CorpusBuildError
+from defemb.parallel import WorkerDied
 
 DESCRIPTION = __doc__
 
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         report = build_corpus(args.vocab, args.out, bpe=args.bpe,
                               sources=[s.strip() for s in args.source.split(",") if s.strip()],
                               progress=not args.no_progress, **options)
-    except (CorpusBuildError, OSError) as err:  # OSError: missing input, existing output, disk full
+    # OSError: missing input, existing output, disk full; WorkerDied: a --workers process was killed
+    except (CorpusBuildError, OSError, WorkerDied) as err:
         print(f"defemb-corpus: error: {err}", file=sys.stderr)
         return 2
     skipped = ", ".join(f"{k}: {v['count']}" for k, v in report["skipped"].items()) or "none"

@@ -2,11 +2,9 @@
 (the library behind ``defemb-corpus``): :func:`build_corpus`.
 """
 import json
-import multiprocessing
 import shutil
 import time
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -16,6 +14,7 @@ from tqdm import tqdm
 from defemb.atomic_io import atomic_output_dir
 from defemb.data.corpus_format import DICT_FILE, CorpusWriter, write_metadata
 from defemb.data.headword import echo_positions
+from defemb.parallel import chunks, ordered_map
 from defemb.corpus.coverage import (coverage_markdown, coverage_report, licences_markdown, prompt_samples,
                                     samples_markdown, token_shape)
 from defemb.corpus.entries import Entry, SkipLog
@@ -55,12 +54,6 @@ def read_entries(opts: "CorpusOptions", backend: SubwordBackend, skips: SkipLog)
         yield entry
 
 
-def chunks(items: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 def build_prompts(opts: "CorpusOptions", config: dict, backend: SubwordBackend, skips: SkipLog) -> list[Prompt]:
     entries = chunks(read_entries(opts, backend, skips), CHUNK)
     progress = tqdm(desc="prompts", unit="prompt", disable=not opts.progress)
@@ -73,9 +66,8 @@ def build_prompts(opts: "CorpusOptions", config: dict, backend: SubwordBackend, 
             progress.update(len(built))
 
     if opts.workers > 1:
-        # imap keeps chunk order, so the corpus is the same for any --workers.
-        with multiprocessing.get_context("fork").Pool(opts.workers, _init_worker, (config,)) as pool:
-            collect(pool.imap(_build_chunk, entries))
+        # results come in chunk order, so the corpus is the same for any --workers
+        collect(ordered_map(_build_chunk, entries, opts.workers, initializer=_init_worker, initargs=(config,)))
     else:
         _worker.update(backend=backend, max_tokens=opts.max_prompt_tokens)
         collect(map(_build_chunk, entries))

@@ -1,0 +1,94 @@
+"""defemb.parallel.ordered_map: input order, lazy reading, errors re-raised, a dead worker
+raises instead of hanging, and workers that do not inherit the parent's state by fork."""
+import os
+import signal
+import threading
+
+import pytest
+
+from defemb.parallel import WorkerDied, chunks, ordered_map
+
+STATE = "imported"
+_factor = 1
+
+
+def _set_factor(factor: int) -> None:
+    global _factor
+    _factor = factor
+
+
+def _scaled(x: int) -> int:
+    return x * _factor
+
+
+def _fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("three")
+    return x
+
+
+def _die_on_three(x: int) -> int:
+    if x == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def _state(_) -> str:
+    return STATE
+
+
+def test_chunks():
+    assert list(chunks(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(chunks([], 3)) == []
+
+
+def test_results_in_input_order_with_each_worker_initialized():
+    assert list(ordered_map(_scaled, range(50), 2, initializer=_set_factor, initargs=(3,))) == [3 * x for x in range(50)]
+
+
+def test_input_is_read_lazily():
+    read = []
+
+    def items():
+        for x in range(100):
+            read.append(x)
+            yield x
+
+    results = ordered_map(_scaled, items(), 2, ahead=3)
+    assert next(results) == 0
+    # the first result is waited for once 3 items per worker are in flight, not after all 100
+    assert len(read) == 6
+    assert list(results) == list(range(1, 100)) and len(read) == 100
+
+
+def test_an_exception_in_a_worker_is_raised_here():
+    with pytest.raises(ValueError, match="three"):
+        list(ordered_map(_fail_on_three, range(10), 2))
+
+
+def test_a_dead_worker_raises_instead_of_hanging():
+    # multiprocessing.Pool.imap waits for ever here; the map runs in a thread so a regression fails
+    outcome = []
+
+    def run():
+        try:
+            list(ordered_map(_die_on_three, range(10), 2))
+        except Exception as err:  # noqa: BLE001 (the test inspects whatever came out)
+            outcome.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "ordered_map hung on a killed worker"
+    assert len(outcome) == 1 and isinstance(outcome[0], WorkerDied), outcome
+    assert "fewer workers" in str(outcome[0])
+
+
+def test_workers_are_not_forks_of_this_process():
+    # a forked worker would see this process's runtime state (and any lock its threads hold)
+    global STATE
+    STATE = "changed in the parent after import"
+    try:
+        assert set(ordered_map(_state, range(4), 2)) == {"imported"}
+    finally:
+        STATE = "imported"
