@@ -33,6 +33,17 @@ PROGRESS = re.compile(r"\| (train_inner|valid) \| ")
 PROGRESS_FIELDS = re.compile(r"(, | \| )(ppl|wps|ups|wpb|bsz|gnorm|clip|loss_scale|train_wall|gb_free|wall|nmasked)[= ][^,|\s]+")
 
 
+def _abort_group(pgid: int, grace: float = 5.0) -> None:
+    """SIGABRT to a hung step's process group (Python's faulthandler writes each process's stacks
+    to the log: where it hung), then SIGKILL to whatever is left."""
+    try:
+        os.killpg(pgid, signal.SIGABRT)
+        time.sleep(grace)
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:  # all gone already
+        pass
+
+
 class Step:
     """Runs and times the demo's commands, logging each to ``work/logs/NAME.log``."""
 
@@ -48,7 +59,8 @@ class Step:
         step timeout. Returns stdout + stderr, also written to ``logs/NAME.log``."""
         print(f"\n[{name}] $ {shlex.join(str(c) for c in cmd)}", flush=True)
         start = time.perf_counter()
-        env = {**os.environ, **FAST_MALLOC}
+        # a hung Python command prints every thread's stack on the SIGABRT the watchdog sends first
+        env = {**os.environ, **FAST_MALLOC, "PYTHONFAULTHANDLER": "1"}
         if threads:
             env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         log_path = self.work / "logs" / f"{name.replace(' ', '_')}.log"
@@ -56,7 +68,7 @@ class Step:
             # its own process group: a timeout kills the command's workers too
             process = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
                                        start_new_session=True)
-            watchdog = threading.Timer(self.timeout, os.killpg, (process.pid, signal.SIGKILL)) if self.timeout else None
+            watchdog = threading.Timer(self.timeout, _abort_group, (process.pid,)) if self.timeout else None
             if watchdog:
                 watchdog.start()
             stdout = []
@@ -76,7 +88,8 @@ class Step:
         if returncode != 0:
             over = self.timeout and self.timings[name] >= self.timeout
             why = f"ran over the {self.timeout:g} s step timeout and was killed" if over else f"failed (exit {returncode})"
-            sys.exit(f"demo: step '{name}' {why}; last lines:\n{log[-3000:]}")
+            # past the timeout the tail holds the stack dumps of every process in the step
+            sys.exit(f"demo: step '{name}' {why}; last lines:\n{log[-(12000 if over else 3000):]}")
         tail = [line for line in "".join(stdout).splitlines() if line.strip() and not PROGRESS.search(line)]
         tail = tail[-show:] if show else []
         print("".join(f"    {line}\n" for line in tail) + f"    ({name}: {self.timings[name]} s)", flush=True)

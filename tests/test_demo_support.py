@@ -11,7 +11,7 @@ sys.path.insert(0, str(REPO / "examples"))
 from demo_support import Step, training_curve  # noqa: E402
 
 
-def test_a_step_past_its_timeout_is_killed_with_its_workers_and_named(tmp_path):
+def test_a_step_past_its_timeout_is_killed_with_its_workers_named_and_its_stacks_shown(tmp_path):
     pid_file = tmp_path / "child.pid"
     # The command starts a worker of its own (as fairseq-preprocess --workers does) and hangs.
     script = (f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
@@ -31,7 +31,10 @@ def test_a_step_past_its_timeout_is_killed_with_its_workers_and_named(tmp_path):
         time.sleep(0.05)
     else:
         pytest.fail(f"the step's worker {worker} outlived the timeout")
-    assert (tmp_path / "work" / "logs" / "hanging_step.log").read_text().startswith("started")
+    log = (tmp_path / "work" / "logs" / "hanging_step.log").read_text()
+    assert log.startswith("started")
+    # where it hung: faulthandler's stacks, from the SIGABRT before the SIGKILL
+    assert "Fatal Python error: Aborted" in log and 'File "<string>", line 1 in <module>' in log
 
 
 def test_a_failing_step_exits_with_its_code_and_a_quick_one_returns_its_log(tmp_path):
