@@ -64,7 +64,7 @@ def headword_read_positions(dataset) -> np.ndarray:
     sentinel); -1 when it is several subwords."""
     a = dataset.arrays
     first = a.first_span[:-1]  # every prompt has a span (defemb-corpus writes at least one)
-    one = a.span_widths[first] == 1
+    one = (a.span_end[first] - a.span_begin[first]) == 1
     return np.where(one, 1 if dataset.corruption == "sentinel" else a.span_begin[first].astype(np.int64), -1)
 
 
