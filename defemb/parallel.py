@@ -50,8 +50,10 @@ def ordered_map(function: Callable[[T], R], items: Iterable[T], workers: int, *,
             while pending:
                 yield pending.popleft().result()
         except BrokenProcessPool as err:
-            raise WorkerDied(f"a worker process died before returning its result ({err}); if the machine "
-                             "ran out of memory, use fewer workers") from err
+            raise WorkerDied(f"a worker process died before returning its result ({err}): it was killed (out of "
+                             "memory? use fewer workers), or a script started it without keeping its work under "
+                             "`if __name__ == \"__main__\":` (the workers import it again; Python's error above "
+                             "says so)") from err
         finally:
             # on an error or an abandoned iteration, queued work is dropped instead of run to the end
             for future in pending:

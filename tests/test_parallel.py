@@ -2,6 +2,8 @@
 raises instead of hanging, and workers that do not inherit the parent's state by fork."""
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -92,3 +94,14 @@ def test_workers_are_not_forks_of_this_process():
         assert set(ordered_map(_state, range(4), 2)) == {"imported"}
     finally:
         STATE = "imported"
+
+
+def test_a_script_without_a_main_guard_fails_and_says_why(tmp_path):
+    # forkserver workers import the calling script again; unguarded, it would start workers from
+    # inside that import, which Python refuses: the run must end with the cause, not hang
+    script = tmp_path / "unguarded.py"
+    script.write_text("from defemb.parallel import ordered_map\nprint(list(ordered_map(abs, range(-4, 0), 2)))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "WorkerDied" in done.stderr and 'if __name__ == "__main__":' in done.stderr
+    assert "bootstrapping phase" in done.stderr  # Python's own explanation, from the worker

@@ -43,9 +43,10 @@ def test_readme_python_block_runs(tmp_path, monkeypatch, capsys):
         "PLM": "plm", "ARCH": "defemb_roberta", "TASK": ["task.txt"],
         "GPT2": {"gpt2_encoder_json": str(GPT2 / "encoder.json"), "gpt2_vocab_bpe": str(GPT2 / "vocab.bpe")},
         "TRAIN": ["--max-tokens", "512", "--max-update", "3", "--cpu", "--num-workers", "0", "--warmup-updates", "1"],
-        "CORPUS": {"sources": ["numbers"], "workers": 1, "valid_size": 20, "max_prompt_tokens": 32, "progress": False},
+        "CORPUS": {"sources": ["numbers"], "workers": 2, "valid_size": 20, "max_prompt_tokens": 32, "progress": False},
         "SURGERY": {"force": True},  # 3 updates: an undertrained model, whose rows the sanity guard refuses
     })
+    namespace["__name__"] = "__main__"  # the block runs as a script would
     exec(compile(body, str(README), "exec"), namespace)
     out = capsys.readouterr().out
     assert re.search(r"[\d,]+ prompts, \d+\.\d% of the vocabulary defined", out)

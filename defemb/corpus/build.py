@@ -158,7 +158,9 @@ def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Itera
                  **options) -> dict:
     """Dictionary sources -> a binarized definition corpus in ``out`` (written atomically); returns the
     coverage report also written to OUT/coverage.json. ``options`` are the other fields of
-    :class:`CorpusOptions` (tokenizer files, wiktionary_jsonl, manual_tsv, valid_size, limit, workers, ...)."""
+    :class:`CorpusOptions` (tokenizer files, wiktionary_jsonl, manual_tsv, valid_size, limit, workers, ...).
+    With ``workers`` > 1 the workers are started as multiprocessing's ``forkserver`` starts them, which
+    imports the calling script again: call from under ``if __name__ == "__main__":``."""
     unknown = [k for k in options if k not in CorpusOptions.__dataclass_fields__]
     if unknown:
         raise TypeError(f"build_corpus: unknown option(s) {', '.join(unknown)}")
