@@ -33,12 +33,32 @@ PROGRESS = re.compile(r"\| (train_inner|valid) \| ")
 PROGRESS_FIELDS = re.compile(r"(, | \| )(ppl|wps|ups|wpb|bsz|gnorm|clip|loss_scale|train_wall|gb_free|wall|nmasked)[= ][^,|\s]+")
 
 
-def _abort_group(pgid: int, grace: float = 5.0) -> None:
-    """SIGABRT to a hung step's process group (Python's faulthandler writes each process's stacks
-    to the log: where it hung), then SIGKILL to whatever is left."""
+def _group_members(pgid: int) -> list[int]:
+    """The pids of process group ``pgid``, from /proc (field 5 of /proc/PID/stat)."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[2]) == pgid:
+                members.append(int(entry.name))
+    return sorted(members)
+
+
+def _abort_group(pgid: int, grace: float = 5.0, apart: float = 0.5) -> None:
+    """SIGABRT to each process of a hung step's group in turn, ``apart`` seconds apart so their
+    stacks (Python's faulthandler writes them to the shared log) do not interleave: where it hung.
+    Then SIGKILL to whatever is left."""
+    for pid in _group_members(pgid):
+        try:
+            os.kill(pid, signal.SIGABRT)
+        except ProcessLookupError:
+            continue
+        time.sleep(apart)
+    time.sleep(grace)
     try:
-        os.killpg(pgid, signal.SIGABRT)
-        time.sleep(grace)
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:  # all gone already
         pass
