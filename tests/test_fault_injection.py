@@ -185,6 +185,47 @@ def test_corpus_killed_at_any_moment(tmp_path):
     exercise(Command([*argv, "--out", str(out)], out, [inputs, MINILM_VOCAB], complete), random.Random(SEED + 1))
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (field 4 of /proc/PID/stat)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_corpus_worker_killed_exits_2_and_leaves_nothing(tmp_path):
+    # A worker killed (the OOM killer, say) once meant a pool waiting for ever; now the command ends
+    # with exit 2 naming the cause, and its output never appears.
+    vocab = write_wordpiece_dict(tmp_path / "dict.txt")
+    tsv = tmp_path / "manual.tsv"
+    tsv.write_text("".join(f"Word{i}x\tn.\tthe {i}th test word of a long manual list of words made up for this test\n"
+                           for i in range(60000)))
+    out = tmp_path / "defs-bin"
+    process = start(Command([str(VENV_BIN / "defemb-corpus"), "--vocab", str(vocab), "--bpe", "wordpiece",
+                             "--wordpiece-vocab", str(MINILM_VOCAB), "--lowercase", "--source", "manual", "--manual-tsv",
+                             str(tsv), "--workers", "2", "--no-progress", "--out", str(out)], out, [], lambda path: None))
+    deadline = time.monotonic() + 120
+    while not (workers := [w for helper in children(process.pid) for w in children(helper)]):
+        assert process.poll() is None and time.monotonic() < deadline, "no worker process appeared"
+        time.sleep(POLL_SECONDS)
+    os.kill(workers[0], signal.SIGKILL)
+    try:
+        _, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        kill(process)
+        pytest.fail("defemb-corpus hung after one of its workers was killed")
+    assert process.returncode == 2, err
+    assert "defemb-corpus: error: a worker process died" in err.decode()
+    assert not out.exists() and leftovers(out) == []
+
+
 @pytest.mark.slow
 def test_predict_killed_at_any_moment(tiny_dir, tmp_path):
     task, model, _, cfg = build_with_cfg(tiny_dir, "roberta")
