@@ -33,33 +33,26 @@ PROGRESS = re.compile(r"\| (train_inner|valid) \| ")
 PROGRESS_FIELDS = re.compile(r"(, | \| )(ppl|wps|ups|wpb|bsz|gnorm|clip|loss_scale|train_wall|gb_free|wall|nmasked)[= ][^,|\s]+")
 
 
-def _group_members(pgid: int) -> list[int]:
-    """The pids of process group ``pgid``, from /proc (field 5 of /proc/PID/stat)."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(entry.path, "stat").read_text()
-            except OSError:  # gone meanwhile
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[2]) == pgid:
-                members.append(int(entry.name))
-    return sorted(members)
+def _abort_group(leader: int, grace: float = 5.0, apart: float = 0.5) -> None:
+    """SIGABRT to a hung step's processes (its leader, then its descendants) in turn, ``apart``
+    seconds apart so their stacks (Python's faulthandler writes them to the shared log) do not
+    interleave: where it hung. Then SIGKILL to the leader's whole process group."""
+    import psutil
 
-
-def _abort_group(pgid: int, grace: float = 5.0, apart: float = 0.5) -> None:
-    """SIGABRT to each process of a hung step's group in turn, ``apart`` seconds apart so their
-    stacks (Python's faulthandler writes them to the shared log) do not interleave: where it hung.
-    Then SIGKILL to whatever is left."""
-    for pid in _group_members(pgid):
+    try:
+        root = psutil.Process(leader)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        processes = []
+    for process in processes:
         try:
-            os.kill(pid, signal.SIGABRT)
-        except ProcessLookupError:
+            process.send_signal(signal.SIGABRT)
+        except psutil.NoSuchProcess:
             continue
         time.sleep(apart)
     time.sleep(grace)
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(leader, signal.SIGKILL)
     except ProcessLookupError:  # all gone already
         pass
 

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import psutil
 import pytest
 import torch
 
 from conftest import VENV_BIN
 from defemb.data.embedding_file import PredictedEmbeddings
-from defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
+from defemb.data.vocabulary import load_model_dictionary
 from defemb.surgery.swap import verify
 from test_corpus_alignment import MINILM_VOCAB, write_wordpiece_dict
 from test_definition_cloze import build_with_cfg
@@ -185,20 +186,6 @@ def test_corpus_killed_at_any_moment(tmp_path):
     exercise(Command([*argv, "--out", str(out)], out, [inputs, MINILM_VOCAB], complete), random.Random(SEED + 1))
 
 
-def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (field 4 of /proc/PID/stat)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(entry.path, "stat").read_text()
-            except OSError:  # gone meanwhile
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 @pytest.mark.slow
 def test_corpus_worker_killed_exits_2_and_leaves_nothing(tmp_path):
     # A worker killed (the OOM killer, say) once meant a pool waiting for ever; now the command ends
@@ -212,10 +199,12 @@ def test_corpus_worker_killed_exits_2_and_leaves_nothing(tmp_path):
                              "--wordpiece-vocab", str(MINILM_VOCAB), "--lowercase", "--source", "manual", "--manual-tsv",
                              str(tsv), "--workers", "2", "--no-progress", "--out", str(out)], out, [], lambda path: None))
     deadline = time.monotonic() + 120
-    while not (workers := [w for helper in children(process.pid) for w in children(helper)]):
+    main = psutil.Process(process.pid)
+    # the pool's workers are the forkserver's children: the command's grandchildren
+    while not (workers := [w for helper in main.children() for w in helper.children()]):
         assert process.poll() is None and time.monotonic() < deadline, "no worker process appeared"
         time.sleep(POLL_SECONDS)
-    os.kill(workers[0], signal.SIGKILL)
+    workers[0].kill()
     try:
         _, err = process.communicate(timeout=120)
     except subprocess.TimeoutExpired:
