@@ -1,5 +1,6 @@
 """defemb.parallel.ordered_map: input order, lazy reading, errors re-raised, a dead worker
 raises instead of hanging, and workers that do not inherit the parent's state by fork."""
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -35,6 +36,14 @@ def _die_on_three(x: int) -> int:
     return x
 
 
+def _die_at_start(_) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fail_at_start(_) -> None:
+    raise OSError("no such vocabulary")
+
+
 def _state(_) -> str:
     return STATE
 
@@ -68,13 +77,18 @@ def test_an_exception_in_a_worker_is_raised_here():
         list(ordered_map(_fail_on_three, range(10), 2))
 
 
-def test_a_dead_worker_raises_instead_of_hanging():
-    # multiprocessing.Pool.imap waits for ever here; the map runs in a thread so a regression fails
+@pytest.mark.parametrize("when", ["working", "starting"])
+def test_a_dead_worker_raises_instead_of_hanging(when):
+    # multiprocessing.Pool.imap waits for ever on a worker killed while working, and Python 3.11's
+    # ProcessPoolExecutor could on one killed while another starts; the map runs in a thread so a
+    # regression fails instead of hanging the suite
     outcome = []
+    work = {"working": dict(function=_die_on_three),
+            "starting": dict(function=_scaled, initializer=_die_at_start, initargs=(None,))}[when]
 
     def run():
         try:
-            list(ordered_map(_die_on_three, range(10), 2))
+            list(ordered_map(items=range(10), workers=2, **work))
         except Exception as err:  # noqa: BLE001 (the test inspects whatever came out)
             outcome.append(err)
 
@@ -84,6 +98,19 @@ def test_a_dead_worker_raises_instead_of_hanging():
     assert not thread.is_alive(), "ordered_map hung on a killed worker"
     assert len(outcome) == 1 and isinstance(outcome[0], WorkerDied), outcome
     assert "fewer workers" in str(outcome[0])
+
+
+def test_an_exception_in_the_initializer_is_raised_here_with_its_traceback():
+    with pytest.raises(OSError, match="no such vocabulary") as raised:
+        list(ordered_map(_scaled, range(10), 2, initializer=_fail_at_start, initargs=(None,)))
+    assert "_fail_at_start" in str(raised.value.__cause__)
+
+
+def test_abandoning_the_iteration_stops_the_workers():
+    results = ordered_map(_scaled, range(1000), 2)
+    assert next(results) == 0
+    results.close()
+    assert not multiprocessing.active_children()
 
 
 def test_workers_are_not_forks_of_this_process():
