@@ -69,7 +69,7 @@ $(PERL_XML):
 # there) and build the WordNet exception DB that -m (stemming) reads. Built aside, then moved.
 $(ROUGE_READY): $(STAMP) $(PERL_XML)
 	rm -rf $(ROUGE_DIR) $(ROUGE_DIR).tmp
-	cp -r "$$($(PY) -c 'from defemb.analysis.rouge import rouge_home; print(rouge_home())')" $(ROUGE_DIR).tmp
+	cp -r "$$($(PY) -c 'from fairseq_defemb.analysis.rouge import rouge_home; print(rouge_home())')" $(ROUGE_DIR).tmp
 	chmod +x $(ROUGE_DIR).tmp/ROUGE-1.5.5.pl
 	cd $(ROUGE_DIR).tmp/data && perl WordNet-2.0-Exceptions/buildExeptionDB.pl WordNet-2.0-Exceptions \
 		smart_common_words.txt WordNet-2.0.exc.db >/dev/null

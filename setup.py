@@ -13,20 +13,20 @@ setup(
     # The project's own code; the data and models it reads have their own terms (README, "Data and model licences").
     license="MIT",
     license_files=["LICENSE"],
-    packages=find_packages(include=["fairseq_defemb", "fairseq_defemb.*", "defemb", "defemb.*"]),
+    packages=find_packages(include=["fairseq_defemb", "fairseq_defemb.*", "preprocess", "preprocess.*"]),
     python_requires=">=3.10",
     install_requires=["numpy", "tqdm", "regex"],
     entry_points={
         "console_scripts": [
-            "defemb-predict = defemb.cli.predict:main",
-            "defemb-corpus = defemb.cli.corpus:main",
-            "defemb-surgery = defemb.cli.surgery:main",
-            "defemb-analyze = defemb.cli.analyze:main",
-            "defemb-convert-hf = defemb.cli.convert_hf:main",
-            "defemb-fit = defemb.cli.fit:main",
-            "defemb-export-hf = defemb.cli.export_hf:main",
-            "defemb-add-tokens = defemb.cli.add_tokens:main",
-            "defemb-bpe-encode = defemb.cli.bpe_encode:main",
+            "defemb-predict = fairseq_defemb.cli.predict:main",
+            "defemb-corpus = fairseq_defemb.cli.corpus:main",
+            "defemb-surgery = fairseq_defemb.cli.surgery:main",
+            "defemb-analyze = fairseq_defemb.cli.analyze:main",
+            "defemb-convert-hf = fairseq_defemb.cli.convert_hf:main",
+            "defemb-fit = fairseq_defemb.cli.fit:main",
+            "defemb-export-hf = fairseq_defemb.cli.export_hf:main",
+            "defemb-add-tokens = fairseq_defemb.cli.add_tokens:main",
+            "defemb-bpe-encode = fairseq_defemb.cli.bpe_encode:main",
         ]
     },
 )

@@ -28,7 +28,7 @@ def bench_corpus(fx: Fixtures) -> dict:
         if workers == 2:
             result["scaling"].append({"max_senses_per_word": senses, "prompts": prompts, "seconds": seconds})
     result["scaling"].sort(key=lambda r: r["prompts"])
-    from defemb.data.corpus_format import load_split
+    from fairseq_defemb.data.corpus_format import load_split
 
     train = load_split(fx.full_corpus, "train")
     result["mean_prompt_tokens"] = float(train.prompts.sizes.mean())

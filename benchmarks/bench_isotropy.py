@@ -2,7 +2,7 @@
 
     python benchmarks/bench_isotropy.py [--rows 50265 --dim 1024] [--repeats 3] [--quick]
 
-Fast: ``defemb.analysis.isotropy.isotropy_by_group`` (float64 Gram matrices, ``numpy.linalg.eig``
+Fast: ``fairseq_defemb.analysis.isotropy.isotropy_by_group`` (float64 Gram matrices, ``numpy.linalg.eig``
 on one thread, each row projected once on its group's eigenvectors and those of "all" side by side,
 a chunked exp/sum log-sum-exp; both the paper's figure and the sign-invariant one). Naive: the
 authors' script literally, per group: ``np.linalg.eig`` of X^T X (float64, one thread, as the fast
@@ -27,8 +27,8 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from defemb.analysis.frequency_groups import frequency_groups  # noqa: E402
-from defemb.analysis.isotropy import CONVENTIONS, eig_vectors, group_grams, isotropy_by_group  # noqa: E402
+from fairseq_defemb.analysis.frequency_groups import frequency_groups  # noqa: E402
+from fairseq_defemb.analysis.isotropy import CONVENTIONS, eig_vectors, group_grams, isotropy_by_group  # noqa: E402
 
 
 def naive_group(E: np.ndarray, sample: int | None = None) -> tuple[float | None, float, float]:

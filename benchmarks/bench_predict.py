@@ -13,7 +13,7 @@ from benchmarks.harness import (BART_LAYERS, FFN, PREDICT_MAX_TOKENS, ROBERTA_LA
 
 def save_trained_like(fx: Fixtures, family: str, corpus: Path) -> Path:
     """A DefinitionEMB checkpoint as fairseq-train writes it (random projection: speed only)."""
-    from defemb.convert.fairseq_checkpoint import save_model_checkpoint
+    from fairseq_defemb.convert.fairseq_checkpoint import save_model_checkpoint
 
     _, model, _, cfg = fx.definition_model(family, corpus)
     return save_model_checkpoint(model, cfg, fx.root / f"defemb-{family}-{corpus.name}.pt")
@@ -59,7 +59,7 @@ def prediction_flops(family: str, samples: list[dict]) -> float:
 def predict_pair(fx: Fixtures, family: str, prompts: int, repeats: int, against_one_at_a_time: bool) -> dict:
     """``predict_embeddings`` (what defemb-predict runs) against one batched forward over the
     same pre-collated batches (the bound) and, optionally, against one token at a time."""
-    from defemb.predict import load_definition_model, predict_with_model
+    from fairseq_defemb.predict import load_definition_model, predict_with_model
 
     corpus = fx.subset(prompts)
     model, task = load_definition_model(save_trained_like(fx, family, corpus), corpus)

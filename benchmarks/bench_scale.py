@@ -56,8 +56,8 @@ def write_fixture(path: Path, definitions: int, seed: int = 0) -> dict:
     """A kaikki-format JSONL of exactly ``definitions`` senses: GCIDE's definitions, cycled in a
     seeded order, under GPT-2 headwords, 1-8 senses per record (geometric, mean ~2, as a dictionary
     entry has); one record's glosses are distinct, as the reader keeps one sense per gloss."""
-    from defemb.atomic_io import atomic_output_file
-    from defemb.corpus.gcide import read_gcide
+    from fairseq_defemb.atomic_io import atomic_output_file
+    from preprocess.corpus.gcide import read_gcide
 
     senses = [(e.pos, e.definition) for e in read_gcide()]
     words = gpt2_headwords()
@@ -231,7 +231,7 @@ class NullModel:
 
 
 def probe_predict(corpus: str, corruption: str) -> dict:
-    from defemb.predict import predict_with_model
+    from fairseq_defemb.predict import predict_with_model
 
     task = load_task(corpus, corruption)
     # The occurrence table and batch plan alone, then the whole non-model work (CPU seconds: one
@@ -312,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corruption", choices=list(GPU_MODELS), required=True)
     parser.add_argument("--batches", type=int, default=SAMPLED_BATCHES)
     args = parser.parse_args(argv)
-    import fairseq_defemb  # noqa: F401  (registers the task)
+    from fairseq_defemb import register
+
+    register()
 
     out = (probe_train(args.corpus, args.corruption, args.batches) if args.probe == "train"
            else probe_predict(args.corpus, args.corruption))

@@ -40,8 +40,8 @@ def build(root: Path, layers: int) -> Path:
     from tiny_models import write_dict
     from fairseq.data import indexed_dataset
 
-    from defemb.data.embedding_file import PredictedEmbeddings
-    from defemb.data.vocabulary import dictionary_sha256
+    from fairseq_defemb.data.embedding_file import PredictedEmbeddings
+    from fairseq_defemb.data.vocabulary import dictionary_sha256
 
     path.parent.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(0)
@@ -149,7 +149,7 @@ def main() -> None:
     # Start-up is part of both sides: the tool imports torch and defemb (not fairseq), the baseline torch.
     result["import_seconds"] = {
         name: round(min(measure([sys.executable, "-c", f"import {module}"])[0] for _ in range(args.repeats)), 2)
-        for name, module in (("defemb_surgery", "defemb.cli.surgery"), ("torch", "torch"))}
+        for name, module in (("defemb_surgery", "fairseq_defemb.cli.surgery"), ("torch", "torch"))}
     t = time.perf_counter()
     ok = subprocess.run([BIN / "defemb-surgery", "--verify", root / "defemb", "--against", path], capture_output=True)
     result["verify_seconds"], result["verify_ok"] = round(time.perf_counter() - t, 2), ok.returncode == 0

@@ -16,7 +16,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-import fairseq_defemb  # noqa: E402,F401  (registers the task)
+import fairseq_defemb  # noqa: E402
+
+fairseq_defemb.register()
 from fairseq.data import data_utils  # noqa: E402
 from test_cloze_batches import ref_collate, ref_item, ref_lengths, ref_occurrences  # noqa: E402
 

@@ -20,7 +20,9 @@ REPO = HERE.parent
 BIN = Path(sys.executable).parent
 GPT2 = REPO / ".cache" / "gpt2"
 
-import fairseq_defemb  # noqa: E402,F401  (registers the task, models, criterion)
+import fairseq_defemb  # noqa: E402
+
+fairseq_defemb.register()
 
 STAGE_NAMES = ("corpus", "training", "predict", "isotropy", "surgery", "scale")  # the order of a full run
 WIDTH, FFN = 384, 1536
@@ -123,7 +125,7 @@ class Fixtures:
     def subset(self, prompts: int) -> Path:
         """A corpus of ``prompts`` train prompts drawn (seed 0) from the full corpus."""
         def build():
-            from defemb.data.corpus_format import CorpusWriter, load_split, write_metadata
+            from fairseq_defemb.data.corpus_format import CorpusWriter, load_split, write_metadata
 
             src = load_split(self.full_corpus, "train")
             order = np.random.default_rng(0).permutation(len(src))[:prompts]
@@ -142,7 +144,7 @@ class Fixtures:
 
     @property
     def dictionary(self):
-        from defemb.data.vocabulary import load_model_dictionary
+        from fairseq_defemb.data.vocabulary import load_model_dictionary
 
         return self.once("dictionary", lambda: load_model_dictionary(self.full_corpus / "dict.txt"))
 
@@ -156,8 +158,8 @@ class Fixtures:
         reads exactly the prompts ``definition_cloze`` reads, index for index."""
         from fairseq.data import indexed_dataset
 
-        from defemb.data.corpus_format import load_split
-        from defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
+        from fairseq_defemb.data.corpus_format import load_split
+        from fairseq_defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
 
         def build():
             out = self.root / f"{family}-{corpus.name}"

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import defemb.analysis.isotropy as iso  # noqa: E402
-from defemb.analysis.report import model_groups, model_groups_convention  # noqa: E402
-from defemb.data.vocabulary import load_model_dictionary  # noqa: E402
-from defemb.surgery.checkpoint import read_embedding_matrix  # noqa: E402
+import fairseq_defemb.analysis.isotropy as iso  # noqa: E402
+from fairseq_defemb.analysis.report import model_groups, model_groups_convention  # noqa: E402
+from fairseq_defemb.data.vocabulary import load_model_dictionary  # noqa: E402
+from fairseq_defemb.surgery.checkpoint import read_embedding_matrix  # noqa: E402
 
 CHUNKS = (1024, 2048, iso.GRAM_ROWS, 8192, 16384, 1 << 30)
 

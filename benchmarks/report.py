@@ -5,7 +5,7 @@ from pathlib import Path
 from benchmarks.flops import (GPU_UTILISATION, PAPER_DEFINITIONS, PAPER_GPUS, PAPER_TRAIN_HOURS, PAPER_UPDATES,
                              ROBERTA_PAPER_UPDATES)
 from benchmarks.harness import STAGE_NAMES, TRAIN_MAX_TOKENS, WIDTH, growth_exponent
-from defemb.atomic_io import write_text
+from fairseq_defemb.atomic_io import write_text
 
 
 def status(value: float, target: float, higher_is_better: bool = True) -> str:

@@ -37,7 +37,7 @@ from benchmarks.bench_training import bench_training
 from benchmarks.flops import paper_scale
 from benchmarks.harness import HERE, STAGE_NAMES, Fixtures, cpu_sgemm_flops, last_json, log, run
 from benchmarks.report import table, write_readme
-from defemb.atomic_io import write_json
+from fairseq_defemb.atomic_io import write_json
 
 
 # -- stages from the other benchmark scripts ---------------------------------------

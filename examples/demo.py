@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from defemb.atomic_io import atomic_output_dir
-from defemb.data.corpus_format import load_split
-from defemb.surgery.selection import select_rows
-from defemb.data.vocabulary import load_model_dictionary
+from fairseq_defemb.atomic_io import atomic_output_dir
+from fairseq_defemb.data.corpus_format import load_split
+from fairseq_defemb.surgery.selection import select_rows
+from fairseq_defemb.data.vocabulary import load_model_dictionary
 
 from demo_support import (BIN, Step, definition_cloze_cmd, parse_demo_args, plot_mimic_curve, run_surgeries,
                           training_curve)
@@ -71,7 +71,7 @@ def binarize_task_text(out_dir: Path, dict_path: Path, vocab_txt: Path, max_docs
     reads. Returns the ids that occur in it."""
     from fairseq.data import indexed_dataset
 
-    from defemb.corpus.tokenizers import WordPieceBackend
+    from preprocess.corpus.tokenizers import WordPieceBackend
 
     data_dir = Path(str(importlib.resources.files("aclsum") / "dataset"))
     dictionary = load_model_dictionary(dict_path)

@@ -39,16 +39,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from defemb.analysis.report import model_groups, model_groups_convention
-from defemb.atomic_io import atomic_output_dir
-from defemb.surgery.checkpoint import read_embedding_matrix
-from defemb.convert.fairseq_checkpoint import build_pretraining_model
-from defemb.analysis.geometry import GROUP_COLOURS, plot_projections
-from defemb.analysis.isotropy import CONVENTIONS, isotropy_by_group
-from defemb.analysis.neighbours import token_surfaces
-from defemb.surgery.selection import select_rows, task_token_ids
-from defemb.data.vocabulary import load_model_dictionary
-from defemb.corpus.gcide import read_gcide
+from fairseq_defemb.analysis.report import model_groups, model_groups_convention
+from fairseq_defemb.atomic_io import atomic_output_dir
+from fairseq_defemb.surgery.checkpoint import read_embedding_matrix
+from fairseq_defemb.convert.fairseq_checkpoint import build_pretraining_model
+from fairseq_defemb.analysis.geometry import GROUP_COLOURS, plot_projections
+from fairseq_defemb.analysis.isotropy import CONVENTIONS, isotropy_by_group
+from fairseq_defemb.analysis.neighbours import token_surfaces
+from fairseq_defemb.surgery.selection import select_rows, task_token_ids
+from fairseq_defemb.data.vocabulary import load_model_dictionary
+from preprocess.corpus.gcide import read_gcide
 
 from demo_support import (BIN, CPU, REPO, Step, definition_cloze_cmd, first_json, parse_demo_args, plot_mimic_curve,
                           run_surgeries, training_curve)

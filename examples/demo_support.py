@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from defemb.cli.logging_setup import configure_cli_logging
+from fairseq_defemb.cli.logging_setup import configure_cli_logging
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent

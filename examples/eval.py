@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from defemb.atomic_io import atomic_output_dir
+from fairseq_defemb.atomic_io import atomic_output_dir
 
 from demo import minilm_dir
 from demo_support import BIN, Step, definition_cloze_cmd, parse_demo_args, training_curve
@@ -157,7 +157,7 @@ def plot_budget_curve(reports: dict, path: Path) -> None:
 
 def write_summary(work: Path, args, budget: dict, extra: list[str], reports: dict, curves: dict, timings: dict,
                   seconds: float) -> None:
-    from defemb.analysis.reconstruction import reconstruction_markdown
+    from fairseq_defemb.analysis.reconstruction import reconstruction_markdown
 
     updates = sorted(reports)
     last = reports[updates[-1]]

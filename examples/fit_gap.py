@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Why issue 23's closed-form W ranked held-out rows at MRR 0.30 and ``make eval``'s at 0.02 (issue 23).
 
-One feature pass of the frozen encoder (``defemb.fit.read_states``: the states the model reads,
+One feature pass of the frozen encoder (``fairseq_defemb.fit.read_states``: the states the model reads,
 before W), cached under ``--cache``, then every variant of the measurement is a ridge fit and a
 ranking on cached rows, so the ladder from issue 23's setup to ``make eval``'s costs one pass.
 
@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from defemb.cli.logging_setup import configure_cli_logging
-from defemb.data.cloze_dataset import DefinitionClozeDataset
-from defemb.data.corpus_format import load_split
-from defemb.analysis.reconstruction import score_tokens
-from defemb.atomic_io import write_json, write_text
-from defemb.fit import (LAMBDA_GRID, ReadStates, build_definition_model, mimic_metrics, read_positions, read_states,
+from fairseq_defemb.cli.logging_setup import configure_cli_logging
+from fairseq_defemb.data.cloze_dataset import DefinitionClozeDataset
+from fairseq_defemb.data.corpus_format import load_split
+from fairseq_defemb.analysis.reconstruction import score_tokens
+from fairseq_defemb.atomic_io import write_json, write_text
+from fairseq_defemb.fit import (LAMBDA_GRID, ReadStates, build_definition_model, mimic_metrics, read_positions, read_states,
                         sample_prompts)
 
 from fit_heldout import single_subword_tokens
@@ -233,7 +233,7 @@ def token_predictions(rows: Rows, w, b, held: np.ndarray, average: str) -> tuple
 def rank(pred: torch.Tensor, ids: torch.Tensor, embeddings: torch.Tensor, candidates: np.ndarray,
          metric: str = "cosine") -> dict:
     """MRR, hits@10, median rank and mean cosine of the true row among ``candidates`` rows
-    (defemb.analysis.reconstruction.score_tokens; ``metric`` l2: by squared distance instead)."""
+    (fairseq_defemb.analysis.reconstruction.score_tokens; ``metric`` l2: by squared distance instead)."""
     matrix = embeddings.double().numpy()[candidates]
     slot = np.full(len(embeddings), -1)
     slot[candidates] = np.arange(len(candidates))

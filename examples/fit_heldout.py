@@ -2,7 +2,7 @@
 """Held-out reconstruction by the closed-form W (issue 23's row "frozen encoder + ridge W, last layer").
 
 Holds out ``--heldout`` tokens whose headword variant is a single subword, with ids in
-``--id-range``; fits W (defemb.fit: frozen model, one mask at a time, bias-free ridge) on
+``--id-range``; fits W (fairseq_defemb.fit: frozen model, one mask at a time, bias-free ridge) on
 ``--samples`` prompts that define none of them, lambda chosen on the validation prompts that
 define none of them; predicts each held-out token from its own definitions (mean over the
 prompts where it is a whole variant, as defemb-predict averages) and ranks its true pretrained
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from defemb.atomic_io import write_json, write_text
-from defemb.cli.logging_setup import configure_cli_logging
-from defemb.data.headword import echo_positions
-from defemb.fit import (LAMBDA_GRID, ReadStates, build_definition_model, mimic_metrics, normal_equations, read_states,
+from fairseq_defemb.atomic_io import write_json, write_text
+from fairseq_defemb.cli.logging_setup import configure_cli_logging
+from fairseq_defemb.data.headword import echo_positions
+from fairseq_defemb.fit import (LAMBDA_GRID, ReadStates, build_definition_model, mimic_metrics, normal_equations, read_states,
                         ridge_solution, sample_prompts)
 
 

@@ -7,7 +7,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import fairseq_defemb  # noqa: E402,F401  (registers the plugin)
+import fairseq_defemb  # noqa: E402
+
+fairseq_defemb.register()
 from tiny_corpus import make_tiny_corpus  # noqa: E402
 from tiny_models import make_tiny_checkpoint  # noqa: E402
 

@@ -12,11 +12,11 @@ import fairseq_defemb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from defemb.add_tokens.gpt2_text import AddedTokenEncoder
-from defemb.add_tokens.words import AddTokensError, read_words
-from defemb.cli.add_tokens import main as add_tokens_main
-from defemb.corpus.entries import SkipLog
-from defemb.surgery.checkpoint import TIED_EMBEDDING_KEYS
+from preprocess.gpt2_text import AddedTokenEncoder
+from fairseq_defemb.add_tokens.words import AddTokensError, read_words
+from fairseq_defemb.cli.add_tokens import main as add_tokens_main
+from preprocess.corpus.entries import SkipLog
+from fairseq_defemb.surgery.checkpoint import TIED_EMBEDDING_KEYS
 from test_corpus_alignment import GPT2, write_gpt2_dict
 from tiny_models import ARCH_ARGS, make_tiny_checkpoint
 
@@ -111,7 +111,7 @@ def test_encode_decode_round_trips_any_text(encoder, parts):
 
 
 def test_bpe_encode_command_round_trips_files_with_workers(encoder_dir, encoder, tmp_path):
-    from defemb.cli.bpe_encode import main as bpe_main
+    from fairseq_defemb.cli.bpe_encode import main as bpe_main
 
     text = ["I had covid (covid).", "", "Café COVID-19 floofy!", "plain text"] * 30
     (tmp_path / "in.txt").write_text("\n".join(text) + "\n")
@@ -237,8 +237,8 @@ def test_bad_inputs_write_nothing(plm, tmp_path, capsys):
 
 def fitted_definition_model(plm: Path, root: Path) -> Path:
     """A training-free definition model (defemb-fit) of ``plm`` over a small manual corpus."""
-    from defemb.corpus.build import build_corpus
-    from defemb.fit import fit_definition_model
+    from preprocess.corpus.build import build_corpus
+    from fairseq_defemb.fit import fit_definition_model
 
     lines = ["cat\tn\ta small animal with fur that people keep at home", "dog\tn\tan animal that barks",
              "river\tn\ta large stream of water", "tree\tn\ta tall plant with a trunk", "house\tn\ta building to live in",
@@ -268,7 +268,7 @@ def test_defemb_init_with_an_encoder_only_definition_model(tmp_path):
 
 
 def test_defemb_init_predicts_with_defemb_predict_code(plm, definition_model, tmp_path):
-    """The rows are what defemb.predict gives for the word's prompts: here checked against the
+    """The rows are what fairseq_defemb.predict gives for the word's prompts: here checked against the
     fitted W applied by hand is not possible, so against a second run (deterministic) and against
     every other initialiser (different rows)."""
     (tmp_path / "w.tsv").write_text(WORDS)
@@ -416,9 +416,9 @@ def test_transformers_defemb_init_with_a_model_of_the_converted_dictionary(tmp_p
     (defemb-convert-hf's dict.txt, fairseq id = transformers id) predicts the new rows."""
     from tiny_hf import save_tiny_hf
 
-    from defemb.convert.hf_import import convert_hf
-    from defemb.corpus.build import build_corpus
-    from defemb.fit import fit_definition_model
+    from fairseq_defemb.convert.hf_import import convert_hf
+    from preprocess.corpus.build import build_corpus
+    from fairseq_defemb.fit import fit_definition_model
 
     src = save_tiny_hf(tmp_path / "hf", "bart")
     convert_hf(model_dir=src, out=tmp_path / "fs")
@@ -445,12 +445,12 @@ def test_transformers_defemb_init_on_bert_maps_its_ids_to_the_converted_dictiona
     from transformers import AutoModel
     from test_convert_hf import WORDS as BERT_WORDS, save_tiny_bert
 
-    from defemb.add_tokens.initialise import Target, defemb_rows, word_prompts
-    from defemb.convert.hf_import import convert_hf
-    from defemb.corpus.build import build_corpus
-    from defemb.corpus.tokenizers import WordPieceBackend
-    from defemb.data.vocabulary import load_model_dictionary
-    from defemb.fit import fit_definition_model
+    from fairseq_defemb.add_tokens.initialise import Target, defemb_rows, word_prompts
+    from fairseq_defemb.convert.hf_import import convert_hf
+    from preprocess.corpus.build import build_corpus
+    from preprocess.corpus.tokenizers import WordPieceBackend
+    from fairseq_defemb.data.vocabulary import load_model_dictionary
+    from fairseq_defemb.fit import fit_definition_model
 
     # The specials sit apart in vocab.txt, as in BERT's ([PAD] 0, [UNK] 100, [CLS] 101, ...): ids move.
     vocab = ["[PAD]", *BERT_WORDS[:6], "[UNK]", "[CLS]", "[SEP]", "[MASK]", *BERT_WORDS[6:],
@@ -493,6 +493,6 @@ def test_transformers_defemb_init_on_bert_maps_its_ids_to_the_converted_dictiona
 def _hf_backend(model_dir: Path):
     from transformers import AutoTokenizer
 
-    from defemb.add_tokens.hf_model import TransformersBackend
+    from fairseq_defemb.add_tokens.hf_model import TransformersBackend
 
     return TransformersBackend(AutoTokenizer.from_pretrained(model_dir, local_files_only=True), byte_level=False)

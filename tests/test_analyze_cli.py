@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from defemb.analysis.report import analyze_matrices, read_lines
-from defemb.analysis.rouge import signature
-from defemb.cli.analyze import main as cli_main
-from defemb.analysis.frequency_groups import frequency_groups
-from defemb.analysis.isotropy import isotropy
-from defemb.analysis.neighbours import max_difference
-from defemb.data.vocabulary import load_model_dictionary
+from fairseq_defemb.analysis.report import analyze_matrices, read_lines
+from fairseq_defemb.analysis.rouge import signature
+from fairseq_defemb.cli.analyze import main as cli_main
+from fairseq_defemb.analysis.frequency_groups import frequency_groups
+from fairseq_defemb.analysis.isotropy import isotropy
+from fairseq_defemb.analysis.neighbours import max_difference
+from fairseq_defemb.data.vocabulary import load_model_dictionary
 
 
 def _checkpoint(path, W):
@@ -151,8 +151,8 @@ def test_output_files_are_read_on_newlines_only_and_counts_checked(tmp_path, cap
 
 def test_neighbours_of_a_plain_word_finds_the_models_own_form(tmp_path):
     """GPT-2 ' everlasting', WordPiece '##ing' and plain words resolve to the model's word-initial piece."""
-    from defemb.analysis.neighbours import token_surfaces, word_initial_pieces
-    from defemb.analysis.report import find_token
+    from fairseq_defemb.analysis.neighbours import token_surfaces, word_initial_pieces
+    from fairseq_defemb.analysis.report import find_token
     from tiny_models import write_dict
 
     write_dict(tmp_path / "dict.txt", ["##cat", "cat", "Dog", "##ing", "ever"])
@@ -171,7 +171,7 @@ def test_neighbours_of_is_checked_before_the_work(setup):
     tmp_path, _, _ = setup
     out = tmp_path / "report"
     with pytest.raises(ValueError, match="no token of this model spells 'zebra'"):
-        from defemb.analysis.report import analyze_checkpoints
+        from fairseq_defemb.analysis.report import analyze_checkpoints
 
         analyze_checkpoints(tmp_path / "A" / "model.pt", out, dict_path=tmp_path / "dict.txt", neighbours_of=["zebra"])
     assert not out.exists()
@@ -182,8 +182,8 @@ def test_neighbours_of_is_checked_before_the_work(setup):
 
 def test_neighbours_of_on_gpt2_ids_prefers_the_leading_space_piece(tmp_path):
     from conftest import REPO
-    from defemb.analysis.neighbours import token_surfaces, word_initial_pieces
-    from defemb.analysis.report import find_token
+    from fairseq_defemb.analysis.neighbours import token_surfaces, word_initial_pieces
+    from fairseq_defemb.analysis.report import find_token
 
     encoder_json = REPO / ".cache" / "gpt2" / "encoder.json"
     encoder = json.loads(encoder_json.read_text())
@@ -199,7 +199,7 @@ def test_a_fine_tuned_checkpoint_without_the_mask_row_is_compared(setup):
     """fairseq's translation task drops <mask> on load: the fine-tuned matrix has one row fewer."""
     tmp_path, W, after = setup
     _checkpoint(tmp_path / "T" / "model.pt", after[:-1].clone())
-    from defemb.analysis.report import analyze_checkpoints
+    from fairseq_defemb.analysis.report import analyze_checkpoints
 
     report = analyze_checkpoints(tmp_path / "A" / "model.pt", tmp_path / "r", dict_path=tmp_path / "dict.txt",
                                  compare=tmp_path / "T" / "model.pt", progress=False)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from defemb.analysis.geometry import drift, plot_projections, projection_basis
+from fairseq_defemb.analysis.geometry import drift, plot_projections, projection_basis
 
 
 def test_drift_on_constructed_matrices():

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from defemb.atomic_io import atomic_output_dir, atomic_output_file, remove_stale_siblings, write_text
+from fairseq_defemb.atomic_io import atomic_output_dir, atomic_output_file, remove_stale_siblings, write_text
 
 
 def siblings(root, name):
@@ -69,7 +69,7 @@ def test_a_terminated_writer_removes_its_temporary(tmp_path, sig):
     # of a non-interactive shell, as CI may run us), so the child restores the interactive default.
     script = textwrap.dedent(f"""
         import signal, sys, time
-        from defemb.atomic_io import atomic_output_dir, exit_on_sigterm
+        from fairseq_defemb.atomic_io import atomic_output_dir, exit_on_sigterm
         signal.signal(signal.SIGINT, signal.default_int_handler)
         exit_on_sigterm()
         with atomic_output_dir({str(tmp_path / 'out')!r}) as tmp:

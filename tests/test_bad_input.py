@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from conftest import VENV_BIN
-from defemb.cli.analyze import main as analyze_main
-from defemb.cli.corpus import main as corpus_main
-from defemb.cli.predict import main as predict_main
-from defemb.cli.surgery import main as surgery_main
-from defemb.convert.fairseq_checkpoint import save_model_checkpoint
+from fairseq_defemb.cli.analyze import main as analyze_main
+from fairseq_defemb.cli.corpus import main as corpus_main
+from fairseq_defemb.cli.predict import main as predict_main
+from fairseq_defemb.cli.surgery import main as surgery_main
+from fairseq_defemb.convert.fairseq_checkpoint import save_model_checkpoint
 from test_convert_hf import WORDS as BERT_WORDS, save_tiny_bert
 from test_corpus_alignment import MINILM_VOCAB, write_wordpiece_dict
 from test_definition_cloze import build_with_cfg

@@ -114,8 +114,8 @@ def test_last_json_skips_logging_and_readme_section_is_replaced(tmp_path):
 
 def test_scale_fixture_holds_exactly_the_definitions_asked_for(tmp_path):
     from benchmarks.bench_scale import gpt2_headwords, write_fixture
-    from defemb.corpus.entries import SkipLog
-    from defemb.corpus.wiktionary import read_wiktionary
+    from preprocess.corpus.entries import SkipLog
+    from preprocess.corpus.wiktionary import read_wiktionary
 
     report = write_fixture(tmp_path / "w.jsonl", 500)
     skips = SkipLog()

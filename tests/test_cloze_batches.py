@@ -6,10 +6,10 @@ import pytest
 import torch
 from fairseq.data import data_utils
 
-from defemb.data import seeded_draws
-from defemb.data.cloze_dataset import DefinitionClozeDataset
-from defemb.data.corpus_format import CorpusFormatError, CorpusWriter, load_split, write_metadata
-from defemb.data.headword import echo_positions
+from fairseq_defemb.data import seeded_draws
+from fairseq_defemb.data.cloze_dataset import DefinitionClozeDataset
+from fairseq_defemb.data.corpus_format import CorpusFormatError, CorpusWriter, load_split, write_metadata
+from fairseq_defemb.data.headword import echo_positions
 
 PAD, EOS, MASK, VOCAB = 1, 2, 99, 100
 

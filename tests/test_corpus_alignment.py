@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from defemb.data.vocabulary import load_model_dictionary
-from defemb.corpus.entries import Entry, SkipLog
-from defemb.corpus.prompts import MULTI_WORD, build_prompt, case_of
-from defemb.corpus.tokenizers import CorpusBuildError, GPT2Backend, SentencePieceBackend, WordPieceBackend, casings
+from fairseq_defemb.data.vocabulary import load_model_dictionary
+from preprocess.corpus.entries import Entry, SkipLog
+from preprocess.corpus.prompts import MULTI_WORD, build_prompt, case_of
+from preprocess.corpus.tokenizers import CorpusBuildError, GPT2Backend, SentencePieceBackend, WordPieceBackend, casings
 
 REPO = Path(__file__).resolve().parent.parent
 GPT2 = REPO / ".cache" / "gpt2"
@@ -200,7 +200,7 @@ def test_sentencepiece_spans_are_the_variants(tmp_path):
     """A sentencepiece model trained here on GCIDE text; dict.txt symbols are its pieces."""
     import sentencepiece
 
-    from defemb.corpus.gcide import read_gcide
+    from preprocess.corpus.gcide import read_gcide
 
     text = tmp_path / "text.txt"
     text.write_text("\n".join(e.definition for e, _ in zip(read_gcide(), range(3000))))

@@ -6,11 +6,11 @@ import time
 import numpy as np
 import pytest
 
-from defemb.data.corpus_format import check_corpus_dictionary, load_split
-from defemb.data.vocabulary import load_model_dictionary
-from defemb.corpus import build as build_corpus
-from defemb.cli.corpus import main as cli_main
-from defemb.corpus.sources import DEFAULT_SOURCES
+from fairseq_defemb.data.corpus_format import check_corpus_dictionary, load_split
+from fairseq_defemb.data.vocabulary import load_model_dictionary
+from preprocess.corpus import build as build_corpus
+from fairseq_defemb.cli.corpus import main as cli_main
+from preprocess.corpus.sources import DEFAULT_SOURCES
 from tiny_models import make_tiny_checkpoint
 from conftest import REPO, VENV_BIN
 from test_corpus_alignment import GPT2, MINILM_VOCAB, gpt2_decode, write_gpt2_dict, write_wordpiece_dict
@@ -57,7 +57,7 @@ def test_gpt2_corpus_contract(tmp_path, gpt2_dict):
     assert meta["sources"] == ["manual", "numbers"] and meta["tokenizer"]["bpe"] == "gpt2"
     assert meta["prompts_by_source"]["manual"] == 50 and meta["skipped"]["definition truncated"] > 0
     dictionary = load_model_dictionary(out / "dict.txt")
-    from defemb.corpus.tokenizers import GPT2Backend
+    from preprocess.corpus.tokenizers import GPT2Backend
 
     backend = GPT2Backend(dictionary, GPT2 / "encoder.json", GPT2 / "vocab.bpe")
     rows = read_all(out, "train") + read_all(out, "valid")
@@ -271,7 +271,7 @@ def test_full_embedded_build(tmp_path, bpe, gpt2_dict, wp_dict, capsys):
 
 
 def test_report_counts_prompts_that_show_their_headword_outside_the_variants(tmp_path, gpt2_dict):
-    from defemb.data.headword import echo_positions
+    from fairseq_defemb.data.headword import echo_positions
 
     tsv = tmp_path / "m.tsv"
     tsv.write_text("zebra\tn.\tan animal like a horse, a zebra has stripes\n"

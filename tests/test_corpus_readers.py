@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from defemb.corpus.entries import MAX_LINE_BYTES, Entry, SkipLog
-from defemb.corpus.gcide import clean_definition, clean_headword, gcide_files, read_gcide
-from defemb.corpus.manual import read_manual
-from defemb.corpus.numbers import number_entries, spell_number
-from defemb.corpus.wiktionary import read_wiktionary
+from preprocess.corpus.entries import MAX_LINE_BYTES, Entry, SkipLog
+from preprocess.corpus.gcide import clean_definition, clean_headword, gcide_files, read_gcide
+from preprocess.corpus.manual import read_manual
+from preprocess.corpus.numbers import number_entries, spell_number
+from preprocess.corpus.wiktionary import read_wiktionary
 
 
 # -- GCIDE ------------------------------------------------------------------------

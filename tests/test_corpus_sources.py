@@ -7,17 +7,17 @@ import re
 import pytest
 from lemminflect import getAllLemmas
 
-from defemb.corpus.affixes import affix_entries
-from defemb.corpus.coverage import token_shape
-from defemb.corpus.entries import Entry, SkipLog
-from defemb.corpus.gcide import read_gcide
-from defemb.corpus.inflections import LemmaIndex, form_of, inflection_entries, upos_of
-from defemb.corpus.names import (read_census_names, read_countries, read_geonames, read_names, read_subdivisions,
+from preprocess.corpus.affixes import affix_entries
+from preprocess.corpus.coverage import token_shape
+from preprocess.corpus.entries import Entry, SkipLog
+from preprocess.corpus.gcide import read_gcide
+from preprocess.corpus.inflections import LemmaIndex, form_of, inflection_entries, upos_of
+from preprocess.corpus.names import (read_census_names, read_countries, read_geonames, read_names, read_subdivisions,
                                  country_names)
-from defemb.corpus.prompts import build_prompt
-from defemb.corpus.sources import DEFAULT_SOURCES, SOURCES, licences, parse_sources, round_trips
-from defemb.corpus.symbols import describe_character, symbol_entries, symbol_entry
-from defemb.corpus.tokenizers import CorpusBuildError
+from preprocess.corpus.prompts import build_prompt
+from preprocess.corpus.sources import DEFAULT_SOURCES, SOURCES, licences, parse_sources, round_trips
+from preprocess.corpus.symbols import describe_character, symbol_entries, symbol_entry
+from preprocess.corpus.tokenizers import CorpusBuildError
 from test_corpus_alignment import gpt2, wordpiece  # noqa: F401  (module fixtures: the real GPT-2 BPE and MiniLM vocab)
 
 
@@ -29,7 +29,7 @@ def gcide_entries():
 # -- registry and licences --------------------------------------------------------
 
 def test_every_source_has_a_licence_entry():
-    from defemb.cli.corpus import build_parser
+    from fairseq_defemb.cli.corpus import build_parser
 
     offered = next(a for a in build_parser()._actions if a.dest == "source")
     names = re.search(r"comma-separated: (.*?) \(default", offered.help)[1].split(", ")
@@ -258,8 +258,8 @@ def test_token_shapes():
 
 
 def test_coverage_counts_generic_whole_and_shapes(tmp_path):
-    from defemb.corpus.coverage import coverage_markdown, coverage_report
-    from defemb.data.vocabulary import load_model_dictionary
+    from preprocess.corpus.coverage import coverage_markdown, coverage_report
+    from fairseq_defemb.data.vocabulary import load_model_dictionary
 
     symbols = ["used", "ases", "Europe", "US", "!", "é", "[unused3]", "Smith", "Sm", "ith"]
     (tmp_path / "dict.txt").write_text("".join(f"{s} {100 - k}\n" for k, s in enumerate(symbols)))

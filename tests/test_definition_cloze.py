@@ -5,10 +5,10 @@ import torch
 from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-from defemb.data.cloze_dataset import DefinitionClozeDataset
-from defemb.data.corpus_format import CorpusWriter, load_split, write_metadata
+from fairseq_defemb.data.cloze_dataset import DefinitionClozeDataset
+from fairseq_defemb.data.corpus_format import CorpusWriter, load_split, write_metadata
 from fairseq_defemb.criterions.mimic_mse import mimic_loss_terms
-from defemb.data.vocabulary import load_model_dictionary
+from fairseq_defemb.data.vocabulary import load_model_dictionary
 
 
 def training_args(tiny_dir, family, extra=()):
@@ -133,7 +133,7 @@ def test_roberta_inference_reads_the_last_layer_only_where_predicted(tiny_dir, t
     from tiny_corpus import make_tiny_corpus
     from tiny_models import ARCH_ARGS
 
-    from defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
+    from fairseq_defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
 
     (tmp_path / "roberta").mkdir()
     (tmp_path / "roberta" / "dict.txt").write_bytes((tiny_dir / "roberta" / "dict.txt").read_bytes())
@@ -300,8 +300,12 @@ def test_training_lowers_validation_loss(tiny_dir, family):
     assert valid_loss() < 0.7 * before
 
 
-def test_plugin_import_makes_checkpoints_loadable(tiny_dir):
-    """torch >= 2.6 refuses fairseq's pickled Namespace until the plugin allow-lists it."""
+@pytest.mark.parametrize("plugin", ["import fairseq, fairseq_defemb", "import fairseq_defemb; fairseq_defemb.register()",
+                                    "import fairseq_defemb; fairseq_defemb.allow_fairseq_checkpoints()"])
+def test_plugin_makes_checkpoints_loadable(tiny_dir, plugin):
+    """torch >= 2.6 refuses fairseq's pickled Namespace until the plugin allow-lists it: loading the
+    plugin does (importing the package once fairseq is loaded, or register()), and so does the
+    library's allow_fairseq_checkpoints()."""
     import subprocess
     import sys
 
@@ -310,5 +314,5 @@ def test_plugin_import_makes_checkpoints_loadable(tiny_dir):
             f"RobertaModel.from_pretrained({str(tiny_dir / 'roberta')!r}, 'model.pt', bpe=None)")
     bare = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True)
     assert bare.returncode != 0 and "Weights only load failed" in bare.stderr
-    plugged = subprocess.run([sys.executable, "-c", "import fairseq_defemb; " + load], capture_output=True, text=True)
+    plugged = subprocess.run([sys.executable, "-c", f"{plugin}; {load}"], capture_output=True, text=True)
     assert plugged.returncode == 0, plugged.stderr[-2000:]

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from conftest import run_example
-from defemb.surgery.checkpoint import read_embedding_matrix
-from defemb.analysis.frequency_groups import frequency_groups
-from defemb.analysis.isotropy import isotropy_by_group
-from defemb.analysis.neighbours import max_difference, numeric_tokens, token_surfaces
-from defemb.data.vocabulary import load_model_dictionary
+from fairseq_defemb.surgery.checkpoint import read_embedding_matrix
+from fairseq_defemb.analysis.frequency_groups import frequency_groups
+from fairseq_defemb.analysis.isotropy import isotropy_by_group
+from fairseq_defemb.analysis.neighbours import max_difference, numeric_tokens, token_surfaces
+from fairseq_defemb.data.vocabulary import load_model_dictionary
 
 
 @pytest.mark.slow

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import REPO, VENV_BIN, run_example
-from defemb.surgery.checkpoint import read_embedding_matrix
-from defemb.analysis.report import model_groups, read_lines
-from defemb.analysis.isotropy import CONVENTIONS, isotropy_by_group
-from defemb.analysis.rouge import METRICS, rouge_155
-from defemb.analysis.significance import paired_bootstrap, pool
-from defemb.data.vocabulary import load_model_dictionary
+from fairseq_defemb.surgery.checkpoint import read_embedding_matrix
+from fairseq_defemb.analysis.report import model_groups, read_lines
+from fairseq_defemb.analysis.isotropy import CONVENTIONS, isotropy_by_group
+from fairseq_defemb.analysis.rouge import METRICS, rouge_155
+from fairseq_defemb.analysis.significance import paired_bootstrap, pool
+from fairseq_defemb.data.vocabulary import load_model_dictionary
 
 sys.path.insert(0, str(REPO / "examples"))
 from demo_bart import BUDGETS, GROUPS, METHODS, pretrain_options  # noqa: E402

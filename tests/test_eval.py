@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from conftest import run_example
-from defemb.analysis.reconstruction import aggregate, score_tokens
-from defemb.data.corpus_format import load_split
-from defemb.data.embedding_file import PredictedEmbeddings
-from defemb.surgery.checkpoint import read_embedding_matrix
+from fairseq_defemb.analysis.reconstruction import aggregate, score_tokens
+from fairseq_defemb.data.corpus_format import load_split
+from fairseq_defemb.data.embedding_file import PredictedEmbeddings
+from fairseq_defemb.surgery.checkpoint import read_embedding_matrix
 
 
 @pytest.mark.slow

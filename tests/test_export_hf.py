@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from defemb.cli.export_hf import main as export_main
-from defemb.cli.surgery import main as surgery_main
-from defemb.data.vocabulary import load_model_dictionary
+from fairseq_defemb.cli.export_hf import main as export_main
+from fairseq_defemb.cli.surgery import main as surgery_main
+from fairseq_defemb.data.vocabulary import load_model_dictionary
 from tiny_hf import tiny_bpe, write_tiny_gpt2_dict, write_tiny_gpt2_files
 from tiny_models import make_tiny_checkpoint
 
@@ -102,8 +102,8 @@ def test_verification_catches_a_wrong_weight(tiny_fairseq, gpt2_files, tmp_path)
     from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from defemb.convert.export_hf import load_fairseq
-    from defemb.convert.verify_hf import VERIFY_SENTENCES, compare, gpt2_fairseq_ids
+    from fairseq_defemb.convert.export_hf import load_fairseq
+    from fairseq_defemb.convert.verify_hf import VERIFY_SENTENCES, compare, gpt2_fairseq_ids
 
     out = tmp_path / "hf"
     assert export_main(["--checkpoint", str(tiny_fairseq / "bart"), "--out", str(out), *bpe_args(gpt2_files)]) == 0
@@ -121,7 +121,7 @@ def test_verification_catches_a_wrong_weight(tiny_fairseq, gpt2_files, tmp_path)
 
 
 def test_failed_verification_writes_nothing(tiny_fairseq, gpt2_files, tmp_path, monkeypatch, capsys):
-    from defemb.convert import verify_hf
+    from fairseq_defemb.convert import verify_hf
 
     real = verify_hf.compare
 
@@ -160,7 +160,7 @@ def test_bad_inputs_name_the_file_and_write_nothing(tiny_fairseq, gpt2_files, tm
     (ckpt / "dict.txt").write_text("\n".join(lines[:6] + [f"99999 {lines[6].split()[1]}"] + lines[7:]) + "\n")
     fails(ckpt, f"{ckpt / 'dict.txt'}:7: symbol '99999' is not an id of {gpt2_files[0]}", *bpe_args(gpt2_files))
     # An architecture that is neither BART nor RoBERTa.
-    from defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
+    from fairseq_defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
 
     lm = tmp_path / "lm"
     lm.mkdir()
@@ -192,7 +192,7 @@ def test_demo_minilm_deldirection_round_trips_to_bert(tmp_path, capsys):
     fairseq: WordPiece ids identical, hidden states and logits within 1e-4."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer, BertForMaskedLM
 
-    from defemb.cli.convert_hf import main as convert_main
+    from fairseq_defemb.cli.convert_hf import main as convert_main
     from test_convert_hf import MINILM
 
     assert convert_main(["--model-dir", str(MINILM), "--out", str(tmp_path / "fs")]) == 0
@@ -222,8 +222,8 @@ def test_real_gpt2_bpe_tokenizes_like_fairseq(tmp_path):
     from transformers import AutoTokenizer
 
     from conftest import REPO
-    from defemb.convert.export_hf import load_fairseq
-    from defemb.convert.verify_hf import gpt2_fairseq_ids
+    from fairseq_defemb.convert.export_hf import load_fairseq
+    from fairseq_defemb.convert.verify_hf import gpt2_fairseq_ids
 
     gpt2 = REPO / ".cache" / "gpt2"
     assert (gpt2 / "encoder.json").is_file(), "run `make install`: it fetches GPT-2's BPE files to .cache/gpt2/"

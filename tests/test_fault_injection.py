@@ -22,13 +22,13 @@ import pytest
 import torch
 
 from conftest import VENV_BIN
-from defemb.data.embedding_file import PredictedEmbeddings
-from defemb.data.vocabulary import load_model_dictionary
-from defemb.surgery.swap import verify
+from fairseq_defemb.data.embedding_file import PredictedEmbeddings
+from fairseq_defemb.data.vocabulary import load_model_dictionary
+from fairseq_defemb.surgery.swap import verify
 from test_corpus_alignment import MINILM_VOCAB, write_wordpiece_dict
 from test_definition_cloze import build_with_cfg
 from test_surgery import save_predictions
-from defemb.convert.fairseq_checkpoint import save_model_checkpoint
+from fairseq_defemb.convert.fairseq_checkpoint import save_model_checkpoint
 
 SEED = 19
 SPREAD_KILLS = 3  # seeded moments per command, uniform over (0.1, 1.0) of a normal run's duration

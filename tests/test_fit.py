@@ -1,4 +1,4 @@
-"""A closed-form W (issue 23): defemb.fit, defemb-fit, --projection-init least-squares and
+"""A closed-form W (issue 23): fairseq_defemb.fit, defemb-fit, --projection-init least-squares and
 --mask-headword-everywhere, on the tiny RoBERTa and BART."""
 import json
 import logging
@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from defemb.cli.fit import main as fit_main
-from defemb.cli.predict import main as predict_main
-from defemb.data.cloze_dataset import DefinitionClozeDataset
-from defemb.data.corpus_format import CorpusWriter, load_split, write_metadata
-from defemb.data.embedding_file import PredictedEmbeddings
-from defemb.data.headword import echo_positions
-from defemb.data.vocabulary import load_model_dictionary
-from defemb.fit import LAMBDA_GRID, build_definition_model, fit_projection, read_states, sample_prompts
-from defemb.predict import predict_with_model
+from fairseq_defemb.cli.fit import main as fit_main
+from fairseq_defemb.cli.predict import main as predict_main
+from fairseq_defemb.data.cloze_dataset import DefinitionClozeDataset
+from fairseq_defemb.data.corpus_format import CorpusWriter, load_split, write_metadata
+from fairseq_defemb.data.embedding_file import PredictedEmbeddings
+from fairseq_defemb.data.headword import echo_positions
+from fairseq_defemb.data.vocabulary import load_model_dictionary
+from fairseq_defemb.fit import LAMBDA_GRID, build_definition_model, fit_projection, read_states, sample_prompts
+from fairseq_defemb.predict import predict_with_model
 from test_definition_cloze import build_with_cfg
 from tiny_corpus import DEFINITIONS, prompt_and_spans
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from defemb.cli.convert_hf import main as convert_main
-from defemb.cli.export_hf import main as export_main
-from defemb.data.vocabulary import load_model_dictionary
+from fairseq_defemb.cli.convert_hf import main as convert_main
+from fairseq_defemb.cli.export_hf import main as export_main
+from fairseq_defemb.data.vocabulary import load_model_dictionary
 from tiny_hf import save_tiny_hf, tiny_bpe
 
 FAMILIES = ["bart", "roberta"]
@@ -283,7 +283,7 @@ def test_bart_base_shaped_model_with_gpt2_bpe_round_trips(tmp_path):
 
 
 def test_failed_verification_writes_nothing(hf_dirs, tmp_path, monkeypatch, capsys):
-    from defemb.convert import verify_hf
+    from fairseq_defemb.convert import verify_hf
 
     real = verify_hf.compare
 

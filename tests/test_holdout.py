@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from defemb.analysis.frequency_groups import frequency_groups
-from defemb.corpus.holdout import (DEFINITION_ONLY_SPLIT, HELDOUT_SPLIT, HoldoutError, definition_only,
+from fairseq_defemb.analysis.frequency_groups import frequency_groups
+from preprocess.corpus.holdout import (DEFINITION_ONLY_SPLIT, HELDOUT_SPLIT, HoldoutError, definition_only,
                                    holdout_candidates, holdout_metadata, holdout_splits, read_holdout_ids,
                                    sample_holdout, write_holdout)
-from defemb.corpus.prompts import Prompt
-from defemb.data.corpus_format import CorpusWriter, load_split, write_metadata
-from defemb.data.vocabulary import load_model_dictionary
+from preprocess.corpus.prompts import Prompt
+from fairseq_defemb.data.corpus_format import CorpusWriter, load_split, write_metadata
+from fairseq_defemb.data.vocabulary import load_model_dictionary
 from tiny_models import write_dict
 from test_definition_cloze import build
 
@@ -167,7 +167,7 @@ def test_hidden_ids_reach_the_bart_decoder_input_too(tmp_path, tiny_dir):
 
 
 def test_corpus_cli_holds_out_and_refuses_bad_requests(tmp_path, capsys):
-    from defemb.cli.corpus import main as corpus_main
+    from fairseq_defemb.cli.corpus import main as corpus_main
     from test_corpus_alignment import write_wordpiece_dict
     from test_corpus_build import wp_args
 

@@ -10,7 +10,7 @@ from fairseq.data import indexed_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from defemb.data.indexed import (IndexedFormatError, MMapIndexed, MMapIndexedWriter, best_fitting_int_dtype,
+from fairseq_defemb.data.indexed import (IndexedFormatError, MMapIndexed, MMapIndexedWriter, best_fitting_int_dtype,
                                  is_mmap_dataset, read_items)
 
 _TMP = tempfile.TemporaryDirectory(prefix="defemb-test-indexed-")  # removed when the test process ends

@@ -42,7 +42,7 @@ def entry_points(target) -> list[str]:
 @pytest.mark.slow
 def test_every_console_command_answers_help_outside_the_source_tree(installed, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(installed)}
-    where = subprocess.run([sys.executable, "-c", "import defemb, fairseq_defemb; print(defemb.__file__, fairseq_defemb.__file__)"],
+    where = subprocess.run([sys.executable, "-c", "import preprocess, fairseq_defemb; print(preprocess.__file__, fairseq_defemb.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.split()
     assert all(path.startswith(str(installed)) for path in where), where
     commands = entry_points(installed)

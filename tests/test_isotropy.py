@@ -5,9 +5,9 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-import defemb.analysis.isotropy as iso
-from defemb.analysis.frequency_groups import groups_convention
-from defemb.analysis.isotropy import PAPER, SIGN_INVARIANT, isotropy, isotropy_by_group
+import fairseq_defemb.analysis.isotropy as iso
+from fairseq_defemb.analysis.frequency_groups import groups_convention
+from fairseq_defemb.analysis.isotropy import PAPER, SIGN_INVARIANT, isotropy, isotropy_by_group
 
 
 def literal(E: np.ndarray) -> dict[str, float]:

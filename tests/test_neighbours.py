@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from defemb.analysis.neighbours import (looks_like_gpt2_ids, max_difference, nearest_neighbours, numeric_tokens,
+from fairseq_defemb.analysis.neighbours import (looks_like_gpt2_ids, max_difference, nearest_neighbours, numeric_tokens,
                                        token_surfaces)
 
 

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from defemb.analysis.frequency_groups import frequency_groups
-from defemb.analysis.isotropy import isotropy_by_group
-from defemb.analysis.neighbours import max_difference
-from defemb.surgery.postprocessing import del_direction, del_zscore
+from fairseq_defemb.analysis.frequency_groups import frequency_groups
+from fairseq_defemb.analysis.isotropy import isotropy_by_group
+from fairseq_defemb.analysis.neighbours import max_difference
+from fairseq_defemb.surgery.postprocessing import del_direction, del_zscore
 
 SPECIALS, ORDINARY, DIM = 4, 400, 200
 

@@ -1,4 +1,4 @@
-"""defemb.parallel.ordered_map: input order, lazy reading, errors re-raised, a dead worker
+"""fairseq_defemb.parallel.ordered_map: input order, lazy reading, errors re-raised, a dead worker
 raises instead of hanging, and workers that do not inherit the parent's state by fork."""
 import multiprocessing
 import os
@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from defemb.parallel import WorkerDied, chunks, ordered_map
+from fairseq_defemb.parallel import WorkerDied, chunks, ordered_map
 
 STATE = "imported"
 _factor = 1
@@ -127,7 +127,7 @@ def test_a_script_without_a_main_guard_fails_and_says_why(tmp_path):
     # forkserver workers import the calling script again; unguarded, it would start workers from
     # inside that import, which Python refuses: the run must end with the cause, not hang
     script = tmp_path / "unguarded.py"
-    script.write_text("from defemb.parallel import ordered_map\nprint(list(ordered_map(abs, range(-4, 0), 2)))\n")
+    script.write_text("from fairseq_defemb.parallel import ordered_map\nprint(list(ordered_map(abs, range(-4, 0), 2)))\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 1
     assert "WorkerDied" in done.stderr and 'if __name__ == "__main__":' in done.stderr

@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from defemb.surgery.postprocessing import del_direction, del_direction_centred, del_zscore, num_directions_for
+from fairseq_defemb.surgery.postprocessing import del_direction, del_direction_centred, del_zscore, num_directions_for
 
 
 def anisotropic(rows=500, dim=200, seed=0) -> np.ndarray:

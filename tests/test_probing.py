@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from defemb.analysis.probing import LABELS, label_of, probe, split_train_validation
+from fairseq_defemb.analysis.probing import LABELS, label_of, probe, split_train_validation
 
 
 def _synthetic(rng, words, centres, noise=1.0):
@@ -41,7 +41,7 @@ def test_probe_on_separable_data_and_chance_on_noise():
 def test_final_layer_states_of_a_real_fairseq_model(tiny_dir, family):
     from fairseq import checkpoint_utils
 
-    from defemb.analysis.probing import final_layer_states
+    from fairseq_defemb.analysis.probing import final_layer_states
 
     models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(tiny_dir / family / "model.pt")])
     d = task.source_dictionary

@@ -2,7 +2,7 @@
 
 Importing fairseq costs seconds of start-up (every model and task registers) and logs
 "Please install tensorboardX"; surgery, analysis and the corpus builder only need ids, so they
-read dict.txt and the binarized data themselves (defemb.data.vocabulary, defemb.data.indexed).
+read dict.txt and the binarized data themselves (fairseq_defemb.data.vocabulary, fairseq_defemb.data.indexed).
 """
 import json
 import re
@@ -20,14 +20,18 @@ from test_corpus_build import gpt2_args, manual_tsv
 from test_surgery import inputs  # noqa: F401  (the fixture)
 
 COMMANDS = ("defemb-corpus", "defemb-predict", "defemb-surgery", "defemb-analyze", "defemb-convert-hf")
-# Each step runs one command's main in the same fresh interpreter and records the fairseq modules loaded so far.
+# Each step runs one command's main in the same fresh interpreter and records the fairseq modules loaded so far
+# (fairseq, and the plugin subpackages that register with it).
 RUN_STEPS = """
 import json, sys
 
-def fairseq_modules():
-    return sorted(m for m in sys.modules if m.split(".")[0] in ("fairseq", "fairseq_defemb", "fairseq_cli"))
+PLUGIN = ("fairseq_defemb.tasks", "fairseq_defemb.models", "fairseq_defemb.criterions")
 
-from defemb.cli import analyze, convert_hf, corpus, predict, surgery
+def fairseq_modules():
+    # fairseq itself, and the plugin's registration (which imports it); the library may load
+    return sorted(m for m in sys.modules if m.split(".")[0] in ("fairseq", "fairseq_cli") or m.startswith(PLUGIN))
+
+from fairseq_defemb.cli import analyze, convert_hf, corpus, predict, surgery
 record = {"import": [0, fairseq_modules()]}
 mains = {"surgery": surgery.main, "analyze": analyze.main, "corpus": corpus.main}
 for name, argv in json.loads(sys.argv[1]):

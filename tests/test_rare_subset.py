@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from defemb.analysis.rare_subset import load_binarized, rare_subset, rare_subset_binarized
+from fairseq_defemb.analysis.rare_subset import load_binarized, rare_subset, rare_subset_binarized
 
 TARGETS = [
     [0, 5, 6, 45000, 2],                                    # 1 of 3 rare (specials ignored): kept

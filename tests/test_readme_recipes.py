@@ -18,9 +18,9 @@ import torch
 from conftest import REPO, VENV_BIN
 from test_corpus_alignment import GPT2, write_gpt2_dict
 from tiny_models import ARCH_ARGS, TINY_WORDS, make_tiny_checkpoint
-from defemb.data.embedding_file import PredictedEmbeddings
-from defemb.surgery.checkpoint import read_embedding_matrix
-from defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
+from fairseq_defemb.data.embedding_file import PredictedEmbeddings
+from fairseq_defemb.surgery.checkpoint import read_embedding_matrix
+from fairseq_defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
 
 README = REPO / "README.md"
 

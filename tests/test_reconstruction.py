@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from defemb.analysis.reconstruction import (ReconstructionError, aggregate, definition_mean_init, mean_row_init,
+from fairseq_defemb.analysis.reconstruction import (ReconstructionError, aggregate, definition_mean_init, mean_row_init,
                                             random_init, reconstruction_markdown, reconstruction_report, score_tokens,
                                             subword_init)
-from defemb.corpus.tokenizers import GPT2Backend, WordPieceBackend
-from defemb.data.embedding_file import PredictedEmbeddings
-from defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
+from preprocess.corpus.tokenizers import GPT2Backend, WordPieceBackend
+from fairseq_defemb.data.embedding_file import PredictedEmbeddings
+from fairseq_defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
 from test_corpus_alignment import GPT2, MINILM_VOCAB, write_gpt2_dict, write_wordpiece_dict
 from test_holdout import write_corpus
 
@@ -138,7 +138,7 @@ def test_bad_inputs_are_refused(tmp_path, corpus, tiny_dir):
 
 
 def test_cli_writes_nothing_on_bad_input(tmp_path, corpus, capsys):
-    from defemb.cli.analyze import main as analyze_main
+    from fairseq_defemb.cli.analyze import main as analyze_main
 
     out, d, holdout, matrix = corpus
     np.save(tmp_path / "E.npy", matrix.astype(np.float32))

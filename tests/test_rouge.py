@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from defemb.analysis.rouge import (DEFAULT_ROUGE_ROOT, FILES2ROUGE_ARGS, prepare, ptb_tokenize, rouge, rouge_155,
+from fairseq_defemb.analysis.rouge import (DEFAULT_ROUGE_ROOT, FILES2ROUGE_ARGS, prepare, ptb_tokenize, rouge, rouge_155,
                                    rouge_python_per_example, rouge_score_result, sacrerouge_unready, sentences,
                                    signature)
 

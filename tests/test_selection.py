@@ -7,8 +7,8 @@ import torch
 from fairseq.data import Dictionary, indexed_dataset
 
 from conftest import REPO
-from defemb.surgery.selection import select_rows, special_ids, task_token_ids
-from defemb.data.vocabulary import load_model_dictionary
+from fairseq_defemb.surgery.selection import select_rows, special_ids, task_token_ids
+from fairseq_defemb.data.vocabulary import load_model_dictionary
 from tiny_models import write_dict
 
 

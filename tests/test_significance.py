@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from defemb.analysis.significance import accuracy, correctness, paired_bootstrap, pool
+from fairseq_defemb.analysis.significance import accuracy, correctness, paired_bootstrap, pool
 
 
 def test_strictly_better_system_is_significant():
@@ -60,8 +60,8 @@ def test_rouge_bootstrap_decisions_on_aclsum_agree_with_the_rouge_score_implemen
     scores) reached: a clear gain (3 abstract sentences over 2) and a non-significant one (the last
     3 sentences over the first 3: p 0.28, 0.21, 0.44), with p within 0.01 of each other, since the
     per-summary scores agree to ROUGE-1.5.5's 5 printed decimals."""
-    from defemb.analysis.report import significance_test
-    from defemb.analysis.rouge import rouge_python_per_example
+    from fairseq_defemb.analysis.report import significance_test
+    from fairseq_defemb.analysis.rouge import rouge_python_per_example
 
     data = Path(str(importlib.resources.files("aclsum") / "dataset"))
     docs = [json.loads(line) for split in ("train", "val", "test")

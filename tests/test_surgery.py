@@ -12,14 +12,14 @@ import torch
 from fairseq.data import indexed_dataset
 
 from conftest import REPO, VENV_BIN
-from defemb.data.embedding_file import PredictedEmbeddings
-from defemb.analysis.frequency_groups import frequency_groups
-from defemb.analysis.isotropy import isotropy_by_group
-from defemb.surgery.postprocessing import del_direction, del_direction_centred, del_zscore
-from defemb.surgery.checkpoint import copy_with_embedding, embedding_keys, load_checkpoint as load_state
-from defemb.cli.surgery import main as cli_main
-from defemb.surgery.swap import SurgeryError, swap_embeddings, verify
-from defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
+from fairseq_defemb.data.embedding_file import PredictedEmbeddings
+from fairseq_defemb.analysis.frequency_groups import frequency_groups
+from fairseq_defemb.analysis.isotropy import isotropy_by_group
+from fairseq_defemb.surgery.postprocessing import del_direction, del_direction_centred, del_zscore
+from fairseq_defemb.surgery.checkpoint import copy_with_embedding, embedding_keys, load_checkpoint as load_state
+from fairseq_defemb.cli.surgery import main as cli_main
+from fairseq_defemb.surgery.swap import SurgeryError, swap_embeddings, verify
+from fairseq_defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
 from tiny_models import TINY_WORDS, write_dict
 
 
@@ -178,7 +178,7 @@ def test_dry_run_writes_nothing(tiny_dir, inputs, capsys):
 
 def test_v_task_comes_from_the_fine_tuning_split(tiny_dir, inputs, capsys):
     """Issue 13.2: a token only in the test split is not in V_task unless --task-splits all."""
-    from defemb.surgery.swap import swap_embeddings
+    from fairseq_defemb.surgery.swap import swap_embeddings
 
     tmp, d = inputs
     builder = indexed_dataset.MMapIndexedDatasetBuilder(str(tmp / "task" / "test.bin"), dtype=np.uint16)
@@ -313,7 +313,7 @@ def test_a_failed_write_leaves_nothing_behind(tiny_dir, inputs, monkeypatch, cap
         dest.write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("defemb.surgery.swap.write_checkpoint", disk_full)
+    monkeypatch.setattr("fairseq_defemb.surgery.swap.write_checkpoint", disk_full)
     assert cli_main(surgery_args(tiny_dir, "bart", tmp, "--out", str(tmp / "out"))) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert not (tmp / "out").exists() and not list(tmp.glob(".out*"))

@@ -11,11 +11,11 @@ from conftest import REPO, VENV_BIN
 from test_definition_cloze import batch, build_with_cfg
 from tiny_corpus import DEFINITIONS, make_tiny_corpus
 from tiny_models import TINY_WORDS, write_dict
-from defemb.data.embedding_file import PredictedEmbeddings
-from defemb.data.vocabulary import load_model_dictionary
-from defemb.convert.fairseq_checkpoint import save_model_checkpoint
-from defemb.cli.predict import main as predict_main
-from defemb.predict import load_definition_model
+from fairseq_defemb.data.embedding_file import PredictedEmbeddings
+from fairseq_defemb.data.vocabulary import load_model_dictionary
+from fairseq_defemb.convert.fairseq_checkpoint import save_model_checkpoint
+from fairseq_defemb.cli.predict import main as predict_main
+from fairseq_defemb.predict import load_definition_model
 
 
 def train_cmd(tiny_dir, family, save_dir, *extra):
@@ -157,7 +157,7 @@ def test_predict_reproduces_the_models_own_forward(trained, uneven_corpus, tmp_p
 
 
 def test_predict_rejects_an_unknown_average(trained, tmp_path, capsys):
-    from defemb.predict import predict_embeddings
+    from fairseq_defemb.predict import predict_embeddings
 
     with pytest.raises(SystemExit):
         predict_main(["--checkpoint", str(trained["roberta"]), "--corpus", "c", "--out", "o", "--average", "tokens"])

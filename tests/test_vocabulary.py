@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO
-from defemb.data.vocabulary import MASK_SYMBOL, DictionaryFormatError, Vocabulary, load_model_dictionary
+from fairseq_defemb.data.vocabulary import MASK_SYMBOL, DictionaryFormatError, Vocabulary, load_model_dictionary
 
 # Characters that matter to the format: separators, every kind of line break and whitespace that
 # text mode, str.rstrip or str.splitlines treat differently, specials, the overwrite flag's parts,

@@ -6,8 +6,8 @@ import random
 import shutil
 from pathlib import Path
 
-from defemb.data.corpus_format import CorpusWriter, write_metadata
-from defemb.data.vocabulary import load_model_dictionary
+from fairseq_defemb.data.corpus_format import CorpusWriter, write_metadata
+from fairseq_defemb.data.vocabulary import load_model_dictionary
 
 # headword -> definition, all in the tiny dictionary's words.
 DEFINITIONS = {

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from defemb.convert.gpt2_vocab import write_merges_file
+from fairseq_defemb.convert.gpt2_vocab import write_merges_file
 
 # Text the tiny BPE learns whole words from (byte-level, so accents and CJK become byte symbols).
 BPE_TEXT = ("The sediment settled at the bottom of the river. A quagga, last seen in 1883, stood tall! "
@@ -95,7 +95,7 @@ def write_tiny_gpt2_dict(path: Path) -> Path:
 def gpt2_hf_vocab(encoder_json: Path, vocab_bpe: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """A roberta.base/bart.base-shaped HF vocabulary over GPT-2's real BPE: <s> <pad> </s> <unk>,
     the 50,257 GPT-2 tokens, 3 madeupword fillers, <mask> (50,265 ids)."""
-    from defemb.convert.gpt2_vocab import read_merges_file
+    from fairseq_defemb.convert.gpt2_vocab import read_merges_file
 
     encoder = json.loads(Path(encoder_json).read_text(encoding="utf-8"))
     tokens = ["<s>", "<pad>", "</s>", "<unk>", *sorted(encoder, key=encoder.get),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
+from fairseq_defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
 
 # Short words, so the tests can write readable prompts with them. Order = frequency.
 TINY_WORDS = (

@@ -19,9 +19,9 @@ from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
 from omegaconf import OmegaConf
 from torch import nn
 
-from defemb.data.corpus_format import DICT_FILE
+from fairseq_defemb.data.corpus_format import DICT_FILE
 from fairseq_defemb.models.pretrained import adopt_architecture, architecture_keys, load_pretrained
-from defemb.data.vocabulary import dictionary_sha256
+from fairseq_defemb.data.vocabulary import dictionary_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class DefinitionEmbeddingMixin:
 
     def read_states(self, **net_input) -> torch.Tensor:
         """h_{g(k)} of Eq. 4 (before W) at every position of ``predict_mask``, in row-major order:
-        what the model reads, so a closed-form fit of W (defemb.fit) sees exactly what training does."""
+        what the model reads, so a closed-form fit of W (fairseq_defemb.fit) sees exactly what training does."""
         raise NotImplementedError
 
     def forward(self, **net_input) -> torch.Tensor:

@@ -11,8 +11,8 @@ from typing import Any, Callable
 from fairseq import checkpoint_utils
 from omegaconf import OmegaConf
 
-from defemb.surgery.checkpoint import embedding_keys
-from defemb.data.vocabulary import dictionary_sha256
+from fairseq_defemb.surgery.checkpoint import embedding_keys
+from fairseq_defemb.data.vocabulary import dictionary_sha256
 
 # Options that are about training, not about the shape of the network.
 NOT_ARCHITECTURE = {"_name", "arch", "pretrained_checkpoint", "from_scratch", "update_embeddings", "load_checkpoint_heads",

@@ -10,10 +10,10 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING, OmegaConf, open_dict
 
-from defemb.corpus.holdout import HELDOUT_SPLIT, load_holdout
-from defemb.data.cloze_dataset import DefinitionClozeDataset
-from defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary, load_split
-from defemb.data.vocabulary import MASK_SYMBOL, load_fairseq_dictionary
+from preprocess.corpus.holdout import HELDOUT_SPLIT, load_holdout
+from fairseq_defemb.data.cloze_dataset import DefinitionClozeDataset
+from fairseq_defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary, load_split
+from fairseq_defemb.data.vocabulary import MASK_SYMBOL, load_fairseq_dictionary
 from fairseq_defemb.models.pretrained import check_starting_point
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class DefinitionClozeConfig(FairseqDataclass):
         default="random",
         metadata={"help": "initial W: 'random' (nn.Linear's init; the paper does not specify one) or "
                   "'least-squares' (ridge regression from the frozen pretrained model's states on a sample of "
-                  "training prompts to their pretrained embedding rows, see defemb.fit; needs "
+                  "training prompts to their pretrained embedding rows, see fairseq_defemb.fit; needs "
                   "--pretrained-checkpoint; a resumed run still replaces W by the checkpoint's)"},
     )
     projection_init_samples: int = field(
@@ -92,7 +92,7 @@ class DefinitionClozeTask(FairseqTask):
         self.corruption = None if cfg.corruption == "auto" else str(cfg.corruption)
         holdout = load_holdout(cfg.data)
         self.holdout_ids = np.asarray(holdout["ids"] if holdout else [], dtype=np.int64)
-        # defemb.fit's report of --projection-init least-squares, once build_model has run it
+        # fairseq_defemb.fit's report of --projection-init least-squares, once build_model has run it
         self.projection_init_report: dict | None = None
 
     @classmethod
@@ -137,7 +137,7 @@ class DefinitionClozeTask(FairseqTask):
         (--projection-init least-squares) or copied from a checkpoint (--projection-init-from)."""
         import torch
 
-        from defemb.fit import fit_projection, load_projection
+        from fairseq_defemb.fit import fit_projection, load_projection
 
         device = "cuda" if torch.cuda.is_available() and not getattr(model_cfg, "cpu", False) else "cpu"
         if self.cfg.projection_init_from:
