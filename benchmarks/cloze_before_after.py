@@ -1,4 +1,4 @@
-"""The definition-cloze data path before and after issue 18 on one corpus: the per-item code (kept as
+"""the definition-cloze data path before and after whole-batch collation on one corpus: the per-item code (kept as
 the reference in tests/test_cloze_batches.py) against the index arrays, for the occurrence table,
 fairseq's size filter and batch plan (--max-tokens 4096), and the collation of 100 batches spread over
 the plan. Same process, same data; prints the CPU seconds.

@@ -1,4 +1,4 @@
-"""How much the paper's isotropy figure depends on the Gram matrix's rounding (issue 13).
+"""How much the paper's isotropy figure depends on the Gram matrix's rounding.
 
     python benchmarks/isotropy_sign_spread.py --checkpoint minilm/model.pt [--dict minilm/dict.txt]
 

@@ -39,7 +39,7 @@ BUDGETS = {
            "alpha": 20, "fit_samples": 200},
 }
 # The definition models the demo compares (each name is also its surgered checkpoint's directory):
-# the paper's training (random W), the same training started from the least-squares W (issue 23),
+# the paper's training (random W), the same training started from the least-squares W,
 # and that W alone on the frozen encoder, with no training (defemb-fit).
 PAPER, WARM, FITTED = "DefinitionEMB", "DefinitionEMB-warm-start", "DefinitionEMB-fitted-W"
 DEFINITION_MODELS = (PAPER, WARM)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         task_ids = binarize_task_text(work / "task-bin", original / "dict.txt", model_dir / "vocab.txt", budget["aclsum_docs"])
         step.timings["task data"] = round(time.perf_counter() - start, 1)
-        # The training-free definition model (issue 23): W by least squares on the frozen encoder.
+        # The training-free definition model: W by least squares on the frozen encoder.
         step.run("fit", [BIN / "defemb-fit", "--pretrained-checkpoint", original / "model.pt", "--corpus",
                          work / "definitions", "--out", work / "fit.pt", "--samples", budget["fit_samples"],
                          "--seed", args.seed, "--no-progress"], show=5)

@@ -36,7 +36,7 @@ ABLATION = "DefinitionEMB, definition only"
 WARM = "DefinitionEMB, least-squares W"
 FITTED = "fitted W (frozen encoder)"
 FITTED_ABLATION = "fitted W, definition only"
-# The paper's training, and the same from W fitted by least squares on the frozen encoder (issue 23).
+# The paper's training, and the same from W fitted by least squares on the frozen encoder.
 # The warm start and the definition-only ablation are read at the largest length only (the CPU budget).
 RUNS = (SYSTEM, WARM)
 

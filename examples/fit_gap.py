@@ -1,14 +1,14 @@
 #!/usr/bin/env python
-"""Why issue 23's closed-form W ranked held-out rows at MRR 0.30 and ``make eval``'s at 0.02 (issue 23).
+"""Why the uniform headword fit's closed-form W ranked held-out rows at MRR 0.30 and ``make eval``'s at 0.02.
 
 One feature pass of the frozen encoder (``fairseq_defemb.fit.read_states``: the states the model reads,
 before W), cached under ``--cache``, then every variant of the measurement is a ridge fit and a
-ranking on cached rows, so the ladder from issue 23's setup to ``make eval``'s costs one pass.
+ranking on cached rows, so the ladder from the uniform headword fit to ``make eval``'s costs one pass.
 
 Two corpora of the same text (``defemb-corpus --source gcide,numbers --lowercase
---max-prompt-tokens 32``): ``--corpus`` the full one (issue 23's), ``--eval-corpus`` the one
+--max-prompt-tokens 32``): ``--corpus`` the full one (the uniform headword fit's), ``--eval-corpus`` the one
 ``make eval`` builds (``--limit 12000 --valid-size 300 --holdout 200``: a rare-weighted sample of
-training prompts, 200 frequent/medium held-out tokens). Held-out sets: **I** (issue 23's: 400 ids
+training prompts, 200 frequent/medium held-out tokens). Held-out sets: **I** (the uniform headword fit's: 400 ids
 in ``--id-range`` that are a whole one-subword variant, as ``examples/fit_heldout.py`` draws them)
 and **E** (the eval corpus's ``holdout_ids.txt``). Reads (modes):
 
@@ -16,7 +16,7 @@ and **E** (the eval corpus's ``holdout_ids.txt``). Reads (modes):
   ``defemb-predict`` read; the paper's prompt, the other variants visible);
 * ``hide``: the same with every held-out id of the prompt masked too (``defemb-predict`` on a
   ``heldout`` split);
-* ``spans``: every variant span masked, every span position read (issue 23's last row).
+* ``spans``: every variant span masked, every span position read.
 
     python examples/fit_gap.py --pretrained-checkpoint minilm/model.pt --corpus defs --eval-corpus evaldefs \\
         --cache gap-cache --out gap
@@ -107,7 +107,7 @@ def feature_pass(args) -> dict:
         parts[name] = read_part(cache, name, model_, cloze_dataset(task_, split, mode, hidden), prompts, args.max_tokens,
                                 items, headword)
 
-    # Issue 23's fit: uniform training prompts of the full corpus defining no held-out token of either
+    # The uniform headword fit: uniform training prompts of the full corpus defining no held-out token of either
     # set; lambda's choice on a sample of the validation split (defemb-fit reads all of it).
     fit = sample_prompts(one["train"], args.samples, args.seed, both)
     valid = sample_prompts(one["valid"], args.valid_samples, args.seed, both)
@@ -123,7 +123,7 @@ def feature_pass(args) -> dict:
     read("full.fit.one", task, model, "train", "one", fit)
     for split in ("train", "valid"):
         read(f"full.I.{split}.one", task, model, split, "one", defining_i[split])
-    # Issue 23's fit read literally: --samples prompts whose headword is one subword, read once, there.
+    # The uniform headword fit read literally: --samples prompts whose headword is one subword, read once, there.
     head = sample_prompts(one["train"], args.samples, args.seed, both, headword_only=True)
     read("full.head.one", task, model, "train", "one", head, headword=True)
     read("full.valid.one", task, model, "valid", "one", valid)
@@ -136,7 +136,7 @@ def feature_pass(args) -> dict:
     for split in ("train", "valid"):
         own_i = np.nonzero(np.isin(one[split].occurrences[:, 2], held_i))[0]
         read(f"full.I.{split}.hide", task, model, split, "hide", defining_i[split], held_i, items=own_i)
-    # issue 23's last row: every variant span masked, on a subset of the fit prompts
+    # every variant span masked, on a subset of the fit prompts
     spans_fit = np.sort(np.random.default_rng(args.seed).choice(fit, size=min(args.spans_samples, len(fit)),
                                                                  replace=False))
     read("full.fit.spans", task, model, "train", "spans", spans_fit)
@@ -250,7 +250,7 @@ def rank(pred: torch.Tensor, ids: torch.Tensor, embeddings: torch.Tensor, candid
 
 
 def ladder(args, features: dict) -> list[dict]:
-    """Issue 23's setup, then one difference at a time toward make eval's; each step also alone."""
+    """The uniform headword fit, then one difference at a time toward make eval's; each step also alone."""
     parts, emb = features["parts"], features["embeddings"]
     full, evald = Path(args.corpus), Path(args.eval_corpus)
     splits = {}
@@ -335,8 +335,8 @@ def ladder(args, features: dict) -> list[dict]:
          {"fit_corpus": "eval"}),
         ("rank among all rows (specials, <mask>), not the non-special ones", {"candidates": "all rows"}),
     ]
-    extras = [  # single changes from issue 23's setup that make eval does not make
-        ("every variant span masked, fit and prediction (issue 23's last row)",
+    extras = [  # single changes from the uniform headword fit that make eval does not make
+        ("every variant span masked, fit and prediction",
          {"fit_read": "spans", "predict_read": "spans"}),
         ("6,000 fit prompts", {"fit_prompts": 6000}),
         ("uniform prompts, their one-subword headwords only (fewer rows, same kind)",
@@ -349,7 +349,7 @@ def ladder(args, features: dict) -> list[dict]:
         ("mean of unit-length predictions", {"average": "unit"}),
         ("rank by squared L2 distance, not cosine", {"metric": "l2"}),
     ]
-    table = [{"step": "issue 23's setup", "cumulative": measure(issue), "alone": None, "settings": dict(issue)}]
+    table = [{"step": "the uniform headword fit", "cumulative": measure(issue), "alone": None, "settings": dict(issue)}]
     current = dict(issue)
     for label, change in steps:
         current = {**current, **change}
@@ -377,7 +377,7 @@ def ladder(args, features: dict) -> list[dict]:
 def ladder_markdown(table: list[dict]) -> str:
     def cell(m):
         return "" if m is None else f"{m['MRR']:.4f} / {m['hits@10']:.3f} / {m['median_rank']:,.0f}"
-    lines = ["| step | cumulative: MRR / hits@10 / median rank | this change alone from issue 23's setup | lambda |",
+    lines = ["| step | cumulative: MRR / hits@10 / median rank | this change alone from the uniform headword fit | lambda |",
              "|---|---:|---:|---:|"]
     for row in table:
         m = row["cumulative"] or row["alone"]
@@ -389,13 +389,13 @@ def ladder_markdown(table: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pretrained-checkpoint", required=True)
-    p.add_argument("--corpus", required=True, help="the full corpus (issue 23's)")
+    p.add_argument("--corpus", required=True, help="the full corpus (the uniform headword fit's)")
     p.add_argument("--eval-corpus", required=True, help="make eval's corpus (defemb-corpus --limit 12000 --holdout 200)")
     p.add_argument("--cache", required=True, help="directory of the cached states (one .pt per part)")
     p.add_argument("--out", required=True)
     p.add_argument("--heldout", type=int, default=400)
     p.add_argument("--id-range", default="1000,25000")
-    p.add_argument("--samples", type=int, default=12000, help="issue 23's fit prompts")
+    p.add_argument("--samples", type=int, default=12000, help="prompts of the uniform headword fit")
     p.add_argument("--valid-samples", type=int, default=600,
                    help="validation prompts of the full corpus that choose lambda (a sample: CPU)")
     p.add_argument("--spans-samples", type=int, default=4000,

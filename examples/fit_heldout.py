@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Held-out reconstruction by the closed-form W (issue 23's row "frozen encoder + ridge W, last layer").
+"""Held-out reconstruction by the closed-form W (the row "frozen encoder + ridge W, last layer").
 
 Holds out ``--heldout`` tokens whose headword variant is a single subword, with ids in
 ``--id-range``; fits W (fairseq_defemb.fit: frozen model, one mask at a time, bias-free ridge) on
@@ -10,7 +10,7 @@ row among all non-special rows by cosine.
 Rows: two trivial baselines, the fit as the model holds it (bias-free), the centred fit (a
 bias the model cannot hold, for reference), and the fit with --mask-headword-everywhere.
 This is the measurement behind the README's figures; the general held-out tool is
-``defemb-analyze reconstruction`` (issue 14).
+``defemb-analyze reconstruction``.
 
     python examples/fit_heldout.py --pretrained-checkpoint minilm/model.pt --corpus defs --out fit-heldout
 """

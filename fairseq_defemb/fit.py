@@ -1,4 +1,4 @@
-"""A closed-form W: the definition model that needs no training (issue 23).
+"""A closed-form W: the definition model that needs no training.
 
 One pass of the **frozen** pretrained model over a sample of training prompts, corrupted
 and read exactly as deterministic prediction does (encoder-only: one headword subword
@@ -196,7 +196,7 @@ def fit_projection(model, task, *, samples: int | None = 10000, valid_samples: i
     task's fixed corruption), which is what the warm start's later valid losses compare with.
     ``exclude_token_ids``: prompts defining these ids are left out of the fit (held-out tokens).
     ``positions`` (``FIT_POSITIONS``): the states fitted and validated on; ``headword`` samples
-    only prompts whose headword is one subword and reads it alone (issue 23: a W for whole tokens).
+    only prompts whose headword is one subword and reads it alone (a W for whole tokens).
     """
     if task.corruption is None:
         raise ValueError("the task has no corruption yet: build the model with task.build_model first")

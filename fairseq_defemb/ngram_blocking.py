@@ -8,7 +8,7 @@ the fallback runs on CPU *and* on GPU. In fairseq 0.12 that fallback compares th
 ``n - 1`` entries of the whole token buffer (``bsz * beam x max_len + 2``, padding past
 ``step``) with the earlier ``(n - 1)``-grams, instead of the last ``n - 1`` tokens
 generated: the padding never matches, nothing is ever banned, and the flag does nothing
-(fairseq issues 4709 and 5206). The paper's summarization pipeline (fairseq's BART
+(github.com/facebookresearch/fairseq/issues/4709 and /5206). The paper's summarization pipeline (fairseq's BART
 CNN/DM recipe) generates with ``--no-repeat-ngram-size 3``.
 
 What it does: on import of the plugin (``--user-dir fairseq_defemb``), if the installed

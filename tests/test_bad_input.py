@@ -1,4 +1,4 @@
-"""Bad input, end to end (issue 19): the rows of docs/BAD_INPUT.md that no other test covers.
+"""Bad input, end to end: the rows of docs/BAD_INPUT.md that no other test covers.
 
 Every failing case exits 2 with a message naming the file (and line, where there is one), and
 leaves neither an output nor a temporary behind. Disk full is simulated with RLIMIT_FSIZE in the

@@ -1,4 +1,4 @@
-"""The definition-cloze batches built at once from the index arrays (issue 18) against the
+"""The definition-cloze batches built at once from the index arrays against the
 per-item code they replaced, kept here as the reference: the same occurrence table, sizes, items,
 batches and corruption draws for a given seed, in every mode."""
 import numpy as np
@@ -14,7 +14,7 @@ from fairseq_defemb.data.headword import echo_positions
 PAD, EOS, MASK, VOCAB = 1, 2, 99, 100
 
 
-# -- the per-item reference (the library's code before issue 18) -------------------
+# -- the per-item reference (the library's code) -------------------
 
 def ref_occurrences(ds) -> np.ndarray:
     rows = []

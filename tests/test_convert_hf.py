@@ -1,4 +1,4 @@
-"""defemb-convert-hf: BERT (Hugging Face layout) -> stock fairseq RoBERTa (issue 6)."""
+"""defemb-convert-hf: BERT (Hugging Face layout) -> stock fairseq RoBERTa."""
 import importlib.resources
 import json
 import subprocess

@@ -1,4 +1,4 @@
-"""defemb-corpus prompts (issue 3): every span is exactly one headword variant's subwords,
+"""defemb-corpus prompts: every span is exactly one headword variant's subwords,
 for GPT-2 BPE (real encoder.json/vocab.bpe) and WordPiece (the real MiniLM vocab.txt)."""
 import importlib.resources
 import json
@@ -61,7 +61,7 @@ def check_common(prompt, backend):
     assert ends == sorted(ends) and all(s < e for s, e in prompt.spans)  # in order, non-empty, disjoint
 
 
-# One word each (letters, digits, hyphens, punctuation): multi-word headwords are no targets (issue 13.5).
+# One word each (letters, digits, hyphens, punctuation): multi-word headwords are no targets.
 headwords = st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Nd", "Pd", "Po"), max_codepoint=0x24F),
                     min_size=1, max_size=16)
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60).filter(str.strip)

@@ -1,4 +1,4 @@
-"""defemb-corpus end to end (issue 3): output contract, determinism, --limit, bad input."""
+"""defemb-corpus end to end: output contract, determinism, --limit, bad input."""
 import json
 import subprocess
 import time
@@ -111,7 +111,7 @@ def test_max_senses_per_word(tmp_path, wp_dict):
 
 
 def test_multi_word_headwords_are_skipped_and_counted(tmp_path, gpt2_dict):
-    """Issue 13.5: a phrase is not a target (its spans would teach " the" and " bucket")."""
+    """a phrase is not a target (its spans would teach " the" and " bucket")."""
     tsv = tmp_path / "m.tsv"
     tsv.write_text("kick the bucket\tv.\tto die\nNew\u00a0York\tn.\ta city\nbucket\tn.\ta pail\n"
                    "well-known\tadj.\twidely known\n")
@@ -249,7 +249,7 @@ def test_full_embedded_build(tmp_path, bpe, gpt2_dict, wp_dict, capsys):
     assert report["prompts_built"] > 300_000 and report["splits"]["valid"] == 10_000
     assert set(report["prompts_by_source"]) == set(DEFAULT_SOURCES) and all(report["prompts_by_source"].values())
     assert len(cov["most_frequent_ungrounded"]) == 50
-    # issue 17's targets
+    # the coverage sources' targets
     if bpe == "gpt2":
         assert cov["grounded"]["share"] >= 0.85 and cov["by_frequency_group"]["rare"]["share"] >= 0.75
     else:

@@ -1,4 +1,4 @@
-"""defemb-corpus sources (issue 3): GCIDE, Wiktionary JSONL, numbers, manual TSV."""
+"""defemb-corpus sources: GCIDE, Wiktionary JSONL, numbers, manual TSV."""
 import gzip
 import json
 import re

@@ -1,4 +1,4 @@
-"""The embedded coverage sources of defemb-corpus (issue 17) and their licences (issue 24):
+"""The embedded coverage sources of defemb-corpus and their licences:
 inflections, names and places, symbols, affixes; the source registry; coverage by shape."""
 import json
 import random

@@ -1,4 +1,4 @@
-"""The definition_cloze task, the defemb models and the mimic_mse criterion (issue 2)."""
+"""The definition_cloze task, the defemb models and the mimic_mse criterion."""
 import numpy as np
 import pytest
 import torch
@@ -199,7 +199,7 @@ def cloze_args(tiny_dir, *extra):
 
 
 def test_no_pretrained_checkpoint_is_an_error_naming_the_option_and_file(tiny_dir):
-    """Issue 13.1: no silent random start."""
+    """no silent random start."""
     args = cloze_args(tiny_dir)
     with pytest.raises(ValueError, match=r"needs --pretrained-checkpoint PATH.*bart\.large/model\.pt.*"
                        + str(tiny_dir / "corpus" / "dict.txt") + r".*--from-scratch"):

@@ -1,4 +1,4 @@
-"""The shortened `make demo` end to end: its figures must come from what it saved (issue 6)."""
+"""The shortened `make demo` end to end: its figures must come from what it saved."""
 import json
 
 import numpy as np

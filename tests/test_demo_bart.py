@@ -1,5 +1,5 @@
 """The shortened `make demo-bart` end to end: every figure of its summary must come from what it
-saved (issue 6): isotropy during pretraining, the four matrices, ROUGE and the bootstrap."""
+saved: isotropy during pretraining, the four matrices, ROUGE and the bootstrap."""
 import json
 import subprocess
 import sys

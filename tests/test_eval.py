@@ -1,4 +1,4 @@
-"""The shortened `make eval` end to end (issue 14): its table must come from what it saved, and no
+"""The shortened `make eval` end to end: its table must come from what it saved, and no
 held-out token may be a training target of the corpus it trained on."""
 import json
 

@@ -1,5 +1,5 @@
 """defemb-export-hf: fairseq BART/RoBERTa checkpoints (stock-built, surgered, fp16) -> transformers,
-verified against fairseq; bad input (issue 15)."""
+verified against fairseq; bad input."""
 import json
 import shutil
 

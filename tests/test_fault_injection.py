@@ -1,4 +1,4 @@
-"""kill -9 at any moment leaves nothing behind (issue 19).
+"""kill -9 at any moment leaves nothing behind.
 
 Each command runs as a subprocess (its own process group, as a shell job) and is killed with
 SIGKILL at seeded moments spread over a normal run's duration, plus once while its temporary

@@ -1,4 +1,4 @@
-"""A closed-form W (issue 23): fairseq_defemb.fit, defemb-fit, --projection-init least-squares and
+"""A closed-form W: fairseq_defemb.fit, defemb-fit, --projection-init least-squares and
 --mask-headword-everywhere, on the tiny RoBERTa and BART."""
 import json
 import logging

@@ -1,4 +1,4 @@
-"""defemb-convert-hf on transformers BART and RoBERTa, and HF -> fairseq -> HF (issue 15).
+"""defemb-convert-hf on transformers BART and RoBERTa, and HF -> fairseq -> HF.
 
 Tiny random models built with transformers' own config classes and a tiny byte-level BPE
 (tests/tiny_hf.py); nothing is downloaded."""

@@ -1,4 +1,4 @@
-"""Token-level hold-out (issue 14): which tokens are held out, where their prompts go, and that
+"""Token-level hold-out: which tokens are held out, where their prompts go, and that
 definition_cloze never trains or validates on a held-out target."""
 import numpy as np
 import pytest

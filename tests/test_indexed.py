@@ -1,4 +1,4 @@
-"""defemb's mmap indexed dataset reader and writer against fairseq's own (issue 12)."""
+"""defemb's mmap indexed dataset reader and writer against fairseq's own."""
 import itertools
 import tempfile
 from pathlib import Path

@@ -1,5 +1,5 @@
 """A non-editable install works outside the source tree: every console command answers --help;
-and the install is the pinned set of requirements.lock (issue 19).
+and the install is the pinned set of requirements.lock.
 
 ``make install`` installs the project editable; users install it with ``pip install``. This
 builds a real wheel install into a temporary target and runs each console entry point from

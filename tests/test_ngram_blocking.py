@@ -1,4 +1,4 @@
-"""fairseq's --no-repeat-ngram-size made to work by the plugin (issue 13.7, fairseq issues 4709, 5206)."""
+"""fairseq's --no-repeat-ngram-size made to work by the plugin (github.com/facebookresearch/fairseq/issues/4709, /5206)."""
 import importlib.util
 import math
 import types

@@ -1,4 +1,4 @@
-"""The paper's geometry, written directly from its equations in plain numpy, against the tools (issue 13).
+"""The paper's geometry, written directly from its equations in plain numpy, against the tools.
 
 One fixed matrix: 4 specials, 400 ordinary rows (frequency order), <mask> last; d = 200, so the
 paper's D = h_e / 100 = 2 exactly. Each reference below is a few lines transcribed from the text,

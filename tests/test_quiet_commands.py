@@ -1,4 +1,4 @@
-"""Commands that do not need fairseq do not import it, and no command's --help logs (issue 12).
+"""Commands that do not need fairseq do not import it, and no command's --help logs.
 
 Importing fairseq costs seconds of start-up (every model and task registers) and logs
 "Please install tensorboardX"; surgery, analysis and the corpus builder only need ids, so they

@@ -1,4 +1,4 @@
-"""defemb-analyze reconstruction (issue 14): metrics and initialisers against hand computations."""
+"""defemb-analyze reconstruction: metrics and initialisers against hand computations."""
 import json
 
 import numpy as np

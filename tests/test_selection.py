@@ -71,7 +71,7 @@ def model_dict(tmp_path):
 
 
 def test_task_ids_from_the_chosen_splits_and_every_language(tmp_path, model_dict):
-    """Issue 13.2: V_task from the fine-tuning split by default; 'all' only on request."""
+    """V_task from the fine-tuning split by default; 'all' only on request."""
     dict_path, d = model_dict
     data = tmp_path / "bin"
     data.mkdir()

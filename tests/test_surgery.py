@@ -1,4 +1,4 @@
-"""defemb-surgery: selection, writing, baselines, verification and bad input (issue 4)."""
+"""defemb-surgery: selection, writing, baselines, verification and bad input."""
 import json
 import shutil
 import struct
@@ -177,7 +177,7 @@ def test_dry_run_writes_nothing(tiny_dir, inputs, capsys):
 
 
 def test_v_task_comes_from_the_fine_tuning_split(tiny_dir, inputs, capsys):
-    """Issue 13.2: a token only in the test split is not in V_task unless --task-splits all."""
+    """a token only in the test split is not in V_task unless --task-splits all."""
     from fairseq_defemb.surgery.swap import swap_embeddings
 
     tmp, d = inputs

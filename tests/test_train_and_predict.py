@@ -54,7 +54,7 @@ def test_fairseq_train_runs_and_resumes(tiny_dir, tmp_path, family):
 
 @pytest.mark.slow
 def test_fairseq_train_output_predicts_after_its_directory_is_renamed(tiny_dir, tmp_path):
-    """make demo's case (issue 20): fairseq-train writes into a temporary directory that is then
+    """make demo's case: fairseq-train writes into a temporary directory that is then
     renamed; the checkpoint predicts on the corpus where it now is."""
     work = tmp_path / ".demo-out.tmp"
     shutil.copytree(tiny_dir / "corpus", work / "corpus")
@@ -122,7 +122,7 @@ def uneven_corpus(tiny_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("family", ["roberta", "bart"])
 def test_predict_reproduces_the_models_own_forward(trained, uneven_corpus, tmp_path, family):
-    """Both averages against one forward per item by hand (issue 13.6)."""
+    """Both averages against one forward per item by hand."""
     model, task = load_definition_model(trained[family], uneven_corpus)
     dictionary = task.source_dictionary
     token = dictionary.index("quagga")
@@ -207,7 +207,7 @@ def train_elsewhere(root, family):
 
 @pytest.mark.parametrize("family", ["roberta", "bart"])
 def test_predict_on_a_copy_of_the_corpus_after_the_original_is_gone(tmp_path, family):
-    """Issue 20: the task is set up from --corpus; the recorded corpus and pretrained paths are not read."""
+    """the task is set up from --corpus; the recorded corpus and pretrained paths are not read."""
     trained_at = tmp_path / "cluster"
     checkpoint = train_elsewhere(trained_at, family)
     moved = tmp_path / "laptop"
@@ -226,7 +226,7 @@ def test_predict_on_a_copy_of_the_corpus_after_the_original_is_gone(tmp_path, fa
 
 
 def test_predict_reads_the_given_corpus_not_the_recorded_one(tmp_path):
-    """Issue 20: another corpus of the same dictionary at the recorded path is not read."""
+    """another corpus of the same dictionary at the recorded path is not read."""
     checkpoint = train_elsewhere(tmp_path / "run", "roberta")
     shutil.copytree(tmp_path / "run" / "corpus", tmp_path / "given")
     shutil.rmtree(tmp_path / "run" / "corpus")

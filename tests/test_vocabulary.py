@@ -1,4 +1,4 @@
-"""defemb's dict.txt reader against fairseq's own Dictionary.load, on awkward files (issue 12)."""
+"""defemb's dict.txt reader against fairseq's own Dictionary.load, on awkward files."""
 import itertools
 import json
 import re

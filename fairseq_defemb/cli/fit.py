@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--positions", choices=FIT_POSITIONS, default="every",
                    help="states W is fitted on: 'every' headword subword (default; what training's targets are) or "
                    "'headword': only prompts whose headword is one subword, read there once (a W for whole "
-                   "tokens, 5x cheaper per prompt; README, 'Why issue 23's fitted W ranked ~10x better than make eval's')")
+                   "tokens, 5x cheaper per prompt; docs/fit-gap-minilm.md)")
     p.add_argument("--seed", type=int, default=1, help="seed of the prompt samples and of the reference random W")
     p.add_argument("--max-tokens", type=int, default=8192, help="tokens per batch of the read pass (default 8192)")
     p.add_argument("--batch-size", type=int, default=None, help="at most this many items per batch")

@@ -107,7 +107,7 @@ def plan(matrix: torch.Tensor, dictionary, *, checkpoint: str | Path, dict_path:
     return selection.replaced, values, selection, task
 
 
-# The sanity guard (issue 19). Predictions from a wrong or untrained model are the failure it
+# The sanity guard. Predictions from a wrong or untrained model are the failure it
 # catches: measured on the demo's MiniLM (examples/demo.py --budget ci, 12 updates) the replacement
 # rows had 0.157x the norm of the rows they replace, and 50x-norm rows were reported accepted
 # silently. A trained model mimics the pretrained rows (Eq. 5), so their scale is the rows' scale.

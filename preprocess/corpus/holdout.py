@@ -1,6 +1,6 @@
 """Token-level hold-out: tokens whose pretrained rows the definition model never sees as targets.
 
-The intrinsic test of DefinitionEMB (issue 14; BERTRAM and Mimick evaluate the same way) holds
+The intrinsic test of DefinitionEMB (BERTRAM and Mimick evaluate the same way) holds
 out tokens whose pretrained embeddings are good (the frequent and medium groups), trains the
 definition model without them, predicts them from their definitions only and compares with the
 true rows. What "without them" means here:
