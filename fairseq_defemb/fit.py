@@ -35,12 +35,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from fairseq_defemb.options import FIT_POSITIONS
+
 logger = logging.getLogger(__name__)
 
 LAMBDA_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 # Which read states W regresses from: every headword subword (what training's targets are), or
 # only the headword as written when it is one subword (a whole token, what a new row is).
-FIT_POSITIONS = ("every", "headword")
 # float64 rows of Y built at once when accumulating X^T Y: bounds memory for large vocabularies.
 CHUNK_ROWS = 8192
 

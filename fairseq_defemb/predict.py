@@ -16,6 +16,7 @@ from tqdm import tqdm
 from fairseq_defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary
 from fairseq_defemb.data.embedding_file import PredictedEmbeddings
 from fairseq_defemb.data.vocabulary import dictionary_sha256
+from fairseq_defemb.options import AVERAGES
 
 logger = logging.getLogger("defemb-predict")
 
@@ -65,7 +66,6 @@ def load_definition_model(checkpoint: str | Path, corpus_dir: str | Path, device
     return model, task
 
 
-AVERAGES = ("definitions", "occurrences")
 
 
 def check_average(average: str) -> None:

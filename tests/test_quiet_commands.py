@@ -1,4 +1,5 @@
-"""Commands that do not need fairseq do not import it, and no command's --help logs.
+"""Commands that do not need fairseq do not import it, no command's --help logs, and no --help
+imports torch or fairseq (options are parsed before the library is imported).
 
 Importing fairseq costs seconds of start-up (every model and task registers) and logs
 "Please install tensorboardX"; surgery, analysis and the corpus builder only need ids, so they
@@ -14,12 +15,13 @@ import pytest
 import torch
 from fairseq.data import indexed_dataset
 
-from conftest import VENV_BIN
+from conftest import REPO, VENV_BIN
 from test_corpus_alignment import GPT2, write_gpt2_dict
 from test_corpus_build import gpt2_args, manual_tsv
 from test_surgery import inputs  # noqa: F401  (the fixture)
 
 COMMANDS = ("defemb-corpus", "defemb-predict", "defemb-surgery", "defemb-analyze", "defemb-convert-hf")
+HEAVY = ("torch", "fairseq", "fairseq_cli", "transformers", "numpy")
 # Each step runs one command's main in the same fresh interpreter and records the fairseq modules loaded so far
 # (fairseq, and the plugin subpackages that register with it).
 RUN_STEPS = """
@@ -81,6 +83,32 @@ def test_help_has_no_log_lines(command):
     result = subprocess.run([VENV_BIN / command, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("usage: " + command)
     assert result.stderr == "" and not LOG_LINE.search(result.stdout), (result.stderr or result.stdout)[:500]
+
+
+def console_commands() -> dict[str, str]:
+    """name -> "module:function" of every console script setup.py declares."""
+    import ast
+
+    setup = ast.parse((REPO / "setup.py").read_text())
+    scripts = next(node for node in ast.walk(setup) if isinstance(node, ast.Dict) and any(
+        isinstance(k, ast.Constant) and k.value == "console_scripts" for k in node.keys))
+    lines = ast.literal_eval(scripts.values[0])
+    return dict(tuple(part.strip() for part in line.split("=")) for line in lines)
+
+
+@pytest.mark.parametrize("command", sorted(console_commands()))
+def test_help_imports_neither_torch_nor_fairseq(command):
+    """python -X importtime lists every module an interpreter imports: --help must not pull in the
+    heavy ones (torch alone is seconds of start-up on a loaded machine)."""
+    module, function = console_commands()[command].split(":")
+    argv = ["reconstruction", "--help"] if command == "defemb-analyze" else ["--help"]
+    code = f"import sys; from {module} import {function}; sys.exit({function}({argv!r}))"
+    result = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("usage: "), result.stdout[:300] + result.stderr[-1000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert imported, "no -X importtime output"
+    heavy = sorted(name for name in imported if name.split(".")[0] in HEAVY)
+    assert not heavy, f"{command} --help imports {heavy[:8]}"
 
 
 def test_commands_that_import_fairseq_keep_its_import_chatter_out(tmp_path):

@@ -22,10 +22,10 @@ import numpy as np
 
 from fairseq_defemb.add_tokens.words import AddTokensError, NewWord
 from fairseq_defemb.analysis.reconstruction import definition_mean_init, mean_row_init, subword_init
+from fairseq_defemb.options import INITS
 from preprocess.corpus.entries import SkipLog
 from preprocess.corpus.prompts import Prompt, prompt_from_variants
 
-INITS = ("defemb", "mean", "description-mean", "subwords")
 
 
 @dataclass

@@ -20,11 +20,8 @@ import json
 import logging
 import sys
 
-import torch
-
-from fairseq_defemb.add_tokens.initialise import INITS
-from fairseq_defemb.add_tokens.words import AddTokensError
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
+from fairseq_defemb.options import DEVICES, INITS, resolve_device
 
 DESCRIPTION = __doc__.split("\n", 1)[1]
 
@@ -46,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpt2-vocab-bpe", help="vocab.bpe of the checkpoint (default: beside model.pt)")
     p.add_argument("--max-prompt-tokens", type=int, default=256, help="longest prompt; longer definitions are cut (default 256)")
     p.add_argument("--neighbours", type=int, default=5, help="nearest existing tokens reported per new row (default 5)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (--init defemb)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="--init defemb: auto (default: cuda if there is one), cpu or cuda")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -73,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_cli_logging(logging.WARNING)
     common = dict(words=args.words, init=args.init, out=args.out, definition_model=args.definition_model,
                   replace=args.replace, max_prompt_tokens=args.max_prompt_tokens, neighbours=args.neighbours,
-                  device=args.device, overwrite=args.overwrite, progress=not args.no_progress)
+                  device=resolve_device(args.device), overwrite=args.overwrite, progress=not args.no_progress)
     try:
         if args.checkpoint:
             from fairseq_defemb.add_tokens.fairseq_model import add_tokens_fairseq
@@ -84,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             from fairseq_defemb.add_tokens.hf_model import add_tokens_hf
 
             report = add_tokens_hf(hf_model=args.hf_model, **common)
-    except (AddTokensError, OSError, ValueError) as err:
+    except (OSError, ValueError) as err:  # AddTokensError is a ValueError
         print(f"defemb-add-tokens: error: {err}", file=sys.stderr)
         return 2
     print(summary(report))

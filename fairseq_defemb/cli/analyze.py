@@ -27,7 +27,6 @@ import argparse
 import json
 import sys
 
-from fairseq_defemb.analysis.report import analyze_checkpoints, score_rouge, significance_test, summary_markdown
 from fairseq_defemb.analysis.rouge import BACKENDS
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
 
@@ -36,6 +35,8 @@ MODES = ("rouge", "significance", "rare-subset", "reconstruction")
 
 
 def geometry_main(args) -> int:
+    from fairseq_defemb.analysis.report import analyze_checkpoints, summary_markdown
+
     named = named_paths(args.embeddings, "--embeddings")
     report = analyze_checkpoints(args.checkpoint, args.out, dict_path=args.dict, compare=args.compare, embeddings=named,
                                  gpt2_encoder_json=args.gpt2_encoder_json, neighbours_of=args.neighbours_of or [],
@@ -46,6 +47,8 @@ def geometry_main(args) -> int:
 
 
 def rouge_main(args) -> int:
+    from fairseq_defemb.analysis.report import score_rouge
+
     result = score_rouge(args.hyp, args.ref, tokenize=not args.no_tokenize, stemming=args.stemming,
                          rouge_root=args.rouge_root)
     print(json.dumps(result, indent=2))
@@ -53,6 +56,8 @@ def rouge_main(args) -> int:
 
 
 def significance_main(args) -> int:
+    from fairseq_defemb.analysis.report import significance_test
+
     result = significance_test(args.ref, args.baseline.split(","), args.system.split(","), metric=args.metric,
                                tokenize=not args.no_tokenize, stemming=args.stemming, scorer=args.scorer,
                                rouge_root=args.rouge_root, resamples=args.resamples, seed=args.seed)

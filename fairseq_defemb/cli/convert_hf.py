@@ -29,8 +29,6 @@ import sys
 from pathlib import Path
 
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
-from fairseq_defemb.convert.hf_common import FAIRSEQ_LAYER_NORM_EPS, ConversionError, VerificationError
-from fairseq_defemb.convert.hf_import import convert_hf
 
 DESCRIPTION = __doc__
 
@@ -55,8 +53,8 @@ def verify_lines(verify: dict) -> list[str]:
     return lines
 
 
-def verification_failed(prog: str, err: VerificationError) -> int:
-    """Exit code 1 after a failed --verify (nothing was written), with what differed."""
+def verification_failed(prog: str, err) -> int:
+    """Exit code 1 after a failed --verify (``err``: the VerificationError; nothing was written), with what differed."""
     print("\n".join(verify_lines(err.report["verify"])), file=sys.stderr)
     print(f"{prog}: error: --verify failed, nothing written; details: {json.dumps(err.report['verify'])}",
           file=sys.stderr)
@@ -64,6 +62,8 @@ def verification_failed(prog: str, err: VerificationError) -> int:
 
 
 def summary(report: dict, out: str | Path) -> str:
+    from fairseq_defemb.convert.hf_common import FAIRSEQ_LAYER_NORM_EPS
+
     if "family" in report:  # RoBERTa / BART
         lines = [f"defemb-convert-hf: {report['source']} -> {out}",
                  f"  {report['family']}: fairseq --task {report['task']} --arch {report['arch']}, vocabulary "
@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(needs transformers)")
     args = parser.parse_args(argv)
     configure_cli_logging()
+    from fairseq_defemb.convert.hf_common import ConversionError, VerificationError
+    from fairseq_defemb.convert.hf_import import convert_hf
+
     try:
         report = convert_hf(model_dir=args.model_dir, out=args.out, overwrite=args.overwrite, verify=args.verify)
     except VerificationError as err:

@@ -20,11 +20,7 @@ import argparse
 import sys
 
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
-from preprocess.corpus.build import build_corpus
-from preprocess.corpus.coverage import coverage_markdown
 from preprocess.corpus.sources import DEFAULT_SOURCES, SOURCES
-from preprocess.corpus.tokenizers import CorpusBuildError
-from fairseq_defemb.parallel import WorkerDied
 
 DESCRIPTION = __doc__
 
@@ -62,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_cli_logging()
+    from fairseq_defemb.parallel import WorkerDied
+    from preprocess.corpus.build import build_corpus
+    from preprocess.corpus.coverage import coverage_markdown
+    from preprocess.corpus.tokenizers import CorpusBuildError
+
     try:
         options = {k: v for k, v in vars(args).items() if k not in ("vocab", "out", "bpe", "source", "no_progress")}
         report = build_corpus(args.vocab, args.out, bpe=args.bpe,

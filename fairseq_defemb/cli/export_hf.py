@@ -24,8 +24,6 @@ import sys
 
 from fairseq_defemb.cli.convert_hf import verification_failed, verify_lines
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
-from fairseq_defemb.convert.export_hf import export_hf
-from fairseq_defemb.convert.hf_common import ConversionError, VerificationError
 
 
 def summary(report: dict, out: str) -> str:
@@ -56,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="compare fairseq and the written transformers model before --out appears")
     args = parser.parse_args(argv)
     configure_cli_logging()
+    from fairseq_defemb.convert.export_hf import export_hf
+    from fairseq_defemb.convert.hf_common import ConversionError, VerificationError
+
     try:
         report = export_hf(checkpoint=args.checkpoint, out=args.out, gpt2_encoder_json=args.gpt2_encoder_json,
                            gpt2_vocab_bpe=args.gpt2_vocab_bpe, overwrite=args.overwrite, verify=args.verify,

@@ -15,11 +15,8 @@ import json
 import logging
 import sys
 
-import torch
-
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
-from fairseq_defemb.fit import FIT_POSITIONS, fit_definition_model
-from fairseq_defemb.predict import read_token_ids
+from fairseq_defemb.options import DEVICES, FIT_POSITIONS, resolve_device
 
 DESCRIPTION = __doc__.split("\n", 1)[1]
 
@@ -46,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="seed of the prompt samples and of the reference random W")
     p.add_argument("--max-tokens", type=int, default=8192, help="tokens per batch of the read pass (default 8192)")
     p.add_argument("--batch-size", type=int, default=None, help="at most this many items per batch")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default: cuda if there is one), cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -71,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.samples < 0 or args.valid_samples < 0 or (args.lam is not None and args.lam < 0):
         print("defemb-fit: error: --samples, --valid-samples and --lambda must be >= 0", file=sys.stderr)
         return 2
+    from fairseq_defemb.fit import fit_definition_model
+    from fairseq_defemb.predict import read_token_ids
+
     try:
         report = fit_definition_model(
             pretrained_checkpoint=args.pretrained_checkpoint, corpus=args.corpus, out=args.out,
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             mask_headword_everywhere=args.mask_headword_everywhere, seed=args.seed, max_tokens=args.max_tokens,
             batch_size=args.batch_size, positions=args.positions,
             exclude_token_ids=read_token_ids(args.exclude_token_ids, "--exclude-token-ids") if args.exclude_token_ids else None,
-            device=args.device, progress=not args.no_progress)
+            device=resolve_device(args.device), progress=not args.no_progress)
     except (OSError, ValueError) as err:  # OSError: a missing input, or an output that could not be written
         print(f"defemb-fit: error: {err}", file=sys.stderr)
         return 2

@@ -10,10 +10,8 @@ import json
 import logging
 import sys
 
-import torch
-
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
-from fairseq_defemb.predict import AVERAGES, predict_embeddings, read_token_ids
+from fairseq_defemb.options import AVERAGES, DEVICES, resolve_device
 
 DESCRIPTION = __doc__.split("\n", 1)[1]
 
@@ -40,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mask-headword-everywhere", action="store_true", default=None,
                         help="also mask the headword's ids outside its variant spans (e.g. inside its definition); "
                         "default: as the checkpoint was trained (definition_cloze --mask-headword-everywhere)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto (default: cuda if there is one), cpu or cuda")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -48,11 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_cli_logging(logging.WARNING)
+    from fairseq_defemb.predict import predict_embeddings, read_token_ids
+
     try:
         token_ids = read_token_ids(args.token_ids) if args.token_ids else None
         coverage = predict_embeddings(
             args.checkpoint, args.corpus, args.out, splits=tuple(s for s in args.splits.split(",") if s),
-            max_tokens=args.max_tokens, batch_size=args.batch_size, token_ids=token_ids, device=args.device,
+            max_tokens=args.max_tokens, batch_size=args.batch_size, token_ids=token_ids, device=resolve_device(args.device),
             mask_headword_everywhere=args.mask_headword_everywhere, progress=not args.no_progress,
             average=args.average)
     except (OSError, ValueError) as err:  # OSError: unreadable input, or disk full while writing

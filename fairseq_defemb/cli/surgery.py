@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
-from fairseq_defemb.surgery.swap import METHODS, SurgeryError, swap_embeddings, verify
+from fairseq_defemb.options import SURGERY_METHODS
 
 DESCRIPTION = __doc__.split("\n", 1)[1]
 
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=100.0,
                    help="replace the last min(alpha%% |V|, |V_task|) task tokens in frequency order, alpha in [0, 100] "
                    "(paper: CNNDM 100, Y-BIGPATENT 30, XSum 10, BillSum 7, MRPC 5, RTE 3; default 100)")
-    p.add_argument("--method", choices=METHODS, default="definitionemb",
+    p.add_argument("--method", choices=SURGERY_METHODS, default="definitionemb",
                    help="definitionemb (default), or a baseline applied to the whole matrix: deldirection is the "
                    "paper's Eq. 3 as printed (mean removed, projections of the uncentred vector on the top "
                    "D = max(1, d // 100) principal directions of the centred matrix subtracted), "
@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_cli_logging()
+    from fairseq_defemb.surgery.swap import swap_embeddings, verify
+
     if args.verify:
         if not args.against:
             parser.error("--verify OUT needs --against ORIGINAL")
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             alpha=args.alpha, method=args.method, gpt2_encoder_json=args.gpt2_encoder_json,
             gpt2_vocab_bpe=args.gpt2_vocab_bpe, task_splits=args.task_splits.split(","), overwrite=args.overwrite,
             dry_run=args.dry_run, isotropy=not args.no_isotropy, force=args.force)
-    except (SurgeryError, OSError, ValueError) as err:
+    except (OSError, ValueError) as err:  # SurgeryError is a ValueError
         print(f"defemb-surgery: error: {err}", file=sys.stderr)
         return 2
     print(summary(report, args.out, args.dry_run))

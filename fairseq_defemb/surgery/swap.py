@@ -29,11 +29,13 @@ from fairseq_defemb.surgery.postprocessing import del_direction, del_direction_c
 from fairseq_defemb.surgery.selection import (Selection, TaskTokens, check_task_splits, select_rows, special_ids,
                                      task_token_ids)
 from fairseq_defemb.data.vocabulary import MASK_SYMBOL, dictionary_sha256, load_model_dictionary
+from fairseq_defemb.options import SURGERY_METHODS
 
 # deldirection is the paper's Eq. 3 (uncentred projections); deldirection-centred projects the centred
 # vectors; del-zscore builds on Eq. 3 (fairseq_defemb/surgery/postprocessing.py)
 BASELINES = {"deldirection": del_direction, "deldirection-centred": del_direction_centred, "del-zscore": del_zscore}
-METHODS = ("definitionemb", *BASELINES)
+METHODS = SURGERY_METHODS
+assert METHODS[1:] == tuple(BASELINES), "fairseq_defemb.options.SURGERY_METHODS names the baselines"
 REPORT = "surgery.json"
 
 
