@@ -316,3 +316,43 @@ def test_plugin_makes_checkpoints_loadable(tiny_dir, plugin):
     assert bare.returncode != 0 and "Weights only load failed" in bare.stderr
     plugged = subprocess.run([sys.executable, "-c", f"{plugin}; {load}"], capture_output=True, text=True)
     assert plugged.returncode == 0, plugged.stderr[-2000:]
+
+
+REGISTERED = ("from fairseq.tasks import TASK_REGISTRY; from fairseq.models import ARCH_MODEL_REGISTRY; "
+              "from fairseq.criterions import CRITERION_REGISTRY; "
+              "assert 'definition_cloze' in TASK_REGISTRY and 'defemb_roberta' in ARCH_MODEL_REGISTRY "
+              "and 'mimic_mse' in CRITERION_REGISTRY; print('registered')")
+USER_DIR = ("from fairseq import options; p = options.get_training_parser(); "
+            "a = options.parse_args_and_arch(p, ['x', '--user-dir', {user_dir!r}, '--task', 'definition_cloze', "
+            "'--arch', 'defemb_roberta', '--criterion', 'mimic_mse']); ")
+
+
+@pytest.mark.parametrize("order", [
+    # fairseq imports the package, then its tasks/ and models/ (fairseq.utils.import_user_module)
+    "{user_dir}",
+    # the library was imported first: fairseq skips tasks/ and models/, the package's __path__ registers
+    "import fairseq_defemb.data.vocabulary; {user_dir}",
+    # fairseq first, then the package: it registers on import
+    "import fairseq, fairseq_defemb; ",
+    # the package first, then fairseq: register() by hand
+    "import fairseq_defemb; fairseq_defemb.register(); ",
+])
+def test_plugin_registers_in_any_order(order):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = order.format(user_dir=USER_DIR.format(user_dir=str(REPO / "fairseq_defemb"))) + REGISTERED
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO.parent)
+    assert result.returncode == 0 and result.stdout.strip().endswith("registered"), result.stderr[-2000:]
+
+
+def test_importing_the_package_imports_neither_torch_nor_fairseq():
+    import subprocess
+    import sys
+
+    code = ("import sys, fairseq_defemb, preprocess; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'fairseq', 'numpy')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr[-2000:]

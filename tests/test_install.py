@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,44 @@ def test_every_console_command_answers_help_outside_the_source_tree(installed, t
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, f"{command} --help: {result.stderr[-2000:]}"
         assert result.stdout.startswith("usage:"), f"{command} --help printed before its usage: {result.stdout[:300]}"
+
+
+def tiny_train(user_dir: str, tiny_dir, save_dir) -> list[str]:
+    """A two-update definition_cloze run (the module form of fairseq-train, so PYTHONPATH decides
+    which fairseq and which plugin are imported)."""
+    return [sys.executable, "-m", "fairseq_cli.train", str(tiny_dir / "corpus"), "--user-dir", user_dir,
+            "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", "defemb_roberta",
+            "--pretrained-checkpoint", str(tiny_dir / "roberta" / "model.pt"), "--optimizer", "adam", "--lr", "1e-3",
+            "--max-tokens", "256", "--cpu", "--save-dir", str(save_dir), "--max-update", "2", "--no-save",
+            "--required-batch-size-multiple", "1", "--num-workers", "0", "--log-format", "simple"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["repo root", "installed, by path", "installed beside fairseq"])
+def test_fairseq_train_loads_the_plugin(where, installed, tiny_dir, tmp_path):
+    """``--user-dir fairseq_defemb`` from the repo root; ``--user-dir <site-packages>/fairseq_defemb``
+    for any installed copy; and plain ``--user-dir fairseq_defemb`` from any directory when the
+    plugin is installed beside fairseq (fairseq looks for a user dir next to its own package)."""
+    import fairseq
+
+    env = {**os.environ}
+    if where == "repo root":
+        cwd, user_dir = REPO, "fairseq_defemb"
+    else:
+        cwd = tmp_path / "elsewhere"
+        cwd.mkdir()
+        env["PYTHONPATH"] = str(installed)
+        user_dir = str(installed / "fairseq_defemb")
+        if where == "installed beside fairseq":
+            beside = tmp_path / "site"
+            for package in ("fairseq_defemb", "preprocess"):
+                shutil.copytree(installed / package, beside / package)
+            shutil.copytree(Path(fairseq.__file__).parent, beside / "fairseq", ignore=IGNORED)
+            env["PYTHONPATH"], user_dir = str(beside), "fairseq_defemb"
+    result = subprocess.run(tiny_train(user_dir, tiny_dir, tmp_path / "ckpt"), cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "done training" in result.stdout + result.stderr
 
 
 def canonical(name: str) -> str:
