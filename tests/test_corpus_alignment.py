@@ -196,20 +196,27 @@ def test_dictionaries_that_do_not_match_the_tokenizer(tmp_path, gpt2):
         GPT2Backend(load_model_dictionary(gpt2_dict), wp_dict, GPT2 / "vocab.bpe")
 
 
-def test_sentencepiece_spans_are_the_variants(tmp_path):
-    """A sentencepiece model trained here on GCIDE text; dict.txt symbols are its pieces."""
+@pytest.fixture(scope="module")
+def sentencepiece_model(tmp_path_factory) -> tuple[Path, Path]:
+    """(sp.model, dict.txt): a sentencepiece model trained here on GCIDE text; dict.txt symbols are its pieces."""
     import sentencepiece
 
     from preprocess.corpus.gcide import read_gcide
 
-    text = tmp_path / "text.txt"
+    root = tmp_path_factory.mktemp("sp")
+    text = root / "text.txt"
     text.write_text("\n".join(e.definition for e, _ in zip(read_gcide(), range(3000))))
-    sentencepiece.SentencePieceTrainer.train(input=str(text), model_prefix=str(tmp_path / "sp"), vocab_size=800,
+    sentencepiece.SentencePieceTrainer.train(input=str(text), model_prefix=str(root / "sp"), vocab_size=800,
                                              model_type="unigram", minloglevel=2)
-    sp = sentencepiece.SentencePieceProcessor(model_file=str(tmp_path / "sp.model"))
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(root / "sp.model"))
     pieces = [sp.id_to_piece(i) for i in range(3, sp.get_piece_size())]  # skip <unk> <s> </s>
-    (tmp_path / "dict.txt").write_text("".join(f"{p} {1000 - i}\n" for i, p in enumerate(pieces)))
-    backend = SentencePieceBackend(load_model_dictionary(tmp_path / "dict.txt"), tmp_path / "sp.model")
+    (root / "dict.txt").write_text("".join(f"{p} {1000 - i}\n" for i, p in enumerate(pieces)))
+    return root / "sp.model", root / "dict.txt"
+
+
+def test_sentencepiece_spans_are_the_variants(sentencepiece_model):
+    model, dict_path = sentencepiece_model
+    backend = SentencePieceBackend(load_model_dictionary(dict_path), model)
     prompt = build_prompt(Entry("Sediment", "n.", "matter that settles", "t"), backend, 64, SkipLog())
     check_common(prompt, backend)
     d = backend.dictionary

@@ -14,6 +14,7 @@ from preprocess.corpus.sources import DEFAULT_SOURCES
 from tiny_models import make_tiny_checkpoint
 from conftest import REPO, VENV_BIN
 from test_corpus_alignment import GPT2, MINILM_VOCAB, gpt2_decode, write_gpt2_dict, write_wordpiece_dict
+from test_corpus_alignment import sentencepiece_model  # noqa: F401  (module fixture: a sentencepiece model trained here)
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +129,74 @@ def test_multi_word_headwords_are_skipped_and_counted(tmp_path, gpt2_dict):
     assert not {d.index(str(bpe_id[t])) for t in ("\u0120the", "\u0120kick", "\u0120York")} & grounded
 
 
+def test_authors_manual_file_targets_exactly_the_ids_it_names(tmp_path, gpt2_dict, capsys):
+    """A sample in the layout of the paper authors' manual_definitions.txt for BART (header, GPT-2
+    symbols with and without the leading-space mark, a token with two senses, an all-empty row, a
+    token column of two words, an index that names another token) passed as it is."""
+    enc = json.loads((GPT2 / "encoder.json").read_text())
+    tsv = tmp_path / "manual_definitions.txt"
+    tsv.write_text("index\ttoken\tpos\tdefinition\n"
+                   f"{enc['ĠiTunes']}\tĠiTunes\tproper noun\ta media player and media library\n"
+                   f"{enc['taboola']}\ttaboola\tproper noun\tan advertising company\n"
+                   f"{enc['mA']}\tmA\tsymbol\t(metrology) symbol for milliampere\n"
+                   f"{enc['mA']}\tmA\tsymbol\t(biochemistry) methyladenine\n"
+                   "\t\t\t\n"
+                   f"{enc['ulkan']}\tulkan Ulkan\tproper noun\tan urban locality in Russia\n"
+                   f"{enc['GHz']}\tĠGHz\tsymbol\t(metrology) symbol for gigahertz\n")
+    out = tmp_path / "out"
+    assert cli_main(gpt2_args(out, gpt2_dict, "--source", "manual", "--manual-tsv", str(tsv), "--valid-size", "0")) == 0
+    d = load_model_dictionary(out / "dict.txt")
+    named = [d.index(str(enc[t])) for t in ("ĠiTunes", "taboola", "mA", "mA", "ĠGHz")]
+    rows = read_all(out, "train")
+    assert all(len(spans) == 1 and spans[0][1] - spans[0][0] == 1 for _, spans in rows)  # one id, one span
+    assert sorted(ids[spans[0][0]] for ids, spans in rows) == sorted(named)
+    from preprocess.corpus.tokenizers import GPT2Backend
+
+    backend = GPT2Backend(d, GPT2 / "encoder.json", GPT2 / "vocab.bpe")
+    texts = {gpt2_decode(backend, ids[1:-1]) for ids, _ in rows}
+    assert ' "taboola" (proper noun; lower case): an advertising company' in texts  # no leading space: attached
+    assert " iTunes (proper noun; mixed case): a media player and media library" in texts
+    report = json.loads((out / "coverage.json").read_text())
+    assert report["skipped"] == {
+        "empty row": {"count": 1, "first": [f"{tsv}:6"]},
+        "symbol not in the vocabulary": {"count": 1, "first": [f"{tsv}:7"]},
+        "index disagrees with the symbol's id (the symbol's id is used)": {"count": 1, "first": [f"{tsv}:8"]},
+    }
+    assert report["coverage"]["by_source"]["manual"]["grounded"] == len(set(named)) == 4
+    assert [int(x) for x in (out / "grounded_ids.txt").read_text().split()] == sorted(set(named))
+    printed = capsys.readouterr().out
+    assert "| source: manual | 4 |" in printed and "empty row: 1" in printed, printed
+
+
+def test_authors_manual_file_for_a_sentencepiece_vocabulary(tmp_path, sentencepiece_model):  # noqa: F811
+    """The layout of the authors' T5 file: "\u2581" pieces, the sentencepiece model's ids as index."""
+    import sentencepiece
+
+    model, dict_path = sentencepiece_model
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(model))
+    pieces = [sp.id_to_piece(i) for i in range(3, sp.get_piece_size())]
+    initial = next(p for p in pieces if p.startswith("\u2581") and p[1:].isalpha() and len(p) > 4)
+    attached = next(p for p in pieces if p.isalpha() and len(p) > 2)
+    tsv = tmp_path / "manual_definitions.txt"
+    tsv.write_text("index\ttoken\tpos\tdefinition\n"
+                   f"{sp.piece_to_id(initial)}\t{initial} \tnoun\t a word of the test\n"
+                   f"{sp.piece_to_id(attached)}\t{attached}\tproper noun\tthe ending part of a name\n"
+                   f"{sp.piece_to_id(attached)}\t{attached}\tnoun\tits second sense\n"
+                   "\t\t\t\n24741\t\u2581esential\tadjective\tis the mis-spelled word of essential\n")
+    out = tmp_path / "out"
+    assert cli_main(["--vocab", str(dict_path), "--bpe", "sentencepiece", "--sentencepiece-model", str(model),
+                     "--source", "manual", "--manual-tsv", str(tsv), "--valid-size", "0", "--out", str(out),
+                     "--no-progress"]) == 0
+    d = load_model_dictionary(out / "dict.txt")
+    rows = read_all(out, "train")
+    assert all(len(spans) == 1 and spans[0][1] - spans[0][0] == 1 for _, spans in rows)
+    assert sorted(ids[spans[0][0]] for ids, spans in rows) == sorted(d.index(p) for p in (initial, attached, attached))
+    report = json.loads((out / "coverage.json").read_text())
+    assert {k: v["first"] for k, v in report["skipped"].items()} == {"empty row": [f"{tsv}:5"],
+                                                                    "symbol not in the vocabulary": [f"{tsv}:6"]}
+    assert report["coverage"]["by_source"]["manual"]["grounded"] == 2
+
+
 def test_limit_favours_rare_tokens(tmp_path, wp_dict):
     limited, full = tmp_path / "lim", tmp_path / "full"
     assert cli_main(wp_args(limited, wp_dict, "--source", "numbers", "--limit", "200", "--valid-size", "0")) == 0
@@ -204,6 +273,12 @@ def test_sources_that_cannot_be_read(tmp_path, wp_dict, capsys):
     junk.write_bytes(b"\x1f\x8b\x08 binary\nnot json either\n")
     fails(capsys, tmp_path, wp_args(tmp_path / "o", wp_dict, "--source", "wiktionary,numbers", "--wiktionary-jsonl", str(junk)),
           f"{junk}: no usable record", f"{junk}:1", f"{junk}:2", "kaikki")
+    # the authors' file of another model's vocabulary (T5's sentencepiece pieces for a WordPiece model)
+    t5 = tmp_path / "manual_definitions.txt"
+    t5.write_text("index\ttoken\tpos\tdefinition\n13664\t\u2581Mihai\tproper noun\ta Romanian given name\n"
+                  "27800\t\u2581Cristina\tproper noun\ta given name\n")
+    fails(capsys, tmp_path, wp_args(tmp_path / "o", wp_dict, "--source", "manual,numbers", "--manual-tsv", str(t5)),
+          f"{t5}: no usable record", f"symbol not in the vocabulary: {t5}:2, {t5}:3")
 
 
 def test_nothing_buildable(tmp_path, wp_dict, capsys):

@@ -1,4 +1,4 @@
-"""defemb-corpus sources: GCIDE, Wiktionary JSONL, numbers, manual TSV."""
+"""defemb-corpus sources: GCIDE, Wiktionary JSONL, numbers, manual TSV (both layouts)."""
 import gzip
 import json
 import re
@@ -9,9 +9,13 @@ from hypothesis import strategies as st
 
 from preprocess.corpus.entries import MAX_LINE_BYTES, Entry, SkipLog
 from preprocess.corpus.gcide import clean_definition, clean_headword, gcide_files, read_gcide
-from preprocess.corpus.manual import read_manual
+from preprocess.corpus.manual import (BAD_INDEX, EMPTY_ROW, INDEX_DISAGREES, NOT_IN_VOCABULARY, NOT_SYMBOLS, NOT_WORDS,
+                                      SPECIAL, read_manual)
 from preprocess.corpus.numbers import number_entries, spell_number
+from preprocess.corpus.tokenizers import CorpusBuildError, SentencePieceBackend
 from preprocess.corpus.wiktionary import read_wiktionary
+from fairseq_defemb.data.vocabulary import load_model_dictionary
+from test_corpus_alignment import gpt2, sentencepiece_model, wordpiece  # noqa: F401  (module fixtures)
 
 
 # -- GCIDE ------------------------------------------------------------------------
@@ -133,6 +137,105 @@ def test_manual_tsv_skips_bad_lines(tmp_path):
                                              Entry("Obama", "", "a US president", "manual")]
     assert skips.counts == {"not token<TAB>pos<TAB>definition": 3, "invalid UTF-8": 1}
     assert skips.examples["not token<TAB>pos<TAB>definition"] == [f"{path}:4", f"{path}:5", f"{path}:6"]
+
+
+AUTHORS_HEADER = "index\ttoken\tpos\tdefinition\n"
+
+
+def test_authors_layout_grounds_exactly_the_named_gpt2_symbols(tmp_path, gpt2):  # noqa: F811
+    """The layout of the paper authors' manual_definitions.txt for BART, with the mess of their
+    real file: symbols as encoder.json writes them, two senses of one token, an all-empty row,
+    a token column of two words, a token with a trailing space and a definition with a leading one."""
+    enc, d = gpt2.bpe.encoder, gpt2.dictionary
+    assert enc["2000"] != 2000  # the digit token "2000" and the id 2000 are two tokens
+    path = tmp_path / "manual_definitions.txt"
+    path.write_text(AUTHORS_HEADER + "".join(f"{line}\n" for line in [
+        f"{enc['ĠiTunes']}\tĠiTunes\tproper noun\ta media player and media library",   # 2
+        f"{enc['taboola']}\ttaboola\tproper noun\tan advertising company",                        # 3: no leading space
+        f"{enc['mA']}\tmA\tsymbol\t(metrology) symbol for milliampere",                          # 4: two senses
+        f"{enc['mA']}\tmA\tsymbol\t(biochemistry) methyladenine",                                # 5
+        "\t\t\t",                                                                                  # 6: empty row
+        f"{enc['ulkan']}\tulkan Ulkan\tproper noun\tan urban locality in Russia",                 # 7: two words
+        f"{enc['ĠGHz']}\tĠGHz \tsymbol\t (metrology) symbol for gigahertz",             # 8: spaces
+        f"{enc['GHz']}\tĠGHz\tsymbol\ta unit of frequency",                                 # 9: index of "GHz"
+        "7\tĠQqxzzy\tproper noun\tno such GPT-2 symbol",                                     # 10
+        "x12\tĠGeForce\tproper noun\ta brand of graphics processors",                       # 11: bad index
+        f"\t{enc['ĠNVIDIA']}\tproper noun\ta technology company",                             # 12: the raw id
+        f"{enc['2000']}\t2000\tnumeral\tthe year two thousand",                                   # 13: the symbol "2000"
+        "2000\t2000\tnoun\tthe id 2000 written in decimal",                                       # 14: the id 2000
+        "5\tĠfoo\tnoun",                                                                      # 15: three fields
+    ]))
+    skips = SkipLog()
+    entries = list(read_manual(path, skips, backend=gpt2))
+    named = ["ĠiTunes", "taboola", "mA", "mA", "ĠGHz", "ĠGHz", "ĠNVIDIA", "2000", gpt2.bpe.decoder[2000]]
+    assert [e.token_id for e in entries] == [d.index(str(enc[symbol])) for symbol in named]
+    assert [e.word for e in entries] == ["iTunes", "taboola", "mA", "mA", "GHz", "GHz", "NVIDIA", "2000", "mind"]
+    assert entries[4].definition == "(metrology) symbol for gigahertz" and {e.source for e in entries} == {"manual"}
+    assert skips.as_dict() == {
+        EMPTY_ROW: {"count": 1, "first": [f"{path}:6"]},
+        NOT_IN_VOCABULARY: {"count": 2, "first": [f"{path}:7", f"{path}:10"]},
+        INDEX_DISAGREES: {"count": 1, "first": [f"{path}:9"]},  # the line is kept, with the symbol's id
+        BAD_INDEX: {"count": 1, "first": [f"{path}:11"]},
+        NOT_SYMBOLS: {"count": 1, "first": [f"{path}:15"]},
+    }
+
+
+def test_authors_layout_with_sentencepiece_pieces(tmp_path, sentencepiece_model):  # noqa: F811
+    """The layout of the authors' T5 file: "▁" pieces, ids of the sentencepiece model (not of dict.txt)."""
+    import sentencepiece
+
+    model, dict_path = sentencepiece_model
+    backend = SentencePieceBackend(load_model_dictionary(dict_path), model)
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(model))
+    pieces = [sp.id_to_piece(i) for i in range(3, sp.get_piece_size())]
+    initial = next(p for p in pieces if p.startswith("▁") and p[1:].isalpha() and len(p) > 4)
+    attached = next(p for p in pieces if p.isalpha() and len(p) > 2)
+    path = tmp_path / "manual_definitions.txt"
+    path.write_text(AUTHORS_HEADER + f"{sp.piece_to_id(initial)}\t{initial} \tnoun\t a word of the test\n"
+                    f"{sp.piece_to_id(attached)}\t{attached}\tproper noun\tthe ending part of a name\n"
+                    "\t\t\t\n"
+                    f"{sp.piece_to_id(attached)}\t{initial}\tnoun\tanother sense\n"
+                    "0\t<unk>\tnoun\tthe unknown piece\n"
+                    "31568\t▁Juventus\tproper noun\ta football club\n")
+    skips = SkipLog()
+    entries = list(read_manual(path, skips, backend=backend))
+    d = backend.dictionary
+    assert [(e.token_id, e.word) for e in entries] == [(d.index(initial), initial[1:]), (d.index(attached), attached),
+                                                       (d.index(initial), initial[1:])]
+    assert d.index(initial) != sp.piece_to_id(initial)  # the index is the tokenizer's id, not dict.txt's
+    assert {k: v["first"] for k, v in skips.as_dict().items()} == {
+        EMPTY_ROW: [f"{path}:4"], INDEX_DISAGREES: [f"{path}:5"], SPECIAL: [f"{path}:6"], NOT_IN_VOCABULARY: [f"{path}:7"]}
+
+
+def test_manual_layout_from_the_header_or_as_told(tmp_path, gpt2, wordpiece):  # noqa: F811
+    enc, d = gpt2.bpe.encoder, gpt2.dictionary
+    words = tmp_path / "words.tsv"
+    # without the header: words, except a token with the tokenizer's symbol mark
+    words.write_text("NVIDIA\tproper noun\ta technology company\nĠGeForce\tproper noun\ta brand of GPUs\n"
+                     "ĠQqxzzy\tnoun\tnot a symbol\n")
+    skips = SkipLog()
+    assert list(read_manual(words, skips, backend=gpt2)) == [
+        Entry("NVIDIA", "proper noun", "a technology company", "manual"),
+        Entry("GeForce", "proper noun", "a brand of GPUs", "manual", cased=False,
+              token_id=d.index(str(enc["ĠGeForce"])))]
+    assert skips.examples == {NOT_IN_VOCABULARY: [f"{words}:3"]}
+    authors = tmp_path / "authors.tsv"
+    authors.write_text("\ufeff" + AUTHORS_HEADER + f"{enc['taboola']}\ttaboola\tproper noun\tan advertising company\n")
+    assert [e.token_id for e in read_manual(authors, backend=gpt2)] == [d.index(str(enc["taboola"]))]
+    skips = SkipLog()  # told it is the other layout, the header and the line are malformed
+    assert list(read_manual(authors, skips, layout="token-pos-definition", backend=gpt2)) == []
+    assert skips.counts == {NOT_WORDS: 2}
+    headerless = tmp_path / "headerless.tsv"
+    headerless.write_text(f"{enc['taboola']}\ttaboola\tproper noun\tan advertising company\n")
+    assert [e.word for e in read_manual(headerless, backend=gpt2, layout="index-token-pos-definition")] == ["taboola"]
+    # WordPiece: the index is vocab.txt's line number; "##" marks a continuation piece
+    continuation = wordpiece.pieces.index("##ness")
+    (tmp_path / "wp.tsv").write_text(AUTHORS_HEADER + f"{continuation}\t##ness\tsuffix\tthe state of being\n")
+    assert [e.token_id for e in read_manual(tmp_path / "wp.tsv", backend=wordpiece)] == [wordpiece.dictionary.index("##ness")]
+    with pytest.raises(CorpusBuildError, match="names vocabulary symbols"):
+        list(read_manual(authors))
+    with pytest.raises(CorpusBuildError, match="--manual-format tsv: unknown"):
+        list(read_manual(authors, layout="tsv", backend=gpt2))
 
 
 # -- numbers ----------------------------------------------------------------------

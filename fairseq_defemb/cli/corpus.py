@@ -9,7 +9,8 @@ lemminflect's tables + the lemma's definition), names (countries, demonyms, subd
 cities, census names), symbols (Unicode names of punctuation, symbols, non-ASCII
 characters), affixes (GCIDE's prefix and suffix entries); and from files: wiktionary
 (kaikki.org JSONL, --wiktionary-jsonl, plain or .gz), manual (--manual-tsv
-token<TAB>pos<TAB>definition). corpus.json and coverage.md record each source's licence.
+token<TAB>pos<TAB>definition, or the paper authors' manual_definitions.txt as they publish
+it: --manual-format). corpus.json and coverage.md record each source's licence.
 
 Writes --out atomically: dict.txt (copy of --vocab), corpus.json, {train,valid}.{prompt,spans}
 .bin/.idx, coverage.json, coverage.md, grounded_ids.txt; with --holdout/--holdout-ids also the
@@ -20,6 +21,7 @@ import argparse
 import sys
 
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
+from preprocess.corpus.manual import FORMATS, SYMBOLS, WORDS
 from preprocess.corpus.sources import DEFAULT_SOURCES, SOURCES
 
 DESCRIPTION = __doc__
@@ -37,7 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lowercase", action="store_true", help="uncased WordPiece model (lower-case and strip accents)")
     p.add_argument("--sentencepiece-model", help="sentencepiece .model (--bpe sentencepiece)")
     p.add_argument("--wiktionary-jsonl", help="kaikki.org / wiktextract English JSONL (--source wiktionary)")
-    p.add_argument("--manual-tsv", help="token<TAB>pos<TAB>definition file (--source manual)")
+    p.add_argument("--manual-tsv", help="token<TAB>pos<TAB>definition file, or the paper authors' "
+                   "manual_definitions.txt as they publish it (--source manual; see --manual-format)")
+    p.add_argument("--manual-format", choices=FORMATS, default="auto",
+                   help=f"layout of --manual-tsv (default auto: {SYMBOLS} when the first line is the header "
+                        "index<TAB>token<TAB>pos<TAB>definition, else token-pos-definition). "
+                        f"{WORDS}: the token is a word, its variants are the targets. {SYMBOLS} (the authors' "
+                        "files for BART and T5): the token is a vocabulary symbol as the tokenizer writes it "
+                        "(GPT-2's encoder.json key with U+0120 for a leading space, a sentencepiece piece with "
+                        "U+2581, or the tokenizer's id in decimal) and its id is the one target; a token with the "
+                        "symbol mark (U+0120, U+2581, ##) is such a symbol in either layout. When index names "
+                        "another id than the symbol's, the symbol wins (its characters are what the definition "
+                        "defines) and the line is counted as 'index disagrees'; a symbol not in the vocabulary "
+                        "is skipped and counted with its line")
     p.add_argument("--out", required=True, help="output corpus directory (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (only once the new one is complete)")
     p.add_argument("--valid-size", type=float, default=10000, help="validation prompts: a count, or a fraction < 1 (default 10000, as the paper)")

@@ -44,10 +44,11 @@ def _build_chunk(entries: list[Entry]) -> tuple[list[Prompt], SkipLog]:
 
 
 def read_entries(opts: "CorpusOptions", backend: SubwordBackend, skips: SkipLog) -> Iterator[Entry]:
-    per_word: dict[tuple[str, str], int] = {}
+    per_word: dict[tuple[str, str | int], int] = {}
     for entry in source_entries(list(opts.source), backend=backend, skips=skips, wiktionary_jsonl=opts.wiktionary_jsonl,
-                                manual_tsv=opts.manual_tsv):
-        key = (entry.source, entry.word)
+                                manual_tsv=opts.manual_tsv, manual_format=opts.manual_format):
+        # a vocabulary symbol counts its own senses: "\u0120GHz" and "GHz" are two tokens of one spelling
+        key = (entry.source, entry.word if entry.token_id is None else entry.token_id)
         per_word[key] = per_word.get(key, 0) + 1
         if opts.max_senses_per_word and per_word[key] > opts.max_senses_per_word:
             continue
@@ -142,6 +143,7 @@ class CorpusOptions:
     sentencepiece_model: str | None = None
     wiktionary_jsonl: str | None = None
     manual_tsv: str | None = None
+    manual_format: str = "auto"
     overwrite: bool = False
     valid_size: float = 10000
     max_prompt_tokens: int = 128

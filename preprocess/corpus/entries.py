@@ -18,7 +18,9 @@ class Entry:
     "Texas" is no "texas", "É" no "é"); ``position`` keeps only its word-initial forms
     (a prefix: GPT-2 " un") or only its attached forms (a suffix: GPT-2 "ness",
     WordPiece "##ness"). ``generic`` marks a definition that only names a category
-    ("a surname"), which coverage counts apart."""
+    ("a surname"), which coverage counts apart. ``token_id`` names the one dictionary id the
+    entry grounds (a vocabulary symbol of a manual file, "\u0120iTunes"): the prompt's one span is
+    that id, and ``word`` (its characters) only labels the prompt; None: the word's variants."""
 
     word: str
     pos: str
@@ -27,6 +29,7 @@ class Entry:
     cased: bool = True
     position: str = "any"
     generic: bool = False
+    token_id: int | None = None
 
 
 @dataclass

@@ -13,7 +13,8 @@ where GPT-2 BPE writes it without the space too. Then part of speech and the cas
 the original headword ("lower case", "capitalized", "all caps", "mixed case"), then the
 definition. The prompt is tokenized piece by piece (template pieces, variants,
 definition), so each span covers exactly its variant's subwords by construction.
-``max_tokens`` cuts the definition, never a span.
+An entry that names a vocabulary symbol (``Entry.token_id``, from a manual file) has that
+one id as its only variant. ``max_tokens`` cuts the definition, never a span.
 """
 from dataclasses import dataclass
 
@@ -52,6 +53,10 @@ MULTI_WORD = "multi-word headword (not a target)"
 
 
 def build_prompt(entry: Entry, backend: SubwordBackend, max_tokens: int, skips: SkipLog) -> Prompt | None:
+    if entry.token_id is not None:
+        # a vocabulary symbol: exactly that id is the target, the word is not tokenized again
+        return prompt_from_variants(entry, [([entry.token_id], backend.word_initial(entry.token_id))], backend,
+                                    max_tokens, skips)
     if len(entry.word.split()) > 1:
         # "kick the bucket": its spans would make " the" and " bucket" targets of a phrase's
         # definition. Skipped, and counted in coverage.json's "skipped".

@@ -44,7 +44,9 @@ SOURCES: dict[str, SourceInfo] = {
         "Wiktionary's terms of use; the project ships no Wiktionary data, so no local file states it", embedded=False),
     "numbers": SourceInfo("the vocabulary's all-digit tokens spelled out by this project's code", "MIT (this project)",
                           "LICENSE", embedded=True),
-    "manual": SourceInfo("a token<TAB>pos<TAB>definition file supplied by the user (--manual-tsv)",
+    "manual": SourceInfo("a token<TAB>pos<TAB>definition file, or one in the layout of the paper authors' "
+                         "manual_definitions.txt (index<TAB>token<TAB>pos<TAB>definition), supplied by the user "
+                         "(--manual-tsv)",
                          "whatever licence the user's file has", "the user's file", embedded=False),
     "inflections": SourceInfo(
         "form-of definitions from lemminflect 0.2.3's inflection table (from the NIH SPECIALIST Lexicon), each "
@@ -110,9 +112,10 @@ def round_trips(backend: SubwordBackend, entry: Entry) -> bool:
 
 
 def source_entries(sources: list[str], *, backend: SubwordBackend, skips: SkipLog, wiktionary_jsonl: str | None = None,
-                   manual_tsv: str | None = None) -> Iterator[Entry]:
+                   manual_tsv: str | None = None, manual_format: str = "auto") -> Iterator[Entry]:
     """The entries of every source in order (``parse_sources``' list). A user's file of
-    which no record is usable is an error naming the file, its first bad lines and the format."""
+    which no record is usable is an error naming the file, its first bad lines and the format.
+    ``manual_format``: the layout of ``manual_tsv`` (``preprocess.corpus.manual.FORMATS``)."""
     lemmas = LemmaIndex()
     gcide_affixes: list[Entry] | None = None  # kept from a gcide source read earlier, so GCIDE is parsed once
     for source in sources:
@@ -126,8 +129,9 @@ def source_entries(sources: list[str], *, backend: SubwordBackend, skips: SkipLo
             stream = read_wiktionary(wiktionary_jsonl, skips)
         elif source == "manual":
             if not manual_tsv:
-                raise CorpusBuildError("--source manual needs --manual-tsv PATH (token<TAB>pos<TAB>definition)")
-            stream = read_manual(manual_tsv, skips)
+                raise CorpusBuildError("--source manual needs --manual-tsv PATH (token<TAB>pos<TAB>definition, or "
+                                       "index<TAB>token<TAB>pos<TAB>definition with its header)")
+            stream = read_manual(manual_tsv, skips, layout=manual_format, backend=backend)
         elif source == "numbers":
             stream = number_entries(vocabulary_surfaces(backend))
         elif source == "symbols":
@@ -153,5 +157,6 @@ def source_entries(sources: list[str], *, backend: SubwordBackend, skips: SkipLo
             path = wiktionary_jsonl if source == "wiktionary" else manual_tsv
             bad = "; ".join(f"{reason}: {', '.join(v['first'][:3])}" for reason, v in skips.as_dict().items())
             expected = ("one kaikki.org/wiktextract JSON object per line (word, pos, senses[].glosses)"
-                        if source == "wiktionary" else "token<TAB>pos<TAB>definition per line, UTF-8")
+                        if source == "wiktionary" else "token<TAB>pos<TAB>definition per line, or the header "
+                        "index<TAB>token<TAB>pos<TAB>definition and symbols of this vocabulary, UTF-8")
             raise CorpusBuildError(f"{path}: no usable record ({bad}); expected {expected}")

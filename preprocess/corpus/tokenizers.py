@@ -36,6 +36,9 @@ def load_dictionary(dict_path: str | Path) -> Vocabulary:
 
 class SubwordBackend:
     name = "base"
+    # How the tokenizer writes the mark of a word-initial symbol (GPT-2 "\u0120", sentencepiece "\u2581")
+    # or of a continuation (WordPiece "##"): a manual file's word that starts with it is a symbol.
+    symbol_marker = ""
 
     def __init__(self, dictionary: Vocabulary):
         self.dictionary = dictionary
@@ -74,6 +77,15 @@ class SubwordBackend:
         """Readable text of a prompt, specials as their symbols (for reports)."""
         raise NotImplementedError
 
+    def vocabulary_symbols(self) -> dict[str, int]:
+        """Every symbol as the tokenizer writes it -> the tokenizer's own id (GPT-2's encoder.json,
+        a sentencepiece model's pieces, the lines of WordPiece's vocab.txt)."""
+        raise NotImplementedError(f"--bpe {self.name}: reading vocabulary symbols is not implemented")
+
+    def dictionary_symbol(self, symbol: str, tokenizer_id: int) -> str:
+        """The dict.txt symbol of a tokenizer symbol: the piece itself, except for GPT-2."""
+        return symbol
+
     def split_without(self, token_id: int) -> list[int]:
         """The pieces the tokenizer gives the token's own text if the token were not in its
         vocabulary (the subword initialiser of a new token); [] if nothing else spells it."""
@@ -108,6 +120,7 @@ class GPT2Backend(SubwordBackend):
     """fairseq's GPT-2 BPE (BART, RoBERTa): dict.txt symbols are GPT-2 BPE ids as decimal strings."""
 
     name = "gpt2"
+    symbol_marker = "\u0120"
 
     def __init__(self, dictionary: Vocabulary, encoder_json: str | Path, vocab_bpe: str | Path, dict_path: str = "dict.txt"):
         super().__init__(dictionary)
@@ -137,6 +150,12 @@ class GPT2Backend(SubwordBackend):
 
     def _encode(self, text: str) -> list[int]:
         return self.pieces_to_ids([str(i) for i in self.bpe.encode(text)])
+
+    def vocabulary_symbols(self) -> dict[str, int]:
+        return self.bpe.encoder
+
+    def dictionary_symbol(self, symbol: str, tokenizer_id: int) -> str:
+        return str(tokenizer_id)
 
     def text(self, text: str) -> list[int]:
         return self._encode(" " + text)
@@ -207,6 +226,7 @@ class WordPieceBackend(SubwordBackend):
     continuation. The word-initial form plays the role of GPT-2's leading-space form."""
 
     name = "wordpiece"
+    symbol_marker = "##"
 
     def __init__(self, dictionary: Vocabulary, vocab_txt: str | Path, lowercase: bool = True, dict_path: str = "dict.txt"):
         super().__init__(dictionary)
@@ -214,9 +234,10 @@ class WordPieceBackend(SubwordBackend):
         if not path.is_file():
             raise CorpusBuildError(f"--wordpiece-vocab {path}: not found (the model's vocab.txt)")
         try:
-            self.vocab = set(path.read_text(encoding="utf-8").splitlines())
+            self.pieces = path.read_text(encoding="utf-8").splitlines()
         except UnicodeDecodeError as err:
             raise CorpusBuildError(f"--wordpiece-vocab {path}: not UTF-8 text ({err}); pass the model's vocab.txt") from err
+        self.vocab = set(self.pieces)
         self.lowercase = lowercase
         symbols = [dictionary[i] for i in range(dictionary.nspecial, len(dictionary))]
         if sum(s in self.vocab for s in symbols) < 0.5 * len(symbols):
@@ -265,6 +286,9 @@ class WordPieceBackend(SubwordBackend):
             start = end
         return pieces
 
+    def vocabulary_symbols(self) -> dict[str, int]:
+        return {piece: i for i, piece in enumerate(self.pieces)}  # BERT's ids are vocab.txt's line numbers
+
     def _ids(self, pieces: list[str]) -> list[int]:
         return [self.unk if p == "[UNK]" else self.dictionary.index(p) for p in pieces]
 
@@ -301,6 +325,7 @@ class SentencePieceBackend(SubwordBackend):
     word-initial ("▁") form of a variant exists as a standalone encoding."""
 
     name = "sentencepiece"
+    symbol_marker = "\u2581"
 
     def __init__(self, dictionary: Vocabulary, model: str | Path, dict_path: str = "dict.txt"):
         super().__init__(dictionary)
@@ -325,6 +350,9 @@ class SentencePieceBackend(SubwordBackend):
 
     def variant_forms(self, word: str, cased: bool = True) -> list[tuple[list[int], bool]]:
         return [(self.text(w), True) for w in casings(word, cased)]
+
+    def vocabulary_symbols(self) -> dict[str, int]:
+        return {self.sp.id_to_piece(i): i for i in range(self.sp.get_piece_size())}
 
     def surface(self, token_id: int) -> str:
         return self.dictionary[token_id].lstrip("\u2581")
