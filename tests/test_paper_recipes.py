@@ -10,18 +10,15 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import REPO, VENV_BIN
-from test_corpus_alignment import GPT2, write_gpt2_dict
-from test_readme_recipes import aclsum_as_cnndm, binarize_rte_like, kaikki_jsonl, predictions_near_the_rows
-from tiny_models import ARCH_ARGS, make_tiny_checkpoint
+from test_readme_recipes import run_block, tiny_glue_dir, tiny_summarization_dir
+from tiny_models import ARCH_ARGS
 
 DOC = REPO / "docs" / "reproducing-the-paper.md"
 PAPER = REPO / "examples" / "paper"
@@ -189,24 +186,15 @@ def test_a_batch_that_does_not_split_over_the_gpus_is_refused(tmp_path):
 
 # -- the pipelines, end to end on tiny models ------------------------------------------------------
 
-def run_pipeline(script: str, args: list[str], settings_env: dict[str, str], cwd) -> str:
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
-           **settings_env}
-    result = subprocess.run(["bash", str(PAPER / script), *args], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=1500)
-    assert result.returncode == 0, f"{script} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
-    return result.stdout
+def run_pipeline(script: str, args: list[str], settings: dict[str, str], cwd) -> str:
+    """examples/paper/SCRIPT ARGS with the settings as environment variables, as a user runs it."""
+    assignments = " ".join(f"{name}={shlex.quote(value)}" for name, value in settings.items())
+    return run_block(f"{assignments} {shlex.quote(str(PAPER / script))} {shlex.join(args)}", cwd)
 
 
 @pytest.mark.slow
 def test_bart_summarization_pipeline_runs(tmp_path):
-    plm = tmp_path / "plm"
-    make_tiny_checkpoint(plm, "bart", dict_path=write_gpt2_dict(tmp_path / "gpt2-dict.txt"))
-    aclsum_as_cnndm(tmp_path / "cnn_dm", {"train": 12, "val": 3, "test": 4})
-    kaikki_jsonl(tmp_path / "wiktionary.jsonl")
-    (tmp_path / "manual.tsv").write_text("ACLSum\tname\ta data set of scientific papers and their summaries\n")
-    for name in ("encoder.json", "vocab.bpe"):
-        shutil.copyfile(GPT2 / name, tmp_path / name)
+    tiny_summarization_dir(tmp_path)
     sizes = ARCH_ARGS["bart"][2][:-2]  # the model's sizes, without the pretraining task's --tokens-per-sample
     stdout = run_pipeline("bart_summarization.sh", ["cnndm"], {
         "PLM": "plm", "RAW": "cnn_dm", "WIKTIONARY": "wiktionary.jsonl", "MANUAL": "manual.tsv", "WORKERS": "1",
@@ -225,10 +213,7 @@ def test_bart_summarization_pipeline_runs(tmp_path):
 
 @pytest.mark.slow
 def test_glue_pipeline_runs(tmp_path):
-    plm = tmp_path / "plm"
-    make_tiny_checkpoint(plm, "roberta")
-    binarize_rte_like(tmp_path, plm / "dict.txt")
-    predictions_near_the_rows(plm / "dict.txt", 32).save(tmp_path / "defemb.pt")
+    tiny_glue_dir(tmp_path)
     sizes = ARCH_ARGS["roberta"][2][:-2]
     run_pipeline("glue.sh", ["roberta", "RTE"], {
         "PLM": "plm", "DATA": "RTE-bin", "DEFEMB": "defemb.pt",
