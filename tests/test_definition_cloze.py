@@ -173,6 +173,21 @@ def test_pretrained_weights_loaded_and_embeddings_frozen(tiny_dir):
     assert unfrozen.embed_tokens.weight.requires_grad
 
 
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_normal_projection_init_is_the_authors_w(tiny_dir, family):
+    """--projection-init normal: W ~ N(0, 1/h_s) (the authors' linear W), reproducible from fairseq's seed;
+    the default stays nn.Linear's uniform init (std 1/sqrt(3 h_s))."""
+    draws = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        draws.append(build(tiny_dir, family, ["--projection-init", "normal"])[1].projection.weight.detach())
+    torch.manual_seed(5)
+    uniform = build(tiny_dir, family)[1].projection.weight.detach()
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], uniform)
+    h_s = draws[0].shape[1]  # 32: 1,024 draws, so the sample std is within ~10% of the true one
+    assert draws[0].std().item() == pytest.approx(h_s ** -0.5, rel=0.1)
+    assert uniform.abs().max().item() <= h_s ** -0.5 < draws[0].abs().max().item()
+
 @pytest.mark.parametrize("arch,family", [("defemb_bart_large", "bart"), ("defemb_roberta_base", "roberta")])
 def test_named_arch_must_match_checkpoint(tiny_dir, arch, family):
     parser = options.get_training_parser()

@@ -95,12 +95,18 @@ def binarize_rte_like(root, dict_path) -> None:
                    check=True, capture_output=True, env=env)
 
 
+def tiny_glue_dir(root) -> None:
+    """What the GLUE recipes expect in their directory, tiny: plm/ (a 2-layer RoBERTa), RTE-bin/ and
+    defemb.pt (predictions for every row)."""
+    make_tiny_checkpoint(root / "plm", "roberta")
+    binarize_rte_like(root, root / "plm" / "dict.txt")
+    predictions_near_the_rows(root / "plm" / "dict.txt", 32).save(root / "defemb.pt")
+
+
 @pytest.mark.slow
 def test_glue_recipe_runs_as_written(tmp_path):
     plm = tmp_path / "plm"
-    make_tiny_checkpoint(plm, "roberta")
-    binarize_rte_like(tmp_path, plm / "dict.txt")
-    predictions_near_the_rows(plm / "dict.txt", 32).save(tmp_path / "defemb.pt")
+    tiny_glue_dir(tmp_path)
     sizes = ARCH_ARGS["roberta"][2]
     overrides = ["common.fp16=false", "common.cpu=true", "task.max_positions=64",
                  *(f"+model.{sizes[i].removeprefix('--').replace('-', '_')}={sizes[i + 1]}" for i in range(0, 8, 2)),
@@ -140,15 +146,20 @@ def kaikki_jsonl(path) -> None:
                             for w, p, g in entries))
 
 
+def tiny_summarization_dir(root) -> None:
+    """What the BART summarization recipes expect in their directory, tiny: plm/ (a 2-layer BART over
+    GPT-2's vocabulary), cnn_dm/ (12/3/4 ACLSum papers), wiktionary.jsonl, manual.tsv, GPT-2's BPE files."""
+    make_tiny_checkpoint(root / "plm", "bart", dict_path=write_gpt2_dict(root / "gpt2-dict.txt"))
+    aclsum_as_cnndm(root / "cnn_dm", {"train": 12, "val": 3, "test": 4})
+    kaikki_jsonl(root / "wiktionary.jsonl")
+    (root / "manual.tsv").write_text("ACLSum\tname\ta data set of scientific papers and their summaries\n")
+    for name in ("encoder.json", "vocab.bpe"):
+        shutil.copyfile(GPT2 / name, root / name)
+
+
 @pytest.mark.slow
 def test_bart_summarization_recipe_runs_as_written(tmp_path):
-    plm = tmp_path / "plm"
-    make_tiny_checkpoint(plm, "bart", dict_path=write_gpt2_dict(tmp_path / "gpt2-dict.txt"))
-    aclsum_as_cnndm(tmp_path / "cnn_dm", {"train": 12, "val": 3, "test": 4})
-    kaikki_jsonl(tmp_path / "wiktionary.jsonl")
-    (tmp_path / "manual.tsv").write_text("ACLSum\tname\ta data set of scientific papers and their summaries\n")
-    for name in ("encoder.json", "vocab.bpe"):
-        shutil.copyfile(GPT2 / name, tmp_path / name)
+    tiny_summarization_dir(tmp_path)
     (tmp_path / "examples").symlink_to(REPO / "examples")
     sizes = ARCH_ARGS["bart"][2][:-2]  # the model's sizes, without the pretraining task's --tokens-per-sample
     settings = {

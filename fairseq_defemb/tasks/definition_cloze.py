@@ -9,6 +9,7 @@ from fairseq.data import Dictionary
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING, OmegaConf, open_dict
+from torch import nn
 
 from preprocess.corpus.holdout import HELDOUT_SPLIT, load_holdout
 from fairseq_defemb.data.cloze_dataset import DefinitionClozeDataset
@@ -19,7 +20,7 @@ from fairseq_defemb.models.pretrained import check_starting_point
 logger = logging.getLogger(__name__)
 
 CORRUPTION_CHOICES = ChoiceEnum(["auto", "bert", "sentinel"])
-PROJECTION_INIT_CHOICES = ChoiceEnum(["random", "least-squares"])
+PROJECTION_INIT_CHOICES = ChoiceEnum(["random", "normal", "least-squares"])
 
 
 @dataclass
@@ -50,8 +51,9 @@ class DefinitionClozeConfig(FairseqDataclass):
     )
     projection_init: PROJECTION_INIT_CHOICES = field(
         default="random",
-        metadata={"help": "initial W: 'random' (nn.Linear's init; the paper does not specify one) or "
-                  "'least-squares' (ridge regression from the frozen pretrained model's states on a sample of "
+        metadata={"help": "initial W: 'random' (nn.Linear's init, uniform in +-1/sqrt(h_s); the paper does "
+                  "not specify one), 'normal' (N(0, 1/h_s): the W of the authors' code, their "
+                  "--defn-strategy linear) or 'least-squares' (ridge regression from the frozen pretrained model's states on a sample of "
                   "training prompts to their pretrained embedding rows, see fairseq_defemb.fit; needs "
                   "--pretrained-checkpoint; a resumed run still replaces W by the checkpoint's)"},
     )
@@ -128,7 +130,10 @@ class DefinitionClozeTask(FairseqTask):
         if not from_checkpoint:
             if self.cfg.projection_init_from and self.cfg.projection_init != "random":
                 raise ValueError(f"--projection-init {self.cfg.projection_init} and --projection-init-from: give one")
-            if self.cfg.projection_init_from or self.cfg.projection_init == "least-squares":
+            if self.cfg.projection_init == "normal":
+                # drawn from torch's generator, which fairseq-train seeds before building the model
+                nn.init.normal_(model.projection.weight, std=model.projection.in_features ** -0.5)
+            elif self.cfg.projection_init_from or self.cfg.projection_init == "least-squares":
                 self.initialise_projection(model, cfg)
         return model
 
