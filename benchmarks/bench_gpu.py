@@ -30,10 +30,8 @@ flat fp32 copy on the current CUDA device, and a CPU without bf16 instructions r
 in a reference kernel, seconds per update even at these shapes), and the results say that no GPU figure
 was measured.
 
-Surgery is not a step: ``defemb-surgery`` never uses a GPU. It patches the embedding's bytes in the
-checkpoint file, and its report's isotropy takes numpy's eig on one thread for the paper's figure (its
-signs depend on the exact float64 Gram), so a GPU could take only the report's projections; the surgery
-stage measures it at bart.large's shape.
+Surgery is not a step: a GPU does not help ``defemb-surgery`` (benchmarks/README.md says why); the
+surgery stage measures it at bart.large's shape.
 
     python -m benchmarks.bench_gpu --probe fixtures|train|predict --root DIR ...   (one step)
 """
@@ -138,7 +136,7 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def probe_fixtures(root: Path, shapes: str, definitions: int, valid: int) -> dict:
+def probe_fixtures(root: Path, shapes: str, families: list[str], definitions: int, valid: int) -> dict:
     """The corpus, then for each family the pretrained checkpoint and the DefinitionEMB one."""
     from benchmarks.bench_scale import build_corpus, write_fixture
     from fairseq_defemb.convert.fairseq_checkpoint import save_model_checkpoint
@@ -152,8 +150,8 @@ def probe_fixtures(root: Path, shapes: str, definitions: int, valid: int) -> dic
     jsonl.unlink()
     out = {"corpus": {"definitions": definitions, "splits": corpus["splits"],
                       "seconds": time.perf_counter() - start}}
-    for family, shape in SHAPES[shapes].items():
-        start = time.perf_counter()
+    for family in families:
+        shape, start = SHAPES[shapes][family], time.perf_counter()
         # The GPT-2 dictionary beside the checkpoint, as in a released model's directory.
         _, model, cfg = build_pretrained(family, fx.gpt2_dict.parent, shape.arch,
                                          model_dims(family, shape.layers, shape.width, shape.ffn, shape.heads,
@@ -298,14 +296,15 @@ def shares_of_peak(result: dict) -> None:
             x["share_of_peak"] = x["achieved_flops_per_s"] / (peak * 1e12)
 
 
-def bench_gpu(fx: Fixtures, device: str | None = None) -> dict:
+def bench_gpu(fx: Fixtures, device: str | None = None, families: tuple[str, ...] = FAMILIES) -> dict:
+    """The stage on ``device`` (CUDA if there is one), for ``families`` (both unless a test asks for fewer)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     shapes = "paper" if device == "cuda" else "tiny"
     definitions, valid, warmup, updates, seconds = SIZES[device, fx.quick]
     deadline = time.monotonic() + STAGE_LIMIT
     root = fx.root / "gpu"
     root.mkdir(exist_ok=True)
-    result = {"device": device, "shapes": {f: s.describe(f) for f, s in SHAPES[shapes].items()},
+    result = {"device": device, "shapes": {f: SHAPES[shapes][f].describe(f) for f in families},
               "time_limit_seconds": STAGE_LIMIT, "step_limits_seconds": STEP_LIMITS, "steps": {}, "train": {},
               "predict": {}}
 
@@ -329,16 +328,16 @@ def bench_gpu(fx: Fixtures, device: str | None = None) -> dict:
         log(f"gpu stage: {name} {record['status']} in {record['seconds']:.0f} s")
         return out
 
-    fixtures = step("fixtures", "fixtures", "--definitions", definitions, "--valid", valid)
+    fixtures = step("fixtures", "fixtures", "--families", *families, "--definitions", definitions, "--valid", valid)
     if fixtures:
         result["fixtures"] = fixtures
-        for family in FAMILIES:
+        for family in families:
             for precision in PRECISIONS[device]:
                 out = step(f"train {family} {precision}", "train", "--family", family, "--precision", precision,
                            "--warmup", warmup, "--updates", updates, "--seconds", seconds)
                 if out:
                     result["train"][f"{family}_{precision}"] = out
-        for family in FAMILIES:
+        for family in families:
             out = step(f"predict {family}", "predict", "--family", family)
             if out:
                 result["predict"][family] = out
@@ -362,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", choices=list(SHAPES), required=True)
     parser.add_argument("--device", choices=["cuda", "cpu"], required=True)
     parser.add_argument("--family", choices=FAMILIES)
+    parser.add_argument("--families", nargs="+", choices=FAMILIES)
     parser.add_argument("--precision", choices=list(PRECISION_FLAGS))
     parser.add_argument("--definitions", type=int)
     parser.add_argument("--valid", type=int)
@@ -369,8 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--updates", type=int)
     parser.add_argument("--seconds", type=float)
     args = parser.parse_args(argv)
+    if args.device == "cpu":
+        # The CPU run is a smoke run at tiny shapes: on a shared machine a second thread's spin-waits
+        # cost more than it shares (a training update took 1.5x the CPU time with two).
+        torch.set_num_threads(1)
     if args.probe == "fixtures":
-        out = probe_fixtures(args.root, args.shapes, args.definitions, args.valid)
+        out = probe_fixtures(args.root, args.shapes, args.families, args.definitions, args.valid)
     elif args.probe == "train":
         out = probe_train(args.root, args.shapes, args.family, args.precision, args.device, args.warmup, args.updates,
                           args.seconds)
