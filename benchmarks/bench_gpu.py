@@ -177,9 +177,11 @@ def probe_train(root: Path, shapes: str, family: str, precision: str, device: st
     shape = SHAPES[shapes][family]
     begin = time.perf_counter()
     max_tokens = TRAIN_MAX_TOKENS
+    # One GPU: fairseq's default world size is every GPU of the host.
     task, model, criterion, cfg = definition_model(
         family, root / "corpus", root / "gpt2" / f"{family}.pt",
-        [*TABLE12[family], *PRECISION_FLAGS[precision], "--max-tokens", str(max_tokens)], cpu=device != "cuda")
+        [*TABLE12[family], *PRECISION_FLAGS[precision], "--max-tokens", str(max_tokens), "--distributed-world-size", "1"],
+        cpu=device != "cuda")
     if precision == "bf16":
         # fairseq's options make --bf16 imply --tpu (torch_xla): fairseq-train cannot run bf16 on a GPU
         # (https://github.com/facebookresearch/fairseq/issues/4696). Decoupled here, the Trainer runs it as
@@ -261,12 +263,11 @@ def probe_predict(root: Path, shapes: str, family: str, device: str) -> dict:
     ids, _, _ = predict_with_model(model, task, ("valid",), max_tokens=PREDICT_MAX_TOKENS, progress=False)
     elapsed = time.perf_counter() - start  # the means come back to the CPU: the device is done
     flops = sum(prediction_batch_flops(s, shape.layers, shape.width, shape.ffn, family == "bart") for s in samples)
-    prompts = len(ds.corpus)
+    prompts, tokens = len(ds.corpus), sum(s["ntokens"] for s in samples)
     return {"family": family, "shape": shape.describe(family), "precision": "fp32", "load_seconds": load,
-            "prompts": prompts, "items": len(ds), "tokens": sum(s["ntokens"] for s in samples),
-            "predicted_tokens": len(ids), "batches": len(samples), "seconds": elapsed,
-            "prompts_per_s": prompts / elapsed, "items_per_s": len(ds) / elapsed,
-            "tokens_per_s": sum(s["ntokens"] for s in samples) / elapsed, "achieved_flops_per_s": flops / elapsed,
+            "prompts": prompts, "items": len(ds), "tokens": tokens, "predicted_tokens": len(ids),
+            "batches": len(samples), "seconds": elapsed, "prompts_per_s": prompts / elapsed,
+            "items_per_s": len(ds) / elapsed, "tokens_per_s": tokens / elapsed, "achieved_flops_per_s": flops / elapsed,
             **peak_memory(device), **device_info(device)}
 
 
