@@ -91,9 +91,10 @@ demo-bart: install
 eval: install
 	$(PY) examples/eval.py --out eval-out
 
-# `make bench ONLY=scale` (or ONLY="corpus predict") runs those stages only, the others keep their figures.
+# `make bench ONLY=scale` (or ONLY="corpus predict") runs those stages only, the others keep their figures;
+# QUICK=1 makes it a smoke run (--quick).
 bench: install
-	$(PY) -m benchmarks.run $(if $(ONLY),--only $(ONLY))
+	$(PY) -m benchmarks.run $(if $(ONLY),--only $(ONLY)) $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) .cache

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.flops import encoder_prediction_flops, flops_per_sequence, layer_params
+from benchmarks.flops import flops_per_sequence, layer_params, prediction_batch_flops
 from benchmarks.harness import (BART_LAYERS, FFN, PREDICT_MAX_TOKENS, ROBERTA_LAYERS, WIDTH, Fixtures, growth_exponent,
                                 interleaved, log, median_ratio)
 
@@ -47,13 +47,8 @@ def one_token_at_a_time(model, dataset, family: str) -> dict[int, torch.Tensor]:
 
 def prediction_flops(family: str, samples: list[dict]) -> float:
     """FLOPs of the prediction forwards over ``samples``, from the shape and padded lengths."""
-    if family == "roberta":
-        return sum(encoder_prediction_flops(ROBERTA_LAYERS, WIDTH, FFN, s["net_input"]["src_tokens"].size(1))
-                   * s["nsentences"] for s in samples)
-    ne, nd = BART_LAYERS * layer_params(WIDTH, FFN), BART_LAYERS * layer_params(WIDTH, FFN, cross=True)
-    return sum((flops_per_sequence(ne, BART_LAYERS, s["net_input"]["src_tokens"].size(1), WIDTH, nd, BART_LAYERS,
-                                   s["net_input"]["prev_output_tokens"].size(1), training=False)
-                + 2 * WIDTH * WIDTH * s["target"].numel() / s["nsentences"]) * s["nsentences"] for s in samples)
+    layers = ROBERTA_LAYERS if family == "roberta" else BART_LAYERS
+    return sum(prediction_batch_flops(s, layers, WIDTH, FFN, family == "bart") for s in samples)
 
 
 def predict_pair(fx: Fixtures, family: str, prompts: int, repeats: int, against_one_at_a_time: bool) -> dict:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.flops import (BASE_FFN, BASE_LAYERS, BASE_WIDTH, GPU_NAME, GPU_PEAK_FLOPS, GPU_UTILISATION, LARGE_FFN,
-                              LARGE_LAYERS, LARGE_WIDTH, PAPER_DEFINITIONS, flops_per_sequence, layer_params)
+                              LARGE_LAYERS, LARGE_WIDTH, PAPER_DEFINITIONS, batch_flops)
 from benchmarks.harness import BIN, GPT2, TRAIN_MAX_TOKENS, PREDICT_MAX_TOKENS, Fixtures, growth_exponent, last_json, log, run
 
 SIZES = (170_000, 500_000, PAPER_DEFINITIONS)
@@ -106,14 +106,17 @@ def watch_tree(pid: int, stop: threading.Event, peak: list, cpu: dict) -> None:
         pass
 
 
-def build_corpus(fx: Fixtures, jsonl: Path, out: Path) -> dict:
-    """``defemb-corpus --source wiktionary`` over ``jsonl`` with 2 workers: seconds and peak tree RSS.
-    The paper's 10,000 validation prompts (the default); a tenth of the quick sizes."""
+def build_corpus(fx: Fixtures, jsonl: Path, out: Path, valid_size: float | None = None, workers: int = 2) -> dict:
+    """``defemb-corpus --source wiktionary`` over ``jsonl`` with ``workers``: seconds and peak tree RSS.
+    ``valid_size`` validation prompts (a count, or a fraction < 1); unless given, the paper's 10,000
+    (the default), a tenth of the quick sizes."""
     import subprocess
 
+    if valid_size is None:
+        valid_size = 0.1 if fx.quick else 10000
     cmd = [BIN / "defemb-corpus", "--source", "wiktionary", "--wiktionary-jsonl", jsonl, "--vocab", fx.gpt2_dict,
            "--bpe", "gpt2", "--gpt2-encoder-json", GPT2 / "encoder.json", "--gpt2-vocab-bpe", GPT2 / "vocab.bpe",
-           "--out", out, "--workers", 2, "--no-progress", "--overwrite", "--valid-size", 0.1 if fx.quick else 10000]
+           "--out", out, "--workers", workers, "--no-progress", "--overwrite", "--valid-size", valid_size]
     stop, peak, cpu = threading.Event(), [0], {}
     start = time.perf_counter()
     proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -151,13 +154,7 @@ def gpu_seconds(corruption: str, sample: dict) -> float:
     """Forward + backward of ``sample``'s padded shapes on the GPU model of ``corruption``, from its
     FLOP count at the assumed rate."""
     _, layers, d, ffn, enc_dec = GPU_MODELS[corruption]
-    net, rows = sample["net_input"], sample["nsentences"]
-    if enc_dec:
-        flops = flops_per_sequence(layers * layer_params(d, ffn), layers, net["src_tokens"].size(1), d,
-                                   layers * layer_params(d, ffn, cross=True), layers, net["prev_output_tokens"].size(1))
-    else:
-        flops = flops_per_sequence(layers * layer_params(d, ffn), layers, net["src_tokens"].size(1), d)
-    return flops * rows / (GPU_PEAK_FLOPS * GPU_UTILISATION)
+    return batch_flops(sample, layers, d, ffn, enc_dec) / (GPU_PEAK_FLOPS * GPU_UTILISATION)
 
 
 def load_task(corpus: str, corruption: str):

@@ -6,7 +6,7 @@ import statistics
 import numpy as np
 import torch
 
-from benchmarks.flops import flops_per_sequence, layer_params
+from benchmarks.flops import batch_flops
 from benchmarks.harness import (BART_LAYERS, FFN, ROBERTA_LAYERS, TRAIN_MAX_TOKENS, WIDTH, Fixtures, growth_exponent,
                                 interleaved, log, median_ratio)
 
@@ -21,13 +21,8 @@ def spread_batches(ds, max_tokens: int, count: int) -> list:
 def training_flops(family: str, samples: list[dict]) -> float:
     """FLOPs of the training steps over ``samples``, from the model's shape and the padded
     lengths actually run."""
-    if family == "roberta":
-        n = ROBERTA_LAYERS * layer_params(WIDTH, FFN)
-        return sum(flops_per_sequence(n, ROBERTA_LAYERS, s["net_input"]["src_tokens"].size(1), WIDTH) * s["nsentences"]
-                   for s in samples)
-    ne, nd = BART_LAYERS * layer_params(WIDTH, FFN), BART_LAYERS * layer_params(WIDTH, FFN, cross=True)
-    return sum(flops_per_sequence(ne, BART_LAYERS, s["net_input"]["src_tokens"].size(1), WIDTH, nd, BART_LAYERS,
-                                  s["net_input"]["prev_output_tokens"].size(1)) * s["nsentences"] for s in samples)
+    layers = ROBERTA_LAYERS if family == "roberta" else BART_LAYERS
+    return sum(batch_flops(s, layers, WIDTH, FFN, family == "bart") for s in samples)
 
 
 def train_pair(fx: Fixtures, family: str, prompts: int, batches: int, repeats: int) -> dict:

@@ -28,6 +28,17 @@ def flops_per_sequence(enc_params: int, enc_layers: int, src_len: float, d: int,
     return forward * (3 if training else 1)
 
 
+def batch_flops(sample: dict, layers: int, d: int, ffn: int, encoder_decoder: bool, training: bool = True) -> float:
+    """``flops_per_sequence`` of one collated batch at its padded shapes (every row as long as the
+    longest) through a RoBERTa (encoder) or BART (encoder + decoder) of ``layers`` per side."""
+    net = sample["net_input"]
+    enc = layers * layer_params(d, ffn)
+    if not encoder_decoder:
+        return flops_per_sequence(enc, layers, net["src_tokens"].size(1), d, training=training) * sample["nsentences"]
+    return flops_per_sequence(enc, layers, net["src_tokens"].size(1), d, layers * layer_params(d, ffn, cross=True), layers,
+                              net["prev_output_tokens"].size(1), training=training) * sample["nsentences"]
+
+
 def encoder_prediction_flops(layers: int, d: int, ffn: int, src_len: float) -> float:
     """One masked prompt through ``DefinitionEmbRobertaModel`` at inference: every layer but the
     last over all positions; the last only its keys and values there, and its query, attention
@@ -36,6 +47,15 @@ def encoder_prediction_flops(layers: int, d: int, ffn: int, src_len: float) -> f
     keys_values = 2 * 2 * (d * d + d) * src_len
     read = 2 * (layer_params(d, ffn) - 2 * (d * d + d)) + 4 * src_len * d + 2 * d * d
     return lower + keys_values + read
+
+
+def prediction_batch_flops(sample: dict, layers: int, d: int, ffn: int, encoder_decoder: bool) -> float:
+    """FLOPs of ``DefinitionEmbRobertaModel`` / ``DefinitionEmbBartModel`` predicting one collated batch:
+    RoBERTa as ``encoder_prediction_flops`` per row, BART the encoder and the teacher-forced decoder once
+    per prompt, then W (d x d) at every predicted position."""
+    if not encoder_decoder:
+        return encoder_prediction_flops(layers, d, ffn, sample["net_input"]["src_tokens"].size(1)) * sample["nsentences"]
+    return batch_flops(sample, layers, d, ffn, True, training=False) + 2 * d * d * sample["target"].numel()
 
 
 def paper_scale(r: dict) -> dict:

@@ -5,6 +5,8 @@ fairseq-train builds them). Stage modules: bench_corpus, bench_training, bench_p
 bench_isotropy / bench_surgery scripts; run.py runs them and report.py writes the README section.
 """
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -24,15 +26,26 @@ import fairseq_defemb  # noqa: E402
 
 fairseq_defemb.register()
 
-STAGE_NAMES = ("corpus", "training", "predict", "isotropy", "surgery", "scale")  # the order of a full run
+STAGE_NAMES = ("corpus", "training", "predict", "isotropy", "surgery", "scale", "gpu")  # the order of a full run
 WIDTH, FFN = 384, 1536
 ROBERTA_LAYERS, BART_LAYERS = 6, 3
-ROBERTA_DIMS = ["--encoder-layers", str(ROBERTA_LAYERS), "--encoder-embed-dim", str(WIDTH), "--encoder-ffn-embed-dim",
-                str(FFN), "--encoder-attention-heads", "12", "--max-positions", "512", "--tokens-per-sample", "512"]
-BART_DIMS = ["--encoder-layers", str(BART_LAYERS), "--decoder-layers", str(BART_LAYERS), "--encoder-embed-dim", str(WIDTH),
-             "--decoder-embed-dim", str(WIDTH), "--encoder-ffn-embed-dim", str(FFN), "--decoder-ffn-embed-dim", str(FFN),
-             "--encoder-attention-heads", "12", "--decoder-attention-heads", "12", "--max-source-positions", "512",
-             "--max-target-positions", "512", "--tokens-per-sample", "512"]
+
+
+def model_dims(family: str, layers: int, width: int, ffn: int, heads: int, positions: int = 512) -> list[str]:
+    """fairseq-train options giving a RoBERTa (encoder) or BART (encoder + decoder) this shape."""
+    if family == "roberta":
+        return ["--encoder-layers", str(layers), "--encoder-embed-dim", str(width), "--encoder-ffn-embed-dim", str(ffn),
+                "--encoder-attention-heads", str(heads), "--max-positions", str(positions),
+                "--tokens-per-sample", str(positions)]
+    return [option for side in ("encoder", "decoder") for option in (
+        f"--{side}-layers", str(layers), f"--{side}-embed-dim", str(width), f"--{side}-ffn-embed-dim", str(ffn),
+        f"--{side}-attention-heads", str(heads))] + [
+        "--max-source-positions", str(positions), "--max-target-positions", str(positions),
+        "--tokens-per-sample", str(positions)]
+
+
+ROBERTA_DIMS = model_dims("roberta", ROBERTA_LAYERS, WIDTH, FFN, 12)
+BART_DIMS = model_dims("bart", BART_LAYERS, WIDTH, FFN, 12)
 TRAIN_MAX_TOKENS = 4096  # the paper's batch (Table 12)
 PREDICT_MAX_TOKENS = 8192  # defemb-predict's default
 OPTIM = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "1e-4", "--max-tokens", str(TRAIN_MAX_TOKENS),
@@ -65,12 +78,22 @@ def growth_exponent(sizes: list[float], seconds: list[float]) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
-def run(cmd: list) -> str:
-    """Run a command; its standard output (its standard error only in the error raised on failure)."""
-    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(f"{cmd[0]} failed:\n{result.stderr[-2000:]}")
-    return result.stdout
+def run(cmd: list, timeout: float | None = None) -> str:
+    """Run a command; its standard output (its standard error only in the error raised on failure).
+    With ``timeout`` (seconds), the command and every process it started are killed when it runs
+    longer, and TimeoutError is raised."""
+    # Its own session: on a timeout the whole group goes (DataLoader workers, a tool's worker pool).
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=timeout is not None)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise TimeoutError(f"{cmd[0]} {' '.join(map(str, cmd[1:4]))} ... exceeded its {timeout:.0f} s limit") from None
+    if proc.returncode:
+        raise RuntimeError(f"{cmd[0]} failed:\n{err[-2000:]}")
+    return out
 
 
 def last_json(text: str) -> dict:
@@ -159,7 +182,7 @@ class Fixtures:
         from fairseq.data import indexed_dataset
 
         from fairseq_defemb.data.corpus_format import load_split
-        from fairseq_defemb.convert.fairseq_checkpoint import build_pretraining_model, save_model_checkpoint
+        from fairseq_defemb.convert.fairseq_checkpoint import save_model_checkpoint
 
         def build():
             out = self.root / f"{family}-{corpus.name}"
@@ -172,32 +195,49 @@ class Fixtures:
                 builder.add_item(prompts[i][1:].long())
                 builder.add_item(separator)
             builder.finalize(str(out / "train.idx"))
-            torch.manual_seed(0)
             if family == "roberta":
-                task, model, cfg = build_pretraining_model(out, "masked_lm", "roberta_base", ROBERTA_DIMS + [
-                    "--criterion", "masked_lm", "--sample-break-mode", "complete_doc", *OPTIM])
+                task, model, cfg = build_pretrained("roberta", out, "roberta_base", ROBERTA_DIMS)
                 task.load_dataset("train")
             else:
-                task, model, cfg = build_pretraining_model(out, "denoising", "bart_base", BART_DIMS + [
-                    "--criterion", "cross_entropy", *OPTIM])
+                task, model, cfg = build_pretrained("bart", out, "bart_base", BART_DIMS)
             ckpt = save_model_checkpoint(model, cfg, out / "model.pt")
             return task, model, cfg, ckpt
         return self.once(("pretrained", family, corpus), build)
 
     def definition_model(self, family: str, corpus: Path, extra=()):
         """(task, model, criterion, cfg) exactly as fairseq-train builds them from its options."""
-        from fairseq import options, tasks
-        from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+        return definition_model(family, corpus, self.pretrained(family, corpus)[3], extra)
 
-        ckpt = self.pretrained(family, corpus)[3]
-        args = options.parse_args_and_arch(options.get_training_parser(), [
-            str(corpus), "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", f"defemb_{family}",
-            "--pretrained-checkpoint", str(ckpt), "--cpu", *OPTIM, *extra])
-        cfg = convert_namespace_to_omegaconf(args)
-        task = tasks.setup_task(cfg.task)
-        model = task.build_model(cfg.model)
-        task.load_dataset("train")
-        return task, model, task.build_criterion(cfg.criterion), cfg
+
+# Stock pretraining task and criterion options of each family (fairseq's own builders).
+PRETRAINING = {"roberta": ("masked_lm", ["--criterion", "masked_lm", "--sample-break-mode", "complete_doc"]),
+               "bart": ("denoising", ["--criterion", "cross_entropy"])}
+
+
+def build_pretrained(family: str, data_dir: Path, arch: str, dims: list[str]) -> tuple:
+    """(task, model, cfg): a random-weight RoBERTa or BART of fairseq ``arch`` with ``dims``
+    (``model_dims``), built by fairseq's own pretraining task over ``data_dir``'s dict.txt (seed 0)."""
+    from fairseq_defemb.convert.fairseq_checkpoint import build_pretraining_model
+
+    task, options = PRETRAINING[family]
+    torch.manual_seed(0)
+    return build_pretraining_model(data_dir, task, arch, [*dims, *options, *OPTIM])
+
+
+def definition_model(family: str, corpus: Path, checkpoint: Path, extra=(), cpu: bool = True) -> tuple:
+    """(task, model, criterion, cfg) exactly as fairseq-train builds them from its options, starting
+    from the pretrained ``checkpoint``; ``cpu=False`` lets fairseq's Trainer place them on the GPU."""
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    args = options.parse_args_and_arch(options.get_training_parser(), [
+        str(corpus), "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", f"defemb_{family}",
+        "--pretrained-checkpoint", str(checkpoint), *(["--cpu"] if cpu else []), *OPTIM, *extra])
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    task.load_dataset("train")
+    return task, model, task.build_criterion(cfg.criterion), cfg
 
 
 def cpu_sgemm_flops() -> float:

@@ -68,6 +68,7 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str, str]]:
                          f"{m['peak_rss_over_file']:.2f}x (load + save: {x['load_save_peak_rss_over_file']:.2f}x)",
                          "<= 2.2x", status(m["peak_rss_over_file"], 2.2, higher_is_better=False)))
     rows += scale_rows(r.get("scale", {}))
+    rows += gpu_rows(r.get("gpu", {}))
     c = r.get("corpus", {})
     if "seconds_2_workers" in c:
         one = f"; 1 worker {c['seconds_1_workers']:.0f} s" if "seconds_1_workers" in c else ""
@@ -315,6 +316,7 @@ def misses_text(r: dict) -> str:
                          "above (caching the pretrained checkpoint's own I(E), the same for every method and alpha, "
                          "would remove one; `--no-isotropy` removes both).")
     lines += scale_misses(r.get("scale", {}))
+    lines += gpu_misses(r.get("gpu", {}))
     c = r.get("corpus", {})
     if c.get("seconds_2_workers", 0) > 120:
         lines.append(f"* corpus: {c['seconds_2_workers']:.0f} s with 2 workers; see the scaling line for the fixed part.")
@@ -361,6 +363,95 @@ def scale_misses(x: dict) -> list[str]:
     return lines
 
 
+def gpu_rows(x: dict) -> list[tuple[str, str, str, str, str]]:
+    """The gpu stage's one target: the whole stage within its time limit."""
+    if "steps" not in x:
+        return []
+    ok = sum(step["status"] == "ok" for step in x["steps"].values())
+    where = x["device_name"] if x["gpu_measured"] else "CPU: no CUDA, tiny shapes, no GPU figure measured"
+    return [(f"gpu stage ({where})", "wall seconds of the whole stage (fixtures, training, prediction; each step in its "
+             "own process with its own time limit)", f"{x['stage_seconds']:.0f} s ({ok} of {len(x['steps'])} steps ok)",
+             f"<= {x['time_limit_seconds']} s", status(x["stage_seconds"], x["time_limit_seconds"], False))]
+
+
+def flops_rate(flops_per_s: float) -> str:
+    return f"{flops_per_s / 1e12:.0f} TFLOP/s" if flops_per_s >= 1e12 else f"{flops_per_s / 1e9:.1f} GFLOP/s"
+
+
+def gpu_text(r: dict) -> str:
+    """The gpu stage's figures: the device, each training and prediction rate against the device's peak,
+    and the paper's scale at the measured rates beside the FLOP-count estimate."""
+    x, ps = r["gpu"], r.get("paper_scale", {})
+    gb = 1024 ** 3
+    peak = x.get("peak_tflops")
+    if x["gpu_measured"]:
+        info = next(iter([*x["train"].values(), *x["predict"].values()]))
+        peaks = (f"dense peaks from the table's `{peak['pattern']}` entry: " + ", ".join(
+            f"{k} {v} TFLOP/s" for k, v in peak.items() if k != "pattern") if peak else
+                 "no dense peak in the table for this device: shares of peak left out")
+        lines = [f"* {x['device_name']} (torch {info['torch']}, CUDA {info['cuda']}, compute capability "
+                 f"{info['capability']}, {info['memory_bytes'] / gb:.0f} GB); {peaks}"]
+    else:
+        lines = [f"* **{x['note']}** ({', '.join(x['shapes'].values())}): the rates below are that smoke run's, "
+                 "not GPU figures."]
+
+    def share(y: dict) -> str:
+        return f" = {y['share_of_peak']:.0%} of the {y['precision']} dense peak" if "share_of_peak" in y else ""
+
+    for key, y in x["train"].items():
+        if "skipped" in y:
+            lines.append(f"* training {key}: not run ({y['skipped']})")
+            continue
+        fits = "Table 12's batch" if y["fits_table12_batch"] else f"Table 12's {y['table12_max_tokens']:,} did not fit"
+        dropped = (f", {y['overflow_skipped_updates']} dropped by fp16 overflow" if y["overflow_skipped_updates"] else "")
+        lines.append(f"* training {y['shape']}, {y['precision']}, --max-tokens {y['max_tokens']:,} ({fits}): "
+                     f"{y['seconds_per_update'] * 1e3:.0f} ms per update (~{y['prompts_per_update']:.0f} prompts), "
+                     f"{y['prompt_tokens_per_s']:,.0f} prompt tokens/s, {flops_rate(y['achieved_flops_per_s'])}"
+                     f"{share(y)}; peak memory {y['peak_memory_bytes'] / gb:.1f} GB ({y['memory']}); {y['updates']} "
+                     f"timed updates after {y['warmup_updates']} of warm-up{dropped}")
+    for y in x["predict"].values():
+        lines.append(f"* prediction {y['shape']}, float32 (defemb-predict): {y['prompts']:,} prompts ({y['items']:,} "
+                     f"items, {y['tokens']:,} tokens) in {y['seconds']:.1f} s: {y['prompts_per_s']:,.0f} prompts/s, "
+                     f"{y['tokens_per_s']:,.0f} tokens/s, {flops_rate(y['achieved_flops_per_s'])}{share(y)}; peak memory "
+                     f"{y['peak_memory_bytes'] / gb:.1f} GB")
+    hours = x.get("paper_scale_gpu_hours")
+    if hours:
+        def measured(prefix: str) -> str:
+            return ", ".join(f"{k.rsplit('_', 1)[1]} **{v:.1f}**" for k, v in hours.items() if k.startswith(prefix))
+
+        estimate = {"bart": ps.get("gpu_training_hours_estimate"),
+                    "roberta": ps.get("gpu_training_hours_estimate_roberta_base")}
+        for family, name, updates in (("bart", "BART-large", PAPER_UPDATES), ("roberta", "RoBERTa-base",
+                                                                                ROBERTA_PAPER_UPDATES)):
+            if any(k.startswith(f"training_{family}_") for k in hours):
+                beside = (f" (the FLOP-count estimate: {estimate[family]:.1f} on one A100 at {GPU_UTILISATION:.0%})"
+                          if estimate[family] else "")
+                lines.append(f"* paper scale at these rates on this GPU: {name} training, {updates:,} updates of "
+                             f"{TRAIN_MAX_TOKENS:,} tokens: {measured(f'training_{family}_')} GPU-hours{beside}")
+        predicted = ", ".join(f"{name} **{hours[f'prediction_{family}'] * 60:.0f}** GPU-minutes" for family, name in
+                              (("bart", "BART-large"), ("roberta", "RoBERTa-base")) if f"prediction_{family}" in hours)
+        if predicted:
+            beside = (f" (the FLOP-count estimate for BART-large: {ps['gpu_prediction_hours_estimate'] * 60:.0f})"
+                      if "gpu_prediction_hours_estimate" in ps else "")
+            lines.append(f"* paper scale at these rates: predicting {PAPER_DEFINITIONS:,} definitions: {predicted}{beside}")
+    steps = "; ".join(f"{name} {step['seconds']:.0f} s" + ("" if step["status"] == "ok" else f" ({step['status']})")
+                      if "seconds" in step else f"{name}: {step['status']}" for name, step in x["steps"].items())
+    limits = ", ".join(f"{kind} {seconds} s" for kind, seconds in x["step_limits_seconds"].items())
+    lines.append(f"* steps ({x['time_limit_seconds']} s for the stage; limits per step: {limits}): {steps}")
+    return "\n".join(lines)
+
+
+def gpu_misses(x: dict) -> list[str]:
+    """The gpu stage past its time limit: its longest steps."""
+    if "steps" not in x or x["stage_seconds"] <= x["time_limit_seconds"]:
+        return []
+    longest = sorted(((s.get("seconds", 0), name) for name, s in x["steps"].items()), reverse=True)[:3]
+    return [f"* gpu stage: {x['stage_seconds']:.0f} s against its {x['time_limit_seconds']} s; the longest steps "
+            + ", ".join(f"{name} {seconds:.0f} s" for seconds, name in longest) + ". Each step's limit is capped by "
+            "what is left of the stage's time, so the excess is the stage's own work between steps; shorter steps "
+            "(`STEP_LIMITS` and `SIZES` in bench_gpu.py) would close it."]
+
+
 def write_readme(r: dict, readme: Path) -> None:
     ran = [stage for stage in STAGE_NAMES if stage in r]
     quick = [stage for stage in ran if r[stage].get("quick")]
@@ -375,9 +466,10 @@ def write_readme(r: dict, readme: Path) -> None:
     if "load_average_1min" in surgery:  # the one stage that records it: its ratios are the most load-sensitive
         load = surgery["load_average_1min"]
         when += f"; surgery at a 1-minute load average of {load['start']:.1f} to {load['end']:.1f}"
+    gpu = f"On the GPU (stage gpu):\n\n{gpu_text(r)}\n\n" if "gpu" in r else ""
     body = (f"{stamp} ({when}); {r['torch_threads']} torch threads, {seconds / 60:.0f} min of stages.\n\n{table(r)}\n"
             f"Cost against input size (exponent of a log-log fit over the sizes run):\n\n{scaling_text(r)}\n\n"
-            f"FLOPs, checked against this CPU, and the paper's scale:\n\n{flops_text(r)}\n\n"
+            f"FLOPs, checked against this CPU, and the paper's scale:\n\n{flops_text(r)}\n\n{gpu}"
             f"Missed targets, why, and what would close them:\n\n{misses_text(r)}\n")
     text = readme.read_text() if readme.exists() else "# Benchmarks\n\n<!-- results -->\n<!-- /results -->\n"
     head, _, rest = text.partition("<!-- results -->")

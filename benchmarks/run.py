@@ -5,7 +5,7 @@ interleaved (A B A B ...) and summarised by the median of the per-round ratios, 
 holds on a noisy machine. Writes benchmarks/results.json and the generated part of
 benchmarks/README.md.
 
-    python -m benchmarks.run [--quick] [--only corpus training predict isotropy surgery scale]
+    python -m benchmarks.run [--quick] [--only corpus training predict isotropy surgery scale gpu]
 
 Fixtures (built in a temporary directory, random weights, real fairseq checkpoints):
 
@@ -18,7 +18,8 @@ Fixtures (built in a temporary directory, random weights, real fairseq checkpoin
 
 Layout: the stages corpus, training and predict are the modules bench_corpus, bench_training and
 bench_predict, run in this process; isotropy and surgery are the scripts bench_isotropy.py and
-bench_surgery.py, run as subprocesses (their JSON read back). harness.py holds the timing helpers and
+bench_surgery.py, run as subprocesses (their JSON read back); gpu is bench_gpu, whose steps each run in
+their own process with their own time limit (paper shapes on CUDA, tiny ones on the CPU). harness.py holds the timing helpers and
 the fixtures, flops.py the FLOP counts and the paper-scale estimate, report.py the README section.
 """
 import argparse
@@ -31,6 +32,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.bench_corpus import bench_corpus
+from benchmarks.bench_gpu import bench_gpu
 from benchmarks.bench_predict import bench_predict
 from benchmarks.bench_scale import bench_scale
 from benchmarks.bench_training import bench_training
@@ -61,7 +63,8 @@ def bench_surgery(fx: Fixtures) -> dict:
     return result
 
 
-STAGES = dict(zip(STAGE_NAMES, (bench_corpus, bench_training, bench_predict, bench_isotropy, bench_surgery, bench_scale)))
+STAGES = dict(zip(STAGE_NAMES, (bench_corpus, bench_training, bench_predict, bench_isotropy, bench_surgery, bench_scale,
+                                bench_gpu)))
 
 
 def main(argv: list[str] | None = None) -> int:

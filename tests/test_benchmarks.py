@@ -41,6 +41,23 @@ def test_flop_count_is_twice_the_matmul_params_per_token_plus_attention():
     assert flops_per_sequence(n, 1, 10, d, training=False) == 2 * n * 10 + 4 * 10 * 10 * d
 
 
+def test_batch_flops_count_every_row_at_the_padded_lengths():
+    import torch
+
+    from benchmarks.flops import batch_flops, prediction_batch_flops
+
+    d, ffn = 64, 256
+    sample = {"nsentences": 3, "target": torch.zeros(7, dtype=torch.long),
+              "net_input": {"src_tokens": torch.zeros(3, 20), "prev_output_tokens": torch.zeros(3, 5)}}
+    enc, dec = 2 * layer_params(d, ffn), 2 * layer_params(d, ffn, cross=True)
+    assert batch_flops(sample, 2, d, ffn, False) == 3 * flops_per_sequence(enc, 2, 20, d)
+    assert batch_flops(sample, 2, d, ffn, True) == 3 * flops_per_sequence(enc, 2, 20, d, dec, 2, 5)
+    # prediction: no backward; BART's W at each of the 7 predicted positions, RoBERTa's read positions per row
+    assert prediction_batch_flops(sample, 2, d, ffn, True) == (
+        3 * flops_per_sequence(enc, 2, 20, d, dec, 2, 5, training=False) + 7 * 2 * d * d)
+    assert prediction_batch_flops(sample, 2, d, ffn, False) == 3 * encoder_prediction_flops(2, d, ffn, 20)
+
+
 def test_prediction_flops_spare_most_of_the_last_layer():
     d, ffn, length = 384, 1536, 40
     full = flops_per_sequence(6 * layer_params(d, ffn), 6, length, d, training=False)
@@ -191,3 +208,116 @@ def test_scale_stage_runs_end_to_end_at_a_tiny_size(tmp_path, monkeypatch):
     assert set(result["growth_exponents"]) == set(bench_scale.FIGURES)
     rows = [row for row in table_rows({"scale": {**result, "quick": True, "stage_seconds": 1}}) if row[0].startswith("scale")]
     assert len(rows) == 10 and all(row[-1] in ("met", "**missed**") for row in rows)
+
+
+def test_a_step_past_its_time_limit_is_killed_with_what_it_started(tmp_path):
+    import sys
+    import time
+
+    import psutil
+
+    from benchmarks.harness import run
+
+    pid_file = tmp_path / "grandchild"
+    script = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+              f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="exceeded its 2 s limit"):
+        run([sys.executable, "-c", script], timeout=2)
+    assert time.monotonic() - start < 30
+    grandchild = int(pid_file.read_text())
+    # killed with its group (a zombie until its parent, init here, reaps it)
+    assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+    assert run([sys.executable, "-c", "print('{\"a\": 1}')"], timeout=30).strip() == '{"a": 1}'
+    with pytest.raises(RuntimeError, match="failed"):
+        run([sys.executable, "-c", "import sys; sys.exit(3)"], timeout=30)
+
+
+def test_device_peaks_are_read_from_the_device_name():
+    from benchmarks.bench_gpu import device_peaks
+
+    def peak(name: str, precision: str = "bf16"):
+        found = device_peaks(name)
+        return found and found[1].get(precision)
+
+    assert peak("NVIDIA H100 80GB HBM3") == 989 and peak("NVIDIA H100 PCIe") == 756 and peak("NVIDIA H100 NVL") == 835
+    assert peak("NVIDIA A100-SXM4-80GB") == peak("NVIDIA A100 80GB PCIe") == 312
+    # the general patterns do not swallow their neighbours: L4 is not L40, A10 is not A100
+    assert peak("NVIDIA L4") == 121 and peak("NVIDIA L40S") == 362 and peak("NVIDIA L40") == 181
+    assert peak("NVIDIA A10") == 125 and peak("NVIDIA A10G") is None
+    assert peak("Tesla V100-PCIE-16GB", "fp16") == 112 and peak("Tesla V100-SXM2-32GB") is None  # no bf16 there
+    assert peak("Tesla T4", "fp32") == 8.1 and device_peaks("Some Future GPU") is None
+
+
+def gpu_train(family: str, precision: str, seconds_per_update: float, max_tokens: int = 4096) -> dict:
+    return {"family": family, "shape": f"{family} paper shape", "precision": precision, "max_tokens": max_tokens,
+            "table12_max_tokens": 4096, "fits_table12_batch": max_tokens == 4096, "warmup_updates": 5, "updates": 200,
+            "overflow_skipped_updates": 0, "seconds": 200 * seconds_per_update, "seconds_per_update": seconds_per_update,
+            "prompts_per_update": 109.0, "prompt_tokens_per_s": 4096 / seconds_per_update,
+            "achieved_flops_per_s": 400e12, "peak_memory_bytes": 12 * 1024 ** 3, "memory": "CUDA max_memory_allocated",
+            "device_name": "NVIDIA H100 80GB HBM3", "torch": "2.13.0", "cuda": "12.8", "capability": "9.0",
+            "memory_bytes": 80 * 1024 ** 3}
+
+
+def test_paper_scale_hours_from_measured_rates_and_their_report():
+    from benchmarks.bench_gpu import paper_scale_hours, shares_of_peak
+    from benchmarks.report import gpu_rows, gpu_text
+
+    train = {"bart_fp16": gpu_train("bart", "fp16", 0.05), "bart_bf16": gpu_train("bart", "bf16", 0.05, 2048),
+             "roberta_fp16": gpu_train("roberta", "fp16", 0.02)}
+    predict = {"bart": {**gpu_train("bart", "fp32", 1.0), "prompts": 3000, "items": 3000, "tokens": 120_000,
+                        "seconds": 3.0, "prompts_per_s": 1000.0, "tokens_per_s": 40_000.0, "achieved_flops_per_s": 30e12}}
+    hours = paper_scale_hours(train, predict)
+    assert hours["training_bart_fp16"] == pytest.approx(250_000 * 0.05 / 3600)
+    # a batch half of Table 12's takes twice the updates
+    assert hours["training_bart_bf16"] == pytest.approx(2 * hours["training_bart_fp16"])
+    assert hours["training_roberta_fp16"] == pytest.approx(400_000 * 0.02 / 3600)
+    assert hours["prediction_bart"] == pytest.approx(1_455_715 / 1000 / 3600)
+    steps = {"fixtures": {"limit_seconds": 150, "status": "ok", "seconds": 60.0},
+             "train roberta bf16": {"limit_seconds": 75, "status": "killed at its 75 s limit", "seconds": 75.0},
+             "predict roberta": {"limit_seconds": 8, "status": "not run: the stage's time limit was reached"}}
+    x = {"device": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "gpu_measured": True, "train": train,
+         "predict": predict, "steps": steps, "time_limit_seconds": 600, "step_limits_seconds": {"train": 75},
+         "shapes": {}, "paper_scale_gpu_hours": hours, "stage_seconds": 640.0, "quick": False}
+    shares_of_peak(x)
+    assert train["bart_fp16"]["share_of_peak"] == pytest.approx(400 / 989)
+    assert predict["bart"]["share_of_peak"] == pytest.approx(30 / 67)
+    text = gpu_text({"gpu": x, "paper_scale": {"gpu_training_hours_estimate": 3.6, "gpu_prediction_hours_estimate": 0.07}})
+    assert "NVIDIA H100 80GB HBM3 (torch 2.13.0, CUDA 12.8, compute capability 9.0, 80 GB)" in text
+    assert "= 40% of the fp16 dense peak" in text and "Table 12's 4,096 did not fit" in text
+    assert "BART-large training, 250,000 updates of 4,096 tokens: fp16 **3.5**, bf16 **6.9** GPU-hours" in text
+    assert "(the FLOP-count estimate: 3.6 on one A100 at 35%)" in text and "RoBERTa-base training" in text
+    assert "predicting 1,455,715 definitions: BART-large **24** GPU-minutes" in text
+    assert "train roberta bf16 75 s (killed at its 75 s limit)" in text and "predict roberta: not run" in text
+    [row] = gpu_rows(x)
+    assert row[0] == "gpu stage (NVIDIA H100 80GB HBM3)" and row[2] == "640 s (1 of 3 steps ok)" and row[-1] == "**missed**"
+    assert "gpu stage: 640 s against its 600 s" in misses_text({"gpu": x})
+
+
+@pytest.mark.slow
+def test_gpu_stage_without_cuda_runs_the_same_steps_at_tiny_shapes(tmp_path):
+    """`make bench ONLY=gpu` on a machine without CUDA (what --quick runs), for BART alone (the paper's
+    headline model; RoBERTa's steps are the same code with the other family, and each step is a process
+    start-up more): the fixtures, training through fairseq's Trainer and prediction, each step in its own
+    process under its limit, and the report saying that no GPU figure was measured. Every figure is
+    checked for presence and sense, none for its speed."""
+    from benchmarks.bench_gpu import bench_gpu
+    from benchmarks.harness import Fixtures
+    from benchmarks.report import gpu_text
+
+    x = bench_gpu(Fixtures(tmp_path, quick=True), device="cpu", families=("bart",))
+    assert list(x["steps"]) == ["fixtures", "train bart fp32", "predict bart"]
+    assert [step["status"] for step in x["steps"].values()] == ["ok"] * 3, x["steps"]
+    assert not x["gpu_measured"] and "paper_scale_gpu_hours" not in x and x["peak_tflops"] is None
+    assert x["fixtures"]["corpus"]["splits"] == {"train": 560, "valid": 40} and x["fixtures"]["bart"]["parameters"] > 0
+    train = x["train"]["bart_fp32"]
+    assert train["max_tokens"] == 4096 and train["fits_table12_batch"] and train["updates"] >= 1
+    assert train["prompt_tokens_per_s"] > 0 and train["flops_per_update"] > 0 and train["peak_memory_bytes"] > 0
+    assert 1 < train["prompts_per_update"] <= 560 and "share_of_peak" not in train
+    predict = x["predict"]["bart"]
+    # BART predicts one item per prompt: the 40 validation prompts
+    assert predict["prompts"] == predict["items"] == 40 and predict["tokens_per_s"] > 0
+    assert predict["achieved_flops_per_s"] > 0
+    text = gpu_text({"gpu": {**x, "stage_seconds": 60.0}})
+    assert "**no GPU figure was measured: without CUDA" in text and "tiny BART (1 + 1 layers x 64" in text
+    assert "paper scale at these rates" not in text and "fixtures" in text
