@@ -8,8 +8,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 from doc_blocks import COMMAND_LANGUAGES, MARK, REPO, all_blocks, blocks_of, documents
 
 RUN_BY = re.compile(r"^(tests/test_\w+\.py)::(\w+)$")

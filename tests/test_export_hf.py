@@ -217,7 +217,7 @@ def test_demo_minilm_deldirection_round_trips_to_bert(tmp_path, capsys):
 def test_real_gpt2_bpe_tokenizes_like_fairseq(tmp_path):
     """GPT-2's own encoder.json/vocab.bpe (fetched by make install) under a roberta.base-shaped
     dictionary (50,257 ids in id order + 3 madeupword fillers + <mask> = 50,265 rows): the exported
-    tokenizer gives fairseq's ids on every line of this README, on the verify sentences and on
+    tokenizer gives fairseq's ids on every line of the README and docs/, on the verify sentences and on
     awkward strings; the model matches fairseq."""
     from transformers import AutoTokenizer
 
@@ -244,7 +244,8 @@ def test_real_gpt2_bpe_tokenizes_like_fairseq(tmp_path):
 
     _, task, _, _ = load_fairseq(ckpt / "model.pt")
     encode = gpt2_fairseq_ids(task.source_dictionary, get_encoder(str(gpt2 / "encoder.json"), str(gpt2 / "vocab.bpe")))
-    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    lines = [line for page in (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
+             for line in page.read_text(encoding="utf-8").splitlines()]
     lines += ["", " ", "   leading", "trailing   ", "tab\there", "new\nline", "1,234,567.89", "don't we'll I'm",
               "emoji 🙂 and 🇫🇷", "ümlaut ßharp ﬁ ligature", "Ελληνικά русский 日本語 한국어", "\u00a0nbsp", "<|endoftext|>"]
     assert len(lines) > 400
