@@ -8,7 +8,8 @@ import ast
 import re
 from pathlib import Path
 
-from doc_blocks import COMMAND_LANGUAGES, MARK, REPO, all_blocks, blocks_of, documents
+from conftest import example_argv
+from doc_blocks import COMMAND_LANGUAGES, MARK, REPO, all_blocks, blocks_of, doc_block, documents
 
 RUN_BY = re.compile(r"^(tests/test_\w+\.py)::(\w+)$")
 TWIN = re.compile(r"^twin ([\w.-]+(?:, [\w.-]+)*) \((.+)\)$")
@@ -95,3 +96,10 @@ def test_the_checker_catches_what_it_should(tmp_path):
     assert found[1].startswith("README.md:6 (a): tests/test_x.py::test_runs does not name the block")
     assert found[2].startswith("README.md:11 (b): its twin 'd' is no block")
     assert found[3].startswith("docs/page.md:2 (c): tests/test_x.py has no function test_gone")
+
+
+def test_the_ci_lines_of_the_demos_are_what_run_example_runs():
+    for name, script in (("demo-ci", "demo.py"), ("demo-bart-ci", "demo_bart.py"), ("eval-ci", "eval.py")):
+        argv = example_argv(doc_block(name), Path("/tmp/out"), 900)
+        assert argv[1] == str(REPO / "examples" / script) and (REPO / "examples" / script).is_file()
+        assert argv[2:] == ["--budget", "ci", "--out", "/tmp/out", "--step-timeout", "900"]
