@@ -259,7 +259,7 @@ def test_real_gpt2_bpe_tokenizes_like_fairseq(tmp_path):
 
 @pytest.mark.slow
 def test_exported_surgered_bart_fine_tunes_with_seq2seq_trainer(tiny_fairseq, gpt2_files, tmp_path):
-    """The README recipe's last step on the tiny model: transformers' Seq2SeqTrainer fine-tunes the
+    """The transformers recipe's last step (docs/hugging-face.md) on the tiny model: Seq2SeqTrainer fine-tunes the
     exported surgered BART (3 updates), the embeddings stay tied, and the result generates."""
     from transformers import (
         AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments,
