@@ -10,7 +10,7 @@ setup(
     name="fairseq-defemb",
     version="0.1.0",
     description="Repair rare-token embeddings of fairseq PLMs with dictionary definitions (DefinitionEMB)",
-    # The project's own code; the data and models it reads have their own terms (README, "Data and model licences").
+    # The project's own code; the data and models it reads have their own terms (docs/licences.md).
     license="MIT",
     license_files=["LICENSE"],
     packages=find_packages(include=["fairseq_defemb", "fairseq_defemb.*", "preprocess", "preprocess.*"]),

@@ -9,7 +9,7 @@ prompts where it is a whole variant, as defemb-predict averages) and ranks its t
 row among all non-special rows by cosine.
 Rows: two trivial baselines, the fit as the model holds it (bias-free), the centred fit (a
 bias the model cannot hold, for reference), and the fit with --mask-headword-everywhere.
-This is the measurement behind the README's figures; the general held-out tool is
+This is the measurement behind docs/definition-model.md's held-out table; the general held-out tool is
 ``defemb-analyze reconstruction``.
 
     python examples/fit_heldout.py --pretrained-checkpoint minilm/model.pt --corpus defs --out fit-heldout

@@ -131,6 +131,19 @@ def atomic_output_file(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def naming_failed_writes(path: str | Path) -> Iterator[None]:
+    """Name ``path`` in a failed write's error: a full disk or a file size limit fails a write with
+    a bare ``[Errno 28]``/``[Errno 27]`` that names no file when the writer opened it itself
+    (matplotlib's PNG writer, ``Path.write_text``)."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        raise OSError(f"{path}: could not be written ({err}); is the disk full?") from None
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_output_file(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")

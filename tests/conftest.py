@@ -27,17 +27,30 @@ def tiny_dir(tmp_path_factory):
     return root
 
 
-def run_example(script: str, out: Path, *options: str, timeout: float, step_timeout: float = 900) -> None:
-    """``examples/SCRIPT --budget ci --out OUT``, in its own process group: past ``timeout`` the
-    whole group (the demo and the fairseq commands it started) is killed and the test fails with
-    the output so far; past ``step_timeout`` the demo itself names the step that hung."""
+def example_argv(command: str, out: Path, step_timeout: float) -> list[str]:
+    """The argv of a docs command ``python examples/SCRIPT --budget ci ... --out DIR`` (one line),
+    run by this interpreter with DIR replaced by ``out``."""
+    import shlex
+
+    argv = shlex.split(command, comments=True)
+    assert argv[0] == "python" and argv[1].startswith("examples/") and "--budget" in argv and argv[-2] == "--out", (
+        f"not a `python examples/SCRIPT --budget ... --out DIR` line: {command!r}")
+    return [sys.executable, str(REPO / argv[1]), *argv[2:-1], str(out), "--step-timeout", str(step_timeout)]
+
+
+def run_example(command: str, out: Path, *options: str, timeout: float, step_timeout: float = 900) -> None:
+    """The docs' ``python examples/SCRIPT --budget ci --out DIR`` into ``out``, in its own process
+    group: past ``timeout`` the whole group (the demo and the fairseq commands it started) is killed
+    and the test fails with the output so far; past ``step_timeout`` the demo itself names the step
+    that hung."""
     import signal
     import subprocess
 
+    argv = example_argv(command, out, step_timeout)
+    script = Path(argv[1]).name
     with open(out.parent / f"{script}.log", "w+") as log:
-        process = subprocess.Popen([sys.executable, str(REPO / "examples" / script), "--budget", "ci", "--out", str(out),
-                                    "--step-timeout", str(step_timeout), *options],
-                                   stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        process = subprocess.Popen([*argv, *options], stdout=log, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)
         try:
             returncode = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -2,13 +2,11 @@
 the text side (defemb-bpe-encode, fairseq-preprocess/train/generate with the new symbols)."""
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-import fairseq_defemb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +18,7 @@ from fairseq_defemb.surgery.checkpoint import TIED_EMBEDDING_KEYS
 from test_corpus_alignment import GPT2, write_gpt2_dict
 from tiny_models import ARCH_ARGS, make_tiny_checkpoint
 
-from conftest import VENV_BIN
+from doc_blocks import doc_block, quoted, run_bash, with_settings
 
 WORDS = ("covid\tn\tan infectious disease caused by a coronavirus\n"
          "covid\tn\ta pandemic illness of the lungs\n"
@@ -297,63 +295,55 @@ def test_definition_model_of_another_dictionary_is_a_clear_error(definition_mode
 
 # -- stock fairseq on the result -----------------------------------------------------------------
 
-def fairseq(tool: str, *args) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(VENV_BIN / tool), *map(str, args)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
-
-
 @pytest.mark.slow
-def test_stock_fairseq_trains_and_generates_with_added_tokens(plm, tmp_path):
-    (tmp_path / "w.tsv").write_text(WORDS)
-    out = tmp_path / "new"
-    assert run(["--checkpoint", plm, "--words", tmp_path / "w.tsv", "--init", "description-mean", "--out", out]) == 0
+def test_stock_fairseq_trains_and_generates_with_added_tokens(plm, definition_model, tmp_path):
+    """docs/new-tokens.md's block as written, with the tiny BART as bart.large and a defemb-fit model
+    as the definition model: defemb-add-tokens -> defemb-bpe-encode -> fairseq-preprocess -> stock
+    fairseq-train -> fairseq-generate, then the transformers line on a tiny RoBERTa."""
+    from tiny_hf import save_tiny_hf
+
+    shutil.copytree(plm, tmp_path / "bart.large")
+    (tmp_path / "defemb-ckpt").mkdir()
+    shutil.copyfile(definition_model, tmp_path / "defemb-ckpt" / "checkpoint_best.pt")
+    (tmp_path / "words.tsv").write_text(WORDS)
+    save_tiny_hf(tmp_path / "my-roberta", "roberta")
     src = ["I had covid last week.", "The cat is floofy.", "covid (covid) spreads.", "A floofy dog (floofy)."] * 4
     tgt = ["covid is a disease.", "floofy cat.", "covid spreads.", "floofy dog."] * 4
-    raw, bpe = tmp_path / "raw", tmp_path / "bpe"
+    raw = tmp_path / "data"
     raw.mkdir()
     for split, n in (("train", 16), ("valid", 4), ("test", 4)):
         (raw / f"{split}.source").write_text("\n".join(src[:n]) + "\n")
         (raw / f"{split}.target").write_text("\n".join(tgt[:n]) + "\n")
-    bpe.mkdir()
-    for split in ("train", "valid", "test"):  # where fairseq's multiprocessing_bpe_encoder runs
-        fairseq("defemb-bpe-encode", "--encoder-json", out / "encoder.json", "--vocab-bpe", out / "vocab.bpe",
-                "--inputs", raw / f"{split}.source", raw / f"{split}.target",
-                "--outputs", bpe / f"{split}.source", bpe / f"{split}.target", "--keep-empty")
+    sizes = ARCH_ARGS["bart"][2][:-2]
+    settings = {
+        "FINETUNE": quoted(["--arch", "bart_base", *sizes, "--max-update", "2", "--lr", "1e-3", "--max-tokens", "512",
+                            "--cpu", "--no-epoch-checkpoints", "--num-workers", "0"]),
+        # the target's first token forced: each hypothesis starts with a new word, decoded
+        "GENERATE": quoted(["--cpu", "--beam", "2", "--max-len-b", "8", "--prefix-size", "1", "--batch-size", "4",
+                            "--num-workers", "0"]),
+    }
+    run_bash(with_settings(doc_block("new-tokens"), settings), tmp_path)
+    out, bpe = tmp_path / "bart.large.new", tmp_path / "data.bpe"
     report = json.loads((out / "add_tokens.json").read_text())
+    assert report["init"] == "defemb"
     symbol = {w["form"]: w["symbol"] for w in report["words"]}
     first = (bpe / "train.source").read_text().splitlines()
     assert symbol[" covid"] in first[0].split() and first[2].split()[0] == symbol["covid"]
-    fairseq("fairseq-preprocess", "--source-lang", "source", "--target-lang", "target", "--trainpref", bpe / "train",
-            "--validpref", bpe / "valid", "--testpref", bpe / "test", "--destdir", tmp_path / "bin",
-            "--srcdict", out / "dict.txt", "--tgtdict", out / "dict.txt", "--workers", "1")
     from fairseq.data import Dictionary, data_utils
 
     d = Dictionary.load(str(out / "dict.txt"))
-    data = data_utils.load_indexed_dataset(str(tmp_path / "bin" / "train.source-target.source"), d)
+    data = data_utils.load_indexed_dataset(str(tmp_path / "data-bin" / "train.source-target.source"), d)
     ids = {w["id"] for w in report["words"]}
     assert ids <= {int(t) for i in range(len(data)) for t in data[i]}  # the new symbols are in the binarized data
     assert d.index(symbol[" covid"]) == report["words"][0]["id"]
-    sizes = ARCH_ARGS["bart"][2][:-2]
-    plugin = ["--user-dir", Path(fairseq_defemb.__file__).parent]  # torch >= 2.6 loads fairseq checkpoints (README)
-    fairseq("fairseq-train", tmp_path / "bin", *plugin, "--task", "translation", "--arch", "bart_base", *sizes,
-            "--source-lang", "source", "--target-lang", "target", "--restore-file", out / "model.pt",
-            "--reset-optimizer", "--reset-dataloader", "--reset-meters", "--share-all-embeddings",
-            "--share-decoder-input-output-embed", "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "512",
-            "--max-update", "2", "--cpu", "--save-dir", tmp_path / "ckpt", "--no-epoch-checkpoints",
-            "--required-batch-size-multiple", "1", "--num-workers", "0")
-    tuned = torch.load(tmp_path / "ckpt" / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]
+    tuned = torch.load(tmp_path / "checkpoints" / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]
     assert tuned["encoder.embed_tokens.weight"].size(0) == len(d)  # <mask> dropped on load, new rows kept
-    gen = fairseq("fairseq-generate", tmp_path / "bin", *plugin, "--path", tmp_path / "ckpt" / "checkpoint_last.pt",
-                  "--task", "translation", "--source-lang", "source", "--target-lang", "target", "--cpu",
-                  "--beam", "2", "--max-len-b", "8", "--prefix-size", "1", "--batch-size", "4", "--required-batch-size-multiple", "1", "--bpe", "gpt2",
-                  "--gpt2-encoder-json", out / "encoder.json", "--gpt2-vocab-bpe", out / "vocab.bpe",
-                  "--num-workers", "0").stdout
-    lines = gen.splitlines()
+    lines = (tmp_path / "test.out").read_text().splitlines()
     assert any(l.startswith("S-") and "I had covid last week." in l for l in lines)
-    # the target's first token forced by --prefix-size: the hypothesis starts with the new word, decoded
     hypotheses = [l.split("\t")[2] for l in lines if l.startswith("D-")]
     assert len(hypotheses) == 4 and sum(h.startswith(("covid", "floofy")) for h in hypotheses) == 4
+    hf = json.loads((tmp_path / "my-roberta.new" / "add_tokens.json").read_text())
+    assert hf["init"] == "description-mean" and {w["form"] for w in hf["words"]} >= {" covid", "covid"}
 
 
 # -- transformers -------------------------------------------------------------------------------

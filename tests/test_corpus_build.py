@@ -304,7 +304,7 @@ def test_existing_output_is_kept_and_failures_leave_nothing(tmp_path, wp_dict, c
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (out / "keep.txt").read_text() == "mine"
 
 
-# -- full builds from every embedded source (the README's numbers) ----------------
+# -- full builds from every embedded source (docs/corpus.md's numbers) ---------------
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bpe", ["gpt2", "wordpiece"])

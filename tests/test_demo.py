@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from doc_blocks import doc_block
 from conftest import run_example
 from fairseq_defemb.surgery.checkpoint import read_embedding_matrix
 from fairseq_defemb.analysis.frequency_groups import frequency_groups
@@ -15,7 +16,7 @@ from fairseq_defemb.data.vocabulary import load_model_dictionary
 @pytest.mark.slow
 def test_short_demo_reports_what_it_saved(tmp_path):
     out = tmp_path / "demo-out"
-    run_example("demo.py", out, timeout=1200)
+    run_example(doc_block("demo-ci"), out, timeout=1200)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-out"]  # no temporary folder left behind
     summary = json.loads((out / "summary.json").read_text())
     dictionary = load_model_dictionary(out / "original" / "dict.txt")

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from doc_blocks import doc_block
 from conftest import REPO, VENV_BIN, run_example
 from fairseq_defemb.surgery.checkpoint import read_embedding_matrix
 from fairseq_defemb.analysis.report import model_groups, read_lines
@@ -23,7 +24,7 @@ from demo_bart import BUDGETS, GROUPS, METHODS, pretrain_options  # noqa: E402
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo-bart")
     out = root / "demo-bart-out"
-    run_example("demo_bart.py", out, timeout=2400)
+    run_example(doc_block("demo-bart-ci"), out, timeout=2400)
     assert sorted(p.name for p in root.iterdir()) == ["demo-bart-out"]  # no temporary folder left behind
     return out, json.loads((out / "summary.json").read_text())
 

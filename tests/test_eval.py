@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from doc_blocks import doc_block
 from conftest import run_example
 from fairseq_defemb.analysis.reconstruction import aggregate, score_tokens
 from fairseq_defemb.data.corpus_format import load_split
@@ -15,7 +16,7 @@ from fairseq_defemb.surgery.checkpoint import read_embedding_matrix
 @pytest.mark.slow
 def test_short_eval_reports_what_it_saved(tmp_path):
     out = tmp_path / "eval-out"
-    run_example("eval.py", out, timeout=2400)
+    run_example(doc_block("eval-ci"), out, timeout=2400)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval-out"]
     results = json.loads((out / "results.json").read_text())
     holdout = np.array([int(x) for x in (out / "definitions" / "holdout_ids.txt").read_text().split()])

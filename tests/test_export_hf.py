@@ -217,7 +217,7 @@ def test_demo_minilm_deldirection_round_trips_to_bert(tmp_path, capsys):
 def test_real_gpt2_bpe_tokenizes_like_fairseq(tmp_path):
     """GPT-2's own encoder.json/vocab.bpe (fetched by make install) under a roberta.base-shaped
     dictionary (50,257 ids in id order + 3 madeupword fillers + <mask> = 50,265 rows): the exported
-    tokenizer gives fairseq's ids on every line of this README, on the verify sentences and on
+    tokenizer gives fairseq's ids on every line of the README and docs/, on the verify sentences and on
     awkward strings; the model matches fairseq."""
     from transformers import AutoTokenizer
 
@@ -244,7 +244,8 @@ def test_real_gpt2_bpe_tokenizes_like_fairseq(tmp_path):
 
     _, task, _, _ = load_fairseq(ckpt / "model.pt")
     encode = gpt2_fairseq_ids(task.source_dictionary, get_encoder(str(gpt2 / "encoder.json"), str(gpt2 / "vocab.bpe")))
-    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    lines = [line for page in (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
+             for line in page.read_text(encoding="utf-8").splitlines()]
     lines += ["", " ", "   leading", "trailing   ", "tab\there", "new\nline", "1,234,567.89", "don't we'll I'm",
               "emoji 🙂 and 🇫🇷", "ümlaut ßharp ﬁ ligature", "Ελληνικά русский 日本語 한국어", "\u00a0nbsp", "<|endoftext|>"]
     assert len(lines) > 400
@@ -258,7 +259,7 @@ def test_real_gpt2_bpe_tokenizes_like_fairseq(tmp_path):
 
 @pytest.mark.slow
 def test_exported_surgered_bart_fine_tunes_with_seq2seq_trainer(tiny_fairseq, gpt2_files, tmp_path):
-    """The README recipe's last step on the tiny model: transformers' Seq2SeqTrainer fine-tunes the
+    """The transformers recipe's last step (docs/hugging-face.md) on the tiny model: Seq2SeqTrainer fine-tunes the
     exported surgered BART (3 updates), the embeddings stay tied, and the result generates."""
     from transformers import (
         AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments,

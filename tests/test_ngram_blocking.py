@@ -125,7 +125,7 @@ def test_beam_search_blocks_repeats_as_the_reference_does(tiny_bart, n):
 
 @pytest.mark.slow
 def test_fairseq_generate_with_the_plugin_blocks_trigrams(tiny_dir, tmp_path):
-    """The README's generate step (stock fairseq-generate --task translation, beam 4,
+    """The BART recipe's generate step (docs/fairseq-recipes.md; stock fairseq-generate --task translation, beam 4,
     --no-repeat-ngram-size 3) on a tiny BART: no hypothesis repeats a trigram, and the log says why."""
     import subprocess
 

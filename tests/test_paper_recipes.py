@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from conftest import REPO, VENV_BIN
-from test_readme_recipes import run_block, tiny_glue_dir, tiny_summarization_dir
+from doc_blocks import run_bash
+from test_readme_recipes import tiny_glue_dir, tiny_summarization_dir
 from tiny_models import ARCH_ARGS
 
 DOC = REPO / "docs" / "reproducing-the-paper.md"
@@ -189,7 +190,7 @@ def test_a_batch_that_does_not_split_over_the_gpus_is_refused(tmp_path):
 def run_pipeline(script: str, args: list[str], settings: dict[str, str], cwd) -> str:
     """examples/paper/SCRIPT ARGS with the settings as environment variables, as a user runs it."""
     assignments = " ".join(f"{name}={shlex.quote(value)}" for name, value in settings.items())
-    return run_block(f"{assignments} {shlex.quote(str(PAPER / script))} {shlex.join(args)}", cwd)
+    return run_bash(f"{assignments} {shlex.quote(str(PAPER / script))} {shlex.join(args)}", cwd)
 
 
 @pytest.mark.slow

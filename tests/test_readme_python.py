@@ -1,4 +1,4 @@
-"""The README's "From Python" block runs as written: only its settings are replaced.
+"""docs/python.md's pipeline block runs as written: only its settings are replaced.
 
 The settings (the assignments above the block's ``# ---`` line, after its imports) point at a tiny RoBERTa whose
 dictionary is the real GPT-2 BPE vocabulary, the real GPT-2 BPE files, a raw-text task file
@@ -10,26 +10,24 @@ import re
 import pytest
 import torch
 
-from conftest import REPO, VENV_BIN
+from conftest import VENV_BIN
+from doc_blocks import doc_block
 from test_corpus_alignment import GPT2, write_gpt2_dict
 from tiny_models import make_tiny_checkpoint
 
-README = REPO / "README.md"
 
-
-def readme_python_block() -> tuple[str, str]:
-    section = README.read_text().split("## From Python", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    settings, _, body = block.partition("# ---\n")
-    assert body, "the From Python block lost its '# ---' line that separates settings from the pipeline"
+def python_block(name: str) -> tuple[str, str]:
+    """A Python block of the docs, split at its ``# ---`` line into settings and body."""
+    settings, _, body = doc_block(name).partition("# ---\n")
+    assert body, f"the block {name} lost its '# ---' line that separates settings from the rest"
     return settings, body
 
 
 @pytest.mark.slow
 def test_readme_python_block_runs(tmp_path, monkeypatch, capsys):
-    settings, body = readme_python_block()
+    settings, body = python_block("python-pipeline")
     for name in ("PLM", "ARCH", "GPT2", "TASK", "TRAIN", "CORPUS", "SURGERY"):
-        assert re.search(rf"^{name} = ", settings, re.M), f"README setting {name} is gone; update this test"
+        assert re.search(rf"^{name} = ", settings, re.M), f"docs/python.md's setting {name} is gone; update this test"
     plm = tmp_path / "plm"
     plm.mkdir()
     make_tiny_checkpoint(plm, "roberta", dict_path=write_gpt2_dict(tmp_path / "dict.txt"))
@@ -38,7 +36,7 @@ def test_readme_python_block_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
     namespace: dict = {}
-    exec(compile(settings, str(README), "exec"), namespace)  # the imports, and the settings replaced below
+    exec(compile(settings, "docs/python.md", "exec"), namespace)  # the imports, and the settings replaced below
     namespace.update({
         "PLM": "plm", "ARCH": "defemb_roberta", "TASK": ["task.txt"],
         "GPT2": {"gpt2_encoder_json": str(GPT2 / "encoder.json"), "gpt2_vocab_bpe": str(GPT2 / "vocab.bpe")},
@@ -47,7 +45,7 @@ def test_readme_python_block_runs(tmp_path, monkeypatch, capsys):
         "SURGERY": {"force": True},  # 3 updates: an undertrained model, whose rows the sanity guard refuses
     })
     namespace["__name__"] = "__main__"  # the block runs as a script would
-    exec(compile(body, str(README), "exec"), namespace)
+    exec(compile(body, "docs/python.md", "exec"), namespace)
     out = capsys.readouterr().out
     assert re.search(r"[\d,]+ prompts, \d+\.\d% of the vocabulary defined", out)
     assert namespace["coverage"]["predicted_tokens"] > 0

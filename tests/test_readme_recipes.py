@@ -1,4 +1,4 @@
-"""The README's recipes run as written: a README edit that breaks a command fails here.
+"""The recipes of README.md and docs/fairseq-recipes.md run as written: an edit that breaks a command fails here.
 
 Each recipe is a ```bash block whose first lines are settings (``NAME=value``). A test replaces only
 those settings (paths of tiny models and data, CPU options, a few updates) and runs every other line
@@ -6,8 +6,7 @@ of the block unchanged with bash -euo pipefail, from a directory laid out as the
 """
 import importlib.resources
 import json
-import os
-import re
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,40 +15,12 @@ import pytest
 import torch
 
 from conftest import REPO, VENV_BIN
+from doc_blocks import doc_block, quoted, run_bash, with_settings
 from test_corpus_alignment import GPT2, write_gpt2_dict
-from tiny_models import ARCH_ARGS, TINY_WORDS, make_tiny_checkpoint
+from tiny_models import ARCH_ARGS, make_tiny_checkpoint
 from fairseq_defemb.data.embedding_file import PredictedEmbeddings
 from fairseq_defemb.surgery.checkpoint import read_embedding_matrix
 from fairseq_defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
-
-README = REPO / "README.md"
-
-
-def bash_block(heading: str) -> str:
-    """The first ```bash block under the README heading that starts with ``heading``."""
-    text = README.read_text()
-    start = text.index("\n" + heading)
-    return re.search(r"```bash\n(.*?)```", text[start:], re.S).group(1)
-
-
-def with_settings(block: str, settings: dict[str, str]) -> str:
-    """The block with the named settings' lines replaced; every setting must exist in it."""
-    for name, value in settings.items():
-        block, found = re.subn(rf"^{name}=.*$", f"{name}={value}", block, count=1, flags=re.M)
-        assert found, f"the README recipe has no setting {name}= any more; update this test"
-    return block
-
-
-def run_block(script: str, cwd) -> str:
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=1500)
-    assert result.returncode == 0, f"recipe failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
-    return result.stdout
-
-
-def quoted(options: list[str]) -> str:
-    return '"' + " ".join(options) + '"'
 
 
 def predictions_near_the_rows(dict_path, dim: int, seed: int = 0) -> PredictedEmbeddings:
@@ -66,63 +37,82 @@ def predictions_near_the_rows(dict_path, dim: int, seed: int = 0) -> PredictedEm
                                dictionary_sha256=dictionary_sha256(dict_path), dictionary_size=len(dictionary))
 
 
-def binarize_rte_like(root, dict_path) -> None:
-    """input0/input1/label as fairseq's preprocess_GLUE_tasks.sh writes them."""
-    import random
+def gpt2_ids(lines: list[str]) -> list[str]:
+    """Text lines as GPT-2 BPE ids, as fairseq's multiprocessing_bpe_encoder writes them."""
+    from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
 
+    bpe = get_encoder(str(GPT2 / "encoder.json"), str(GPT2 / "vocab.bpe"))
+    return [" ".join(map(str, bpe.encode(line))) for line in lines]
+
+
+def binarize_rte_like(root: Path, dict_path: Path) -> None:
+    """input0/input1/label as fairseq's preprocess_GLUE_tasks.sh writes them, over GPT-2 BPE; the
+    numbers in the sentences are what a `--source numbers` corpus defines. " 1850" is only in input1."""
     rng = random.Random(0)
+    words = "the river was high in 1999 and 2004 when 42 boats came to the sea at dawn".split()
     raw = root / "raw"
     raw.mkdir()
     for split, n in (("train", 32), ("dev", 8)):
         for name in ("input0", "input1"):
-            (raw / f"{split}.{name}").write_text("".join(
-                " ".join(rng.choice(TINY_WORDS[:60]) for _ in range(rng.randint(3, 10))) + "\n" for _ in range(n)))
-        # a token only the second sentences use: surgery must see it through input1
-        if split == "train":
-            with (raw / "train.input1").open("a") as f:
-                f.write("dugong okapi\n")
-            with (raw / "train.input0").open("a") as f:
-                f.write("the sea\n")
-            n += 1
-        (raw / f"{split}.label").write_text("".join(rng.choice(["entailment", "not_entailment"]) + "\n" for _ in range(n)))
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+            lines = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 10))) for _ in range(n)]
+            if split == "train":
+                lines.append("the town of 1850 boats" if name == "input1" else "the sea")
+            (raw / f"{split}.{name}").write_text("\n".join(gpt2_ids(lines)) + "\n")
+        labels = [rng.choice(["entailment", "not_entailment"]) for _ in range(n + (split == "train"))]
+        (raw / f"{split}.label").write_text("\n".join(labels) + "\n")
+    preprocess = [str(VENV_BIN / "fairseq-preprocess"), "--only-source", "--workers", "1"]
     for name in ("input0", "input1"):
-        subprocess.run(["fairseq-preprocess", "--only-source", "--trainpref", raw / f"train.{name}", "--validpref",
-                        raw / f"dev.{name}", "--destdir", root / "RTE-bin" / name, "--srcdict", dict_path,
-                        "--workers", "1"], check=True, capture_output=True, env=env)
-    subprocess.run(["fairseq-preprocess", "--only-source", "--trainpref", raw / "train.label", "--validpref",
-                    raw / "dev.label", "--destdir", root / "RTE-bin" / "label", "--workers", "1"],
-                   check=True, capture_output=True, env=env)
+        subprocess.run([*preprocess, "--trainpref", raw / f"train.{name}", "--validpref", raw / f"dev.{name}",
+                        "--destdir", root / "RTE-bin" / name, "--srcdict", dict_path], check=True, capture_output=True)
+    subprocess.run([*preprocess, "--trainpref", raw / "train.label", "--validpref", raw / "dev.label",
+                    "--destdir", root / "RTE-bin" / "label"], check=True, capture_output=True)
+
+
+def tiny_gpt2_roberta(root) -> None:
+    """plm/ (a 2-layer RoBERTa over GPT-2's real vocabulary) with GPT-2's BPE files beside it, and
+    RTE-bin/ binarized over it."""
+    make_tiny_checkpoint(root / "plm", "roberta", dict_path=write_gpt2_dict(root / "gpt2-dict.txt"))
+    for name in ("encoder.json", "vocab.bpe"):
+        shutil.copyfile(GPT2 / name, root / name)
+    binarize_rte_like(root, root / "plm" / "dict.txt")
 
 
 def tiny_glue_dir(root) -> None:
-    """What the GLUE recipes expect in their directory, tiny: plm/ (a 2-layer RoBERTa), RTE-bin/ and
-    defemb.pt (predictions for every row)."""
-    make_tiny_checkpoint(root / "plm", "roberta")
-    binarize_rte_like(root, root / "plm" / "dict.txt")
+    """What the GLUE recipes expect in their directory, tiny: tiny_gpt2_roberta's plm/ and RTE-bin/,
+    and defemb.pt (predictions for every row)."""
+    tiny_gpt2_roberta(root)
     predictions_near_the_rows(root / "plm" / "dict.txt", 32).save(root / "defemb.pt")
 
 
 @pytest.mark.slow
-def test_glue_recipe_runs_as_written(tmp_path):
+def test_pipeline_runs_as_written(tmp_path):
+    """The README's six commands on a tiny RoBERTa over GPT-2's real vocabulary, RTE-shaped data."""
     plm = tmp_path / "plm"
-    tiny_glue_dir(tmp_path)
+    tiny_gpt2_roberta(tmp_path)
     sizes = ARCH_ARGS["roberta"][2]
-    overrides = ["common.fp16=false", "common.cpu=true", "task.max_positions=64",
-                 *(f"+model.{sizes[i].removeprefix('--').replace('-', '_')}={sizes[i + 1]}" for i in range(0, 8, 2)),
-                 "optimization.max_update=3", "dataset.batch_size=8", "checkpoint.save_dir=ckpt", "common.log_format=simple"]
-    script = with_settings(bash_block("### RoBERTa on GLUE"), {"PLM": "plm", "DATA": "RTE-bin", "OVERRIDES": quoted(overrides)})
-    run_block(script, tmp_path)
+    finetune = ["common.fp16=false", "common.cpu=true", "task.max_positions=64",
+                *(f"+model.{sizes[i].removeprefix('--').replace('-', '_')}={sizes[i + 1]}" for i in range(0, 8, 2)),
+                "optimization.max_update=3", "dataset.batch_size=8", "common.log_format=simple"]
+    settings = {
+        "PLM": "plm", "DATA": "RTE-bin", "CORPUS": quoted(["--source", "numbers", "--valid-size", "20", "--workers", "1"]),
+        "TRAIN": quoted(["--arch", "defemb_roberta", "--max-update", "3", "--max-tokens", "512", "--cpu",
+                         "--num-workers", "0", "--warmup-updates", "1"]),
+        "SURGERY": "--force",  # 3 updates: an undertrained model, whose rows the sanity guard refuses
+        "FINETUNE": quoted(finetune),
+    }
+    run_bash(with_settings(doc_block("pipeline"), settings), tmp_path)
     report = json.loads((tmp_path / "plm.defemb" / "surgery.json").read_text())
     dictionary = load_model_dictionary(plm / "dict.txt")
-    assert dictionary.index("dugong") in report["changed_ids"]  # only input1 has it
+    assert dictionary.index(gpt2_ids([" 1850"])[0]) in report["changed_ids"]  # only input1 has it
     # fine-tuning started from the surgered rows, not the original ones
     key = "encoder.sentence_encoder.embed_tokens.weight"
-    tuned = torch.load(tmp_path / "ckpt" / "checkpoint_best.pt", map_location="cpu", weights_only=False)["model"][key]
+    tuned = torch.load(tmp_path / "checkpoints" / "checkpoint_best.pt", map_location="cpu", weights_only=False)["model"][key]
     surgered = torch.load(tmp_path / "plm.defemb" / "model.pt", map_location="cpu", weights_only=False)["model"][key]
     original = torch.load(plm / "model.pt", map_location="cpu", weights_only=False)["model"][key]
     rows = torch.tensor(report["changed_ids"])
     assert (tuned[rows] - surgered[rows]).abs().max() < 1e-2 < (tuned[rows] - original[rows]).abs().max()
+    analysis = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert "drift" in analysis and "DefinitionEMB" in analysis["matrices"]
 
 
 def aclsum_as_cnndm(out, docs: dict[str, int]) -> None:
@@ -170,12 +160,12 @@ def test_bart_summarization_recipe_runs_as_written(tmp_path):
         "GENERATE": quoted(["--max-len-b", "12", "--min-len", "2", "--batch-size", "4"]), "WORKERS": "1",
         "SURGERY": "--force",  # 2 updates: an undertrained model, whose rows the sanity guard refuses
     }
-    run_block(with_settings(bash_block("### BART on CNN/DM"), settings), tmp_path)
+    run_bash(with_settings(doc_block("bart-cnndm"), settings), tmp_path)
     hypotheses = (tmp_path / "test.hypo").read_text().split("\n")[:-1]
     assert len(hypotheses) == 4  # one per test article, none dropped by the last batch
     assert (tmp_path / "plm.defemb" / "surgery.json").is_file() and (tmp_path / "defemb.pt").is_file()
-    # the Analysis block, in the same directory, on what the recipe wrote
-    run_block(with_settings(bash_block("## Analysis"), {"PLM": "plm", "TUNED": "checkpoints/checkpoint_best.pt"}), tmp_path)
+    # docs/analysis.md's block, in the same directory, on what the recipe wrote
+    run_bash(with_settings(doc_block("analysis"), {"PLM": "plm", "TUNED": "checkpoints/checkpoint_best.pt"}), tmp_path)
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert "drift" in report and "DefinitionEMB" in report["matrices"]
     assert (tmp_path / "rare-test-ids.txt").is_file()

@@ -28,7 +28,7 @@ import numpy as np
 
 from fairseq_defemb.analysis.frequency_groups import frequency_groups
 from fairseq_defemb.analysis.significance import paired_bootstrap
-from fairseq_defemb.atomic_io import atomic_output_dir, write_json
+from fairseq_defemb.atomic_io import atomic_output_dir, naming_failed_writes, write_json
 
 INITIALISERS = ("mean row", "definition mean", "subword", "random")
 METRICS = ("cosine", "sq_distance", "mrr", "hits@1", "hits@10", "median_rank")
@@ -295,6 +295,8 @@ def analyze_reconstruction(checkpoint: str | Path, corpus_dir: str | Path, out: 
         split_without=corpus_split_without(corpus_dir, **(tokenizer_files or {})), seed=seed, resamples=resamples)
     report["checkpoint"] = str(checkpoint)
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        write_json(tmp / "report.json", report)
-        (tmp / "summary.md").write_text(reconstruction_markdown(report))
+        with naming_failed_writes(Path(out) / "report.json"):
+            write_json(tmp / "report.json", report)
+        with naming_failed_writes(Path(out) / "summary.md"):
+            (tmp / "summary.md").write_text(reconstruction_markdown(report))
     return report

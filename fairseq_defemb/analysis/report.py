@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fairseq_defemb.atomic_io import atomic_output_dir, write_json
+from fairseq_defemb.atomic_io import atomic_output_dir, naming_failed_writes, write_json
 from fairseq_defemb.surgery.checkpoint import read_embedding_matrix, torch_load
 from fairseq_defemb.analysis.frequency_groups import frequency_groups, groups_convention
 from fairseq_defemb.analysis.geometry import drift, plot_projections
@@ -197,10 +197,13 @@ def analyze_checkpoints(checkpoint: str | Path, out: str | Path, *, dict_path: s
         report["drift"] = drift(matrices[names[0]], matrices[names[1]], groups)
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         highlight = {t: targets[t] for t in list(neighbours_of)[:3]}
-        plot_projections(matrices, groups, tmp / "projection.png", highlight=highlight)
+        with naming_failed_writes(Path(out) / "projection.png"):
+            plot_projections(matrices, groups, tmp / "projection.png", highlight=highlight)
         report["figures"] = ["projection.png"]
-        write_json(tmp / "report.json", report)
-        (tmp / "summary.md").write_text(summary_markdown(report))
+        with naming_failed_writes(Path(out) / "report.json"):
+            write_json(tmp / "report.json", report)
+        with naming_failed_writes(Path(out) / "summary.md"):
+            (tmp / "summary.md").write_text(summary_markdown(report))
     return report
 
 
