@@ -26,7 +26,10 @@ def read_added_tokens(path: str | Path) -> dict[str, int]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (defemb-add-tokens writes {ADDED_TOKENS_FILE} beside encoder.json)")
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not an {ADDED_TOKENS_FILE} of defemb-add-tokens (not JSON: {err})") from None
     forms = data.get("forms") if isinstance(data, dict) else None
     if not isinstance(forms, dict) or not all(isinstance(v, int) for v in forms.values()):
         raise ValueError(f"{path}: not an {ADDED_TOKENS_FILE} of defemb-add-tokens (no 'forms' object of ids)")

@@ -10,11 +10,14 @@ turns BPE-id lines back into text (fairseq-generate does the same with --bpe gpt
 """
 import argparse
 import contextlib
+import logging
 import sys
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 from preprocess.gpt2_text import ADDED_TOKENS_FILE, AddedTokenEncoder, read_added_tokens
-from fairseq_defemb.atomic_io import atomic_output_file
+from fairseq_defemb.atomic_io import atomic_output_file, naming_failed_writes
+from fairseq_defemb.cli.logging_setup import configure_cli_logging
 from fairseq_defemb.parallel import WorkerDied, chunks, ordered_map
 
 DESCRIPTION = __doc__.split("\n", 1)[1]
@@ -40,16 +43,23 @@ def _init(encoder_json: str, vocab_bpe: str, added: dict[str, int]) -> None:
     _encoder = AddedTokenEncoder(encoder_json, vocab_bpe, added)
 
 
-def _encode_lines(lines: tuple[str, ...], keep_empty: bool, decode: bool) -> list[str] | None:
+def _encode_lines(lines: tuple[str, ...], keep_empty: bool, decode: bool, where: tuple[str, ...]) -> list[str] | None:
     """One output line per input line, or None if a line is empty and not kept (the whole group
-    is then dropped, as fairseq's encoder drops a group with an empty line)."""
+    is then dropped, as fairseq's encoder drops a group with an empty line). ``where``: each
+    line's FILE:LINE, for the error a line that cannot be decoded gets."""
     out = []
-    for line in lines:
+    for line, place in zip(lines, where):
         line = line.strip()
         if not line and not keep_empty:
             return None
-        out.append(_encoder.decode([int(t) for t in line.split()]) if decode
-                   else " ".join(map(str, _encoder.encode(line))))
+        if not decode:
+            out.append(" ".join(map(str, _encoder.encode(line))))
+            continue
+        try:
+            out.append(_encoder.decode([int(t) for t in line.split()]))
+        except (ValueError, KeyError, TypeError) as err:  # a word that is no number, an id encoder.json lacks
+            raise ValueError(f"{place}: --decode reads lines of BPE ids of --encoder-json; {line[:60]!r} is not one "
+                             f"({type(err).__name__}: {err})") from None
     return out
 
 
@@ -57,8 +67,19 @@ def _work_chunk(jobs: list[tuple]) -> list[list[str] | None]:
     return [_encode_lines(*job) for job in jobs]
 
 
+def _numbered(source: BinaryIO, name: str) -> Iterator[tuple[str, str]]:
+    """(line, FILE:LINE) of an input read as bytes and decoded a line at a time, so that the error
+    of a line that is not UTF-8 names that line (a text-mode file decodes blocks ahead of it)."""
+    for lineno, raw in enumerate(source, 1):
+        try:
+            yield raw.decode("utf-8"), f"{name}:{lineno}"
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{name}:{lineno}: not UTF-8 text ({err.reason}); convert it with iconv first") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_cli_logging(logging.WARNING)  # before fairseq's GPT-2 encoder is imported: its import chatter
     if len(args.inputs) != len(args.outputs):
         print("defemb-bpe-encode: error: --inputs and --outputs need the same number of files", file=sys.stderr)
         return 2
@@ -72,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dropped = _encode_files(args.inputs, args.outputs, keep_empty=args.keep_empty, decode=args.decode,
                                 workers=args.workers, encoder=(args.encoder_json, args.vocab_bpe, added))
-    except WorkerDied as err:  # raised inside the outputs' context: atomic_output_file drops them whole
+    # raised inside the outputs' context: atomic_output_file drops them whole. OSError: a missing input,
+    # a failed write; ValueError: a line that is not UTF-8 or (--decode) no ids
+    except (OSError, ValueError, WorkerDied) as err:
         print(f"defemb-bpe-encode: error: {err}", file=sys.stderr)
         return 2
     if dropped:
@@ -85,12 +108,14 @@ def _encode_files(inputs: list[str], outputs: list[str], *, keep_empty: bool, de
                   encoder: tuple[str, str, dict[str, int]]) -> int:
     """Encode (or decode) ``inputs`` into ``outputs`` ('-': stdin, stdout) with the encoder
     ``_init(*encoder)`` builds; returns the number of dropped line groups."""
-    with contextlib.ExitStack() as stack:
-        sources = [stack.enter_context(open(f, encoding="utf-8")) if f != "-" else sys.stdin for f in inputs]
+    with naming_failed_writes(", ".join(o for o in outputs if o != "-") or "stdout"), contextlib.ExitStack() as stack:
+        sources = [_numbered(stack.enter_context(open(f, "rb")), f) if f != "-" else _numbered(sys.stdin.buffer, "stdin")
+                   for f in inputs]
         # each output appears whole, or not at all (the handle closes before the rename: LIFO)
         sinks = [stack.enter_context(open(stack.enter_context(atomic_output_file(f)), "w", encoding="utf-8"))
                  if f != "-" else sys.stdout for f in outputs]
-        jobs = ((group, keep_empty, decode) for group in zip(*sources))
+        jobs = ((tuple(line for line, _ in group), keep_empty, decode, tuple(place for _, place in group))
+                for group in zip(*sources))
         if workers > 1:
             # 100 line groups per task, as fairseq's encoder sends them
             results = (result for chunk in ordered_map(_work_chunk, chunks(jobs, 100), workers, initializer=_init,
