@@ -363,3 +363,23 @@ def test_report_counts_prompts_that_show_their_headword_outside_the_variants(tmp
     # zebra's and quagga's definitions name them; okapi's does not
     assert echoes["prompts"] >= 2 and not all(with_echo)
     assert json.loads((out / "coverage.json").read_text())["headword_ids_outside_spans"] == echoes
+
+
+def test_definition_only_copies(tmp_path, wp_dict):
+    """Each train/valid prompt with other variants gets a copy holding only its headword as written,
+    then the header and definition, exactly as the held-out split's definition-only prompts read."""
+    tsv = manual_tsv(tmp_path / "m.tsv", 40)
+    plain, copies = tmp_path / "plain", tmp_path / "copies"
+    common = ("--source", "manual", "--manual-tsv", str(tsv), "--valid-size", "0.2")
+    assert cli_main(wp_args(plain, wp_dict, *common)) == 0
+    assert cli_main(wp_args(copies, wp_dict, *common, "--definition-only-copies")) == 0
+    assert check_corpus_dictionary(copies)["definition_only_copies"] is True
+    for split in ("train", "valid"):
+        original, written = read_all(plain, split), read_all(copies, split)
+        assert written[:len(original)] == original  # the paper's prompts first, unchanged
+        several = [(ids, spans) for ids, spans in original if len(spans) > 1]
+        assert several and len(written) == len(original) + len(several)
+        for (ids, spans), (copy, copy_spans) in zip(several, written[len(original):]):
+            (s, e), (_, last) = spans[0], spans[-1]
+            header = last + 1  # the attached variant is quoted: its closing quote, then the header
+            assert copy == [ids[0], *ids[s:e], *ids[header:]] and copy_spans == [[1, 1 + e - s]]

@@ -277,6 +277,32 @@ def test_criterion_on_a_batch_matches_eq5(tiny_dir):
         expected += ((predicted[sel] - target[sel]) ** 2).sum(-1).mean().item()
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     assert sample_size == 6 and log["nmasked"] == sample["target"].numel()
+    assert log["mimic"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_retrieval_term_adds_a_per_definition_infonce(tiny_dir):
+    """--retrieval-weight w: per definition, Eq. 5 plus w times the mean over its masked subwords of
+    -log softmax(cos(W h, E) / t)[true row], computed here row by row; the log's mimic stays Eq. 5."""
+    weight, temperature = 0.7, 0.1
+    task, model, criterion = build(tiny_dir, "roberta", ["--retrieval-weight", str(weight),
+                                                         "--retrieval-temperature", str(temperature)])
+    sample = batch(task.datasets["train"], list(range(6)))
+    loss, _, log = criterion(model, sample)
+    predicted = model(**sample["net_input"]).detach()
+    rows = model.target_embeddings
+    eq5 = retrieval = 0.0
+    for row in range(sample["nsentences"]):
+        sel = sample["target_row"] == row
+        eq5 += ((predicted[sel] - rows[sample["target"][sel]]) ** 2).sum(-1).mean().item()
+        terms = []
+        for vector, target in zip(predicted[sel], sample["target"][sel]):
+            cosines = torch.stack([torch.nn.functional.cosine_similarity(vector, r, dim=0) for r in rows]) / temperature
+            terms.append((torch.logsumexp(cosines, 0) - cosines[target]).item())
+        retrieval += sum(terms) / len(terms)
+    assert loss.item() == pytest.approx(eq5 + weight * retrieval, rel=1e-4)
+    assert log["mimic"].item() == pytest.approx(eq5, rel=1e-5)
+    with pytest.raises(ValueError, match="--retrieval-weight -1.0 must be >= 0"):
+        build(tiny_dir, "roberta", ["--retrieval-weight", "-1"])
 
 
 def test_one_step_changes_w_and_not_the_frozen_embeddings(tiny_dir):

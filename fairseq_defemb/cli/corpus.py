@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "their own): every prompt with one in a headword span goes to the prediction-only 'heldout' "
                         "split (and 'heldout_defonly', the other variants removed); writes holdout_ids.txt, holdout.json")
     p.add_argument("--holdout-ids", help="hold out the ids of this file (one per line) instead of sampling them")
+    p.add_argument("--definition-only-copies", action="store_true",
+                   help="also write, for every train and valid prompt with other variants, a copy with the headword "
+                   "as written alone (the other forms of its spelling removed): the prompt a new word gets, trained "
+                   "beside the paper's (not in the paper; the recommended recipe's corpus)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 

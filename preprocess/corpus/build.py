@@ -18,7 +18,8 @@ from fairseq_defemb.parallel import chunks, ordered_map
 from preprocess.corpus.coverage import (coverage_markdown, coverage_report, licences_markdown, prompt_samples,
                                     samples_markdown, token_shape)
 from preprocess.corpus.entries import Entry, SkipLog
-from preprocess.corpus.holdout import holdout_metadata, holdout_splits, read_holdout_ids, sample_holdout, write_holdout
+from preprocess.corpus.holdout import (holdout_metadata, holdout_splits, read_holdout_ids, sample_holdout, variant_alone,
+                                       write_holdout)
 from preprocess.corpus.prompts import Prompt, build_prompt
 from preprocess.corpus.sources import DEFAULT_SOURCES, licences, parse_sources, source_entries
 from preprocess.corpus.tokenizers import CorpusBuildError, SubwordBackend, backend_from_config, load_dictionary
@@ -97,6 +98,13 @@ def split_prompts(prompts: list[Prompt], valid_size: float, seed: int) -> dict[s
     return {"train": [prompts[i] for i in np.sort(order[n_valid:])], "valid": [prompts[i] for i in np.sort(order[:n_valid])]}
 
 
+def with_definition_only_copies(prompts: list[Prompt]) -> list[Prompt]:
+    """``prompts``, then a copy of each prompt that has other variants with its headword as written
+    alone (``variant_alone``): the reading a new word gets, whose spelling the model has never seen
+    in another form, trained beside the paper's prompt."""
+    return prompts + [variant_alone(p, 0) for p in prompts if len(p.spans) > 1]
+
+
 def headword_echo_count(prompts: list[Prompt]) -> dict:
     """How many prompts hold one of their headword's subword ids outside the variant spans."""
     n = sum(len(echo_positions(np.asarray(p.ids), np.asarray(p.spans))) > 0 for p in prompts)
@@ -154,6 +162,7 @@ class CorpusOptions:
     progress: bool = True
     holdout: int = 0
     holdout_ids: str | None = None
+    definition_only_copies: bool = False
 
 
 def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Iterable[str] = DEFAULT_SOURCES,
@@ -191,7 +200,10 @@ def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Itera
         pool, held_splits = holdout_splits(prompts, holdout)
     # --limit samples among the prompts training may use; the held-out split is kept whole
     kept = rare_weighted_sample(pool, opts.limit, len(dictionary), opts.seed) if opts.limit else pool
-    splits = {**split_prompts(kept, opts.valid_size, opts.seed), **held_splits}
+    splits = split_prompts(kept, opts.valid_size, opts.seed)
+    if opts.definition_only_copies:
+        splits = {name: with_definition_only_copies(rows) for name, rows in splits.items()}
+    splits.update(held_splits)
     report = {
         "prompts_built": len(prompts),
         "prompts_kept": len(kept),
@@ -230,7 +242,7 @@ def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Itera
                        prompts_by_source=report["prompts_by_source"], licences=report["licences"],
                        skipped={k: v["count"] for k, v in report["skipped"].items()},
                        grounded_share=coverage["grounded"]["share"], grounded_share_kept=report["coverage_kept"]["grounded"]["share"],
-                       holdout=report.get("holdout"))
+                       holdout=report.get("holdout"), definition_only_copies=opts.definition_only_copies)
         (tmp / "coverage.json").write_text(json.dumps(report, indent=2) + "\n")
         md = coverage_markdown(coverage, "all prompts built")
         if report["coverage_kept"] is not coverage:

@@ -113,21 +113,27 @@ def split_off_heldout(prompts: list[Prompt], holdout: np.ndarray) -> tuple[list[
     return kept, heldout
 
 
+def variant_alone(prompt: Prompt, span: int) -> Prompt:
+    """``prompt`` with only its variant ``span``: ``<s>`` + that variant + the header and
+    definition, the other variants (the word's spelling in other forms) removed."""
+    s, e = prompt.spans[span]
+    ids = list(prompt.ids)
+    shift = 1 + (e - s) - prompt.header_start
+    return Prompt(np.asarray([ids[0], *ids[s:e], *ids[prompt.header_start:]], dtype=np.int32), [(1, 1 + e - s)],
+                  prompt.source, prompt.header_start + shift, prompt.definition_start + shift, prompt.generic)
+
+
 def definition_only(prompt: Prompt, holdout: np.ndarray) -> list[Prompt]:
     """The ablation's prompts: one per distinct variant of ``prompt`` holding a held-out id,
     ``<s>`` + that variant + the header and definition, the other variants removed."""
     held = {int(t) for t in holdout}
-    ids = list(prompt.ids)
     out, seen = [], set()
-    for s, e in prompt.spans:
-        variant = tuple(int(t) for t in ids[s:e])
+    for k, (s, e) in enumerate(prompt.spans):
+        variant = tuple(int(t) for t in prompt.ids[s:e])
         if variant in seen or not held & set(variant):
             continue
         seen.add(variant)
-        shift = 1 + len(variant) - prompt.header_start
-        out.append(Prompt(np.asarray([ids[0], *variant, *ids[prompt.header_start:]], dtype=np.int32),
-                          [(1, 1 + len(variant))], prompt.source, prompt.header_start + shift,
-                          prompt.definition_start + shift))
+        out.append(variant_alone(prompt, k))
     return out
 
 
