@@ -232,7 +232,9 @@ def definition_model(family: str, corpus: Path, checkpoint: Path, extra=(), cpu:
 
     args = options.parse_args_and_arch(options.get_training_parser(), [
         str(corpus), "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", f"defemb_{family}",
-        "--pretrained-checkpoint", str(checkpoint), *(["--cpu"] if cpu else []), *OPTIM, *extra])
+        "--pretrained-checkpoint", str(checkpoint), *(["--cpu"] if cpu else []), *OPTIM,
+        # the step is measured, not the start: no least-squares read of the corpus before it
+        "--projection-init", "random", *extra])
     cfg = convert_namespace_to_omegaconf(args)
     task = tasks.setup_task(cfg.task)
     model = task.build_model(cfg.model)

@@ -58,6 +58,10 @@ class ReadStates:
     # caller can tell a headword's own position from a piece of another variant
     positions: torch.Tensor | None = None
 
+    def subset(self, keep: torch.Tensor) -> "ReadStates":
+        """The rows ``keep`` selects (of the same prompts)."""
+        return ReadStates(self.states[keep], self.targets[keep], self.definitions[keep], self.prompts, self.positions[keep])
+
 
 def headword_read_positions(dataset) -> np.ndarray:
     """Per prompt, where its headword as written (the first variant) is read when it is one subword:
@@ -151,8 +155,7 @@ def read_positions(model, dataset, prompts: np.ndarray, positions: str, **kwargs
         first = np.r_[True, occ[1:, 0] != occ[:-1, 0]]  # each prompt's first occurrence: its first span's start
         items = np.nonzero(first & np.isin(occ[:, 0], prompts))[0]
     read = read_states(model, dataset, prompts, items=items, **kwargs)
-    keep = headword_rows(read, dataset)
-    return ReadStates(read.states[keep], read.targets[keep], read.definitions[keep], read.prompts, read.positions[keep])
+    return read.subset(headword_rows(read, dataset))
 
 
 def normal_equations(read: ReadStates, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,14 +190,15 @@ def fit_projection(model, task, *, samples: int | None = 10000, valid_samples: i
                    lam: float | None = None, lambda_grid: tuple[float, ...] = LAMBDA_GRID, seed: int = 1,
                    max_tokens: int = 8192, batch_size: int | None = None, exclude_token_ids: set[int] | None = None,
                    valid_as_trained: bool = False, train_split: str = "train", valid_split: str = "valid",
-                   positions: str = "every", progress: bool = False) -> dict[str, Any]:
+                   positions: str = "headword", progress: bool = False) -> dict[str, Any]:
     """Fit W in closed form from the frozen ``model`` and set ``model.projection.weight``; return the report.
 
     ``samples`` training prompts (None: all) give X and Y; ``valid_samples`` validation prompts
     (None: all) choose lambda when ``lam`` is None and measure Eq. 5 for the mean target row, the
     model's W before the fit (random, for reference) and the fitted W. The validation is read
     as prediction reads it, or with ``valid_as_trained`` as fairseq-train's validation does (the
-    task's fixed corruption), which is what the warm start's later valid losses compare with.
+    task's fixed corruption, every prompt, every target), which is what the warm start's later
+    valid losses compare with; lambda is then chosen on its ``positions`` rows.
     ``exclude_token_ids``: prompts defining these ids are left out of the fit (held-out tokens).
     ``positions`` (``FIT_POSITIONS``): the states fitted and validated on; ``headword`` samples
     only prompts whose headword is one subword and reads it alone (a W for whole tokens).
@@ -213,20 +217,21 @@ def fit_projection(model, task, *, samples: int | None = 10000, valid_samples: i
                               progress=progress, desc=f"read {train_split}")
     valid = task.build_cloze_dataset(valid_split, predict=not valid_as_trained)
     valid_read = read_positions(model, valid, sample_prompts(valid, valid_samples, seed, exclude_token_ids,
-                                                             headword_only=headword), positions,
-                                max_tokens=max_tokens, batch_size=batch_size, progress=progress,
-                                desc=f"read {valid_split}")
+                                                             headword_only=headword and not valid_as_trained),
+                                "every" if valid_as_trained else positions, max_tokens=max_tokens,
+                                batch_size=batch_size, progress=progress, desc=f"read {valid_split}")
+    choose_on = valid_read.subset(headword_rows(valid_read, valid)) if valid_as_trained and headword else valid_read
     read_seconds = time.perf_counter() - start
     start = time.perf_counter()
     xtx, xty = normal_equations(fit_read, embeddings)
     grid: dict[str, float] = {}
     if lam is None:
-        if len(valid_read.targets) == 0:
+        if len(choose_on.targets) == 0:
             raise ValueError(f"{task.cfg.data}: no {valid_split} prompt to choose lambda on; give it "
                              "(defemb-fit --lambda, definition_cloze --projection-init-lambda)")
         for candidate in lambda_grid:
             w = ridge_solution(xtx, xty, candidate)
-            grid[repr(candidate)] = mimic_metrics(valid_read.states @ w.T, valid_read, embeddings)["loss"]
+            grid[repr(candidate)] = mimic_metrics(choose_on.states @ w.T, choose_on, embeddings)["loss"]
         lam = float(min(lambda_grid, key=lambda c: grid[repr(c)]))
     elif lam < 0:
         raise ValueError(f"lambda {lam}: must be >= 0")
@@ -340,7 +345,9 @@ def build_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | P
     from fairseq_defemb.convert.fairseq_checkpoint import build_pretraining_model
 
     family = detect_family(pretrained_checkpoint)
-    extra = ["--criterion", "mimic_mse", "--pretrained-checkpoint", str(pretrained_checkpoint), "--seed", str(seed)]
+    # W is fitted by the caller: the task's own least-squares start would read the prompts twice
+    extra = ["--criterion", "mimic_mse", "--pretrained-checkpoint", str(pretrained_checkpoint), "--seed", str(seed),
+             "--projection-init", "random"]
     if mask_headword_everywhere:
         extra.append("--mask-headword-everywhere")
     with warnings.catch_warnings():
@@ -354,7 +361,7 @@ def fit_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Pat
                          samples: int | None = 10000, valid_samples: int | None = None, lam: float | None = None,
                          mask_headword_everywhere: bool = False, seed: int = 1, max_tokens: int = 8192,
                          batch_size: int | None = None, exclude_token_ids: set[int] | None = None,
-                         positions: str = "every", device: str = "cpu", progress: bool = False) -> dict[str, Any]:
+                         positions: str = "headword", device: str = "cpu", progress: bool = False) -> dict[str, Any]:
     """``defemb-fit``: the frozen PLM plus a fitted W, saved (atomically) as the fairseq checkpoint of a
     ``definition_cloze`` model, so ``defemb-predict --checkpoint out`` reads it like a trained one; the
     report (returned) is also written to ``out`` with the suffix ``.json``."""

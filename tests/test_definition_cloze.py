@@ -176,17 +176,36 @@ def test_pretrained_weights_loaded_and_embeddings_frozen(tiny_dir):
 @pytest.mark.parametrize("family", ["roberta", "bart"])
 def test_normal_projection_init_is_the_authors_w(tiny_dir, family):
     """--projection-init normal: W ~ N(0, 1/h_s) (the authors' linear W), reproducible from fairseq's seed;
-    the default stays nn.Linear's uniform init (std 1/sqrt(3 h_s))."""
+    --projection-init random: nn.Linear's uniform init (std 1/sqrt(3 h_s))."""
     draws = []
     for _ in range(2):
         torch.manual_seed(5)
         draws.append(build(tiny_dir, family, ["--projection-init", "normal"])[1].projection.weight.detach())
     torch.manual_seed(5)
-    uniform = build(tiny_dir, family)[1].projection.weight.detach()
+    uniform = build(tiny_dir, family, ["--projection-init", "random"])[1].projection.weight.detach()
     assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], uniform)
     h_s = draws[0].shape[1]  # 32: 1,024 draws, so the sample std is within ~10% of the true one
     assert draws[0].std().item() == pytest.approx(h_s ** -0.5, rel=0.1)
     assert uniform.abs().max().item() <= h_s ** -0.5 < draws[0].abs().max().item()
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_default_training_starts_from_the_least_squares_w(tiny_dir, family, tmp_path):
+    """With no W option, a fresh run's W is the ridge fit on the headword reads of the frozen model
+    (fairseq_defemb.fit with the task's defaults); a run that resumes fits nothing."""
+    from fairseq_defemb.fit import fit_projection
+
+    save = ["--save-dir", str(tmp_path)]
+    task, model, _ = build(tiny_dir, family, save)
+    assert task.projection_init_report["positions"] == "headword" and task.projection_init_report["lambda_source"] == "valid"
+    reference_task, reference, _ = build(tiny_dir, family, [*save, "--projection-init", "random"])
+    assert not torch.equal(model.projection.weight, reference.projection.weight)
+    fit_projection(reference, reference_task, samples=10000, seed=1, valid_as_trained=True, positions="headword")
+    assert torch.equal(model.projection.weight, reference.projection.weight)
+    torch.save({}, tmp_path / "checkpoint_last.pt")  # fairseq-train would resume from it
+    task, _, _ = build(tiny_dir, family, save)
+    assert task.projection_init_report is None and task.resumes_from() == tmp_path / "checkpoint_last.pt"
+
 
 @pytest.mark.parametrize("arch,family", [("defemb_bart_large", "bart"), ("defemb_roberta_base", "roberta")])
 def test_named_arch_must_match_checkpoint(tiny_dir, arch, family):
@@ -320,7 +339,7 @@ def test_one_step_changes_w_and_not_the_frozen_embeddings(tiny_dir):
 @pytest.mark.parametrize("family", ["roberta", "bart"])
 def test_training_lowers_validation_loss(tiny_dir, family):
     torch.manual_seed(0)
-    task, model, criterion = build(tiny_dir, family)
+    task, model, criterion = build(tiny_dir, family, ["--projection-init", "random"])
     valid = batch(task.datasets["valid"], range(len(task.datasets["valid"])))
     train = task.datasets["train"]
 

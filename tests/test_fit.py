@@ -24,7 +24,7 @@ from tiny_corpus import DEFINITIONS, prompt_and_spans
 def test_fitted_w_is_numpys_ridge_solution_on_the_same_states(tiny_dir, family):
     model, task, _ = build_definition_model(pretrained_checkpoint=tiny_dir / family / "model.pt",
                                             corpus=tiny_dir / "corpus")
-    report = fit_projection(model, task, samples=40, lam=0.3, seed=3)
+    report = fit_projection(model, task, samples=40, lam=0.3, seed=3, positions="every")
     train = task.build_cloze_dataset("train", predict=True)
     prompts = sample_prompts(train, 40, 3)
     read = read_states(model, train, prompts, max_tokens=64)
@@ -73,7 +73,7 @@ def valid_loss(task, model, criterion) -> float:
 def test_warm_start_starts_below_the_random_w(tiny_dir, family, caplog):
     # fairseq-train seeds torch before building the model; both builds start from the same random W
     torch.manual_seed(5)
-    task, model, criterion, _ = build_with_cfg(tiny_dir, family, ["--seed", "5"])
+    task, model, criterion, _ = build_with_cfg(tiny_dir, family, ["--seed", "5", "--projection-init", "random"])
     random_loss = valid_loss(task, model, criterion)
     torch.manual_seed(5)
     with caplog.at_level(logging.INFO):

@@ -36,10 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-token-ids", default=None,
                    help="leave prompts defining these ids out of the fit and of lambda's choice (file or comma list): "
                    "held-out tokens")
-    p.add_argument("--positions", choices=FIT_POSITIONS, default="every",
-                   help="states W is fitted on: 'every' headword subword (default; what training's targets are) or "
-                   "'headword': only prompts whose headword is one subword, read there once (a W for whole "
-                   "tokens, 5x cheaper per prompt; docs/fit-gap-minilm.md)")
+    p.add_argument("--positions", choices=FIT_POSITIONS, default="headword",
+                   help="states W is fitted on: 'headword' (default): prompts whose headword is one subword, read "
+                   "there once (a W for whole tokens, 5x cheaper per prompt, the measured best: "
+                   "docs/definition-model.md), or 'every' headword subword (what training's targets are)")
     p.add_argument("--seed", type=int, default=1, help="seed of the prompt samples and of the reference random W")
     p.add_argument("--max-tokens", type=int, default=8192, help="tokens per batch of the read pass (default 8192)")
     p.add_argument("--batch-size", type=int, default=None, help="at most this many items per batch")

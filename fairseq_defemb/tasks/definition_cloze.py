@@ -16,11 +16,13 @@ from fairseq_defemb.data.cloze_dataset import DefinitionClozeDataset
 from fairseq_defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary, load_split
 from fairseq_defemb.data.vocabulary import MASK_SYMBOL, load_fairseq_dictionary
 from fairseq_defemb.models.pretrained import check_starting_point
+from fairseq_defemb.options import FIT_POSITIONS
 
 logger = logging.getLogger(__name__)
 
 CORRUPTION_CHOICES = ChoiceEnum(["auto", "bert", "sentinel"])
-PROJECTION_INIT_CHOICES = ChoiceEnum(["random", "normal", "least-squares"])
+PROJECTION_INIT_CHOICES = ChoiceEnum(["auto", "least-squares", "normal", "random"])
+FIT_POSITION_CHOICES = ChoiceEnum(list(FIT_POSITIONS))
 
 
 @dataclass
@@ -50,15 +52,22 @@ class DefinitionClozeConfig(FairseqDataclass):
                   "spans (e.g. inside its own definition), so the model cannot copy it (not in the paper)"},
     )
     projection_init: PROJECTION_INIT_CHOICES = field(
-        default="random",
-        metadata={"help": "initial W: 'random' (nn.Linear's init, uniform in +-1/sqrt(h_s); the paper does "
-                  "not specify one), 'normal' (N(0, 1/h_s): the W of the authors' code, their "
-                  "--defn-strategy linear) or 'least-squares' (ridge regression from the frozen pretrained model's states on a sample of "
-                  "training prompts to their pretrained embedding rows, see fairseq_defemb.fit; needs "
-                  "--pretrained-checkpoint; a resumed run still replaces W by the checkpoint's)"},
+        default="auto",
+        metadata={"help": "initial W (the paper does not specify one): 'least-squares' (ridge regression from the "
+                  "frozen pretrained model's states on a sample of training prompts to their pretrained embedding "
+                  "rows, fairseq_defemb.fit: the measured best, docs/definition-model.md), 'normal' (N(0, 1/h_s): "
+                  "the W of the authors' code, their --defn-strategy linear), 'random' (nn.Linear's uniform draw); "
+                  "'auto' (default): the W of --projection-init-from when given, else least-squares (random "
+                  "with --from-scratch: no pretrained model to read). A run that resumes from a checkpoint takes "
+                  "the checkpoint's W and fits nothing"},
     )
     projection_init_samples: int = field(
         default=10000, metadata={"help": "--projection-init least-squares: training prompts read for the fit"}
+    )
+    projection_init_positions: FIT_POSITION_CHOICES = field(
+        default="headword",
+        metadata={"help": "--projection-init least-squares: fit on the headword as written when it is one "
+                  "subword ('headword', read once per prompt; the measured best) or on 'every' headword subword"},
     )
     projection_init_lambda: Optional[float] = field(
         default=None,
@@ -72,6 +81,9 @@ class DefinitionClozeConfig(FairseqDataclass):
                   "definition_cloze checkpoint; its frozen embedding rows must equal this model's (checked)"},
     )
     seed: int = II("common.seed")
+    # where fairseq-train resumes from: a resumed run's W is the checkpoint's, so nothing is fitted
+    save_dir: str = II("checkpoint.save_dir")
+    restore_file: str = II("checkpoint.restore_file")
 
 
 def set_option(cfg, key: str, value) -> None:
@@ -128,14 +140,26 @@ class DefinitionClozeTask(FairseqTask):
             dataset.set_corruption(self.corruption)
         logger.info(f"definition cloze corruption: {self.corruption}")
         if not from_checkpoint:
-            if self.cfg.projection_init_from and self.cfg.projection_init != "random":
-                raise ValueError(f"--projection-init {self.cfg.projection_init} and --projection-init-from: give one")
-            if self.cfg.projection_init == "normal":
+            init = self.cfg.projection_init
+            if self.cfg.projection_init_from and init != "auto":
+                raise ValueError(f"--projection-init {init} and --projection-init-from: give one")
+            resumed = self.resumes_from()
+            if resumed is not None and init in ("auto", "least-squares"):
+                logger.info(f"resuming from {resumed}: W is the checkpoint's, nothing fitted")
+            elif init == "normal":
                 # drawn from torch's generator, which fairseq-train seeds before building the model
                 nn.init.normal_(model.projection.weight, std=model.projection.in_features ** -0.5)
-            elif self.cfg.projection_init_from or self.cfg.projection_init == "least-squares":
+            elif init == "least-squares" or self.cfg.projection_init_from or (
+                    init == "auto" and not getattr(cfg, "from_scratch", False)):
                 self.initialise_projection(model, cfg)
         return model
+
+    def resumes_from(self) -> Path | None:
+        """The checkpoint fairseq-train will load weights from (its --restore-file, by default
+        SAVE_DIR/checkpoint_last.pt when it exists), or None for a fresh run."""
+        restore = str(getattr(self.cfg, "restore_file", None) or "checkpoint_last.pt")
+        path = Path(restore) if restore != "checkpoint_last.pt" else Path(str(getattr(self.cfg, "save_dir", None) or "checkpoints")) / restore
+        return path if path.is_file() else None
 
     def initialise_projection(self, model, model_cfg) -> None:
         """W before any update: fitted by least squares from the frozen pretrained model
@@ -157,7 +181,8 @@ class DefinitionClozeTask(FairseqTask):
                 raise ValueError("--projection-init least-squares reads the pretrained model: pass --pretrained-checkpoint")
             model.to(device)
             report = fit_projection(model, self, samples=self.cfg.projection_init_samples,
-                                    lam=self.cfg.projection_init_lambda, seed=self.cfg.seed, valid_as_trained=True)
+                                    lam=self.cfg.projection_init_lambda, seed=self.cfg.seed, valid_as_trained=True,
+                                    positions=str(self.cfg.projection_init_positions))
             logger.info(
                 f"--projection-init least-squares: W fitted on {report['fit']['states']} states of "
                 f"{report['fit']['prompts']} training prompts, lambda {report['lambda']} ({report['lambda_source']}), "
