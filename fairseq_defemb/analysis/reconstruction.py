@@ -31,7 +31,7 @@ from fairseq_defemb.analysis.significance import paired_bootstrap
 from fairseq_defemb.atomic_io import atomic_output_dir, naming_failed_writes, write_json
 
 INITIALISERS = ("mean row", "definition mean", "subword", "random")
-METRICS = ("cosine", "sq_distance", "mrr", "hits@1", "hits@10", "median_rank")
+METRICS = ("cosine", "sq_distance", "mrr", "hits@1", "hits@10", "hits@100", "median_rank")
 
 
 class ReconstructionError(ValueError):
@@ -77,7 +77,7 @@ def aggregate(scores: TokenScores, where: np.ndarray) -> dict:
     return {"n": int(len(rank)), "cosine": float(scores.cosine[where].mean()),
             "sq_distance": float(scores.sq_distance[where].mean()), "mrr": float((1.0 / rank).mean()),
             "hits@1": float((rank <= 1).mean()), "hits@10": float((rank <= 10).mean()),
-            "median_rank": float(np.median(rank))}
+            "hits@100": float((rank <= 100).mean()), "median_rank": float(np.median(rank))}
 
 
 # -- the initialisers ---------------------------------------------------------------------------
@@ -243,13 +243,13 @@ def reconstruction_markdown(report: dict) -> str:
              f"true row among all {report['candidate_rows']:,} rows by cosine (ties against the prediction).", ""]
     for group in next(iter(report["methods"].values())):
         n = next(iter(report["methods"].values()))[group]["n"]
-        lines += [f"**{group}** ({n} tokens)", "", "| initialiser | cosine | sq. distance | MRR | hits@1 | hits@10 | median rank |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"**{group}** ({n} tokens)", "", "| initialiser | cosine | sq. distance | MRR | hits@1 | hits@10 | hits@100 | median rank |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for name, entry in report["methods"].items():
             m = entry[group]
             mark = " (system)" if name == report["system"] else " (best baseline)" if name == report["best_baseline"] else ""
             lines.append(f"| {name}{mark} | {m['cosine']:.3f} | {m['sq_distance']:.3f} | {m['mrr']:.4f} | "
-                         f"{m['hits@1']:.3f} | {m['hits@10']:.3f} | {m['median_rank']:.0f} |")
+                         f"{m['hits@1']:.3f} | {m['hits@10']:.3f} | {m['hits@100']:.3f} | {m['median_rank']:.0f} |")
         lines.append("")
     for name, tests in report["bootstrap"].items():
         for metric, b in tests.items():

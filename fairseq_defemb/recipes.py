@@ -1,0 +1,71 @@
+"""The definition model's two recipes, in one place for every tool that builds one.
+
+* ``RECOMMENDED``: what measured best at a CPU budget (the ladder in docs/definition-model.md):
+  the corpus also holds each prompt with its headword alone (the reading a new word gets);
+  W starts from least squares on the frozen encoder (``defemb-fit``); training adds a retrieval
+  term (InfoNCE of the true row among all rows) to Eq. 5.
+* ``PAPER``: the paper as printed, where it speaks (Eq. 5 alone, the prompt of Figure 4), and the
+  authors' code where it is silent (W drawn N(0, 1/h)).
+
+Both train with the paper's optimiser (Adam (0.9, 0.98), weight decay 0.01, inverse square root
+schedule after a linear warm-up from 1e-7: Table 12); only the length of the run and its rate
+are set by the budget. ``make eval``, ``make demo``, ``make demo-bart`` and ``defemb-add-tokens
+--init defemb`` without a model take their options from here.
+"""
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    corpus_options: dict = field(default_factory=dict)  # build_corpus keyword options (defemb-corpus's flags)
+    train: tuple[str, ...] = ()  # fairseq-train options of definition_cloze and mimic_mse
+    fitted_start: bool = False  # W from defemb-fit (least squares on the frozen encoder) before training
+
+    def corpus_flags(self) -> list[str]:
+        """``corpus_options`` as defemb-corpus's command-line flags."""
+        flags = []
+        for key, value in self.corpus_options.items():
+            flag = "--" + key.replace("_", "-")
+            flags += [flag] if value is True else [] if value is False else [flag, str(value)]
+        return flags
+
+
+RECOMMENDED = Recipe(
+    name="recommended",
+    description="least-squares W, Eq. 5 + retrieval term, definition-only copies in the corpus",
+    corpus_options={"definition_only_copies": True},
+    train=("--retrieval-weight", "1", "--retrieval-temperature", "0.05"),
+    fitted_start=True,
+)
+PAPER = Recipe(
+    name="paper",
+    description="the paper as printed: Eq. 5 alone, W drawn N(0, 1/h) as the authors' code draws it",
+    train=("--projection-init", "normal"),
+    fitted_start=False,
+)
+RECIPES = {recipe.name: recipe for recipe in (RECOMMENDED, PAPER)}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a CPU run trains, and at what rate (the paper's GPU values are Table 12's)."""
+
+    updates: int = 1000
+    lr: float = 5e-4
+    warmup: int = 25
+    max_tokens: int = 1024
+
+
+CPU_BUDGET = Budget()
+
+
+def training_options(recipe: Recipe, budget: Budget, *, seed: int = 1) -> list[str]:
+    """``fairseq-train`` options after ``DATA --user-dir ...``: the task, criterion and optimiser of
+    ``recipe`` at ``budget`` (the caller adds --arch, --pretrained-checkpoint, --save-dir, devices)."""
+    return ["--task", "definition_cloze", "--criterion", "mimic_mse", "--optimizer", "adam",
+            "--adam-betas", "(0.9, 0.98)", "--weight-decay", "0.01", "--lr", str(budget.lr),
+            "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(budget.warmup), "--warmup-init-lr", "1e-7",
+            "--max-tokens", str(budget.max_tokens), "--max-update", str(budget.updates), "--seed", str(seed),
+            *recipe.train]
