@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
+from fairseq_defemb.recipes import Budget, Recipe, training_options
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
@@ -116,34 +117,35 @@ class Step:
         return result
 
 
-def definition_cloze_cmd(definitions: Path, pretrained: Path, save_dir: Path, *, arch: str, lr: float | str,
-                         warmup: int, max_tokens: int, updates: int, seed: int, extra: list = ()) -> list:
-    """``fairseq-train --task definition_cloze`` with the paper's optimiser and schedule (Adam
-    (0.9, 0.98), weight decay 0.01, inverse_sqrt after a warm-up from 1e-7) at a demo's CPU budget;
-    ``extra``: the caller's validation, checkpoint, logging and W options."""
-    return [
-        BIN / "fairseq-train", definitions, "--user-dir", REPO / "fairseq_defemb",
-        "--task", "definition_cloze", "--criterion", "mimic_mse", "--arch", arch,
-        "--pretrained-checkpoint", pretrained, "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
-        "--weight-decay", "0.01", "--lr", lr, "--lr-scheduler", "inverse_sqrt", "--warmup-updates", warmup,
-        "--warmup-init-lr", "1e-7", "--max-tokens", max_tokens, "--max-update", updates,
-        "--save-dir", save_dir, "--no-epoch-checkpoints", "--seed", seed, *CPU, *extra,
-    ]
+def definition_cloze_cmd(definitions: Path, pretrained: Path, save_dir: Path, *, arch: str, recipe: Recipe,
+                         budget: Budget, seed: int, extra: list = ()) -> list:
+    """``fairseq-train --task definition_cloze`` of ``recipe`` (fairseq_defemb.recipes: its criterion
+    and W options, the paper's optimiser) at a demo's CPU ``budget``; ``extra``: the caller's
+    validation, checkpoint, logging and W options."""
+    return [BIN / "fairseq-train", definitions, "--user-dir", REPO / "fairseq_defemb", "--arch", arch,
+            "--pretrained-checkpoint", pretrained, "--save-dir", save_dir, "--no-epoch-checkpoints",
+            *training_options(recipe, budget, seed=seed), *CPU, *extra]
 
 
 def training_curve(log: str) -> dict[str, list[float]]:
     """Train loss (and the mimic criterion's cosine, when logged) per logged update, and the
-    validation loss per validation, from a ``--log-format simple`` fairseq-train log."""
-    curve = {"update": [], "loss": [], "cosine": [], "valid_update": [], "valid_loss": [], "valid_cosine": []}
+    validation loss per validation, from a ``--log-format simple`` fairseq-train log. ``eq5`` and
+    ``valid_eq5``: Eq. 5 alone (the criterion's ``mimic``), which the loss is unless a retrieval
+    term is added to it."""
+    curve = {"update": [], "loss": [], "eq5": [], "cosine": [], "valid_update": [], "valid_loss": [], "valid_eq5": [],
+             "valid_cosine": []}
     for line in re.findall(r"\| train_inner \| (.*)", log):
         fields = dict(re.findall(r"(\w+)=([-0-9.e]+)", line))
         curve["update"].append(int(fields["num_updates"]))
         curve["loss"].append(float(fields["loss"]))
+        curve["eq5"].append(float(fields.get("mimic", fields["loss"])))
         if "cosine" in fields:
             curve["cosine"].append(float(fields["cosine"]))
     for m in re.finditer(r"\| valid on 'valid' subset \| loss ([0-9.]+) (.*?)num_updates (\d+)", log):
         curve["valid_loss"].append(float(m.group(1)))
         curve["valid_update"].append(int(m.group(3)))
+        mimic = re.search(r"\| mimic ([-0-9.]+)", m.group(2))
+        curve["valid_eq5"].append(float(mimic.group(1)) if mimic else float(m.group(1)))
         cosine = re.search(r"\| cosine ([-0-9.]+)", m.group(2))
         if cosine:
             curve["valid_cosine"].append(float(cosine.group(1)))

@@ -1,14 +1,24 @@
 #!/usr/bin/env python
-"""``make eval``: does a definition give a token its embedding? Held-out reconstruction on 2 CPU cores.
+"""``make eval``: what a definition gives a token, measured on held-out tokens, on 2 CPU cores.
 
-all-MiniLM-L6-v2 is converted to a stock fairseq RoBERTa (as ``make demo`` does); ``defemb-corpus
---holdout`` holds out frequent and medium tokens whose pretrained rows are good and routes every
-prompt with one of them in a headword span to a prediction-only split; ``definition_cloze`` trains
-without them; at three training lengths ``defemb-predict`` predicts the held-out tokens from their
-definitions (the paper's prompt, and the definition only) and ``defemb-analyze reconstruction``
-ranks the true rows against the initialisers people use today (mean row, definition mean, subword,
-random). Every step is the console command a user would run; everything lands atomically in
-``--out`` (summary.md, results.json, budget_curve.png, logs, the per-budget reports).
+all-MiniLM-L6-v2 is converted to a stock fairseq RoBERTa (as ``make demo`` does). For each of two
+seeds, ``defemb-corpus --holdout`` holds out 200 frequent and medium tokens whose pretrained rows
+are good and keeps every prompt that defines one out of training; two definition models are built
+without them, each with the console commands a user runs:
+
+* the **recommended** recipe (``fairseq_defemb.recipes.RECOMMENDED``): the corpus with its
+  definition-only copies, ``defemb-fit``'s least-squares W, then training with Eq. 5 and the
+  retrieval term; the fitted W alone (no training) is scored too;
+* the **paper as printed** (``PAPER``): Eq. 5 alone from the authors' random W, on the paper's prompts.
+
+``defemb-predict`` reads the held-out tokens two ways, the paper's prompt (the token's other forms
+visible, what surgery reads) and the definition only (every form hidden, what a new word gets), and
+``defemb-analyze reconstruction`` ranks the true rows among all 30,522 next to the initialisers
+people use today (mean row, definition mean, subword mean, random), with a paired bootstrap
+against the best of them. Last, the new-word check: ``defemb-add-tokens`` adds words MiniLM does
+not have (examples/new_words.tsv: definitions written for the check, and the words a reader would
+call related) with every initialiser, and each new row's neighbours are searched for a related word.
+Everything lands atomically in ``--out`` (summary.md, results.json, readings.png, logs).
 """
 import json
 import shutil
@@ -16,196 +26,225 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from fairseq_defemb.atomic_io import atomic_output_dir
+from fairseq_defemb.recipes import PAPER, RECOMMENDED, Budget
 
 from demo import minilm_dir
 from demo_support import BIN, Step, definition_cloze_cmd, parse_demo_args, training_curve
 
-# CPU budgets. Each training run has a fixed warm-up: inverse_sqrt's rate does not depend on
-# --max-update, so the model after 80 updates of the 1,000-update run is the 80-update model, and a
-# curve costs one run, resumed from checkpoint_last at each length. On 2 quiet cores a 1,024-token
-# update takes ~0.5 s, so the two runs to 1,000 updates are ~20 of the eval's ~30 minutes.
+EXAMPLES = Path(__file__).resolve().parent
+NEW_WORDS = EXAMPLES / "new_words.tsv"
+# CPU budgets: prompts cut to 32 tokens (this 6-layer encoder trains at ~1,700 tokens/s on 2 quiet
+# cores), 200 held-out tokens per seed, two training runs per seed.
 BUDGETS = {
-    "full": {"prompts": 12000, "valid": 300, "holdout": 200, "updates": [80, 300, 1000], "warmup": 25,
-             "max_tokens": 1024, "prompt_tokens": 32, "lr": 5e-4, "fit_samples": 10000},
-    "ci": {"prompts": 300, "valid": 20, "holdout": 12, "updates": [2, 4, 6], "warmup": 2,
-           "max_tokens": 512, "prompt_tokens": 24, "lr": 5e-4, "fit_samples": 100},
+    "full": {"seeds": [1, 2], "valid": 2000, "holdout": 200, "prompt_tokens": 32, "fit_samples": 10000,
+             "train": Budget(updates=1000, lr=5e-4, warmup=25, max_tokens=1024), "sources": "gcide,numbers", "limit": 0},
+    # the test's: the spelled-out numbers alone make a corpus in seconds (GCIDE takes minutes to read)
+    "ci": {"seeds": [1, 2], "valid": 20, "holdout": 12, "prompt_tokens": 24, "fit_samples": 100,
+           "train": Budget(updates=4, lr=5e-4, warmup=2, max_tokens=512), "sources": "numbers", "limit": 0},
 }
-SYSTEM = "DefinitionEMB"
-ABLATION = "DefinitionEMB, definition only"
-WARM = "DefinitionEMB, least-squares W"
-FITTED = "fitted W (frozen encoder)"
-FITTED_ABLATION = "fitted W, definition only"
-# The paper's training, and the same from W fitted by least squares on the frozen encoder.
-# The warm start and the definition-only ablation are read at the largest length only (the CPU budget).
-RUNS = (SYSTEM, WARM)
+READINGS = {"heldout": "paper prompt", "heldout_defonly": "definition only"}
+REC, FIT, PAPER_RUN = "recommended", "recommended W alone (defemb-fit, no training)", "paper as printed"
+MODELS = (REC, FIT, PAPER_RUN)
+SLUGS = {REC: "recommended", FIT: "fitted", PAPER_RUN: "paper"}  # file and step names
+INITS = {"DefinitionEMB, recommended": "defemb", "DefinitionEMB, paper as printed": "defemb",
+         "DefinitionEMB, fitted W alone": "defemb", "subword mean": "subwords", "definition mean": "description-mean",
+         "mean row": "mean"}
 
 
-def train_cmd(work: Path, original: Path, save_dir: Path, budget: dict, updates: int, seed: int, extra: list) -> list:
-    """definition_cloze as the paper trains it, validated and saved at ``updates`` (a later length resumes)."""
-    return definition_cloze_cmd(work / "definitions", original / "model.pt", save_dir, arch="defemb_roberta",
-                                lr=budget["lr"], warmup=budget["warmup"], max_tokens=budget["max_tokens"], updates=updates,
-                                seed=seed, extra=["--validate-interval-updates", updates, "--save-interval-updates", updates,
-                                                  "--keep-interval-updates", "1",
-                                                  "--log-interval", max(1, budget["updates"][-1] // 100), *extra])
+def name(model: str, split: str) -> str:
+    return f"{model} | {READINGS[split]}"
 
 
-def predict(step: Step, work: Path, checkpoint: Path, split: str, out: Path, name: str) -> Path:
-    step.run(name, [BIN / "defemb-predict", "--checkpoint", checkpoint, "--corpus", work / "definitions",
-                    "--splits", split, "--token-ids", work / "definitions" / "holdout_ids.txt", "--out", out,
-                    "--max-tokens", "4096", "--device", "cpu", "--no-progress"], show=1)
-    return out
+def run_seed(step: Step, work: Path, original: Path, model_dir: Path, budget: dict, seed: int) -> dict:
+    """One seed's corpus, definition models, predictions, reconstruction report and new-word check."""
+    # one corpus serves both recipes: the paper's run leaves its definition-only copies out
+    corpus = work / "definitions"
+    step.run(f"s{seed} corpus", [
+        BIN / "defemb-corpus", "--source", budget["sources"], "--vocab", original / "dict.txt", "--bpe", "wordpiece",
+        "--wordpiece-vocab", model_dir / "vocab.txt", "--lowercase", "--max-prompt-tokens", budget["prompt_tokens"],
+        "--valid-size", budget["valid"], "--holdout", budget["holdout"], "--limit", budget["limit"],
+        "--workers", "2", "--seed", seed, "--out", corpus, "--no-progress", *RECOMMENDED.corpus_flags(),
+    ], show=1)
+    checkpoints = {FIT: work / "fit.pt"}
+    step.run(f"s{seed} fit", [BIN / "defemb-fit", "--pretrained-checkpoint", original / "model.pt", "--corpus",
+                              corpus, "--out", checkpoints[FIT], "--samples", budget["fit_samples"],
+                              "--seed", seed, "--no-progress"], show=5)
+    logs = {}
+    for model, recipe in ((REC, RECOMMENDED), (PAPER_RUN, PAPER)):
+        save_dir = work / "checkpoints" / recipe.name
+        start = ["--projection-init-from", checkpoints[FIT]] if recipe.fitted_start else []
+        logs[model] = step.run(f"s{seed} train {recipe.name}", definition_cloze_cmd(
+            corpus, original / "model.pt", save_dir, arch="defemb_roberta", recipe=recipe, budget=budget["train"],
+            seed=seed, extra=[*start, "--validate-interval-updates", budget["train"].updates, "--no-save-optimizer-state",
+                              "--log-interval", max(1, budget["train"].updates // 20)]), show=2)
+        checkpoints[model] = save_dir / "checkpoint_last.pt"
+    predictions = {}
+    for model, checkpoint in checkpoints.items():
+        for split in READINGS:
+            out = work / f"{SLUGS[model]}-{split}.pt"
+            step.run(f"s{seed} predict {SLUGS[model]} {split}", [
+                BIN / "defemb-predict", "--checkpoint", checkpoint, "--corpus", corpus, "--splits", split,
+                "--token-ids", corpus / "holdout_ids.txt", "--out", out, "--device", "cpu", "--no-progress"])
+            predictions[name(model, split)] = out
+    step.run(f"s{seed} reconstruction", [
+        BIN / "defemb-analyze", "reconstruction", "--checkpoint", original / "model.pt", "--corpus", corpus,
+        "--predictions", *(f"{n}={p}" for n, p in predictions.items()), "--system", name(REC, "heldout"),
+        "--wordpiece-vocab", model_dir / "vocab.txt", "--seed", seed, "--out", work / "reconstruction"], show=0)
+    report = json.loads((work / "reconstruction" / "report.json").read_text())
+    new_words = new_word_check(step, work, model_dir, checkpoints, seed)
+    curves = {model: training_curve(log) for model, log in logs.items()}
+    fit = json.loads((work / "fit.json").read_text())
+    shutil.rmtree(work / "checkpoints")
+    (work / "fit.pt").unlink()  # whole models: their predictions and reports are what is kept
+    return {"reconstruction": {k: v for k, v in report.items() if k != "per_token"}, "new_words": new_words,
+            "curves": curves, "fit": {k: fit[k] for k in ("lambda", "fit", "valid", "seconds")},
+            "holdout": json.loads((corpus / "coverage.json").read_text())["holdout"]}
 
 
-def slug(name: str) -> str:
-    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+def new_word_check(step: Step, work: Path, model_dir: Path, checkpoints: dict, seed: int) -> dict:
+    """Every initialiser on the new words: defemb-add-tokens, then each new row's best related rank."""
+    from safetensors.numpy import load_file
+
+    from fairseq_defemb.analysis.new_words import best_related_ranks, read_new_words, summary
+
+    vocabulary = {line: i for i, line in enumerate((model_dir / "vocab.txt").read_text(encoding="utf-8").splitlines())}
+    words = read_new_words(NEW_WORDS, vocabulary)
+    tsv = work / "new_words.tsv"
+    tsv.write_text("".join(f"{w['word']}\t{w['pos']}\t{w['definition']}\n" for w in words), encoding="utf-8")
+    models = {"DefinitionEMB, recommended": checkpoints[REC], "DefinitionEMB, paper as printed": checkpoints[PAPER_RUN],
+              "DefinitionEMB, fitted W alone": checkpoints[FIT]}
+    results = {}
+    for label, init in INITS.items():
+        out = work / "new-words" / label.split(",")[-1].strip().replace(" ", "-")
+        step.run(f"s{seed} new words {label}", [
+            BIN / "defemb-add-tokens", "--hf-model", model_dir, "--words", tsv, "--init", init, "--out", out,
+            "--device", "cpu", "--no-progress", *(["--definition-model", models[label]] if label in models else [])])
+        report = json.loads((out / "add_tokens.json").read_text())
+        matrix = next(v for k, v in load_file(str(out / "model.safetensors")).items() if k.endswith("word_embeddings.weight"))
+        rows_before = report["rows_before"]
+        rows = matrix[[w["id"] for w in report["words"]]]
+        specials = {i for t, i in vocabulary.items() if t.startswith("[") and t.endswith("]")}
+        best = best_related_ranks(rows, matrix[:rows_before], [w["related"] for w in words], specials)
+        results[label] = {**summary(best), "best_rank": dict(zip([w["word"] for w in words], best.tolist())),
+                          "neighbours": {w["word"]: [n["token"] for n in w["neighbours"]] for w in report["words"]}}
+    shutil.rmtree(work / "new-words")
+    return results
+
+
+def mean_over(seeds: dict, path) -> float:
+    return float(np.mean([path(s) for s in seeds.values()]))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, budget = parse_demo_args(__doc__, "eval-out", BUDGETS, argv, extra_train_args=True)
-    extra = args.train_args.split() if args.train_args else []
+    args, budget = parse_demo_args(__doc__, "eval-out", BUDGETS, argv)
     started = time.perf_counter()
-    print(f"Held-out reconstruction ({args.budget} budget) -> {args.out}")
-    print(f"  choices: GCIDE + spelled-out numbers; {budget['holdout']} held-out tokens (frequent + medium, seed "
-          f"{args.seed}); {budget['prompts']:,} training prompts sampled toward rare tokens, cut to "
-          f"{budget['prompt_tokens']} tokens; two training runs ({', '.join(RUNS)}) of <= {budget['max_tokens']} "
-          f"tokens per update, lr {budget['lr']} inverse_sqrt after {budget['warmup']} warm-up updates, the first read "
-          f"at {', '.join(map(str, budget['updates']))} updates, the second at the last; W fitted on {budget['fit_samples']:,} training prompts"
-          + (f"; extra training options: {' '.join(extra)}" if extra else ""))
+    print(f"Held-out reconstruction ({args.budget} budget, seeds {budget['seeds']}) -> {args.out}")
     with atomic_output_dir(args.out, overwrite=True) as work:
         step = Step(work, timeout=args.step_timeout or None)
         model_dir = minilm_dir()
         original = work / "original"
         step.run("convert", [BIN / "defemb-convert-hf", "--model-dir", model_dir, "--out", original])
-        step.run("corpus", [
-            BIN / "defemb-corpus", "--source", "gcide,numbers", "--vocab", original / "dict.txt", "--bpe", "wordpiece",
-            "--wordpiece-vocab", model_dir / "vocab.txt", "--lowercase", "--max-prompt-tokens", budget["prompt_tokens"],
-            "--limit", budget["prompts"], "--valid-size", budget["valid"], "--holdout", budget["holdout"],
-            "--workers", "2", "--seed", args.seed, "--out", work / "definitions", "--no-progress",
-        ], show=2)
-        step.run("fit", [BIN / "defemb-fit", "--pretrained-checkpoint", original / "model.pt", "--corpus",
-                         work / "definitions", "--out", work / "fit.pt", "--samples", budget["fit_samples"],
-                         "--seed", args.seed, "--no-progress"], show=5)
-        fitted = {FITTED: predict(step, work, work / "fit.pt", "heldout", work / "fitted_w.pt", "predict fitted W"),
-                  FITTED_ABLATION: predict(step, work, work / "fit.pt", "heldout_defonly", work / "fitted_w_definition_only.pt",
-                                           "predict fitted W definition only")}
-        logs, reports = {name: [] for name in RUNS}, {}
-        for updates in budget["updates"]:
-            predictions = {}
-            for name in RUNS:
-                if name != SYSTEM and updates != budget["updates"][-1]:
-                    continue  # one run straight to the largest length: same model, fewer start-ups
-                save_dir = work / "checkpoints" / slug(name)
-                # the warm start begins from the fitted-W baseline's own W (fit.pt)
-                options = ["--projection-init-from", work / "fit.pt"] if name == WARM else []
-                logs[name].append(step.run(f"train {slug(name)} {updates}", train_cmd(
-                    work, original, save_dir, budget, updates, args.seed, [*options, *extra]), show=2))
-                largest = updates == budget["updates"][-1]
-                # a copy: fairseq rewrites checkpoint_last.pt in place when the next length resumes from it
-                checkpoint = save_dir / f"after_{updates}.pt"
-                shutil.copyfile(save_dir / "checkpoint_last.pt", checkpoint)
-                predictions[name] = predict(step, work, checkpoint, "heldout", work / f"{slug(name)}_{updates}.pt",
-                                            f"predict {slug(name)} {updates}")
-                if name == SYSTEM and largest:
-                    predictions[ABLATION] = predict(step, work, checkpoint, "heldout_defonly",
-                                                    work / f"{slug(ABLATION)}_{updates}.pt",
-                                                    f"predict {slug(ABLATION)} {updates}")
-                checkpoint.unlink()  # weights and Adam state; the predictions are what is kept
-            step.run(f"reconstruction {updates}", [
-                BIN / "defemb-analyze", "reconstruction", "--checkpoint", original / "model.pt",
-                "--corpus", work / "definitions", "--predictions", *(f"{n}={p}" for n, p in predictions.items()),
-                "--baseline-predictions", *(f"{n}={p}" for n, p in fitted.items()), "--system", SYSTEM,
-                "--wordpiece-vocab", model_dir / "vocab.txt", "--seed", args.seed,
-                "--out", work / f"reconstruction_{updates}",
-            ], show=0)
-            reports[updates] = json.loads((work / f"reconstruction_{updates}" / "report.json").read_text())
-        shutil.rmtree(work / "checkpoints")
-        (work / "fit.pt").unlink()  # a whole model; its predictions and fit.json are what is kept
-        curves = {name: training_curve("".join(log)) for name, log in logs.items()}
-        plot_budget_curve(reports, work / "budget_curve.png")
-        write_summary(work, args, budget, extra, reports, curves, step.timings, time.perf_counter() - started)
+        seeds = {}
+        for seed in budget["seeds"]:
+            (work / f"seed{seed}").mkdir()
+            seeds[seed] = run_seed(step, work / f"seed{seed}", original, model_dir, budget, seed)
+        plot_readings(seeds, work / "readings.png")
+        write_summary(work, args, budget, seeds, step.timings, time.perf_counter() - started)
     print(f"\ndone in {time.perf_counter() - started:.0f} s: {args.out}/summary.md")
     return 0
 
 
-def plot_budget_curve(reports: dict, path: Path) -> None:
-    """MRR on the held-out tokens against training updates; the initialisers as flat lines."""
+def plot_readings(seeds: dict, path: Path) -> None:
+    """MRR of every method in both readings, the mean of the seeds with each seed as a dot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    updates = sorted(reports)
-    last = reports[updates[-1]]
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    for name in (SYSTEM, ABLATION, WARM):
-        read = [u for u in updates if name in reports[u]["methods"]]
-        ax.plot(read, [reports[u]["methods"][name]["all"]["mrr"] for u in read], "o-", label=name)
-    for name in last["baselines"]:
-        ax.axhline(last["methods"][name]["all"]["mrr"], ls="--", lw=1, color=f"C{2 + last['baselines'].index(name)}",
-                   label=name)
-    ax.set_xscale("log")
-    ax.set_yscale("log")  # the random initialiser's MRR is orders of magnitude below the rest
-    ax.set_xlabel("definition_cloze updates")
-    ax.set_ylabel("MRR of the true row (all rows, cosine)")
-    ax.set_title(f"{last['num_tokens']} held-out MiniLM tokens, GCIDE definitions")
-    ax.legend(fontsize=7)
+    first = next(iter(seeds.values()))["reconstruction"]
+    baselines = first["baselines"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for ax, split in zip(axes, READINGS):
+        labels = [*MODELS, *baselines]
+        keys = [name(m, split) for m in MODELS] + baselines
+        values = [[s["reconstruction"]["methods"][k]["all"]["mrr"] for s in seeds.values()] for k in keys]
+        ax.bar(range(len(keys)), [np.mean(v) for v in values], color=["C0", "C1", "C2"] + ["C7"] * len(baselines))
+        for x, v in enumerate(values):
+            ax.plot([x] * len(v), v, "k.", ms=4)
+        ax.set_xticks(range(len(keys)), [label.replace(" (", "\n(") for label in labels], rotation=60, ha="right",
+                      fontsize=7)
+        ax.set_title(READINGS[split])
+    axes[0].set_ylabel("MRR of the true row among all rows")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def write_summary(work: Path, args, budget: dict, extra: list[str], reports: dict, curves: dict, timings: dict,
-                  seconds: float) -> None:
-    from fairseq_defemb.analysis.reconstruction import reconstruction_markdown
-
-    updates = sorted(reports)
-    last = reports[updates[-1]]
-    rows = []
-    for name in [SYSTEM, ABLATION, WARM, *last["baselines"]]:
-        cells = [f"{reports[u]['methods'][name]['all']['mrr']:.4f}" if name in reports[u]["methods"] else "-"
-                 for u in updates]
-        m = last["methods"][name]["all"]
-        rows.append(f"| {name} | {' | '.join(cells)} | {m['hits@1']:.3f} | {m['hits@10']:.3f} | {m['median_rank']:.0f} | "
-                    f"{m['cosine']:.3f} |")
-    tests = []
-    for name, test in last["bootstrap"].items():
-        b = test["reciprocal_rank"]
-        tests.append(f"- {name}: {b['system_mean']:.4f} vs {last['best_baseline']} {b['baseline_mean']:.4f}, delta "
-                     f"{b['delta']:+.4f}, 95% CI [{b['ci95'][0]:+.4f}, {b['ci95'][1]:+.4f}], p = {b['p_value']:.3f}")
-    training = []
-    for name, curve in curves.items():
-        training.append(f"- {name}: train loss {curve['loss'][0]:.3f} -> {curve['loss'][-1]:.3f}, cosine to the pretrained "
-                        f"rows {curve['cosine'][0]:.3f} -> {curve['cosine'][-1]:.3f} (train batches)"
-                        + (f"; valid loss at each length {', '.join(f'{v:.3f}' for v in curve['valid_loss'])}"
-                           if curve["valid_loss"] else ""))
-    corpus = json.loads((work / "definitions" / "coverage.json").read_text())
-    fit = json.loads((work / "fit.json").read_text())
+def write_summary(work: Path, args, budget: dict, seeds: dict, timings: dict, seconds: float) -> None:
+    first = next(iter(seeds.values()))["reconstruction"]
+    baselines = first["baselines"]
     lines = [
-        "# Held-out reconstruction on all-MiniLM-L6-v2 with GCIDE (CPU)", "",
-        f"Budget `{args.budget}`, seed {args.seed}, {seconds:.0f} s in all"
-        + (f", extra training options `{' '.join(extra)}`" if extra else "") + ". Every number comes from this run "
-        "(`examples/eval.py`).", "",
-        f"{last['num_tokens']} held-out tokens ({corpus['holdout']['groups']['frequent']} frequent, "
-        f"{corpus['holdout']['groups']['medium']} medium; {corpus['holdout']['prompts']['heldout']:,} prompts kept out "
-        f"of training); {corpus['splits']['train']:,} training prompts. MRR of the true row among all "
-        f"{last['candidate_rows']:,} rows by cosine, at each training length:", "",
-        "| initialiser | " + " | ".join(f"MRR @{u}" for u in updates) + " | hits@1 | hits@10 | median rank | cosine |",
-        "|---|" + "---:|" * (len(updates) + 4), *rows, "",
-        f"Hits, median rank and cosine at {updates[-1]} updates; the initialisers and the fitted W do not train, so "
-        f"their MRR is the same at every length. Fitted W: ridge lambda {fit['lambda']:g} on "
-        f"{fit['fit']['prompts']:,} training prompts.", "",
-        f"Paired bootstrap of the reciprocal rank against the best baseline at {updates[-1]} updates:", "", *tests, "",
-        "Training:", "", *training, "",
-        "![budget curve](budget_curve.png)", "",
-        f"## All groups at {updates[-1]} updates", "", reconstruction_markdown(last),
-        "## Time per step (s)", "", "| step | s |", "|---|---:|", *(f"| {k} | {v} |" for k, v in timings.items()), "",
+        "# What a definition gives a token: held-out reconstruction on all-MiniLM-L6-v2 (CPU)", "",
+        f"Budget `{args.budget}`, seeds {', '.join(map(str, seeds))}, {seconds / 60:.0f} min in all. Every number comes "
+        "from this run (`examples/eval.py`). Per seed: "
+        + "; ".join(f"seed {s}: {r['holdout']['groups']['frequent']} frequent + {r['holdout']['groups']['medium']} medium "
+                    f"tokens held out ({r['holdout']['prompts']['heldout']:,} prompts)" for s, r in seeds.items())
+        + f". Rank of the true row among all {first['candidate_rows']:,} rows by cosine (ties count against the "
+        "prediction); the mean of the seeds, each seed's MRR in brackets.", "",
+        f"Recipes: **recommended** = {RECOMMENDED.description}; **paper as printed** = {PAPER.description}; both "
+        f"{budget['train'].updates} updates of <= {budget['train'].max_tokens} tokens at lr {budget['train'].lr:g} "
+        f"(inverse_sqrt, {budget['train'].warmup} warm-up updates). The fitted W is the recommended recipe's start, "
+        "scored alone.", "",
     ]
+    for split, reading in READINGS.items():
+        lines += [f"**{reading}**", "", "| method | MRR | hits@1 | hits@10 | hits@100 | median rank | cosine | collapse |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for label, key in [*((m, name(m, split)) for m in MODELS), *((b, b) for b in baselines)]:
+            m = {k: mean_over(seeds, lambda s: s["reconstruction"]["methods"][key]["all"][k])
+                 for k in ("mrr", "hits@1", "hits@10", "hits@100", "median_rank", "cosine")}
+            per_seed = ", ".join(f"{s['reconstruction']['methods'][key]['all']['mrr']:.3f}" for s in seeds.values())
+            collapse = mean_over(seeds, lambda s: s["reconstruction"]["collapse"][key])
+            lines.append(f"| {label} | {m['mrr']:.3f} ({per_seed}) | {m['hits@1']:.3f} | {m['hits@10']:.3f} | "
+                         f"{m['hits@100']:.3f} | {m['median_rank']:.0f} | {m['cosine']:.3f} | {collapse:.3f} |")
+        lines.append("")
+    lines += ["Paired bootstrap of the reciprocal rank against each seed's best baseline (1,000 resamples):", ""]
+    for s, r in seeds.items():
+        rec = r["reconstruction"]
+        for key, test in rec["bootstrap"].items():
+            b = test["reciprocal_rank"]
+            lines.append(f"- seed {s}, {key}: {b['system_mean']:.4f} vs {rec['best_baseline']} {b['baseline_mean']:.4f}, "
+                         f"delta {b['delta']:+.4f}, 95% CI [{b['ci95'][0]:+.4f}, {b['ci95'][1]:+.4f}], p = {b['p_value']:.3f}")
+    lines += ["", "**The new-word check** (examples/new_words.tsv: "
+              f"{next(iter(seeds.values()))['new_words']['mean row']['words']} words MiniLM does not have, definitions "
+              "written for the check, and the in-vocabulary words a reader would call related): the best rank of a "
+              "related word among the new row's neighbours (all rows but the specials, by cosine), per initialiser.", "",
+              "| initialiser | median best rank | share with one in the top 10 | share with one first |", "|---|---:|---:|---:|"]
+    for label in INITS:
+        m = {k: mean_over(seeds, lambda s: s["new_words"][label][k]) for k in ("median_best_rank", "share_top10", "share_top1")}
+        lines.append(f"| {label} | {m['median_best_rank']:.1f} | {m['share_top10']:.2f} | {m['share_top1']:.2f} |")
+    example = next(iter(seeds.values()))["new_words"]
+    lines += ["", "`covid`'s nearest existing tokens (first seed): " + "; ".join(
+        f"{label}: {', '.join(example[label]['neighbours']['covid'])}" for label in INITS), ""]
+    lines += ["Training:", ""]
+    for s, r in seeds.items():
+        for model, curve in r["curves"].items():
+            if curve["eq5"]:
+                lines.append(f"- seed {s}, {model}: train Eq. 5 {curve['eq5'][0]:.3f} -> {curve['eq5'][-1]:.3f}"
+                             + (f"; valid Eq. 5 {curve['valid_eq5'][-1]:.3f}" if curve["valid_eq5"] else ""))
+        fit = r["fit"]
+        lines.append(f"- seed {s}, fitted W: lambda {fit['lambda']:g} on {fit['fit']['states']:,} headword reads; valid "
+                     f"Eq. 5 mean target row {fit['valid']['mean_row']['loss']:.3f}, fitted W "
+                     f"{fit['valid']['fitted_W']['loss']:.3f}")
+    lines += ["", "![both readings](readings.png)", "", "## Time per step (s)", "", "| step | s |", "|---|---:|",
+              *(f"| {k} | {v} |" for k, v in timings.items()), ""]
     (work / "summary.md").write_text("\n".join(lines))
     (work / "results.json").write_text(json.dumps({
-        "budget": budget, "seed": args.seed, "train_args": extra, "seconds": seconds, "timings": timings,
-        "curves": curves, "holdout": corpus["holdout"], "splits": corpus["splits"], "fit": fit,
-        "reports": {str(u): {k: v for k, v in r.items() if k != "per_token"} for u, r in reports.items()},
+        "budget": {**{k: v for k, v in budget.items() if k != "train"}, "train": vars(budget["train"])},
+        "recipes": {"recommended": RECOMMENDED.description, "paper": PAPER.description}, "seconds": seconds,
+        "timings": timings, "seeds": {str(s): r for s, r in seeds.items()},
     }, indent=2) + "\n")
 
 

@@ -373,12 +373,25 @@ def test_definition_only_copies(tmp_path, wp_dict):
     common = ("--source", "manual", "--manual-tsv", str(tsv), "--valid-size", "0.2")
     assert cli_main(wp_args(plain, wp_dict, *common)) == 0
     assert cli_main(wp_args(copies, wp_dict, *common, "--definition-only-copies")) == 0
-    assert check_corpus_dictionary(copies)["definition_only_copies"] is True
+    counts = check_corpus_dictionary(copies)["definition_only_copies"]
     for split in ("train", "valid"):
         original, written = read_all(plain, split), read_all(copies, split)
         assert written[:len(original)] == original  # the paper's prompts first, unchanged
         several = [(ids, spans) for ids, spans in original if len(spans) > 1]
-        assert several and len(written) == len(original) + len(several)
+        assert several and len(written) == len(original) + len(several) and counts[split] == len(several)
+        without = load_split(copies, split, definition_only_copies=False)
+        assert [(without.prompts[i].tolist(), without.spans_of(i).tolist()) for i in range(len(without))] == original
+        tokens, starts = without.prompt_tokens()
+        assert len(starts) == len(original) + 1 and len(tokens) == sum(len(ids) for ids, _ in original)
+        assert len(without.span_bounds()) == sum(len(spans) for _, spans in original)
+        # definition_cloze trains on both, or (--skip-definition-only-copies, the paper's prompts) on the first
+        from fairseq_defemb.tasks.definition_cloze import DefinitionClozeConfig, DefinitionClozeTask
+
+        for skip, expected in ((False, len(written)), (True, len(original))):
+            task = DefinitionClozeTask.setup_task(DefinitionClozeConfig(data=str(copies), skip_definition_only_copies=skip))
+            task.load_dataset(split)
+            task.datasets[split].set_corruption("bert")
+            assert len(task.datasets[split]) == expected and len(task.datasets[split].ordered_indices()) == expected
         for (ids, spans), (copy, copy_spans) in zip(several, written[len(original):]):
             (s, e), (_, last) = spans[0], spans[-1]
             header = last + 1  # the attached variant is quoted: its closing quote, then the header

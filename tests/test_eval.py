@@ -1,43 +1,53 @@
-"""The shortened `make eval` end to end: its table must come from what it saved, and no
-held-out token may be a training target of the corpus it trained on."""
+"""The shortened `make eval` end to end: its tables must come from what it saved, and no held-out
+token may be a training target of either corpus a seed trained on."""
 import json
+import sys
 
 import numpy as np
 import pytest
 
+from conftest import REPO, run_example
 from doc_blocks import doc_block
-from conftest import run_example
 from fairseq_defemb.analysis.reconstruction import aggregate, score_tokens
 from fairseq_defemb.data.corpus_format import load_split
 from fairseq_defemb.data.embedding_file import PredictedEmbeddings
 from fairseq_defemb.surgery.checkpoint import read_embedding_matrix
+
+sys.path.insert(0, str(REPO / "examples"))
+from eval import INITS, MODELS, READINGS, REC, name  # noqa: E402
 
 
 @pytest.mark.slow
 def test_short_eval_reports_what_it_saved(tmp_path):
     out = tmp_path / "eval-out"
     run_example(doc_block("eval-ci"), out, timeout=2400)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval-out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval-out", "eval.py.log"]
     results = json.loads((out / "results.json").read_text())
-    holdout = np.array([int(x) for x in (out / "definitions" / "holdout_ids.txt").read_text().split()])
-    assert len(holdout) == results["budget"]["holdout"]
-    for split in ("train", "valid"):
-        data = load_split(out / "definitions", split)
-        targets = np.concatenate([data.prompts[i].numpy()[s:e] for i in range(len(data)) for s, e in data.spans_of(i).tolist()])
-        assert not np.isin(targets, holdout).any()
+    assert sorted(results["seeds"]) == ["1", "2"]
     matrix = read_embedding_matrix(out / "original" / "model.pt").numpy()
-    largest = str(results["budget"]["updates"][-1])
-    report = results["reports"][largest]
-    pred = PredictedEmbeddings.load(out / f"definitionemb_{largest}.pt")
-    order = [pred.token_ids.tolist().index(t) for t in holdout]
-    recomputed = aggregate(score_tokens(pred.embeddings.numpy()[order], holdout, matrix), np.ones(len(holdout), bool))
-    assert recomputed == pytest.approx(report["methods"]["DefinitionEMB"]["all"], rel=1e-6)
-    mean_row = aggregate(score_tokens(np.tile(matrix.astype(np.float64).mean(0), (len(holdout), 1)), holdout, matrix),
-                         np.ones(len(holdout), bool))
-    assert mean_row == pytest.approx(report["methods"]["mean row"]["all"], rel=1e-6)
     text = (out / "summary.md").read_text()
-    assert "| DefinitionEMB | " in text and f"{report['methods']['DefinitionEMB']['all']['mrr']:.4f}" in text
-    assert set(report["methods"]) >= {"mean row", "definition mean", "subword", "random", "fitted W (frozen encoder)",
-                                      "DefinitionEMB, definition only", "DefinitionEMB, least-squares W",
-                                      "fitted W, definition only"}
-    assert (out / "budget_curve.png").stat().st_size > 5000
+    held_sets = []
+    for seed, result in results["seeds"].items():
+        work = out / f"seed{seed}"
+        holdout = np.array([int(x) for x in (work / "definitions" / "holdout_ids.txt").read_text().split()])
+        held_sets.append(set(holdout.tolist()))
+        assert len(holdout) == results["budget"]["holdout"]
+        for split in ("train", "valid"):
+            data = load_split(work / "definitions", split)
+            targets = np.concatenate([data.prompts[i].numpy()[s:e] for i in range(len(data))
+                                      for s, e in data.spans_of(i).tolist()])
+            assert not np.isin(targets, holdout).any(), (seed, split)
+        report = result["reconstruction"]
+        for split in READINGS:  # the system's figures, recomputed from the prediction file it saved
+            pred = PredictedEmbeddings.load(work / f"recommended-{split}.pt")
+            order = [pred.token_ids.tolist().index(t) for t in holdout]
+            recomputed = aggregate(score_tokens(pred.embeddings.numpy()[order], holdout, matrix), np.ones(len(holdout), bool))
+            assert recomputed == pytest.approx(report["methods"][name(REC, split)]["all"], rel=1e-6)
+        assert set(report["methods"]) >= {*(name(m, s) for m in MODELS for s in READINGS), "mean row", "subword"}
+        assert set(result["new_words"]) == set(INITS)
+    assert held_sets[0] != held_sets[1]  # two seeds, two draws of held-out tokens
+    mean = np.mean([r["reconstruction"]["methods"][name(REC, "heldout")]["all"]["mrr"] for r in results["seeds"].values()])
+    assert f"| {REC} | {mean:.3f} (" in text
+    words = np.mean([r["new_words"]["subword mean"]["median_best_rank"] for r in results["seeds"].values()])
+    assert f"| subword mean | {words:.1f} |" in text
+    assert (out / "readings.png").stat().st_size > 5000

@@ -44,10 +44,10 @@ class _IndexArrays:
 
     def __init__(self, corpus: CorpusSplit):
         self.tokens, self.prompt_start = corpus.prompt_tokens()
-        self.prompt_sizes = np.asarray(corpus.prompts.sizes, dtype=np.int64)
+        self.prompt_sizes = corpus.prompt_sizes()
         bounds = corpus.span_bounds()
         self.span_begin, self.span_end = bounds[:, 0], bounds[:, 1]
-        self.spans_per_prompt = np.asarray(corpus.spans.sizes, dtype=np.int64) // 2
+        self.spans_per_prompt = corpus.span_counts()
         self.first_span = np.concatenate([[0], np.cumsum(self.spans_per_prompt)])
         span_prompt, widths = self.span_prompt(), self.span_widths()
         self.subwords = np.bincount(span_prompt, weights=widths, minlength=len(corpus)).astype(np.int64)
@@ -220,7 +220,7 @@ class DefinitionClozeDataset(FairseqDataset):
 
     @property
     def sizes(self) -> np.ndarray:
-        prompt_sizes = self.corpus.prompts.sizes
+        prompt_sizes = self.arrays.prompt_sizes
         return prompt_sizes[self.occurrences[:, 0]] if self._one_mask_at_a_time() else prompt_sizes
 
     def ordered_indices(self) -> np.ndarray:

@@ -40,23 +40,34 @@ class CorpusSplit:
     prompts: Any  # fairseq.data.indexed_dataset.MMapIndexedDataset (items: int64 tensors)
     spans: Any
     prefix: str  # PREFIX of PREFIX.prompt.bin/.idx and PREFIX.spans.bin/.idx
+    # only the first ``count`` prompts (None: all): a split's paper prompts without the
+    # definition-only copies defemb-corpus writes after them
+    count: int | None = None
 
     def __len__(self) -> int:
-        return len(self.prompts)
+        return len(self.prompts) if self.count is None else self.count
 
     def spans_of(self, index: int) -> torch.Tensor:
         """The (num_spans, 2) tensor of [start, end) spans of prompt ``index``."""
         return self.spans[index].long().view(-1, 2)
 
+    def prompt_sizes(self) -> np.ndarray:
+        return np.asarray(self.prompts.sizes[:len(self)], dtype=np.int64)
+
+    def span_counts(self) -> np.ndarray:
+        """Spans per prompt."""
+        return np.asarray(self.spans.sizes[:len(self)], dtype=np.int64) // 2
+
     def prompt_tokens(self) -> tuple[np.ndarray, np.ndarray]:
         """Every prompt's ids back to back (a view of the memory-mapped .bin in its stored dtype, no
         copy) and where each prompt starts in it (int64, one more entry than prompts: the end)."""
         data = MMapIndexed(f"{self.prefix}.prompt")
-        return data.tokens(), np.concatenate([[0], np.cumsum(data.sizes, dtype=np.int64)])
+        starts = np.concatenate([[0], np.cumsum(data.sizes[:len(self)], dtype=np.int64)])
+        return data.tokens()[:starts[-1]], starts
 
     def span_bounds(self) -> np.ndarray:
         """Every prompt's spans back to back: a (total spans, 2) view of the memory-mapped .bin."""
-        return MMapIndexed(f"{self.prefix}.spans").tokens().reshape(-1, 2)
+        return MMapIndexed(f"{self.prefix}.spans").tokens().reshape(-1, 2)[:int(self.span_counts().sum())]
 
 
 class CorpusWriter:
@@ -128,8 +139,10 @@ def check_corpus_dictionary(corpus_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_split(corpus_dir: str | Path, split: str) -> CorpusSplit:
-    """One split as fairseq datasets, as the ``definition_cloze`` task reads it."""
+def load_split(corpus_dir: str | Path, split: str, definition_only_copies: bool = True) -> CorpusSplit:
+    """One split as fairseq datasets, as the ``definition_cloze`` task reads it; without the
+    definition-only copies ``defemb-corpus --definition-only-copies`` wrote at its end when
+    ``definition_only_copies`` is False."""
     from fairseq.data import data_utils
 
     base = Path(corpus_dir)
@@ -143,8 +156,10 @@ def load_split(corpus_dir: str | Path, split: str) -> CorpusSplit:
         datasets[name] = data_utils.load_indexed_dataset(str(prefix), None, "mmap")
         if datasets[name] is None:
             raise FileNotFoundError(f"{prefix}.bin/.idx: split '{split}' not found in corpus {base}")
-    split_data = CorpusSplit(prompts=datasets["prompt"], spans=datasets["spans"], prefix=str(base / split))
-    if len(split_data.prompts) != len(split_data.spans):
+    copies = 0 if definition_only_copies else read_metadata(base).get("definition_only_copies", {}).get(split, 0)
+    split_data = CorpusSplit(prompts=datasets["prompt"], spans=datasets["spans"], prefix=str(base / split),
+                             count=len(datasets["prompt"]) - copies if copies else None)
+    if len(split_data.prompts) != len(split_data.spans) or len(split_data) < 0:
         raise CorpusFormatError(
             f"{base}: {split}.prompt has {len(split_data.prompts)} items but {split}.spans has "
             f"{len(split_data.spans)}; the corpus is damaged, rebuild it"

@@ -51,6 +51,11 @@ class DefinitionClozeConfig(FairseqDataclass):
         metadata={"help": "also replace by <mask> every id of the headword's subwords found outside the variant "
                   "spans (e.g. inside its own definition), so the model cannot copy it (not in the paper)"},
     )
+    skip_definition_only_copies: bool = field(
+        default=False,
+        metadata={"help": "train and validate on the paper's prompts only, leaving out the definition-only copies "
+                  "a corpus built with defemb-corpus --definition-only-copies holds"},
+    )
     projection_init: PROJECTION_INIT_CHOICES = field(
         default="auto",
         metadata={"help": "initial W (the paper does not specify one): 'least-squares' (ridge regression from the "
@@ -213,7 +218,7 @@ class DefinitionClozeTask(FairseqTask):
 
     def build_cloze_dataset(self, split: str, predict: bool = False) -> DefinitionClozeDataset:
         return DefinitionClozeDataset(
-            load_split(self.cfg.data, split),
+            load_split(self.cfg.data, split, definition_only_copies=not self.cfg.skip_definition_only_copies),
             pad_idx=self.dictionary.pad(),
             eos_idx=self.dictionary.eos(),
             mask_idx=self.mask_idx,

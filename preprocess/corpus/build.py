@@ -201,8 +201,11 @@ def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Itera
     # --limit samples among the prompts training may use; the held-out split is kept whole
     kept = rare_weighted_sample(pool, opts.limit, len(dictionary), opts.seed) if opts.limit else pool
     splits = split_prompts(kept, opts.valid_size, opts.seed)
+    copies = {}
     if opts.definition_only_copies:
-        splits = {name: with_definition_only_copies(rows) for name, rows in splits.items()}
+        for name, rows in splits.items():
+            splits[name] = with_definition_only_copies(rows)
+            copies[name] = len(splits[name]) - len(rows)
     splits.update(held_splits)
     report = {
         "prompts_built": len(prompts),
@@ -219,6 +222,8 @@ def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Itera
         # prompts that show a headword id outside its spans (in its definition, say): a model may copy it
         # instead of reading the definition; definition_cloze --mask-headword-everywhere hides them
         "headword_ids_outside_spans": headword_echo_count(kept),
+        # per split, the definition-only copies written after its prompts (definition_cloze can skip them)
+        "definition_only_copies": copies,
     }
     if holdout is not None:
         held_meta = holdout_metadata(holdout, dictionary, held_splits,
@@ -242,7 +247,7 @@ def build_corpus(vocab: str | Path, out: str | Path, *, bpe: str, sources: Itera
                        prompts_by_source=report["prompts_by_source"], licences=report["licences"],
                        skipped={k: v["count"] for k, v in report["skipped"].items()},
                        grounded_share=coverage["grounded"]["share"], grounded_share_kept=report["coverage_kept"]["grounded"]["share"],
-                       holdout=report.get("holdout"), definition_only_copies=opts.definition_only_copies)
+                       holdout=report.get("holdout"), definition_only_copies=copies)
         (tmp / "coverage.json").write_text(json.dumps(report, indent=2) + "\n")
         md = coverage_markdown(coverage, "all prompts built")
         if report["coverage_kept"] is not coverage:
