@@ -206,21 +206,20 @@ SURGERIES = {"definitionemb": "DefinitionEMB", "deldirection": "DelDirection", "
 
 
 def run_surgeries(step: Step, work: Path, original: Path, alpha: int, show: int = 6,
-                  definition_models: dict[str, Path] | None = None) -> dict[str, Path]:
+                  definition_models: dict[str, Path] | None = None, forced: set[str] = frozenset()) -> dict[str, Path]:
     """``defemb-surgery`` for DefinitionEMB (from each of ``definition_models``' prediction files,
     name -> file, default {"DefinitionEMB": ``work``/defemb.pt}, with the task data in
     ``work``/task-bin) and the baselines (DelDirection as the paper's Eq. 3 and its centred variant,
-    Del-zscore), each into ``work``/NAME; returns each method's model.pt."""
+    Del-zscore), each into ``work``/NAME; returns each method's model.pt. The definition models
+    named in ``forced`` pass ``--force``: rows the sanity guard refuses (an undertrained model's,
+    which the caller knows it is) are written anyway, the guard's figures kept in surgery.json."""
     definition_models = definition_models or {SURGERIES["definitionemb"]: work / "defemb.pt"}
     runs = [("definitionemb", name, predictions) for name, predictions in definition_models.items()]
     runs += [(method, name, None) for method, name in SURGERIES.items() if method != "definitionemb"]
     checkpoints = {}
     for method, name, predictions in runs:
-        # --force: a CPU-budget definition model is undertrained by design (its rows had 0.16x the
-        # replaced rows' norm after the ci budget's 12 updates, which the sanity guard refuses); the
-        # guard's figures are printed and kept in surgery.json, the demo reports them, not hides them.
-        extra = ["--embeddings", predictions, "--task-data", work / "task-bin", "--alpha", alpha, "--force"] \
-            if predictions else []
+        extra = ["--embeddings", predictions, "--task-data", work / "task-bin", "--alpha", alpha,
+                 *(["--force"] if name in forced else [])] if predictions else []
         step.run(f"surgery {name}", [BIN / "defemb-surgery", "--checkpoint", original / "model.pt", "--dict",
                                      original / "dict.txt", "--method", method, *extra, "--out", work / name], show=show)
         checkpoints[name] = work / name / "model.pt"

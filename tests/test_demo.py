@@ -22,7 +22,7 @@ def test_short_demo_reports_what_it_saved(tmp_path):
     dictionary = load_model_dictionary(out / "original" / "dict.txt")
     groups = frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index("<mask>"))
     num_ids, num_values = numeric_tokens(token_surfaces(dictionary), dictionary.nspecial)
-    for name in ("original", "DefinitionEMB", "DefinitionEMB-warm-start", "DefinitionEMB-fitted-W", "DelDirection",
+    for name in ("original", "DefinitionEMB", "DefinitionEMB-paper", "DefinitionEMB-fitted-W", "DelDirection",
                  "DelDirection-centred", "Del-zscore"):
         E = read_embedding_matrix(out / name / "model.pt")
         reported = summary["analysis"]["matrices"][name]
@@ -36,7 +36,7 @@ def test_short_demo_reports_what_it_saved(tmp_path):
     for convention, label in (("paper", "paper (eig's signs)"), ("sign_invariant", "sign-invariant (both signs)")):
         iso = summary["analysis"]["matrices"]["DelDirection"]["isotropy"][convention]
         assert f"| DelDirection | {label} | " + " | ".join(f"{iso[g]:.3f}" for g in ("frequent", "medium", "rare", "all")) in text
-    assert summary["curve"]["loss"][-1] < summary["curve"]["loss"][0]
+    assert summary["curve"]["eq5"][-1] < summary["curve"]["eq5"][0]
     # Every definition model sits beside the mean target row, in the table and in the JSON.
     rows = summary["definition_models"]
     assert rows[0]["model"].startswith("mean target row") and len(rows) == 5
@@ -46,7 +46,7 @@ def test_short_demo_reports_what_it_saved(tmp_path):
     assert [r["updates"] for r in rows] == [0, 0, 0, summary["budget"]["updates"], summary["budget"]["updates"]]
     # The three definition models replace the same rows (one selection), with different vectors.
     changed = {n: json.loads((out / n / "surgery.json").read_text())["num_changed"]
-               for n in ("DefinitionEMB", "DefinitionEMB-warm-start", "DefinitionEMB-fitted-W")}
+               for n in ("DefinitionEMB", "DefinitionEMB-paper", "DefinitionEMB-fitted-W")}
     assert len(set(changed.values())) == 1, changed
     assert not np.allclose(read_embedding_matrix(out / "DefinitionEMB" / "model.pt"),
                            read_embedding_matrix(out / "DefinitionEMB-fitted-W" / "model.pt"))
