@@ -193,22 +193,24 @@ def write_summary(work: Path, args, budget: dict, seeds: dict, timings: dict, se
         + "; ".join(f"seed {s}: {r['holdout']['groups']['frequent']} frequent + {r['holdout']['groups']['medium']} medium "
                     f"tokens held out ({r['holdout']['prompts']['heldout']:,} prompts)" for s, r in seeds.items())
         + f". Rank of the true row among all {first['candidate_rows']:,} rows by cosine (ties count against the "
-        "prediction); the mean of the seeds, each seed's MRR in brackets.", "",
+        "prediction); the mean of the seeds, each seed's MRR in brackets. *Collapse*: the mean cosine of a method's "
+        "predictions to their mean (1.0: one vector for every token). *Norm ratio*: |prediction| / |true row|.", "",
         f"Recipes: **recommended** = {RECOMMENDED.description}; **paper as printed** = {PAPER.description}; both "
         f"{budget['train'].updates} updates of <= {budget['train'].max_tokens} tokens at lr {budget['train'].lr:g} "
         f"(inverse_sqrt, {budget['train'].warmup} warm-up updates). The fitted W is the recommended recipe's start, "
         "scored alone.", "",
     ]
     for split, reading in READINGS.items():
-        lines += [f"**{reading}**", "", "| method | MRR | hits@1 | hits@10 | hits@100 | median rank | cosine | collapse |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"**{reading}**", "", "| method | MRR | hits@1 | hits@10 | hits@100 | median rank | cosine | collapse | "
+                  "norm ratio |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for label, key in [*((m, name(m, split)) for m in MODELS), *((b, b) for b in baselines)]:
             m = {k: mean_over(seeds, lambda s: s["reconstruction"]["methods"][key]["all"][k])
-                 for k in ("mrr", "hits@1", "hits@10", "hits@100", "median_rank", "cosine")}
+                 for k in ("mrr", "hits@1", "hits@10", "hits@100", "median_rank", "cosine", "norm_ratio")}
             per_seed = ", ".join(f"{s['reconstruction']['methods'][key]['all']['mrr']:.3f}" for s in seeds.values())
             collapse = mean_over(seeds, lambda s: s["reconstruction"]["collapse"][key])
             lines.append(f"| {label} | {m['mrr']:.3f} ({per_seed}) | {m['hits@1']:.3f} | {m['hits@10']:.3f} | "
-                         f"{m['hits@100']:.3f} | {m['median_rank']:.0f} | {m['cosine']:.3f} | {collapse:.3f} |")
+                         f"{m['hits@100']:.3f} | {m['median_rank']:.0f} | {m['cosine']:.3f} | {collapse:.3f} | "
+                         f"{m['norm_ratio']:.2f} |")
         lines.append("")
     lines += ["Paired bootstrap of the reciprocal rank against each seed's best baseline (1,000 resamples):", ""]
     for s, r in seeds.items():

@@ -28,7 +28,8 @@ def test_rank_cosine_and_distance_by_hand():
     summary = aggregate(scores, np.array([True, True, False]))
     assert summary == pytest.approx({"n": 2, "cosine": (1.2 / (np.sqrt(1.04) * np.sqrt(2)) - 1) / 2,
                                      "sq_distance": 2.32, "mrr": (1 / 2 + 1 / 4) / 2, "hits@1": 0.0, "hits@10": 1.0,
-                                     "hits@100": 1.0, "median_rank": 3.0})
+                                     "hits@100": 1.0, "median_rank": 3.0,
+                                     "norm_ratio": (np.sqrt(1.04) / np.sqrt(2) + 1.0) / 2})
     assert aggregate(score_tokens(E[[3, 0]], np.array([3, 0]), E), np.array([True, True]))["mrr"] == 1.0
 
 
@@ -98,7 +99,7 @@ def test_report_ranks_a_perfect_prediction_first(tmp_path, corpus):
     assert set(methods) == {"mean row", "definition mean", "random", "DefinitionEMB", "noisy"}
     assert methods["DefinitionEMB"]["all"] == pytest.approx({"n": 3, "cosine": 1.0, "sq_distance": 0.0, "mrr": 1.0,
                                                               "hits@1": 1.0, "hits@10": 1.0, "hits@100": 1.0,
-                                                              "median_rank": 1.0})
+                                                              "median_rank": 1.0, "norm_ratio": 1.0})
     assert {g: m["n"] for g, m in methods["mean row"].items()} == {"frequent": 2, "medium": 1, "all": 3}
     assert report["best_baseline"] in ("mean row", "definition mean", "random")
     assert report["best_baseline"] == max(report["baselines"], key=lambda n: methods[n]["all"]["mrr"])

@@ -31,7 +31,7 @@ from fairseq_defemb.analysis.significance import paired_bootstrap
 from fairseq_defemb.atomic_io import atomic_output_dir, naming_failed_writes, write_json
 
 INITIALISERS = ("mean row", "definition mean", "subword", "random")
-METRICS = ("cosine", "sq_distance", "mrr", "hits@1", "hits@10", "hits@100", "median_rank")
+METRICS = ("cosine", "sq_distance", "mrr", "hits@1", "hits@10", "hits@100", "median_rank", "norm_ratio")
 
 
 class ReconstructionError(ValueError):
@@ -45,6 +45,7 @@ class TokenScores:
     cosine: np.ndarray
     sq_distance: np.ndarray
     rank: np.ndarray
+    norm_ratio: np.ndarray  # |prediction| / |true row|: the scale a prediction restores
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -66,7 +67,9 @@ def score_tokens(predicted: np.ndarray, ids: np.ndarray, matrix: np.ndarray, chu
         own = cos[np.arange(len(p)), ids[start:start + chunk]]
         ranks[start:start + chunk] = (cos >= own[:, None]).sum(axis=1)  # counts the true row itself once
     cosine = (_unit_rows(predicted) * _unit_rows(true)).sum(axis=1)
-    return TokenScores(cosine=cosine, sq_distance=((predicted - true) ** 2).sum(axis=1), rank=ranks)
+    norms = np.linalg.norm(true, axis=1)
+    ratio = np.divide(np.linalg.norm(predicted, axis=1), norms, out=np.zeros(len(ids)), where=norms > 0)
+    return TokenScores(cosine=cosine, sq_distance=((predicted - true) ** 2).sum(axis=1), rank=ranks, norm_ratio=ratio)
 
 
 def aggregate(scores: TokenScores, where: np.ndarray) -> dict:
@@ -77,7 +80,8 @@ def aggregate(scores: TokenScores, where: np.ndarray) -> dict:
     return {"n": int(len(rank)), "cosine": float(scores.cosine[where].mean()),
             "sq_distance": float(scores.sq_distance[where].mean()), "mrr": float((1.0 / rank).mean()),
             "hits@1": float((rank <= 1).mean()), "hits@10": float((rank <= 10).mean()),
-            "hits@100": float((rank <= 100).mean()), "median_rank": float(np.median(rank))}
+            "hits@100": float((rank <= 100).mean()), "median_rank": float(np.median(rank)),
+            "norm_ratio": float(scores.norm_ratio[where].mean())}
 
 
 # -- the initialisers ---------------------------------------------------------------------------
