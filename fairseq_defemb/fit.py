@@ -57,10 +57,12 @@ class ReadStates:
     # (n,) long: the column each row was read at (the prompt position; BART: the decoder's), so a
     # caller can tell a headword's own position from a piece of another variant
     positions: torch.Tensor | None = None
+    too_long: int = 0  # items left unread: longer than the model's positions (as fairseq-train skips them)
 
     def subset(self, keep: torch.Tensor) -> "ReadStates":
         """The rows ``keep`` selects (of the same prompts)."""
-        return ReadStates(self.states[keep], self.targets[keep], self.definitions[keep], self.prompts, self.positions[keep])
+        return ReadStates(self.states[keep], self.targets[keep], self.definitions[keep], self.prompts,
+                          self.positions[keep], self.too_long)
 
 
 def headword_read_positions(dataset) -> np.ndarray:
@@ -105,7 +107,8 @@ def read_states(model, dataset, prompts: np.ndarray | None = None, *, items: np.
     """``model.read_states`` (h_{g(k)} before W) for every item of ``dataset`` whose prompt is in
     ``prompts`` (all if None) and whose index is in ``items`` (all if None: with one mask at a time
     an item is one headword occurrence, a row of ``dataset.occurrences``), in eval mode without
-    gradients; the model's mode is restored."""
+    gradients; the model's mode is restored. Items longer than the model's positions are left out
+    and counted (``too_long``): the model cannot read them, and fairseq-train skips them too."""
     from fairseq import utils
 
     device = next(model.parameters()).device
@@ -114,6 +117,7 @@ def read_states(model, dataset, prompts: np.ndarray | None = None, *, items: np.
         order = order[np.isin(dataset.item_prompts()[order], prompts)]
     if items is not None:
         order = order[np.isin(order, items)]
+    order, too_long = dataset.filter_indices_by_size(order, model.max_positions())
     batches = dataset.batch_by_size(order, max_tokens=max_tokens, max_sentences=batch_size)
     states, targets, definitions, positions = [], [], [], []
     was_training = model.training
@@ -138,6 +142,7 @@ def read_states(model, dataset, prompts: np.ndarray | None = None, *, items: np.
         definitions=torch.cat(definitions) if definitions else torch.zeros(0, dtype=torch.long),
         prompts=len(np.unique(dataset.item_prompts()[order])),
         positions=torch.cat(positions) if positions else torch.zeros(0, dtype=torch.long),
+        too_long=len(too_long),
     )
 
 
@@ -250,7 +255,7 @@ def fit_projection(model, task, *, samples: int | None = 10000, valid_samples: i
         "positions": positions,
         "seed": seed,
         "fit": {"split": train_split, "prompts": fit_read.prompts, "states": len(fit_read.targets),
-                "excluded_token_ids": len(exclude_token_ids or ()),
+                "excluded_token_ids": len(exclude_token_ids or ()), "too_long_for_the_model": fit_read.too_long,
                 "fitted_W": mimic_metrics(fit_read.states @ fitted.T, fit_read, embeddings)},
         "valid": valid_report(valid_read, embeddings, valid_split, valid_as_trained, random_w, fitted, mean_row),
         "seconds": {"read": round(read_seconds, 2), "solve": round(solve_seconds, 2)},
@@ -336,7 +341,8 @@ def detect_family(pretrained_checkpoint: str | Path) -> str:
 
 
 def build_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Path,
-                           mask_headword_everywhere: bool = False, seed: int = 1, device: str = "cpu"):
+                           mask_headword_everywhere: bool = False, skip_definition_only_copies: bool = False,
+                           seed: int = 1, device: str = "cpu"):
     """The untrained DefinitionEMB model fairseq-train would build (``--task definition_cloze
     --arch defemb_roberta|defemb_bart`` from ``pretrained_checkpoint``); returns (model, task, cfg)."""
     from fairseq_defemb import register
@@ -350,6 +356,8 @@ def build_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | P
              "--projection-init", "random"]
     if mask_headword_everywhere:
         extra.append("--mask-headword-everywhere")
+    if skip_definition_only_copies:
+        extra.append("--skip-definition-only-copies")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fairseq's own deprecation chatter while it converts its config
         torch.manual_seed(seed)  # the random W the report shows for reference
@@ -359,7 +367,8 @@ def build_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | P
 
 def fit_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Path, out: str | Path,
                          samples: int | None = 10000, valid_samples: int | None = None, lam: float | None = None,
-                         mask_headword_everywhere: bool = False, seed: int = 1, max_tokens: int = 8192,
+                         mask_headword_everywhere: bool = False, skip_definition_only_copies: bool = False,
+                         seed: int = 1, max_tokens: int = 8192,
                          batch_size: int | None = None, exclude_token_ids: set[int] | None = None,
                          positions: str = "headword", device: str = "cpu", progress: bool = False) -> dict[str, Any]:
     """``defemb-fit``: the frozen PLM plus a fitted W, saved (atomically) as the fairseq checkpoint of a
@@ -372,7 +381,8 @@ def fit_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Pat
     if out.suffix == ".json" or out.resolve() == Path(pretrained_checkpoint).resolve():
         raise ValueError(f"--out {out}: must be a new checkpoint path (e.g. fit.pt), not the input nor a .json")
     model, task, cfg = build_definition_model(pretrained_checkpoint=pretrained_checkpoint, corpus=corpus,
-                                              mask_headword_everywhere=mask_headword_everywhere, seed=seed,
+                                              mask_headword_everywhere=mask_headword_everywhere,
+                                              skip_definition_only_copies=skip_definition_only_copies, seed=seed,
                                               device=device)
     report = fit_projection(model, task, samples=samples, valid_samples=valid_samples, lam=lam, seed=seed,
                             max_tokens=max_tokens, batch_size=batch_size, exclude_token_ids=exclude_token_ids,

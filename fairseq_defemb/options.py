@@ -8,6 +8,8 @@ and answers ``--help``, from this module alone, then imports the library once it
 AVERAGES = ("definitions", "occurrences")
 # defemb-fit --positions: which read states W is fitted on (fairseq_defemb.fit)
 FIT_POSITIONS = ("every", "headword")
+# definition_cloze --prediction-norm / defemb-predict --prediction-norm: the norm of a predicted row
+PREDICTION_NORMS = ("rows", "raw")
 # defemb-surgery --method: DefinitionEMB, or a post-processing baseline of the whole matrix
 # (fairseq_defemb.surgery.swap.BASELINES, in this order)
 SURGERY_METHODS = ("definitionemb", "deldirection", "deldirection-centred", "del-zscore")

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from fairseq_defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary
 from fairseq_defemb.data.embedding_file import PredictedEmbeddings
-from fairseq_defemb.data.vocabulary import dictionary_sha256
+from fairseq_defemb.data.vocabulary import MASK_SYMBOL, dictionary_sha256
 from fairseq_defemb.options import AVERAGES
 
 logger = logging.getLogger("defemb-predict")
@@ -150,7 +150,25 @@ def predict_with_model(
     # Every id occurs in some item (ids come from the items' own occurrence tables).
     total_weight = num_definitions if average == "definitions" else counts
     means = (sums / total_weight.to(device, torch.float64)[:, None]).float().cpu()
+    if prediction_norm_of(task) == "rows":
+        means = to_row_norm(means, model.target_embeddings.detach().cpu(), task.source_dictionary)
     return torch.from_numpy(ids), means, num_definitions
+
+
+def prediction_norm_of(task) -> str:
+    """The checkpoint's --prediction-norm; 'raw' for a checkpoint from before the option existed."""
+    return str(getattr(task.cfg, "prediction_norm", "raw"))
+
+
+def to_row_norm(vectors: torch.Tensor, embeddings: torch.Tensor, dictionary) -> torch.Tensor:
+    """``vectors`` rescaled to the mean L2 norm of the pretrained rows (specials and <mask> left
+    out of the mean), each keeping its direction; a zero vector stays zero."""
+    keep = torch.ones(len(embeddings), dtype=torch.bool)
+    keep[:dictionary.nspecial] = False
+    keep[dictionary.index(MASK_SYMBOL)] = False
+    target = embeddings[keep].double().norm(dim=1).mean()
+    norms = vectors.double().norm(dim=1, keepdim=True)
+    return (vectors.double() * torch.where(norms > 0, target / norms.clamp(min=1e-30), 0.0)).float()
 
 
 def read_token_ids(spec: str, option: str = "--token-ids") -> set[int]:
@@ -172,15 +190,18 @@ def predict_embeddings(checkpoint: str | Path, corpus: str | Path, out: str | Pa
                        splits: tuple[str, ...] = ("train", "valid"), max_tokens: int = 8192,
                        batch_size: int | None = None, token_ids: set[int] | None = None,
                        device: str = "cpu", mask_headword_everywhere: bool | None = None,
-                       progress: bool = True, average: str = "definitions") -> dict:
+                       prediction_norm: str | None = None, progress: bool = True, average: str = "definitions") -> dict:
     """Predict with a DefinitionEMB checkpoint over ``corpus`` and write the embeddings file ``out``.
-    ``mask_headword_everywhere`` overrides the checkpoint's own setting (None: keep it).
+    ``mask_headword_everywhere`` and ``prediction_norm`` override the checkpoint's own settings
+    (None: keep them).
 
     Returns the coverage report (also stored in the file's ``extra``), with the ``average`` used."""
     check_average(average)
     model, task = load_definition_model(checkpoint, corpus, device)
     if mask_headword_everywhere is not None:
         task.set_mask_headword_everywhere(mask_headword_everywhere)
+    if prediction_norm is not None:
+        task.set_prediction_norm(prediction_norm)
     start = time.perf_counter()
     ids, vectors, num_definitions = predict_with_model(model, task, tuple(splits), max_tokens, batch_size,
                                                        token_ids, progress=progress, average=average)
@@ -189,7 +210,8 @@ def predict_embeddings(checkpoint: str | Path, corpus: str | Path, out: str | Pa
     defined = len(dictionary) - dictionary.nspecial - 1  # no specials, no <mask>
     coverage = {"predicted_tokens": len(ids), "vocabulary": defined, "share": len(ids) / max(defined, 1),
                 "average": average, "seconds": round(seconds, 2),
-                "mask_headword_everywhere": bool(task.cfg.mask_headword_everywhere)}
+                "mask_headword_everywhere": bool(task.cfg.mask_headword_everywhere),
+                "prediction_norm": prediction_norm_of(task)}
     PredictedEmbeddings(
         token_ids=ids, embeddings=vectors, num_definitions=num_definitions,
         embedding_dim=model.target_embeddings.size(1),

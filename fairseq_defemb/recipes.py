@@ -3,10 +3,11 @@
 * ``RECOMMENDED``: what measured best at a CPU budget (the ladder in docs/definition-model.md):
   the corpus also holds each prompt with its headword alone (the reading a new word gets);
   W starts from least squares on the frozen encoder (``defemb-fit``); training adds a retrieval
-  term (InfoNCE of the true row among all rows) to Eq. 5.
+  term (InfoNCE of the true row among all rows) to Eq. 5; a predicted row takes the pretrained
+  rows' mean norm (the task's default ``--prediction-norm rows``).
 * ``PAPER``: the paper as printed, where it speaks (Eq. 5 alone, the prompt of Figure 4: the
   copies of a recommended corpus are left out), and the authors' code where it is silent (W drawn
-  N(0, 1/h)).
+  N(0, 1/h), rows used as W h computes them).
 
 Both train with the paper's optimiser (Adam (0.9, 0.98), weight decay 0.01, inverse square root
 schedule after a linear warm-up from 1e-7: Table 12); only the length of the run and its rate
@@ -43,7 +44,7 @@ RECOMMENDED = Recipe(
 PAPER = Recipe(
     name="paper",
     description="the paper as printed: Eq. 5 alone, W drawn N(0, 1/h) as the authors' code draws it",
-    train=("--projection-init", "normal", "--skip-definition-only-copies"),
+    train=("--projection-init", "normal", "--skip-definition-only-copies", "--prediction-norm", "raw"),
     fitted_start=False,
 )
 RECIPES = {recipe.name: recipe for recipe in (RECOMMENDED, PAPER)}

@@ -222,6 +222,27 @@ def test_read_states_say_where_each_row_was_read(tiny_dir):
 
 
 @pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_a_prompt_longer_than_the_models_positions_is_left_out_and_counted(tiny_dir, tmp_path, family):
+    """The tiny models read 64 positions; a 100-token prompt would index past their position table."""
+    d = load_model_dictionary(tiny_dir / "roberta" / "dict.txt")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "dict.txt").write_bytes((tiny_dir / "roberta" / "dict.txt").read_bytes())
+    rows = [prompt_and_spans(d, w, text) for w, text in DEFINITIONS.items()]
+    long_ids, long_spans = rows[0]
+    long_prompt = (list(long_ids[:-1]) + [d.index("large")] * 100 + [d.eos()], long_spans)
+    for split, prompts in (("train", [*rows, long_prompt]), ("valid", rows)):
+        writer = CorpusWriter(corpus, split, len(d))
+        for prompt, spans in prompts:
+            writer.add(prompt, spans)
+        writer.finalize()
+    write_metadata(corpus, corpus / "dict.txt", {"train": len(rows) + 1, "valid": len(rows)})
+    model, task, _ = build_definition_model(pretrained_checkpoint=tiny_dir / family / "model.pt", corpus=corpus)
+    report = fit_projection(model, task, samples=None, lam=0.5, positions="every")
+    assert report["fit"]["too_long_for_the_model"] > 0 and report["fit"]["prompts"] == len(rows)
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
 def test_headword_positions_fit_one_whole_token_row_per_prompt(tiny_dir, family):
     model, task, _ = build_definition_model(pretrained_checkpoint=tiny_dir / family / "model.pt",
                                             corpus=tiny_dir / "corpus")

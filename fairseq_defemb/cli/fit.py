@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-headword-everywhere", action="store_true",
                    help="also mask the headword's ids outside its variant spans (stored in the checkpoint: "
                    "defemb-predict then does the same)")
+    p.add_argument("--skip-definition-only-copies", action="store_true",
+                   help="fit on the corpus's paper prompts alone, without its definition-only copies (stored in the "
+                   "checkpoint, as definition_cloze --skip-definition-only-copies)")
     p.add_argument("--exclude-token-ids", default=None,
                    help="leave prompts defining these ids out of the fit and of lambda's choice (file or comma list): "
                    "held-out tokens")
@@ -75,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         report = fit_definition_model(
             pretrained_checkpoint=args.pretrained_checkpoint, corpus=args.corpus, out=args.out,
             samples=args.samples or None, valid_samples=args.valid_samples or None, lam=args.lam,
-            mask_headword_everywhere=args.mask_headword_everywhere, seed=args.seed, max_tokens=args.max_tokens,
+            mask_headword_everywhere=args.mask_headword_everywhere,
+            skip_definition_only_copies=args.skip_definition_only_copies, seed=args.seed, max_tokens=args.max_tokens,
             batch_size=args.batch_size, positions=args.positions,
             exclude_token_ids=read_token_ids(args.exclude_token_ids, "--exclude-token-ids") if args.exclude_token_ids else None,
             device=resolve_device(args.device), progress=not args.no_progress)

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
-from fairseq_defemb.options import AVERAGES, DEVICES, resolve_device
+from fairseq_defemb.options import AVERAGES, DEVICES, PREDICTION_NORMS, resolve_device
 
 DESCRIPTION = __doc__.split("\n", 1)[1]
 
@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mask-headword-everywhere", action="store_true", default=None,
                         help="also mask the headword's ids outside its variant spans (e.g. inside its definition); "
                         "default: as the checkpoint was trained (definition_cloze --mask-headword-everywhere)")
+    parser.add_argument("--prediction-norm", choices=PREDICTION_NORMS, default=None,
+                        help="'rows': every embedding rescaled to the mean norm of the pretrained rows; 'raw': W h as "
+                        "computed; default: as the checkpoint was trained (definition_cloze --prediction-norm)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="auto (default: cuda if there is one), cpu or cuda")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         coverage = predict_embeddings(
             args.checkpoint, args.corpus, args.out, splits=tuple(s for s in args.splits.split(",") if s),
             max_tokens=args.max_tokens, batch_size=args.batch_size, token_ids=token_ids, device=resolve_device(args.device),
-            mask_headword_everywhere=args.mask_headword_everywhere, progress=not args.no_progress,
+            mask_headword_everywhere=args.mask_headword_everywhere, prediction_norm=args.prediction_norm,
+            progress=not args.no_progress,
             average=args.average)
     except (OSError, ValueError) as err:  # OSError: unreadable input, or disk full while writing
         print(f"defemb-predict: error: {err}", file=sys.stderr)

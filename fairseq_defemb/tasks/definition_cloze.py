@@ -16,13 +16,14 @@ from fairseq_defemb.data.cloze_dataset import DefinitionClozeDataset
 from fairseq_defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary, load_split
 from fairseq_defemb.data.vocabulary import MASK_SYMBOL, load_fairseq_dictionary
 from fairseq_defemb.models.pretrained import check_starting_point
-from fairseq_defemb.options import FIT_POSITIONS
+from fairseq_defemb.options import FIT_POSITIONS, PREDICTION_NORMS
 
 logger = logging.getLogger(__name__)
 
 CORRUPTION_CHOICES = ChoiceEnum(["auto", "bert", "sentinel"])
 PROJECTION_INIT_CHOICES = ChoiceEnum(["auto", "least-squares", "normal", "random"])
 FIT_POSITION_CHOICES = ChoiceEnum(list(FIT_POSITIONS))
+PREDICTION_NORM_CHOICES = ChoiceEnum(list(PREDICTION_NORMS))
 
 
 @dataclass
@@ -55,6 +56,13 @@ class DefinitionClozeConfig(FairseqDataclass):
         default=False,
         metadata={"help": "train and validate on the paper's prompts only, leaving out the definition-only copies "
                   "a corpus built with defemb-corpus --definition-only-copies holds"},
+    )
+    prediction_norm: PREDICTION_NORM_CHOICES = field(
+        default="rows",
+        metadata={"help": "the norm of an embedding defemb-predict writes (the paper is silent): 'rows' (default): "
+                  "the mean norm of the pretrained embedding rows, the direction the model's (Eq. 5 shrinks "
+                  "predictions toward the targets' centroid: a third of the true rows' norm on make eval's "
+                  "held-out tokens, rows surgery's sanity guard refuses); 'raw': W h as computed"},
     )
     projection_init: PROJECTION_INIT_CHOICES = field(
         default="auto",
@@ -205,6 +213,13 @@ class DefinitionClozeTask(FairseqTask):
                 scores.append(f"mean target row {valid['mean_row']['loss']:.4f} (cosine {valid['mean_row']['cosine']:.3f})")
             logger.info(f"valid loss before training ({valid['prompts']} prompts, corrupted as validation is): "
                         + ", ".join(scores))
+
+    def set_prediction_norm(self, value: str) -> None:
+        """Override the stored ``--prediction-norm`` (defemb-predict --prediction-norm)."""
+        if value not in PREDICTION_NORMS:
+            raise ValueError(f"--prediction-norm {value}: one of {', '.join(PREDICTION_NORMS)}")
+        with open_dict(self.cfg):
+            self.cfg.prediction_norm = value
 
     def set_mask_headword_everywhere(self, value: bool) -> None:
         """Override the stored ``--mask-headword-everywhere`` (prediction from a checkpoint trained without it)."""
