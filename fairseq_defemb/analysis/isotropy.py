@@ -24,14 +24,19 @@ exceeds 50 the clipped value is biased toward 1: large Z shrink, tiny ones grow;
 the largest is 0.6). Each figure carries its conventions as a signature string (``signature``).
 
 Cost: the Gram of each group (and of "all", computed from its own rows as the authors' code
-does, not summed from the groups) is a float64 ``X.T @ X`` (a symmetric rank-k update) per
-fixed chunk of GRAM_ROWS rows; eig of each d x d Gram is the dominant fixed cost (about 1.4 s
-single-threaded at d = 1,024 here, against 0.25 s for a symmetric eigh, which the paper's
-figure cannot use); the groups' eigs run side by side, one per core. Projections run as float32
-matrix multiplies in row chunks and partial log-sum-exps combine in float64; the log-sum-exp of a chunk runs while its projections are still
-in cache: one exp pass, its reciprocal for -c, two sums. For frequency groups that partition
-"all" (``frequency_groups``) each row is projected once, on its group's eigenvectors and on those
-of "all" side by side.
+does, not summed from the groups) is the sum, in row order, of float64 ``X.T @ X`` (numpy's
+dsyrk) over fixed chunks of GRAM_ROWS rows. The chunk products run side by side on one OpenBLAS
+thread each (dsyrk's bits do not depend on its thread count), and a chunk two groups share, or
+that the surgery report's matrices before and after share, is computed once; summing the groups'
+Grams for "all", or updating a Gram by the changed rows, would round otherwise and can flip eig's
+signs. eig of each d x d Gram is the dominant fixed cost (about 1 s on one thread at d = 1,024
+here, against 0.26 s for a symmetric eigh, which the paper's figure cannot use); it stays on one
+thread (on two, about half of its eigenvectors come back with the other sign:
+``benchmarks/bench_isotropy.py``), so the groups' eigs run side by side, one per core. Projections
+run as float32 matrix multiplies in row chunks and partial log-sum-exps combine in float64; the
+log-sum-exp of a chunk runs while its projections are still in cache: one exp pass, its reciprocal
+for -c, two sums. For frequency groups that partition "all" (``frequency_groups``) each row is
+projected once, on its group's eigenvectors and on those of "all" side by side.
 """
 import os
 import threading
