@@ -76,6 +76,24 @@ def test_paper_figure_does_not_depend_on_the_callers_thread_count():
     assert values[0] == values[1]
 
 
+def test_figures_do_not_depend_on_the_callers_torch_threads_which_are_restored(monkeypatch):
+    """Projections run in single-threaded workers whatever torch's thread count; the caller's count is
+    restored afterwards."""
+    monkeypatch.setattr(iso, "PROJECT_ROWS", 100)
+    E = (np.random.default_rng(9).normal(size=(1003, 64)) * 0.3 + 0.1).astype(np.float32)
+    groups = frequency_groups(1003, 4, 1002)
+    callers = torch.get_num_threads()
+    reports = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            reports.append(isotropy_by_group(E, groups))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(callers)
+    assert reports[0] == reports[1]
+
+
 def test_eigs_side_by_side_are_the_serial_ones():
     rng = np.random.default_rng(7)
     grams = [X.T @ X for X in (rng.normal(size=(600, 256)) + shift for shift in (0.0, 0.1, 0.2))]
