@@ -49,10 +49,10 @@ def naive_group(E: np.ndarray, sample: int | None = None) -> tuple[float | None,
 
 def necessary_work(E: np.ndarray, groups: dict, repeats: int) -> dict:
     """Seconds of what any exact implementation must do, at this CPU's rates, best of ``repeats``:
-    the float64 Gram matrices (two passes over the rows: the groups' and that of "all"), one
-    ``numpy.linalg.eig`` per group on one thread, and the projection of every row on 2 x d directions
-    (its group's and those of "all") as one float32 matrix product. What ``isotropy_by_group`` spends
-    above their sum is its own overhead."""
+    the float64 Gram matrices (the chunk products of the groups and of "all", one OpenBLAS thread
+    each, side by side), one ``numpy.linalg.eig`` per group on one thread, side by side, and the
+    projection of every row on 2 x d directions (its group's and those of "all") as one float32
+    matrix product. What ``isotropy_by_group`` spends above their sum is its own overhead."""
     X = torch.from_numpy(E)
     directions = torch.randn(E.shape[1], 2 * E.shape[1])
     grams = group_grams(X, groups)
@@ -69,6 +69,24 @@ def necessary_work(E: np.ndarray, groups: dict, repeats: int) -> dict:
              "eig_float64": best(lambda: eig_vectors(*grams.values())),
              "projections": best(lambda: torch.mm(X, directions))}
     return {**{k: round(v, 3) for k, v in parts.items()}, "sum": round(sum(parts.values()), 3)}
+
+
+def eig_threads(gram: np.ndarray) -> dict:
+    """``numpy.linalg.eig`` of one Gram on one OpenBLAS thread and on two: seconds of each, and how many
+    eigenvectors the second returns otherwise (another sign, or another vector in a near-degenerate
+    pair). The paper's figure scores each eigenvector with the sign eig returns, so it can move with them
+    (by up to 0.016 per group on all-MiniLM-L6-v2 under equally valid Gram roundings:
+    isotropy_sign_spread.py)."""
+    vectors, seconds = {}, {}
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            start = time.perf_counter()
+            vectors[threads] = np.real(np.linalg.eig(gram)[1])
+            seconds[threads] = time.perf_counter() - start
+    differ = ~np.isclose(vectors[1], vectors[2], rtol=0, atol=1e-6).all(axis=0)
+    flipped = np.isclose(vectors[1], -vectors[2], rtol=0, atol=1e-6).all(axis=0)
+    return {"one_thread_seconds": round(seconds[1], 3), "two_threads_seconds": round(seconds[2], 3),
+            "dim": gram.shape[0], "eigenvectors_differing": int(differ.sum()), "of_which_sign_flipped": int(flipped.sum())}
 
 
 def main() -> int:
@@ -126,6 +144,7 @@ def main() -> int:
         "check": {"shape": [args.check_rows, 256], "max_rel_diff_fast_vs_naive": float(f"{rel:.3g}")},
         "load_average_1min": {"start": load_before, "end": os.getloadavg()[0]},
         "necessary_work_seconds": floor,
+        "eig_threads_all_group": eig_threads(group_grams(torch.from_numpy(E), {"all": groups["all"]})["all"]),
     }
     if not args.quick:
         scaling = {}

@@ -10,9 +10,9 @@ every token rewritten, report with isotropy before/after), the same with ``--no-
 and ``--method deldirection``.
 Each run starts with its previous output deleted, ``sync`` (every command writes 1.6 GB, and dirty
 pages left by one would otherwise throttle the next) and the input read into the page cache.
-Reported: best wall time of each, the ratio to the best bare load + save (target <= 1.3x), the
-median ratio to the load + save of the same round, and the peak RSS over the file size (target
-<= 2.2x). Prints JSON.
+Reported: best wall time of each, the ratio to the best bare load + save (target <= 1.5x with the
+isotropy report, <= 1.3x without), the median ratio to the load + save of the same round, and the
+peak RSS over the file size (target <= 2.2x). Prints JSON.
 """
 import argparse
 import json
@@ -144,7 +144,8 @@ def main() -> None:
         ratios = [t / b for (t, _), (b, _) in zip(runs[name], runs["load_save"])]
         result[name] = {"seconds": round(best, 2), "time_ratio": round(best / base, 2),
                         "runs": [round(t, 2) for t, _ in runs[name]],
-                        "median_time_ratio_same_round": round(statistics.median(ratios), 2), "target_time_ratio": "<= 1.3",
+                        "median_time_ratio_same_round": round(statistics.median(ratios), 2),
+                        "target_time_ratio": "<= 1.3" if name.endswith("no_isotropy") else "<= 1.5",
                         "peak_rss_over_file": round(max(m for _, m in runs[name]) / size, 2), "target_memory": "<= 2.2"}
     # Start-up is part of both sides: the tool imports torch and defemb (not fairseq), the baseline torch.
     result["import_seconds"] = {

@@ -6,7 +6,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 import fairseq_defemb.analysis.isotropy as iso
-from fairseq_defemb.analysis.frequency_groups import groups_convention
+from fairseq_defemb.analysis.frequency_groups import frequency_groups, groups_convention
 from fairseq_defemb.analysis.isotropy import PAPER, SIGN_INVARIANT, isotropy, isotropy_by_group
 
 
@@ -76,6 +76,24 @@ def test_paper_figure_does_not_depend_on_the_callers_thread_count():
     assert values[0] == values[1]
 
 
+def test_figures_do_not_depend_on_the_callers_torch_threads_which_are_restored(monkeypatch):
+    """Projections run in single-threaded workers whatever torch's thread count; the caller's count is
+    restored afterwards."""
+    monkeypatch.setattr(iso, "PROJECT_ROWS", 100)
+    E = (np.random.default_rng(9).normal(size=(1003, 64)) * 0.3 + 0.1).astype(np.float32)
+    groups = frequency_groups(1003, 4, 1002)
+    callers = torch.get_num_threads()
+    reports = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            reports.append(isotropy_by_group(E, groups))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(callers)
+    assert reports[0] == reports[1]
+
+
 def test_eigs_side_by_side_are_the_serial_ones():
     rng = np.random.default_rng(7)
     grams = [X.T @ X for X in (rng.normal(size=(600, 256)) + shift for shift in (0.0, 0.1, 0.2))]
@@ -125,6 +143,51 @@ def test_gram_matrix_is_the_float64_gram_and_one_product_up_to_its_chunk(monkeyp
     gram = iso.gram_matrix(E)
     assert gram.dtype == np.float64
     np.testing.assert_allclose(gram, X.T @ X, rtol=1e-12, atol=1e-12)
+
+
+def serial_gram(E: torch.Tensor, ids: np.ndarray, centre: torch.Tensor | None = None) -> np.ndarray:
+    """One pass over a group's own rows, chunk after chunk, as the Gram was first computed."""
+    gram = np.zeros((E.size(1), E.size(1)))
+    for chunk in torch.split(E[torch.as_tensor(ids)], iso.GRAM_ROWS):
+        rows = (chunk.double() if centre is None else chunk.double() - centre).numpy()
+        gram += rows.T @ rows
+    return gram
+
+
+def test_group_grams_are_each_groups_own_serial_sum_bit_for_bit(monkeypatch):
+    """Chunk products side by side, chunks shared between groups computed once (the first ones of "all"
+    and "frequent"): each Gram is still the same bits as one serial pass over its own rows, for runs of
+    ids and for scattered ones, centred or not."""
+    monkeypatch.setattr(iso, "GRAM_ROWS", 16)
+    rng = np.random.default_rng(5)
+    E = torch.tensor(rng.normal(size=(203, 12)) * np.linspace(2, 0.5, 12) + 0.3, dtype=torch.float32)
+    groups = {**frequency_groups(203, 4, 202), "scattered": rng.permutation(203)[:90], "tail": np.arange(150, 203)}
+    centre = E.double().mean(0)
+    for c in (None, centre):
+        grams = iso.group_grams(E, groups, c)
+        for name, ids in groups.items():
+            assert np.array_equal(grams[name], serial_gram(E, ids, c)), name
+    assert np.array_equal(iso.gram_matrix(E, centre), serial_gram(E, np.arange(203), centre))
+
+
+def test_changed_group_grams_are_those_of_each_matrix(monkeypatch):
+    """Chunks without a changed row are computed once for both matrices; every Gram keeps the bits of
+    its own matrix's serial sum, with the changed rows spread over all groups."""
+    monkeypatch.setattr(iso, "GRAM_ROWS", 16)
+    rng = np.random.default_rng(6)
+    before = torch.tensor(rng.normal(size=(203, 12)) + 0.2, dtype=torch.float32)
+    changed = np.sort(rng.choice(np.arange(4, 202), size=9, replace=False))
+    after = before.clone()
+    after[torch.as_tensor(changed)] = torch.tensor(rng.normal(size=(9, 12)), dtype=torch.float32)
+    groups = frequency_groups(203, 4, 202)
+    touched = {name: ids for name, ids in groups.items() if name != "frequent"}
+    grams_before, grams_after = iso.changed_group_grams(before, after, changed, groups, touched)
+    assert set(grams_after) == set(touched)
+    for name, ids in groups.items():
+        assert np.array_equal(grams_before[name], serial_gram(before, ids))
+        if name in touched:
+            assert np.array_equal(grams_after[name], serial_gram(after, ids))
+            assert not np.array_equal(grams_after[name], grams_before[name])
 
 
 def test_log_partition_over_chunks_matches_one_float64_log_sum_exp(monkeypatch):

@@ -13,12 +13,13 @@ from fairseq.data import indexed_dataset
 
 from conftest import REPO, VENV_BIN
 from fairseq_defemb.data.embedding_file import PredictedEmbeddings
-from fairseq_defemb.analysis.frequency_groups import frequency_groups
+import fairseq_defemb.analysis.isotropy as isotropy
+from fairseq_defemb.analysis.frequency_groups import frequency_groups, groups_convention
 from fairseq_defemb.analysis.isotropy import isotropy_by_group
 from fairseq_defemb.surgery.postprocessing import del_direction, del_direction_centred, del_zscore
 from fairseq_defemb.surgery.checkpoint import copy_with_embedding, embedding_keys, load_checkpoint as load_state
 from fairseq_defemb.cli.surgery import main as cli_main
-from fairseq_defemb.surgery.swap import SurgeryError, swap_embeddings, verify
+from fairseq_defemb.surgery.swap import SurgeryError, change_report, swap_embeddings, verify
 from fairseq_defemb.data.vocabulary import dictionary_sha256, load_model_dictionary
 from tiny_models import TINY_WORDS, write_dict
 
@@ -103,6 +104,33 @@ def test_surgery_writes_every_tied_copy_and_nothing_else(tiny_dir, inputs, famil
             for figure in ("paper", "sign_invariant"):
                 assert report["isotropy"][when][figure][group] == pytest.approx(direct[figure][group], rel=1e-5), \
                     (when, figure, group)
+
+
+@pytest.mark.parametrize("spread", [True, False])
+def test_report_figures_are_the_direct_computation_bit_for_bit(tmp_path, monkeypatch, spread):
+    """The report's isotropy, with groups that kept their rows carried over and Gram chunks without a
+    changed row computed once for both matrices, is exactly isotropy_by_group of each matrix when the
+    changed rows fall in every group (and in several chunks of each). When they are all rare, the
+    groups they fall in are exactly isotropy_by_group of those groups alone (the other groups' rows are
+    not projected again, so "all" sums its rows in other float32 chunks than the full computation)."""
+    monkeypatch.setattr(isotropy, "GRAM_ROWS", 64)
+    d = load_model_dictionary(write_dict(tmp_path / "dict.txt", [f"w{i}" for i in range(900)]))
+    rng = np.random.default_rng(8)
+    before = torch.tensor(rng.normal(size=(len(d), 24)) * np.linspace(1.5, 0.3, 24) + 0.2, dtype=torch.float32)
+    groups = frequency_groups(len(d), d.nspecial, d.index("<mask>"))
+    pool = groups["all"] if spread else groups["rare"][-100:]
+    changed = sorted(rng.choice(pool, size=60, replace=False).tolist())
+    after = before.clone()
+    after[torch.tensor(changed)] = torch.tensor(rng.normal(size=(60, 24)), dtype=torch.float32)
+    report = change_report(before, after, changed, d)
+    assert all(report["per_group"][g]["changed"] for g in groups) == spread
+    touched = {g: ids for g, ids in groups.items() if report["per_group"][g]["changed"]}
+    direct = {"before": isotropy_by_group(before, groups, groups_convention(d.nspecial)),
+              "after": isotropy_by_group(after, touched, groups_convention(d.nspecial))}
+    for figure in ("paper", "sign_invariant", "max_abs_projection"):
+        assert report["isotropy"]["before"][figure] == direct["before"][figure], figure
+        assert report["isotropy"]["after"][figure] == {**direct["before"][figure], **direct["after"][figure]}, figure
+    assert report["isotropy"]["after"]["paper"] != report["isotropy"]["before"]["paper"]
 
 
 def test_verify_catches_tampering(tiny_dir, inputs, capsys):

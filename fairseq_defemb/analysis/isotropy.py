@@ -24,17 +24,26 @@ exceeds 50 the clipped value is biased toward 1: large Z shrink, tiny ones grow;
 the largest is 0.6). Each figure carries its conventions as a signature string (``signature``).
 
 Cost: the Gram of each group (and of "all", computed from its own rows as the authors' code
-does, not summed from the groups) is a float64 ``X.T @ X`` (a symmetric rank-k update) per
-fixed chunk of GRAM_ROWS rows; eig of each d x d Gram is the dominant fixed cost (about 1.4 s
-single-threaded at d = 1,024 here, against 0.25 s for a symmetric eigh, which the paper's
-figure cannot use); the groups' eigs run side by side, one per core. Projections run as float32
-matrix multiplies in row chunks and partial log-sum-exps combine in float64; the log-sum-exp of a chunk runs while its projections are still
-in cache: one exp pass, its reciprocal for -c, two sums. For frequency groups that partition
-"all" (``frequency_groups``) each row is projected once, on its group's eigenvectors and on those
-of "all" side by side.
+does, not summed from the groups) is the sum, in row order, of float64 ``X.T @ X`` (numpy's
+dsyrk) over fixed chunks of GRAM_ROWS rows. The chunk products run side by side on one OpenBLAS
+thread each (dsyrk's bits do not depend on its thread count), and a chunk two groups share, or
+that the surgery report's matrices before and after share, is computed once; summing the groups'
+Grams for "all", or updating a Gram by the changed rows, would round otherwise and can flip eig's
+signs. eig of each d x d Gram is the dominant fixed cost (about 1 s on one thread at d = 1,024
+here, against 0.26 s for a symmetric eigh, which the paper's figure cannot use); it stays on one
+thread (on two, about half of its eigenvectors come back with the other sign:
+``benchmarks/bench_isotropy.py``), so the groups' eigs run side by side, one per core. Projections
+run as float32 matrix multiplies in row chunks and partial log-sum-exps combine in float64; the
+log-sum-exp of a chunk runs while its projections are still in cache: one exp pass, its reciprocal
+for -c, two sums. For frequency groups that partition "all" (``frequency_groups``) each row is
+projected once, on its group's eigenvectors and on those of "all" side by side.
 """
 import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -54,6 +63,8 @@ PROJECT_ROWS = 1024
 # Below this |projection| exp(+-p) is a normal float32 (e^80 < 3.4e38, e^-80 > 1.2e-38): a chunk
 # needs no max-shift, and exp(-p) is the reciprocal of exp(p).
 UNSHIFTED_LIMIT = 80.0
+# Per worker thread: the float64 rows of its Gram product, the projections of its row chunk and their exps.
+_thread_buffers = threading.local()
 
 
 def signature(convention: str, groups_convention: str = "groups:as given") -> str:
@@ -75,14 +86,110 @@ def rows_of(E: torch.Tensor, ids: np.ndarray | torch.Tensor) -> torch.Tensor:
     return E.index_select(0, ids)
 
 
+@contextmanager
+def _workers(tasks: int) -> Iterator[ThreadPoolExecutor]:
+    """One worker thread per core (at most ``tasks``), every call in them on one OpenBLAS and one torch
+    thread. Independent single-threaded calls keep the cores busy without the barriers of a
+    multi-threaded op, which wait for a descheduled thread whenever another process (or surgery's
+    writer) holds a core: with one of the two cores taken, the projections of a 50,265 x 1,024 matrix
+    took 6.3 s on two torch threads against 2.6 s on one. One OpenBLAS limit for all workers: entering
+    and leaving it per call from several threads would race."""
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"), \
+                ThreadPoolExecutor(max_workers=max(1, min(tasks, os.cpu_count() or 1))) as pool:
+            yield pool
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
+def _chunk_gram(E: torch.Tensor, ids: np.ndarray, centre: torch.Tensor | None) -> np.ndarray:
+    """``X.T @ X`` (numpy's dsyrk: the same bits on one OpenBLAS thread as on several) of E's rows ``ids``
+    in float64, minus ``centre`` if given. The float64 rows go to a buffer of the calling thread: a
+    fresh 32 MB array per chunk cost ~30 ms of CPU in page faults, the copy into the buffer 3 ms."""
+    rows = rows_of(E, ids)
+    buffer = getattr(_thread_buffers, "rows", None)
+    if buffer is None or buffer.size(0) < rows.size(0) or buffer.size(1) != rows.size(1):
+        buffer = _thread_buffers.rows = torch.empty(rows.shape, dtype=torch.float64)
+    x = buffer[:rows.size(0)]
+    if centre is None:
+        x.copy_(rows)
+    else:
+        torch.sub(rows, centre, out=x)
+    x = x.numpy()
+    return x.T @ x
+
+
+def _chunk_key(ids: np.ndarray) -> tuple:
+    """What identifies a chunk of rows: (first id, length) for a run of consecutive ids (the first
+    chunks of "all" and "frequent" share theirs), else the ids themselves."""
+    if int(ids[-1]) - int(ids[0]) == len(ids) - 1 and bool((np.diff(ids) == 1).all()):
+        return int(ids[0]), len(ids)
+    return (ids.tobytes(),)
+
+
+def _summed_products(jobs: list[tuple[torch.Tensor, dict[str, np.ndarray]]], centre: torch.Tensor | None = None,
+                     same_rows: Callable[[np.ndarray], bool] | None = None) -> list[dict[str, np.ndarray]]:
+    """``group_grams`` of each (E, groups) of ``jobs``, one chunk product per distinct chunk: a chunk
+    whose rows ``same_rows`` says are equal in every job's E is computed once, from the first."""
+    plans, tasks = [], {}
+    for index, (E, groups) in enumerate(jobs):
+        plan = {}
+        for name, ids in groups.items():
+            ids = np.asarray(ids)
+            plan[name] = []
+            for start in range(0, len(ids), GRAM_ROWS):
+                part = ids[start:start + GRAM_ROWS]
+                owner = 0 if same_rows is not None and same_rows(part) else index
+                task = (owner, _chunk_key(part))
+                tasks.setdefault(task, (jobs[owner][0], part))
+                plan[name].append(task)
+        plans.append(plan)
+    uses = Counter(task for plan in plans for parts in plan.values() for task in parts)
+    results = []
+    with _workers(len(tasks)) as pool:
+        products = {task: pool.submit(_chunk_gram, E, part, centre) for task, (E, part) in tasks.items()}
+        for (E, _), plan in zip(jobs, plans):
+            grams = {}
+            for name, parts in plan.items():
+                gram = np.zeros((E.size(1), E.size(1)))
+                for task in parts:  # in row order, as one serial pass over the group would add them
+                    gram += products[task].result()
+                    uses[task] -= 1
+                    if not uses[task]:
+                        del products[task]  # its 8 MB are not needed again
+                grams[name] = gram
+            results.append(grams)
+    return results
+
+
+def group_grams(E: torch.Tensor, groups: dict[str, np.ndarray], centre: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """Gram matrix (float64) of each group's rows of E (float32), "all" included: each the sum, in row
+    order, of ``X.T @ X`` over its own chunks of GRAM_ROWS float64 rows (minus ``centre``, float64, if
+    given), never updated or summed from other groups, so a group's Gram (and its eigenvectors' signs)
+    are the same bits whichever tool computes them. The chunk products run side by side (``_workers``),
+    and a chunk two groups share is computed once."""
+    return _summed_products([(E, groups)], centre)[0]
+
+
+def changed_group_grams(before: torch.Tensor, after: torch.Tensor, changed: np.ndarray, groups: dict[str, np.ndarray],
+                        touched: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``group_grams`` of ``before`` for ``groups`` and of ``after`` for ``touched``, where ``after`` is
+    ``before`` with rows ``changed`` replaced: a chunk with no changed row has the same product in
+    both, computed once. Each Gram is still the sum of its own chunks' products in row order, so the
+    bits are those of two separate calls (a rank-k update of the "before" Gram would not be)."""
+    mask = np.zeros(before.size(0), dtype=bool)
+    mask[np.asarray(changed, dtype=np.int64)] = True
+    grams_before, grams_after = _summed_products([(before, groups), (after, touched)],
+                                                 same_rows=lambda ids: not mask[ids].any())
+    return grams_before, grams_after
+
+
 def gram_matrix(E: torch.Tensor, centre: torch.Tensor | None = None) -> np.ndarray:
     """E^T E in float64, as ``X.T @ X`` of float64 rows per chunk of GRAM_ROWS (one product, bit for
     bit, for matrices up to that size); with ``centre`` (float64), of the rows minus it."""
-    gram = np.zeros((E.size(1), E.size(1)))
-    for chunk in torch.split(E, GRAM_ROWS):
-        rows = (chunk.double() if centre is None else chunk.double() - centre).numpy()
-        gram += rows.T @ rows
-    return gram
+    return group_grams(E, {"rows": np.arange(E.size(0))}, centre)["rows"]
 
 
 def _eig(gram: np.ndarray) -> np.ndarray:
@@ -99,38 +206,43 @@ def eig_vectors(*grams: np.ndarray) -> list[np.ndarray]:
     side on the machine's cores (LAPACK releases the GIL), so pinning costs no wall time when there are
     as many Grams as cores. A complex pair, which eig can return for two nearly equal eigenvalues, keeps
     its real parts, renormalised."""
-    # one limit for all workers: entering and leaving it per call from several threads would race
-    with threadpool_limits(limits=1, user_api="blas"):
-        if len(grams) == 1:
-            return [_eig(grams[0])]
-        with ThreadPoolExecutor(max_workers=min(len(grams), os.cpu_count() or 1)) as pool:
-            return list(pool.map(_eig, grams))
+    with _workers(len(grams)) as pool:
+        return list(pool.map(_eig, grams))
+
+
+def _chunk_log_partition(chunk: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log sum_w exp(s c^T e_w) over the rows of ``chunk``, float64, shape (2, k); max_w |c^T e_w|, (k,))."""
+    k, n = directions.size(1), chunk.size(0)
+    if getattr(_thread_buffers, "projected", None) is None or _thread_buffers.projected.numel() < k * n:
+        _thread_buffers.projected, _thread_buffers.exps = torch.empty(k * n), torch.empty(k * n)
+    # row x direction: MKL rounds a row's projections the same wherever the row sits (not so for the
+    # transposed product), which keeps row order out of the result
+    p = torch.mm(chunk, directions, out=_thread_buffers.projected[:k * n].view(n, k))
+    e = _thread_buffers.exps[:k * n].view(n, k)
+    low, high = p.amin(0), p.amax(0)  # two passes: 9x faster than torch.aminmax over dim 0 here
+    # float32 sums within a chunk (torch's cascade summation: ~1e-7 relative), float64 across
+    if max(-low.min().item(), high.max().item()) <= UNSHIFTED_LIMIT:
+        torch.exp(p, out=e)
+        plus = e.sum(0).double().log()
+        minus = e.reciprocal_().sum(0).double().log()  # exp(-p) = 1 / exp(p)
+    else:  # shift each direction by its largest projection (-c: by minus the smallest)
+        plus = torch.sub(p, high, out=e).exp_().sum(0).double().log() + high.double()
+        minus = torch.sub(low, p, out=e).exp_().sum(0).double().log() - low.double()
+    return torch.stack([plus, minus]), torch.maximum(-low, high)
 
 
 def log_partition_of_directions(rows: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(log sum_w exp(s c^T e_w) over ``rows`` for every column c of ``directions`` and sign s, float64,
-    shape (2, k): row 0 for +c, row 1 for -c; max_w |c^T e_w| per direction, shape (k,))."""
+    shape (2, k): row 0 for +c, row 1 for -c; max_w |c^T e_w| per direction, shape (k,)). Chunks of
+    PROJECT_ROWS rows run side by side (``_workers``), their parts combined in row order."""
     if rows.size(0) == 0:
         raise ValueError("log partition over no rows (an empty group)")
-    k, n = directions.size(1), min(PROJECT_ROWS, rows.size(0))
-    projected, exps = torch.empty(k * n), torch.empty(k * n)
-    parts, largest = [], torch.zeros(k)
-    for chunk in torch.split(rows, PROJECT_ROWS):
-        # row x direction: MKL rounds a row's projections the same wherever the row sits (not so
-        # for the transposed product), which keeps row order out of the result
-        p = torch.mm(chunk, directions, out=projected[:k * len(chunk)].view(len(chunk), k))
-        e = exps[:k * len(chunk)].view(len(chunk), k)
-        low, high = torch.aminmax(p, dim=0)
-        largest = torch.maximum(largest, torch.maximum(-low, high))
-        # float32 sums within a chunk (torch's cascade summation: ~1e-7 relative), float64 across
-        if max(-low.min().item(), high.max().item()) <= UNSHIFTED_LIMIT:
-            torch.exp(p, out=e)
-            plus = e.sum(0).double().log()
-            minus = e.reciprocal_().sum(0).double().log()  # exp(-p) = 1 / exp(p)
-        else:  # shift each direction by its largest projection (-c: by minus the smallest)
-            plus = torch.sub(p, high, out=e).exp_().sum(0).double().log() + high.double()
-            minus = torch.sub(low, p, out=e).exp_().sum(0).double().log() - low.double()
-        parts.append(torch.stack([plus, minus]))
+    chunks = torch.split(rows, PROJECT_ROWS)
+    with _workers(len(chunks)) as pool:
+        parts, tops = zip(*pool.map(_chunk_log_partition, chunks, [directions] * len(chunks)))
+    largest = torch.zeros(directions.size(1))
+    for top in tops:
+        largest = torch.maximum(largest, top)
     return torch.logsumexp(torch.stack(parts), 0), largest
 
 
@@ -159,13 +271,6 @@ def _partitioned(groups: dict[str, np.ndarray]) -> bool:
     parts = [np.asarray(ids) for name, ids in groups.items() if name != "all"]
     joined, whole = (np.concatenate(parts) if parts else np.zeros(0, np.int64)), np.asarray(groups["all"])
     return len(joined) == len(whole) and np.array_equal(np.sort(joined), np.sort(whole))
-
-
-def group_grams(E: torch.Tensor, groups: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Gram matrix (float64) of each group's rows of E (float32), "all" included: each from the group's
-    own rows, never updated or summed from others, so a group's Gram (and its eigenvectors' signs) are
-    the same bits whichever tool computes them."""
-    return {name: gram_matrix(rows_of(E, ids)) for name, ids in groups.items()}
 
 
 def isotropy_from_grams(E: torch.Tensor, groups: dict[str, np.ndarray], grams: dict[str, np.ndarray],

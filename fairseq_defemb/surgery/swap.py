@@ -24,7 +24,7 @@ from fairseq_defemb.atomic_io import atomic_output_dir
 from fairseq_defemb.surgery.checkpoint import load_checkpoint, tied_embedding, with_rows, write_checkpoint
 from fairseq_defemb.data.embedding_file import PredictedEmbeddings
 from fairseq_defemb.analysis.frequency_groups import frequency_groups, groups_convention
-from fairseq_defemb.analysis.isotropy import CONVENTIONS, group_grams, isotropy_from_grams, rows_of
+from fairseq_defemb.analysis.isotropy import CONVENTIONS, changed_group_grams, isotropy_from_grams, rows_of
 from fairseq_defemb.surgery.postprocessing import del_direction, del_direction_centred, del_zscore
 from fairseq_defemb.surgery.selection import (Selection, TaskTokens, check_task_splits, select_rows, special_ids,
                                      task_token_ids)
@@ -187,7 +187,8 @@ def change_report(before: torch.Tensor, after: torch.Tensor, changed: list[int],
     """Norm and cosine change of the changed rows per frequency group; isotropy of E (non-special rows)
     before and after, overall and per group: ``isotropy`` = {"before": {"paper": {group: I},
     "sign_invariant": {...}, "max_abs_projection": {...}}, "after": {...}, "conventions": signatures,
-    "clipping": note}, or None. A group none of whose rows changed keeps its values without recomputation."""
+    "clipping": note}, or None. A group none of whose rows changed keeps its values without recomputation, and
+    a Gram chunk with no changed row is computed once for both matrices (``changed_group_grams``)."""
     groups = frequency_groups(len(dictionary), dictionary.nspecial, dictionary.index(MASK_SYMBOL))
     changed_set = np.asarray(changed, dtype=np.int64)
     stats = row_changes(rows_of(before, changed_set), rows_of(after, changed_set))
@@ -204,12 +205,13 @@ def change_report(before: torch.Tensor, after: torch.Tensor, changed: list[int],
         return {"per_group": per_group, "isotropy": None}
     described = groups_convention(dictionary.nspecial)
     before, after = before.float(), after.float()
-    iso_before = isotropy_from_grams(before, groups, group_grams(before, groups), described)
+    touched = {name: ids for name, ids in groups.items() if per_group[name]["changed"]}
+    grams_before, grams_after = changed_group_grams(before, after, changed_set, groups, touched)
+    iso_before = isotropy_from_grams(before, groups, grams_before, described)
     figures = ("max_abs_projection", *CONVENTIONS)
     iso_after = {key: dict(iso_before[key]) for key in figures}
-    touched = {name: ids for name, ids in groups.items() if per_group[name]["changed"]}
     if touched:
-        recomputed = isotropy_from_grams(after, touched, group_grams(after, touched), described)
+        recomputed = isotropy_from_grams(after, touched, grams_after, described)
         for key in figures:
             iso_after[key].update(recomputed[key])
     return {"per_group": per_group, "isotropy": {
