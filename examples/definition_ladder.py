@@ -9,8 +9,12 @@ ranked by ``fairseq_defemb.analysis.reconstruction``; its cost is the wall and C
 own steps. The first rows climb from the paper as printed to the recommended recipe; the others
 change one thing of the recommended recipe. Each row's result is kept in ``--out``/rows, so a run
 that stops resumes where it stopped; ``--out``/ladder.md and ladder.json hold the table.
+With ``--eval-out``, the ladder reads ``make eval``'s converted model and corpus of the same seed and
+takes the rows ``make eval`` ran (paper, recommended, fit-alone) from its predictions and step times
+instead of running them again.
 
     python examples/definition_ladder.py --out ladder-s1 --seed 1
+    python examples/definition_ladder.py --out ladder-s1 --seed 1 --eval-out eval-out --rows +ls +retrieval
 """
 import argparse
 import json
@@ -51,6 +55,24 @@ ROWS = {
                     [*RETRIEVAL, "--mask-prob", "1", "--random-token-prob", "0"], BUDGET),
     "2000-updates": ("recommended, 2,000 updates", [], RETRIEVAL, Budget(updates=2000, lr=5e-4, warmup=25, max_tokens=1024)),
 }
+
+
+# make eval's runs of three rows: the slug of their prediction files, and the steps that built them
+EVAL_ROWS = {"paper": ("paper", ["train paper"]), "recommended": ("recommended", ["fit", "train recommended"]),
+             "fit-alone": ("fitted", ["fit"])}
+
+
+def from_eval(eval_out: Path, row: str, seed: int) -> dict:
+    """``row`` as make eval ran it for ``seed``: its predictions, and its wall time summed from
+    make eval's step times (CPU time is not recorded there)."""
+    slug, steps = EVAL_ROWS[row]
+    work = eval_out / f"seed{seed}"
+    timings = json.loads((eval_out / "results.json").read_text())["timings"]
+    names = [f"s{seed} {s}" for s in steps] + [f"s{seed} predict {slug} {split}" for split in READINGS]
+    description, fit_options, train_options, budget = ROWS[row]
+    return {"row": row, "description": description, "fit": fit_options, "train": train_options, "budget": vars(budget),
+            "seconds": {"wall": round(sum(timings[n] for n in names), 1), "cpu": None}, "from": str(eval_out),
+            "predictions": {split: str(work / f"{slug}-{split}.pt") for split in READINGS}}
 
 
 def child_cpu_seconds() -> float:
@@ -123,7 +145,8 @@ def table(results: dict, report: dict) -> str:
         p = report["methods"][f"{row} | paper prompt"]["all"]
         d = report["methods"][f"{row} | definition only"]["all"]
         lines.append(f"| {row} | {r['description']} | {p['mrr']:.3f} / {p['hits@10']:.2f} / {p['median_rank']:.0f} | "
-                     f"{d['mrr']:.3f} / {d['median_rank']:.0f} | {r['seconds']['wall']:.0f} | {r['seconds']['cpu']:.0f} |")
+                     f"{d['mrr']:.3f} / {d['median_rank']:.0f} | {r['seconds']['wall']:.0f} | "
+                     + ("make eval's run |" if r["seconds"]["cpu"] is None else f"{r['seconds']['cpu']:.0f} |"))
     for name in report["baselines"]:
         m = report["methods"][name]["all"]
         lines.append(f"| {name} | baseline (no definition model) | {m['mrr']:.3f} / {m['hits@10']:.2f} / "
@@ -136,11 +159,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="working and output folder (kept: a later run resumes)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--eval-out", type=Path, default=None,
+                        help="make eval's output folder: its model and --seed's corpus are used, and the rows it ran "
+                        f"({', '.join(EVAL_ROWS)}) are taken from it")
     args = parser.parse_args(argv)
     out = Path(args.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
     step = Step(out)
     original, corpus = out / "original", out / "definitions"
+    if args.eval_out:
+        original, corpus = args.eval_out / "original", args.eval_out / f"seed{args.seed}" / "definitions"
+        if not (corpus / "corpus.json").is_file():
+            parser.error(f"--eval-out {args.eval_out}: no corpus for seed {args.seed} ({corpus}/corpus.json)")
     if not (original / "model.pt").is_file():
         step.run("convert", [BIN / "defemb-convert-hf", "--model-dir", minilm_dir(), "--out", original])
     if not (corpus / "corpus.json").is_file():
@@ -151,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for row in args.rows:
         done = out / "rows" / f"{row}.json"
-        if not done.is_file():
+        if args.eval_out and row in EVAL_ROWS:
+            done.write_text(json.dumps(from_eval(args.eval_out, row, args.seed), indent=2) + "\n")
+        elif not done.is_file():
             done.write_text(json.dumps(run_row(step, out, original, corpus, row, args.seed), indent=2) + "\n")
             for checkpoint in (out / "work" / row / "checkpoints").glob("*.pt"):
                 checkpoint.unlink()  # whole models: the predictions are what is kept
