@@ -144,16 +144,25 @@ def test_predict_reproduces_the_models_own_forward(trained, uneven_corpus, tmp_p
     expected = {"definitions": torch.stack([torch.cat(v).mean(0) for v in per_definition.values()]).mean(0),
                 "occurrences": occurrences.mean(0)}
     assert not torch.allclose(expected["definitions"], expected["occurrences"], atol=1e-4)
+    # --prediction-norm rows (the default): each row rescaled to the pretrained rows' mean norm, specials
+    # and <mask> left out of the mean
+    pretrained = model.target_embeddings.detach().double()
+    words = [i for i in range(dictionary.nspecial, len(dictionary)) if i != dictionary.index("<mask>")]
+    row_norm = pretrained[words].norm(dim=1).mean()
     for average, vector in expected.items():
-        out = tmp_path / f"{average}.pt"
-        flag = [] if average == "definitions" else ["--average", average]  # definitions is the default
-        assert predict_main(["--checkpoint", str(trained[family]), "--corpus", str(uneven_corpus),
-                             "--out", str(out), "--no-progress", "--max-tokens", "64", *flag]) == 0
-        result = PredictedEmbeddings.load(out)
-        row = result.token_ids.tolist().index(token)
-        torch.testing.assert_close(result.embeddings[row], vector, atol=1e-5, rtol=1e-4)
-        assert result.num_definitions[row].item() == len(per_definition)
-        assert result.extra["coverage"]["average"] == average
+        for norm in ("rows", "raw"):
+            out = tmp_path / f"{average}-{norm}.pt"
+            flag = [] if average == "definitions" else ["--average", average]  # definitions is the default
+            flag += [] if norm == "rows" else ["--prediction-norm", norm]
+            assert predict_main(["--checkpoint", str(trained[family]), "--corpus", str(uneven_corpus),
+                                 "--out", str(out), "--no-progress", "--max-tokens", "64", *flag]) == 0
+            result = PredictedEmbeddings.load(out)
+            row = result.token_ids.tolist().index(token)
+            want = vector if norm == "raw" else (vector.double() * row_norm / vector.double().norm()).float()
+            torch.testing.assert_close(result.embeddings[row], want, atol=1e-5, rtol=1e-4)
+            assert result.num_definitions[row].item() == len(per_definition)
+            assert result.extra["coverage"]["average"] == average
+            assert result.extra["coverage"]["prediction_norm"] == norm
     assert result.embedding_dim == 32 and result.dictionary_size == len(dictionary)
     # Only headword tokens get a prediction.
     assert set(result.token_ids.tolist()) == {dictionary.index(w) for w in DEFINITIONS}
