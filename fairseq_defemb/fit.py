@@ -12,8 +12,8 @@ pretrained embedding rows e(p_k) (rows of Y). W is their ridge regression::
 computes: a centred fit predicts ybar + W (h - xbar), an offset the bias-free model cannot
 add, so the checkpoint would not reproduce the fitted predictions. Fitted uncentred, it
 does exactly. (The last hidden state leaves a LayerNorm with a bias, so X has a large
-common component W can use as an intercept; the held-out measurement in the README
-reports the centred fit beside it.)
+common component W can use as an intercept; the held-out measurement in
+docs/definition-model.md reports the centred fit beside it.)
 
 lambda is given, or the value of ``LAMBDA_GRID`` with the lowest Eq. 5 loss on a sample of
 the validation split. Two users: ``defemb-fit`` (a training-free definition checkpoint

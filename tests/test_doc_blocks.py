@@ -103,3 +103,15 @@ def test_the_ci_lines_of_the_demos_are_what_run_example_runs():
         argv = example_argv(doc_block(name), Path("/tmp/out"), 900)
         assert argv[1] == str(REPO / "examples" / script) and (REPO / "examples" / script).is_file()
         assert argv[2:] == ["--budget", "ci", "--out", "/tmp/out", "--step-timeout", "900"]
+
+
+def test_the_readme_pipelines_recipes_are_the_libraries():
+    """The pipeline's RECIPE line and its commented alternative are the recommended and paper recipes
+    every tool runs (fairseq_defemb.recipes), so the README cannot drift from them."""
+    import shlex
+
+    from fairseq_defemb.recipes import PAPER, RECOMMENDED
+
+    lines = re.findall(r'^#? ?RECIPE="([^"]*)"', doc_block("pipeline"), flags=re.M)
+    assert [shlex.split(line) for line in lines] == [list(RECOMMENDED.train), list(PAPER.train)]
+    assert "--definition-only-copies" in doc_block("pipeline") and RECOMMENDED.corpus_flags() == ["--definition-only-copies"]

@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
 
@@ -53,12 +54,24 @@ def verify_lines(verify: dict) -> list[str]:
     return lines
 
 
-def verification_failed(prog: str, err) -> int:
-    """Exit code 1 after a failed --verify (``err``: the VerificationError; nothing was written), with what differed."""
-    print("\n".join(verify_lines(err.report["verify"])), file=sys.stderr)
-    print(f"{prog}: error: --verify failed, nothing written; details: {json.dumps(err.report['verify'])}",
-          file=sys.stderr)
-    return 1
+def run_conversion(prog: str, convert: Callable[[], dict], summarize: Callable[[dict], str]) -> int:
+    """``convert()`` with the conversion tools' exits: 0 and ``summarize(report)`` printed; 1 after a
+    failed --verify (nothing was written), with what differed; 2 on a conversion error or an OSError
+    (an existing output, a full disk)."""
+    from fairseq_defemb.convert.hf_common import ConversionError, VerificationError
+
+    try:
+        report = convert()
+    except VerificationError as err:
+        print("\n".join(verify_lines(err.report["verify"])), file=sys.stderr)
+        print(f"{prog}: error: --verify failed, nothing written; details: {json.dumps(err.report['verify'])}",
+              file=sys.stderr)
+        return 1
+    except (ConversionError, OSError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    print(summarize(report))
+    return 0
 
 
 def summary(report: dict, out: str | Path) -> str:
@@ -107,18 +120,12 @@ def main(argv: list[str] | None = None) -> int:
                              "(needs transformers)")
     args = parser.parse_args(argv)
     configure_cli_logging()
-    from fairseq_defemb.convert.hf_common import ConversionError, VerificationError
     from fairseq_defemb.convert.hf_import import convert_hf
 
-    try:
-        report = convert_hf(model_dir=args.model_dir, out=args.out, overwrite=args.overwrite, verify=args.verify)
-    except VerificationError as err:
-        return verification_failed("defemb-convert-hf", err)
-    except (ConversionError, OSError) as err:  # OSError: existing output, disk full
-        print(f"defemb-convert-hf: error: {err}", file=sys.stderr)
-        return 2
-    print(summary(report, args.out))
-    return 0
+    return run_conversion(
+        "defemb-convert-hf",
+        lambda: convert_hf(model_dir=args.model_dir, out=args.out, overwrite=args.overwrite, verify=args.verify),
+        lambda report: summary(report, args.out))
 
 
 if __name__ == "__main__":

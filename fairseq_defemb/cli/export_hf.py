@@ -22,7 +22,7 @@ Exit codes: 0 written, 1 --verify failed, 2 bad input (the message names the fil
 import argparse
 import sys
 
-from fairseq_defemb.cli.convert_hf import verification_failed, verify_lines
+from fairseq_defemb.cli.convert_hf import run_conversion, verify_lines
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
 
 
@@ -55,20 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_cli_logging()
     from fairseq_defemb.convert.export_hf import export_hf
-    from fairseq_defemb.convert.hf_common import ConversionError, VerificationError
 
-    try:
-        report = export_hf(checkpoint=args.checkpoint, out=args.out, gpt2_encoder_json=args.gpt2_encoder_json,
-                           gpt2_vocab_bpe=args.gpt2_vocab_bpe, overwrite=args.overwrite, verify=args.verify,
-                           lowercase={"auto": None, "yes": True, "no": False}[args.lowercase])
-    except VerificationError as err:
-        return verification_failed("defemb-export-hf", err)
-    except (ConversionError, OSError) as err:  # OSError: existing output, disk full
-        print(f"defemb-export-hf: error: {err}", file=sys.stderr)
-        return 2
-    print(summary(report, args.out))
-    return 0
-
+    return run_conversion(
+        "defemb-export-hf",
+        lambda: export_hf(checkpoint=args.checkpoint, out=args.out, gpt2_encoder_json=args.gpt2_encoder_json,
+                          gpt2_vocab_bpe=args.gpt2_vocab_bpe, overwrite=args.overwrite, verify=args.verify,
+                          lowercase={"auto": None, "yes": True, "no": False}[args.lowercase]),
+        lambda report: summary(report, args.out))
 
 if __name__ == "__main__":
     sys.exit(main())
