@@ -51,3 +51,17 @@ def test_short_eval_reports_what_it_saved(tmp_path):
     words = np.mean([r["new_words"]["subword mean"]["median_best_rank"] for r in results["seeds"].values()])
     assert f"| subword mean | {words:.1f} |" in text
     assert (out / "readings.png").stat().st_size > 5000
+    # The ladder takes make eval's rows from what it saved: the same prediction files, the same ranks.
+    from definition_ladder import main as ladder_main
+
+    ladder = tmp_path.parent / f"{tmp_path.name}-ladder"
+    assert ladder_main(["--out", str(ladder), "--seed", "1", "--eval-out", str(out),
+                        "--rows", "paper", "recommended", "fit-alone"]) == 0
+    rows = json.loads((ladder / "ladder.json").read_text())
+    methods = rows["report"]["methods"]
+    seed1 = results["seeds"]["1"]["reconstruction"]["methods"]
+    for row, model in (("recommended", REC), ("fit-alone", MODELS[1]), ("paper", MODELS[2])):
+        for split, reading in READINGS.items():
+            assert methods[f"{row} | {reading}"]["all"] == pytest.approx(seed1[name(model, split)]["all"], rel=1e-6)
+        assert rows["rows"][row]["seconds"]["wall"] > 0 and rows["rows"][row]["seconds"]["cpu"] is None
+    assert "| recommended |" in (ladder / "ladder.md").read_text()
