@@ -60,9 +60,9 @@ class DefinitionClozeConfig(FairseqDataclass):
     prediction_norm: PREDICTION_NORM_CHOICES = field(
         default="rows",
         metadata={"help": "the norm of an embedding defemb-predict writes (the paper is silent): 'rows' (default): "
-                  "the mean norm of the pretrained embedding rows, the direction the model's (Eq. 5 shrinks "
-                  "predictions toward the targets' centroid: a third of the true rows' norm on make eval's "
-                  "held-out tokens, rows surgery's sanity guard refuses); 'raw': W h as computed"},
+                  "the mean norm of the pretrained embedding rows, the direction the model's (least squares and "
+                  "Eq. 5 shrink predictions toward the targets' centroid, to rows surgery's sanity guard "
+                  "refuses); 'raw': W h as computed"},
     )
     projection_init: PROJECTION_INIT_CHOICES = field(
         default="auto",
