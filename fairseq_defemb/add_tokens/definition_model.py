@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from fairseq_defemb.convert.hf_common import sha256
 from fairseq_defemb.data.vocabulary import dictionary_sha256
 from fairseq_defemb.recipes import CPU_BUDGET, RECOMMENDED, Budget, training_options
 from preprocess.corpus.sources import DEFAULT_SOURCES
@@ -41,14 +42,6 @@ def default_cache_dir() -> Path:
     if os.environ.get("DEFEMB_CACHE"):
         return Path(os.environ["DEFEMB_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fairseq-defemb"
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tokenizer_of_hf_dir(hf_model: Path, fairseq_dir: Path) -> dict:
@@ -72,7 +65,7 @@ def converted(hf_model: Path, cache_dir: Path, say) -> Path:
 
     weights = next((hf_model / name for name in ("model.safetensors", "pytorch_model.bin") if (hf_model / name).is_file()),
                    None)
-    key = file_sha256(weights)[:KEY_CHARS] if weights else hashlib.sha256(str(hf_model.resolve()).encode()).hexdigest()[:KEY_CHARS]
+    key = sha256(weights)[:KEY_CHARS] if weights else hashlib.sha256(str(hf_model.resolve()).encode()).hexdigest()[:KEY_CHARS]
     out = cache_dir / "converted" / key
     if not (out / "model.pt").is_file():
         start = time.perf_counter()
@@ -96,7 +89,7 @@ def ensure_definition_model(*, fairseq_dir: str | Path, tokenizer: dict, cache_d
     fairseq_dir, cache_dir = Path(fairseq_dir), Path(cache_dir or default_cache_dir())
     dict_path, model_pt = fairseq_dir / "dict.txt", fairseq_dir / "model.pt"
     root = cache_dir / dictionary_sha256(dict_path)[:KEY_CHARS]
-    weights = file_sha256(model_pt)[:KEY_CHARS]
+    weights = sha256(model_pt)[:KEY_CHARS]
     corpus, fit = root / "corpus", root / f"{weights}-fit.pt"
     final = fit if updates == 0 else root / f"{weights}-{RECOMMENDED.name}-{updates}.pt"
     report = {"cache": str(root), "recipe": RECOMMENDED.description, "updates": updates, "steps": {}}
