@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         # The training-free definition model: W by least squares on the frozen encoder.
         step.run("fit", [BIN / "defemb-fit", "--pretrained-checkpoint", original / "model.pt", "--corpus",
                          work / "definitions", "--out", work / "fit.pt", "--samples", budget["fit_samples"],
-                         "--seed", args.seed, "--no-progress"], show=5)
+                         "--seed", args.seed, "--no-progress", *RECOMMENDED.fit_flags()], show=5)
         # The recommended recipe starts from fit.pt's W (the training prompts are not read again); its
         # log's "before training" line scores that W, a random one and the fit's mean target row as
         # fairseq's validation reads the valid split. The paper's run starts from the authors' W.

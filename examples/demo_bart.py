@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         # the recommended recipe (fairseq_defemb.recipes): the least-squares W, then training from it
         step.run("fit", [BIN / "defemb-fit", "--pretrained-checkpoint", original / "model.pt", "--corpus",
                          work / "definitions", "--out", work / "fit.pt", "--samples", budget["definition_prompts"],
-                         "--seed", args.seed, "--no-progress"], show=5)
+                         "--seed", args.seed, "--no-progress", *RECOMMENDED.fit_flags()], show=5)
         updates = budget["definition_updates"]
         definition_log = step.run("definition_cloze", definition_cloze_cmd(
             work / "definitions", original / "model.pt", work / "definition-checkpoints", arch="defemb_bart",

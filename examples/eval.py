@@ -74,7 +74,7 @@ def run_seed(step: Step, work: Path, original: Path, model_dir: Path, budget: di
     checkpoints = {FIT: work / "fit.pt"}
     step.run(f"s{seed} fit", [BIN / "defemb-fit", "--pretrained-checkpoint", original / "model.pt", "--corpus",
                               corpus, "--out", checkpoints[FIT], "--samples", budget["fit_samples"],
-                              "--seed", seed, "--no-progress"], show=5, threads=threads)
+                              "--seed", seed, "--no-progress", *RECOMMENDED.fit_flags()], show=5, threads=threads)
     logs = {}
     for model, recipe in ((REC, RECOMMENDED), (PAPER_RUN, PAPER)):
         save_dir = work / "checkpoints" / recipe.name

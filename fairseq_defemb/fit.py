@@ -307,7 +307,9 @@ def load_projection(model, task, checkpoint: str | Path, *, valid_samples: int |
         raise ValueError(f"--projection-init-from {path}: W {tuple(w.shape)} over {tuple(rows.shape)} embedding rows, "
                          f"but this model's is {tuple(model.projection.weight.shape)} over "
                          f"{tuple(embeddings.shape)}, or the rows differ: it was made from another pretrained "
-                         "checkpoint or dictionary; fit it again with this --pretrained-checkpoint and corpus")
+                         "checkpoint or dictionary, or W reads another --projection-input (this model's: "
+                         f"{model.projection_input}); fit it again with this --pretrained-checkpoint, corpus and "
+                         "--projection-input")
     random_w = model.projection.weight.detach().float().cpu().clone()
     with torch.no_grad():
         model.projection.weight.copy_(w.to(model.projection.weight))
@@ -342,7 +344,7 @@ def detect_family(pretrained_checkpoint: str | Path) -> str:
 
 def build_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Path,
                            mask_headword_everywhere: bool = False, skip_definition_only_copies: bool = False,
-                           seed: int = 1, device: str = "cpu"):
+                           projection_input: str = "state", seed: int = 1, device: str = "cpu"):
     """The untrained DefinitionEMB model fairseq-train would build (``--task definition_cloze
     --arch defemb_roberta|defemb_bart`` from ``pretrained_checkpoint``); returns (model, task, cfg)."""
     from fairseq_defemb import register
@@ -353,7 +355,7 @@ def build_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | P
     family = detect_family(pretrained_checkpoint)
     # W is fitted by the caller: the task's own least-squares start would read the prompts twice
     extra = ["--criterion", "mimic_mse", "--pretrained-checkpoint", str(pretrained_checkpoint), "--seed", str(seed),
-             "--projection-init", "random"]
+             "--projection-init", "random", "--projection-input", projection_input]
     if mask_headword_everywhere:
         extra.append("--mask-headword-everywhere")
     if skip_definition_only_copies:
@@ -368,7 +370,7 @@ def build_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | P
 def fit_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Path, out: str | Path,
                          samples: int | None = 10000, valid_samples: int | None = None, lam: float | None = None,
                          mask_headword_everywhere: bool = False, skip_definition_only_copies: bool = False,
-                         seed: int = 1, max_tokens: int = 8192,
+                         projection_input: str = "state+prompt-mean", seed: int = 1, max_tokens: int = 8192,
                          batch_size: int | None = None, exclude_token_ids: set[int] | None = None,
                          positions: str = "headword", device: str = "cpu", progress: bool = False) -> dict[str, Any]:
     """``defemb-fit``: the frozen PLM plus a fitted W, saved (atomically) as the fairseq checkpoint of a
@@ -382,8 +384,8 @@ def fit_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Pat
         raise ValueError(f"--out {out}: must be a new checkpoint path (e.g. fit.pt), not the input nor a .json")
     model, task, cfg = build_definition_model(pretrained_checkpoint=pretrained_checkpoint, corpus=corpus,
                                               mask_headword_everywhere=mask_headword_everywhere,
-                                              skip_definition_only_copies=skip_definition_only_copies, seed=seed,
-                                              device=device)
+                                              skip_definition_only_copies=skip_definition_only_copies,
+                                              projection_input=projection_input, seed=seed, device=device)
     report = fit_projection(model, task, samples=samples, valid_samples=valid_samples, lam=lam, seed=seed,
                             max_tokens=max_tokens, batch_size=batch_size, exclude_token_ids=exclude_token_ids,
                             positions=positions, progress=progress)
@@ -391,7 +393,8 @@ def fit_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Pat
     # stays out of the JSON report.
     save_model_checkpoint(model.cpu(), cfg, out, extra={"defemb_fit": {
         "mean_target_row": torch.tensor(report.pop("mean_target_row")), "lambda": report["lambda"],
-        "prompts": report["fit"]["prompts"], "states": report["fit"]["states"], "seed": seed, "positions": positions}})
+        "prompts": report["fit"]["prompts"], "states": report["fit"]["states"], "seed": seed, "positions": positions,
+        "projection_input": projection_input}})
     report.update(checkpoint=str(out), pretrained_checkpoint=str(pretrained_checkpoint), corpus=str(corpus),
                   arch=cfg.model.arch)
     try:

@@ -8,6 +8,9 @@ and answers ``--help``, from this module alone, then imports the library once it
 AVERAGES = ("definitions", "occurrences")
 # defemb-fit --positions: which read states W is fitted on (fairseq_defemb.fit)
 FIT_POSITIONS = ("every", "headword")
+# --projection-input (definition_cloze's models, defemb-fit): what W reads. 'state' is Eq. 4's h_{g(k)};
+# 'state+prompt-mean' appends the mean of the last layer over the prompt (BART: of the encoder's output)
+PROJECTION_INPUTS = ("state", "state+prompt-mean")
 # definition_cloze --prediction-norm / defemb-predict --prediction-norm: the norm of a predicted row
 PREDICTION_NORMS = ("rows", "raw")
 # defemb-surgery --method: DefinitionEMB, or a post-processing baseline of the whole matrix

@@ -2,7 +2,8 @@
 
 * ``RECOMMENDED``: what measured best at a CPU budget (the ladder in docs/definition-model.md):
   the corpus also holds each prompt with its headword alone (the reading a new word gets);
-  W starts from least squares on the frozen encoder (``defemb-fit``); training adds a retrieval
+  W reads the hidden state at the headword beside the prompt's mean state (``--projection-input
+  state+prompt-mean``) and starts from least squares on the frozen encoder (``defemb-fit``); training adds a retrieval
   term (InfoNCE of the true row among all rows) to Eq. 5; a predicted row takes the pretrained
   rows' mean norm (the task's default ``--prediction-norm rows``).
 * ``PAPER``: the paper as printed, where it speaks (Eq. 5 alone, the prompt of Figure 4: the
@@ -14,6 +15,7 @@ schedule after a linear warm-up from 1e-7: Table 12); only the length of the run
 are set by the budget. ``make eval``, ``make demo``, ``make demo-bart`` and ``defemb-add-tokens
 --init defemb`` without a model take their options from here.
 """
+import hashlib
 from dataclasses import dataclass, field
 
 
@@ -24,22 +26,40 @@ class Recipe:
     corpus_options: dict = field(default_factory=dict)  # build_corpus keyword options (defemb-corpus's flags)
     train: tuple[str, ...] = ()  # fairseq-train options of definition_cloze and mimic_mse
     fitted_start: bool = False  # W from defemb-fit (least squares on the frozen encoder) before training
+    fit_options: dict = field(default_factory=dict)  # fit_definition_model keyword options (defemb-fit's flags)
 
     def corpus_flags(self) -> list[str]:
         """``corpus_options`` as defemb-corpus's command-line flags."""
-        flags = []
-        for key, value in self.corpus_options.items():
-            flag = "--" + key.replace("_", "-")
-            flags += [flag] if value is True else [] if value is False else [flag, str(value)]
-        return flags
+        return as_flags(self.corpus_options)
+
+    def fit_flags(self) -> list[str]:
+        """``fit_options`` as defemb-fit's command-line flags."""
+        return as_flags(self.fit_options)
+
+    @property
+    def key(self) -> str:
+        """A short hash of everything the recipe sets: caches of its models change when it does."""
+        text = repr((sorted(self.corpus_options.items()), self.train, self.fitted_start, sorted(self.fit_options.items())))
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def as_flags(options: dict) -> list[str]:
+    """Keyword options as command-line flags: ``x_y=True`` -> ``--x-y``, False -> nothing, else ``--x-y value``."""
+    flags = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        flags += [flag] if value is True else [] if value is False else [flag, str(value)]
+    return flags
 
 
 RECOMMENDED = Recipe(
     name="recommended",
-    description="least-squares W, Eq. 5 + retrieval term, definition-only copies in the corpus",
+    description="W reads the state and the prompt's mean, from least squares; Eq. 5 + retrieval term; "
+                "definition-only copies in the corpus",
     corpus_options={"definition_only_copies": True},
-    train=("--retrieval-weight", "1", "--retrieval-temperature", "0.05"),
+    train=("--retrieval-weight", "1", "--retrieval-temperature", "0.05", "--projection-input", "state+prompt-mean"),
     fitted_start=True,
+    fit_options={"projection_input": "state+prompt-mean"},
 )
 PAPER = Recipe(
     name="paper",

@@ -101,7 +101,7 @@ def test_warm_start_from_a_fit_checkpoint_is_the_least_squares_warm_start(tiny_d
     and logs the same scores, the mean target row of the fit included."""
     assert fit_main(["--pretrained-checkpoint", str(tiny_dir / family / "model.pt"), "--corpus", str(tiny_dir / "corpus"),
                      "--out", str(tmp_path / "fit.pt"), "--samples", "30", "--lambda", "0.5", "--seed", "5",
-                     "--no-progress"]) == 0
+                     "--projection-input", "state", "--no-progress"]) == 0
     torch.manual_seed(5)
     task, fitted, _, _ = build_with_cfg(tiny_dir, family, ["--seed", "5", "--projection-init", "least-squares",
                                                           "--projection-init-samples", "30",
@@ -152,11 +152,14 @@ def test_least_squares_needs_the_pretrained_model(tiny_dir):
         tasks.setup_task(cfg.task).build_model(cfg.model)
 
 
-@pytest.mark.parametrize("family", ["roberta", "bart"])
-def test_training_free_checkpoint_predicts_what_the_fitted_model_does(tiny_dir, tmp_path, family, capsys):
+@pytest.mark.parametrize("family,projection_input", [("roberta", "state"), ("roberta", "state+prompt-mean"),
+                                                    ("bart", "state+prompt-mean")])
+def test_training_free_checkpoint_predicts_what_the_fitted_model_does(tiny_dir, tmp_path, family, projection_input,
+                                                                       capsys):
     out = tmp_path / "fit.pt"
     assert fit_main(["--pretrained-checkpoint", str(tiny_dir / family / "model.pt"), "--corpus", str(tiny_dir / "corpus"),
-                     "--out", str(out), "--samples", "30", "--lambda", "0.5", "--no-progress"]) == 0
+                     "--out", str(out), "--samples", "30", "--lambda", "0.5", "--projection-input", projection_input,
+                     "--no-progress"]) == 0
     printed = capsys.readouterr().out
     report = json.loads((tmp_path / "fit.json").read_text())
     assert json.loads(printed.splitlines()[0])["fit"] == report["fit"] and "fitted W" in printed
@@ -165,11 +168,60 @@ def test_training_free_checkpoint_predicts_what_the_fitted_model_does(tiny_dir, 
     predicted = PredictedEmbeddings.load(tmp_path / "defemb.pt")
     # The same fit in memory, predicted without a checkpoint in between.
     model, task, _ = build_definition_model(pretrained_checkpoint=tiny_dir / family / "model.pt",
-                                            corpus=tiny_dir / "corpus")
+                                            corpus=tiny_dir / "corpus", projection_input=projection_input)
     fit_projection(model, task, samples=30, lam=0.5)
     ids, vectors, _ = predict_with_model(model.eval(), task, progress=False)
     assert torch.equal(ids, predicted.token_ids)
     torch.testing.assert_close(predicted.embeddings, vectors, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_prompt_mean_input_is_the_state_beside_the_mean_of_its_prompt(tiny_dir, family):
+    """--projection-input state+prompt-mean: W reads h_{g(k)} (as Eq. 4 reads it) and the mean of the
+    last layer (BART: the encoder's output) over its own prompt, padding left out."""
+    kwargs = dict(pretrained_checkpoint=tiny_dir / family / "model.pt", corpus=tiny_dir / "corpus")
+    both, task, _ = build_definition_model(**kwargs, projection_input="state+prompt-mean")
+    state, _, _ = build_definition_model(**kwargs, projection_input="state")
+    dim = state.projection.in_features
+    assert both.projection.in_features == 2 * dim  # the tiny models' encoder and decoder are as wide
+    train = task.build_cloze_dataset("train", predict=True)
+    lengths = np.array([train.size(i) for i in range(len(train))])
+    # items of different lengths, so the batch is padded
+    sample = train.collater([train[i] for i in [int(np.argmin(lengths)), int(np.argmax(lengths)), 0, 1]])
+    net_input = sample["net_input"]
+    pad = task.source_dictionary.pad()
+    assert net_input["src_tokens"].eq(pad).any()
+    both.eval(), state.eval()
+    with torch.no_grad():
+        read = both.read_states(**net_input)
+        torch.testing.assert_close(read[:, :dim], state.read_states(**net_input))
+        rows = net_input["predict_mask"].nonzero()[:, 0]
+        for i, row in enumerate(rows.tolist()):
+            tokens = net_input["src_tokens"][row]
+            tokens = tokens[tokens.ne(pad)][None]  # the prompt alone, no padding
+            if family == "roberta":
+                hidden = both.encoder.extract_features(tokens)[0][0]
+            else:
+                hidden = both.encoder(tokens, src_lengths=torch.tensor([tokens.size(1)]))["encoder_out"][0][:, 0]
+            torch.testing.assert_close(read[i, dim:], hidden.mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_a_fit_warm_starts_only_a_model_reading_what_it_was_fitted_on(tiny_dir, tmp_path):
+    # defemb-fit's default is the recommended recipe's reading
+    from fairseq_defemb.cli.fit import build_parser
+    from fairseq_defemb.recipes import RECOMMENDED
+
+    assert build_parser().parse_args(["--pretrained-checkpoint", "m", "--corpus", "c", "--out", "o"]) \
+        .projection_input == RECOMMENDED.fit_options["projection_input"]
+    assert fit_main(["--pretrained-checkpoint", str(tiny_dir / "roberta" / "model.pt"), "--corpus",
+                     str(tiny_dir / "corpus"), "--out", str(tmp_path / "fit.pt"), "--samples", "10", "--lambda", "1",
+                     "--no-progress"]) == 0
+    with pytest.raises(ValueError, match="another --projection-input"):
+        build_with_cfg(tiny_dir, "roberta", ["--projection-init-from", str(tmp_path / "fit.pt")])
+    task, model, _, _ = build_with_cfg(tiny_dir, "roberta", ["--projection-init-from", str(tmp_path / "fit.pt"),
+                                                            *RECOMMENDED.train])
+    fitted = torch.load(tmp_path / "fit.pt", weights_only=False)["model"]["projection.weight"]
+    assert torch.equal(model.projection.weight.detach(), fitted)
 
 
 def test_fit_refuses_to_overwrite_its_input(tiny_dir, capsys):

@@ -90,8 +90,9 @@ def ensure_definition_model(*, fairseq_dir: str | Path, tokenizer: dict, cache_d
     dict_path, model_pt = fairseq_dir / "dict.txt", fairseq_dir / "model.pt"
     root = cache_dir / dictionary_sha256(dict_path)[:KEY_CHARS]
     weights = sha256(model_pt)[:KEY_CHARS]
-    corpus, fit = root / "corpus", root / f"{weights}-fit.pt"
-    final = fit if updates == 0 else root / f"{weights}-{RECOMMENDED.name}-{updates}.pt"
+    # the recipe's hash in the names: a model cached under an earlier recipe is not reused
+    corpus, fit = root / "corpus", root / f"{weights}-fit-{RECOMMENDED.key}.pt"
+    final = fit if updates == 0 else root / f"{weights}-{RECOMMENDED.name}-{RECOMMENDED.key}-{updates}.pt"
     report = {"cache": str(root), "recipe": RECOMMENDED.description, "updates": updates, "steps": {}}
     if final.is_file():
         report["steps"]["definition model"] = "cached"
@@ -108,7 +109,8 @@ def ensure_definition_model(*, fairseq_dir: str | Path, tokenizer: dict, cache_d
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(dir=root, prefix=".fit-") as tmp:
             fitted = fit_definition_model(pretrained_checkpoint=model_pt, corpus=corpus, out=Path(tmp) / fit.name,
-                                          device=device, progress=progress, **FIT_OPTIONS)
+                                          device=device, progress=progress, **FIT_OPTIONS,
+                                          **RECOMMENDED.fit_options)
             (Path(tmp) / fit.name).with_suffix(".json").replace(fit.with_suffix(".json"))
             (Path(tmp) / fit.name).replace(fit)  # last: the checkpoint's presence says the fit is complete
         report["steps"]["fit"] = round(time.perf_counter() - start, 1)

@@ -16,7 +16,7 @@ import logging
 import sys
 
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
-from fairseq_defemb.options import DEVICES, FIT_POSITIONS, resolve_device
+from fairseq_defemb.options import DEVICES, FIT_POSITIONS, PROJECTION_INPUTS, resolve_device
 
 DESCRIPTION = __doc__.split("\n", 1)[1]
 
@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="states W is fitted on: 'headword' (default): prompts whose headword is one subword, read "
                    "there once (a W for whole tokens, 5x cheaper per prompt, the measured best: "
                    "docs/definition-model.md), or 'every' headword subword (what training's targets are)")
+    p.add_argument("--projection-input", choices=PROJECTION_INPUTS, default="state+prompt-mean",
+                   help="what W reads (stored in the checkpoint; a training run warm-started from it needs the same "
+                   "definition_cloze --projection-input): 'state+prompt-mean' (default, the measured best: "
+                   "docs/definition-model.md) the read state beside the mean of the last layer over the prompt, or "
+                   "'state' the read state alone (Eq. 4)")
     p.add_argument("--seed", type=int, default=1, help="seed of the prompt samples and of the reference random W")
     p.add_argument("--max-tokens", type=int, default=8192, help="tokens per batch of the read pass (default 8192)")
     p.add_argument("--batch-size", type=int, default=None, help="at most this many items per batch")
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             pretrained_checkpoint=args.pretrained_checkpoint, corpus=args.corpus, out=args.out,
             samples=args.samples or None, valid_samples=args.valid_samples or None, lam=args.lam,
             mask_headword_everywhere=args.mask_headword_everywhere,
-            skip_definition_only_copies=args.skip_definition_only_copies, seed=args.seed, max_tokens=args.max_tokens,
+            skip_definition_only_copies=args.skip_definition_only_copies, projection_input=args.projection_input,
+            seed=args.seed, max_tokens=args.max_tokens,
             batch_size=args.batch_size, positions=args.positions,
             exclude_token_ids=read_token_ids(args.exclude_token_ids, "--exclude-token-ids") if args.exclude_token_ids else None,
             device=resolve_device(args.device), progress=not args.no_progress)

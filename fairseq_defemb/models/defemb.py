@@ -1,7 +1,7 @@
 """DefinitionEMB models: a pretrained RoBERTa/BART plus the bias-free projection W.
 
 Each model *is* the stock fairseq model (subclass), so a pretrained state dict loads
-key for key, plus two things: ``projection`` (W, h_s -> h_e, Eq. 4) and the buffer
+key for key, plus two things: ``projection`` (W, h_s -> h_e, Eq. 4; or [h_s; prompt mean] -> h_e, ``--projection-input``) and the buffer
 ``target_embeddings``, a frozen copy of the pretrained embedding matrix: the
 regression target of Eq. 5 stays fixed even with ``--update-embeddings``.
 """
@@ -22,6 +22,7 @@ from torch import nn
 from fairseq_defemb.data.corpus_format import DICT_FILE
 from fairseq_defemb.models.pretrained import adopt_architecture, architecture_keys, load_pretrained
 from fairseq_defemb.data.vocabulary import dictionary_sha256
+from fairseq_defemb.options import PROJECTION_INPUTS
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,11 @@ def add_defemb_args(parser) -> None:
     parser.add_argument("--update-embeddings", action="store_true",
                         help="train the token embeddings too (the paper does for RoBERTa); "
                         "the regression target stays the frozen pretrained copy")
+    parser.add_argument("--projection-input", choices=PROJECTION_INPUTS, default="state",
+                        help="what W reads: 'state' (default, Eq. 4) the hidden state h_{g(k)} at the read position; "
+                        "'state+prompt-mean' that state and the mean of the last layer over the prompt (BART: of the "
+                        "encoder's output), concatenated: the recommended recipe's W (it reads the whole definition "
+                        "at once; measured in docs/definition-model.md)")
 
 
 class DefinitionEmbeddingMixin:
@@ -47,8 +53,13 @@ class DefinitionEmbeddingMixin:
     generic_arch: str
     checked_fields: tuple[str, ...]
 
-    def _init_defemb(self, args, embed_tokens: nn.Embedding, hidden_dim: int) -> None:
-        self.projection = nn.Linear(hidden_dim, embed_tokens.embedding_dim, bias=False)
+    def _init_defemb(self, args, embed_tokens: nn.Embedding, hidden_dim: int, prompt_dim: int) -> None:
+        # checkpoints from before the option read the state alone
+        self.projection_input = getattr(args, "projection_input", None) or "state"
+        if self.projection_input not in PROJECTION_INPUTS:
+            raise ValueError(f"--projection-input {self.projection_input}: one of {', '.join(PROJECTION_INPUTS)}")
+        reads = hidden_dim + (prompt_dim if self.projection_input == "state+prompt-mean" else 0)
+        self.projection = nn.Linear(reads, embed_tokens.embedding_dim, bias=False)
         self.register_buffer("target_embeddings", embed_tokens.weight.detach().clone())
         self.update_embeddings = bool(getattr(args, "update_embeddings", False))
 
@@ -93,13 +104,26 @@ class DefinitionEmbeddingMixin:
         logger.info(f"initialised from {source}")
 
     def read_states(self, **net_input) -> torch.Tensor:
-        """h_{g(k)} of Eq. 4 (before W) at every position of ``predict_mask``, in row-major order:
-        what the model reads, so a closed-form fit of W (fairseq_defemb.fit) sees exactly what training does."""
+        """What W reads at every position of ``predict_mask``, in row-major order: h_{g(k)} of Eq. 4
+        (with ``--projection-input state+prompt-mean``, beside its prompt's mean); the one place
+        it is computed, so a closed-form fit of W (fairseq_defemb.fit) sees exactly what training does."""
         raise NotImplementedError
 
     def forward(self, **net_input) -> torch.Tensor:
         """W h_{g(k)} for every position of ``predict_mask``, in row-major order."""
         return self.projection(self.read_states(**net_input))
+
+    def with_prompt_mean(self, states: torch.Tensor, prompt: torch.Tensor, padding: torch.Tensor | None,
+                         predict_mask: torch.Tensor) -> torch.Tensor:
+        """``states`` (one row per position of ``predict_mask``, row-major) as W reads them: alone
+        (``--projection-input state``), or each beside the mean over its prompt's non-padding
+        positions of ``prompt`` (B x T x C)."""
+        if self.projection_input == "state":
+            return states
+        keep = torch.ones(prompt.shape[:2], dtype=prompt.dtype, device=prompt.device) if padding is None \
+            else (~padding).to(prompt.dtype)
+        means = (prompt * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)
+        return torch.cat([states, means[predict_mask.nonzero()[:, 0]]], dim=-1)
 
 
 def encoder_layer_at(layer: TransformerEncoderLayerBase, query: torch.Tensor, x: torch.Tensor,
@@ -133,7 +157,7 @@ class DefinitionEmbRobertaModel(DefinitionEmbeddingMixin, RobertaModel):
 
     def __init__(self, args, encoder):
         super().__init__(args, encoder)
-        self._init_defemb(args, encoder.sentence_encoder.embed_tokens, args.encoder_embed_dim)
+        self._init_defemb(args, encoder.sentence_encoder.embed_tokens, args.encoder_embed_dim, args.encoder_embed_dim)
 
     @staticmethod
     def add_args(parser):
@@ -149,9 +173,11 @@ class DefinitionEmbRobertaModel(DefinitionEmbeddingMixin, RobertaModel):
         return False
 
     def read_states(self, src_tokens, predict_mask, src_lengths=None, **kwargs):
-        if self.training:
+        # the prompt's mean needs the last layer everywhere: features_at's saving does not apply
+        if self.training or self.projection_input != "state":
             hidden, _ = self.encoder.extract_features(src_tokens)
-            return hidden[predict_mask]
+            padding = src_tokens.eq(self.encoder.sentence_encoder.padding_idx)
+            return self.with_prompt_mean(hidden[predict_mask], hidden, padding, predict_mask)
         return self.features_at(src_tokens, predict_mask)
 
     def features_at(self, src_tokens: torch.Tensor, predict_mask: torch.Tensor) -> torch.Tensor:
@@ -195,7 +221,7 @@ class DefinitionEmbBARTModel(DefinitionEmbeddingMixin, BARTModel):
 
     def __init__(self, args, encoder, decoder):
         super().__init__(args, encoder, decoder)
-        self._init_defemb(args, encoder.embed_tokens, args.decoder_embed_dim)
+        self._init_defemb(args, encoder.embed_tokens, args.decoder_embed_dim, args.encoder_embed_dim)
 
     @staticmethod
     def add_args(parser):
@@ -213,7 +239,9 @@ class DefinitionEmbBARTModel(DefinitionEmbeddingMixin, BARTModel):
     def read_states(self, src_tokens, src_lengths, prev_output_tokens, predict_mask, **kwargs):
         encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
         hidden, _ = self.decoder.extract_features(prev_output_tokens, encoder_out=encoder_out)
-        return hidden[predict_mask]
+        padding = encoder_out["encoder_padding_mask"][0] if encoder_out["encoder_padding_mask"] else None
+        return self.with_prompt_mean(hidden[predict_mask], encoder_out["encoder_out"][0].transpose(0, 1), padding,
+                                     predict_mask)
 
 
 # Generic architectures take every dimension from --pretrained-checkpoint.
