@@ -15,6 +15,7 @@ from fairseq_defemb.add_tokens.words import AddTokensError, read_words
 from fairseq_defemb.cli.add_tokens import main as add_tokens_main
 from preprocess.corpus.entries import SkipLog
 from fairseq_defemb.surgery.checkpoint import TIED_EMBEDDING_KEYS
+from fairseq_defemb.recipes import RECOMMENDED
 from test_corpus_alignment import GPT2, write_gpt2_dict
 from tiny_models import ARCH_ARGS, make_tiny_checkpoint
 
@@ -512,7 +513,8 @@ def test_one_command_builds_caches_and_reuses_the_recommended_definition_model(t
     report = json.loads((tmp_path / "a" / "add_tokens.json").read_text())
     assert set(report["definition_model_built"]["steps"]) == {"corpus", "fit", "training"}
     model = Path(report["definition_model"])
-    assert model.parent.parent == tmp_path / "cache" and model.name.endswith("-recommended-2.pt")
+    # the recipe's hash in the name: a model cached under another recipe is not reused
+    assert model.parent.parent == tmp_path / "cache" and model.name.endswith(f"-recommended-{RECOMMENDED.key}-2.pt")
     assert run(base + ["--out", tmp_path / "b"]) == 0
     assert "definition model cached" in capsys.readouterr().out
     again = json.loads((tmp_path / "b" / "add_tokens.json").read_text())

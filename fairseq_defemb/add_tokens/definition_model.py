@@ -5,7 +5,8 @@ The recommended recipe (``fairseq_defemb.recipes``) for the model at hand, built
 1. a transformers directory is converted to fairseq (``defemb-convert-hf``'s code);
 2. the definition corpus of every embedded source, for that vocabulary, with the
    definition-only copies (``defemb-corpus``'s code), keyed by the dictionary's hash;
-3. W fitted by least squares on the frozen model (``defemb-fit``'s code), keyed by the weights' hash;
+3. W fitted by least squares on the frozen model (``defemb-fit``'s code), keyed by the weights' hash
+   and the recipe's (``Recipe.key``: a model built under another recipe is not reused);
 4. ``updates`` updates of ``fairseq-train --task definition_cloze`` from that W, with the
    recipe's retrieval term (0 updates: the fitted model is the definition model).
 
