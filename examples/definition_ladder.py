@@ -32,6 +32,7 @@ BUDGET = Budget(updates=1000, lr=5e-4, warmup=25, max_tokens=1024)
 READINGS = {"heldout": "paper prompt", "heldout_defonly": "definition only"}
 RETRIEVAL = ["--retrieval-weight", "1", "--retrieval-temperature", "0.05"]
 STATE = ["--projection-input", "state"]  # W reads h_{g(k)} alone (Eq. 4)
+PROMPT_MEAN = ["--projection-input", "state+prompt-mean"]  # ... and the prompt's mean state beside it
 FIT, TRAIN = RECOMMENDED.fit_flags(), list(RECOMMENDED.train)
 assert TRAIN[:len(RETRIEVAL)] == RETRIEVAL, "the rows below change the recommended recipe's options by position"
 # name -> (what changes, fit: None | defemb-fit options, training options or None (the fit alone), budget)
@@ -41,11 +42,12 @@ ROWS = {
             ["--skip-definition-only-copies", *STATE], ["--skip-definition-only-copies"], BUDGET),
     "+retrieval": ("+ the retrieval term (InfoNCE over all rows, weight 1, temperature 0.05)",
                    ["--skip-definition-only-copies", *STATE], ["--skip-definition-only-copies", *RETRIEVAL], BUDGET),
-    "+copies": ("+ the definition-only copies in the corpus", STATE, RETRIEVAL, BUDGET),
-    "recommended": ("+ W reads the prompt's mean state beside the headword's: the recommended recipe", FIT, TRAIN,
-                    BUDGET),
+    "recommended": ("+ the definition-only copies in the corpus: the recommended recipe", FIT, TRAIN, BUDGET),
     "fit-alone": ("recommended, its fitted W alone (no training)", FIT, None, BUDGET),
-    "fit-alone-state": ("the fitted W alone, reading the headword's state only (+copies' start)", STATE, None, BUDGET),
+    "prompt-mean": ("recommended, W reading the prompt's mean state beside the headword's (fit and training)",
+                    PROMPT_MEAN, [*TRAIN, *PROMPT_MEAN], BUDGET),
+    "fit-alone-prompt-mean": ("the fitted W alone, reading the prompt's mean state too (defemb-fit's default)",
+                              PROMPT_MEAN, None, BUDGET),
     "fit-every": ("recommended, W fitted on every headword subword, not the headword as written",
                   [*FIT, "--positions", "every"], TRAIN, BUDGET),
     "random-w": ("recommended, from nn.Linear's random W (no fit)", None, ["--projection-init", "random", *TRAIN],
@@ -57,8 +59,6 @@ ROWS = {
     "weight-0.3": ("recommended, retrieval weight 0.3", FIT,
                    ["--retrieval-weight", "0.3", "--retrieval-temperature", "0.05", *TRAIN[len(RETRIEVAL):]], BUDGET),
     "lr-1e-3": ("recommended, peak learning rate 1e-3", FIT, TRAIN, Budget(updates=1000, lr=1e-3, warmup=25, max_tokens=1024)),
-    "+copies-lr-1e-3": ("+copies, peak learning rate 1e-3", STATE, RETRIEVAL,
-                        Budget(updates=1000, lr=1e-3, warmup=25, max_tokens=1024)),
     "mask-always": ("recommended, headword subwords always <mask> (not 50/25/25)", FIT,
                     [*TRAIN, "--mask-prob", "1", "--random-token-prob", "0"], BUDGET),
     "2000-updates": ("recommended, 2,000 updates", FIT, TRAIN, Budget(updates=2000, lr=5e-4, warmup=25, max_tokens=1024)),

@@ -207,19 +207,18 @@ def test_prompt_mean_input_is_the_state_beside_the_mean_of_its_prompt(tiny_dir, 
 
 
 def test_a_fit_warm_starts_only_a_model_reading_what_it_was_fitted_on(tiny_dir, tmp_path):
-    # defemb-fit's default is the recommended recipe's reading
+    # defemb-fit's default is the reading whose fitted W alone measured best (docs/definition-model.md)
     from fairseq_defemb.cli.fit import build_parser
-    from fairseq_defemb.recipes import RECOMMENDED
 
     assert build_parser().parse_args(["--pretrained-checkpoint", "m", "--corpus", "c", "--out", "o"]) \
-        .projection_input == RECOMMENDED.fit_options["projection_input"]
+        .projection_input == "state+prompt-mean"
     assert fit_main(["--pretrained-checkpoint", str(tiny_dir / "roberta" / "model.pt"), "--corpus",
                      str(tiny_dir / "corpus"), "--out", str(tmp_path / "fit.pt"), "--samples", "10", "--lambda", "1",
                      "--no-progress"]) == 0
     with pytest.raises(ValueError, match="another --projection-input"):
         build_with_cfg(tiny_dir, "roberta", ["--projection-init-from", str(tmp_path / "fit.pt")])
     task, model, _, _ = build_with_cfg(tiny_dir, "roberta", ["--projection-init-from", str(tmp_path / "fit.pt"),
-                                                            *RECOMMENDED.train])
+                                                            "--projection-input", "state+prompt-mean"])
     fitted = torch.load(tmp_path / "fit.pt", weights_only=False)["model"]["projection.weight"]
     assert torch.equal(model.projection.weight.detach(), fitted)
 
