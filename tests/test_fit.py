@@ -389,3 +389,28 @@ def test_predict_masks_the_headword_everywhere_as_fitted_or_when_asked(tiny_dir,
     stored_flag, _ = emu("hidden.pt")
     assert (plain_flag, asked_flag, stored_flag) == (False, True, True)
     assert not torch.allclose(plain, asked)  # the definition's "emu" was visible, then hidden
+
+
+def test_read_inputs_reads_what_the_library_reads(tiny_dir):
+    """examples/read_inputs.py's rows `state` and `state+prompt-mean` are the columns of its one pass
+    that the library's two readings (--projection-input) compute."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    from read_inputs import EveryLayer, columns, inputs
+
+    kwargs = dict(pretrained_checkpoint=tiny_dir / "roberta" / "model.pt", corpus=tiny_dir / "corpus")
+    both, task, _ = build_definition_model(**kwargs, projection_input="state+prompt-mean")
+    reader = EveryLayer(both)
+    train = task.build_cloze_dataset("train", predict=True)
+    net_input = train.collater([train[i] for i in range(6)])["net_input"]
+    both.eval(), reader.eval()
+    with torch.no_grad():
+        every = reader.read_states(**net_input)
+        library = both.read_states(**net_input)
+    named = inputs(reader.blocks - 2)
+    width = reader.width
+    torch.testing.assert_close(columns(every, "state+prompt-mean", named["state+prompt-mean"], width), library)
+    torch.testing.assert_close(columns(every, "state", named["state"], width), library[:, :width])
+    assert every.shape[1] == width * reader.blocks
