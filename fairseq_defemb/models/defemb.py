@@ -1,8 +1,8 @@
 """DefinitionEMB models: a pretrained RoBERTa/BART plus the bias-free projection W.
 
 Each model *is* the stock fairseq model (subclass), so a pretrained state dict loads
-key for key, plus two things: ``projection`` (W, h_s -> h_e, Eq. 4; or [h_s; prompt mean] -> h_e, ``--projection-input``) and the buffer
-``target_embeddings``, a frozen copy of the pretrained embedding matrix: the
+key for key, plus two things: ``projection`` (W, h_s -> h_e, Eq. 4; or [h_s; prompt mean] -> h_e,
+``--projection-input``) and the buffer ``target_embeddings``, a frozen copy of the pretrained embedding matrix: the
 regression target of Eq. 5 stays fixed even with ``--update-embeddings``.
 """
 import logging
@@ -43,8 +43,8 @@ def add_defemb_args(parser) -> None:
     parser.add_argument("--projection-input", choices=PROJECTION_INPUTS, default="state",
                         help="what W reads: 'state' (default, Eq. 4) the hidden state h_{g(k)} at the read position; "
                         "'state+prompt-mean' that state and the mean of the last layer over the prompt (BART: of the "
-                        "encoder's output), concatenated: the recommended recipe's W (it reads the whole definition "
-                        "at once; measured in docs/definition-model.md)")
+                        "encoder's output), concatenated: what defemb-fit fits by default (its W alone ranks held-out "
+                        "tokens best; trained from it, no better than 'state': docs/definition-model.md)")
 
 
 class DefinitionEmbeddingMixin:
