@@ -176,6 +176,16 @@ def plot_mimic_curve(curve: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def source_flags(budget: dict) -> list[str]:
+    """defemb-corpus's ``--source`` for a demo budget's ``sources`` (None: every embedded source, its default)."""
+    return ["--source", budget["sources"]] if budget.get("sources") else []
+
+
+def sources_said(budget: dict) -> str:
+    """The definition sources a demo budget reads, in words."""
+    return f"the definition sources {budget['sources']}" if budget.get("sources") else "every embedded definition source"
+
+
 def first_json(log: str) -> dict:
     """The JSON object a tool printed (its summary line may follow, fairseq's logging may precede)."""
     return json.JSONDecoder().raw_decode(log[log.index("{"):])[0]

