@@ -78,13 +78,11 @@ $(ROUGE_READY): $(STAMP) $(PERL_XML)
 
 # Test files run side by side (pytest-xdist, one worker per core, each file on one worker so its
 # module fixtures are built once): the slow tests spend much of their time in one-threaded start-up.
-# --no-loadscope-reorder keeps tests/conftest.py's order (files with slow tests first) instead of
-# xdist's by test count, so no minutes-long file starts last while the other worker idles.
 test: install
-	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder tests
+	$(PY) -m pytest -q -n auto --dist loadfile tests
 
 test-fast: install
-	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder -m "not slow" tests
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow" tests
 
 demo: install
 	$(PY) examples/demo.py --out demo-out

@@ -71,10 +71,3 @@ def run_example(command: str, out: Path, *options: str, timeout: float, step_tim
         why = f"ran over {timeout:g} s and was killed" if returncode is None else f"exit {returncode}"
         pytest.fail(f"examples/{script} {why}; its output ends:\n{output[-4000:]}")
 
-
-def pytest_collection_modifyitems(items: list) -> None:
-    """Files holding slow tests first: `--dist loadfile --no-loadscope-reorder` (make test) hands
-    files out in this order, so the minutes-long end-to-end files start at once and the short files
-    fill in around them, instead of one of them running alone at the end while the other worker idles."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)  # stable: each file's own order is kept

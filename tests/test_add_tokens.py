@@ -542,3 +542,8 @@ def test_one_command_builds_caches_and_reuses_the_recommended_definition_model(t
     assert again["definition_model"] == report["definition_model"]
     assert again["words"][0]["norm"] == report["words"][0]["norm"]
     assert not [p for p in model.parent.iterdir() if p.name.startswith(".")]  # no temporary left in the cache
+    # other fit options: the corpus is reused, the fit is not
+    monkeypatch.setattr(built_here, "FIT_OPTIONS", {"samples": 150})
+    assert run([*base[:6], "--definition-updates", "0", *base[8:], "--out", tmp_path / "c"]) == 0
+    said = capsys.readouterr().out
+    assert "least-squares W on" in said and "definition corpus:" not in said, said

@@ -7,15 +7,15 @@ The recommended recipe (``fairseq_defemb.recipes``) for the model at hand, built
    definition-only copies (``defemb-corpus``'s code), keyed by the dictionary's hash and by what
    builds it (``corpus_key``: its options, the recipe's and the tokenizer's files);
 3. W fitted by least squares on the frozen model (``defemb-fit``'s code), keyed by the weights'
-   hash, the corpus's key and the recipe's (``Recipe.key``): nothing built under other options or
-   another recipe is reused;
+   hash, the corpus's key, the fit's options and the recipe's (``Recipe.key``): nothing built under
+   other options or another recipe is reused;
 4. ``updates`` updates of ``fairseq-train --task definition_cloze`` from that W, with the
    recipe's retrieval term (0 updates: the fitted model is the definition model).
 
 The cache lives in ``$DEFEMB_CACHE``, else ``$XDG_CACHE_HOME/fairseq-defemb``, else
 ``~/.cache/fairseq-defemb``: ``<dictionary sha256>/corpus-<corpus key>`` and ``<dictionary
-sha256>/<weights sha256>-<corpus key>-...``. Every entry is written to a temporary sibling and renamed, so an interrupted build
-leaves nothing a later call would trust.
+sha256>/<weights sha256>-<corpus key>-<fit key>-...``. Every entry is written to a temporary sibling
+and renamed, so an interrupted build leaves nothing a later call would trust.
 """
 import hashlib
 import json
@@ -103,8 +103,9 @@ def ensure_definition_model(*, fairseq_dir: str | Path, tokenizer: dict, cache_d
     dict_path, model_pt = fairseq_dir / "dict.txt", fairseq_dir / "model.pt"
     root = cache_dir / dictionary_sha256(dict_path)[:KEY_CHARS]
     weights = sha256(model_pt)[:KEY_CHARS]
-    # the corpus's and the recipe's hashes in the names: nothing built under other options is reused
-    built_from = f"{weights}-{corpus_key(tokenizer)}"
+    # the corpus's, the fit's and the recipe's hashes in the names: nothing built under other options is reused
+    fit_key = hashlib.sha256(repr(sorted(FIT_OPTIONS.items())).encode()).hexdigest()[:8]
+    built_from = f"{weights}-{corpus_key(tokenizer)}-{fit_key}"
     corpus, fit = root / f"corpus-{corpus_key(tokenizer)}", root / f"{built_from}-fit-{RECOMMENDED.key}.pt"
     final = fit if updates == 0 else root / f"{built_from}-{RECOMMENDED.name}-{RECOMMENDED.key}-{updates}.pt"
     report = {"cache": str(root), "recipe": RECOMMENDED.description, "updates": updates, "steps": {}}
