@@ -38,8 +38,13 @@ class Recipe:
     @property
     def key(self) -> str:
         """A short hash of everything the recipe sets: caches of its models change when it does."""
-        text = repr((sorted(self.corpus_options.items()), self.train, self.fitted_start, sorted(self.fit_options.items())))
-        return hashlib.sha256(text.encode()).hexdigest()[:8]
+        return short_hash((sorted(self.corpus_options.items()), self.train, self.fitted_start,
+                           sorted(self.fit_options.items())))
+
+
+def short_hash(value) -> str:
+    """8 hex digits of the sha256 of ``repr(value)``: a cache name's key for a set of options."""
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:8]
 
 
 def as_flags(options: dict) -> list[str]:

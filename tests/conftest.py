@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     # One torch/BLAS thread per worker, for this process and every command a test starts: with the
     # workers filling the cores, OpenMP threads of two processes contending for them spin instead of
-    # working (a CI-size demo's fairseq-train ran ~10x slower beside another worker's).
+    # working (a CI-size demo's fairseq-train ran ~4x slower beside another worker's).
     # Before any import of torch, which reads it once.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -70,4 +70,3 @@ def run_example(command: str, out: Path, *options: str, timeout: float, step_tim
     if returncode != 0:
         why = f"ran over {timeout:g} s and was killed" if returncode is None else f"exit {returncode}"
         pytest.fail(f"examples/{script} {why}; its output ends:\n{output[-4000:]}")
-

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from fairseq_defemb.convert.hf_common import sha256
 from fairseq_defemb.data.vocabulary import dictionary_sha256
-from fairseq_defemb.recipes import CPU_BUDGET, RECOMMENDED, Budget, training_options
+from fairseq_defemb.recipes import CPU_BUDGET, RECOMMENDED, Budget, short_hash, training_options
 from preprocess.corpus.sources import DEFAULT_SOURCES
 
 logger = logging.getLogger(__name__)
@@ -68,8 +68,7 @@ def corpus_key(tokenizer: dict) -> str:
     copy of the same files keeps the key and an edited one does not)."""
     described = {name: sha256(value)[:KEY_CHARS] if name.startswith(("gpt2_", "wordpiece_")) else value
                  for name, value in sorted(tokenizer.items())}
-    text = repr((sorted(CORPUS_OPTIONS.items()), sorted(RECOMMENDED.corpus_options.items()), sorted(described.items())))
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
+    return short_hash((sorted(CORPUS_OPTIONS.items()), sorted(RECOMMENDED.corpus_options.items()), sorted(described.items())))
 
 
 def converted(hf_model: Path, cache_dir: Path, say) -> Path:
@@ -104,9 +103,9 @@ def ensure_definition_model(*, fairseq_dir: str | Path, tokenizer: dict, cache_d
     root = cache_dir / dictionary_sha256(dict_path)[:KEY_CHARS]
     weights = sha256(model_pt)[:KEY_CHARS]
     # the corpus's, the fit's and the recipe's hashes in the names: nothing built under other options is reused
-    fit_key = hashlib.sha256(repr(sorted(FIT_OPTIONS.items())).encode()).hexdigest()[:8]
-    built_from = f"{weights}-{corpus_key(tokenizer)}-{fit_key}"
-    corpus, fit = root / f"corpus-{corpus_key(tokenizer)}", root / f"{built_from}-fit-{RECOMMENDED.key}.pt"
+    corpus_id = corpus_key(tokenizer)
+    built_from = f"{weights}-{corpus_id}-{short_hash(sorted(FIT_OPTIONS.items()))}"
+    corpus, fit = root / f"corpus-{corpus_id}", root / f"{built_from}-fit-{RECOMMENDED.key}.pt"
     final = fit if updates == 0 else root / f"{built_from}-{RECOMMENDED.name}-{RECOMMENDED.key}-{updates}.pt"
     report = {"cache": str(root), "recipe": RECOMMENDED.description, "updates": updates, "steps": {}}
     if final.is_file():
