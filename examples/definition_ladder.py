@@ -34,15 +34,21 @@ RETRIEVAL = ["--retrieval-weight", "1", "--retrieval-temperature", "0.05"]
 STATE = ["--projection-input", "state"]  # W reads h_{g(k)} alone (Eq. 4)
 PROMPT_MEAN = ["--projection-input", "state+prompt-mean"]  # ... and the prompt's mean state beside it
 FIT, TRAIN = RECOMMENDED.fit_flags(), list(RECOMMENDED.train)
+# rows not centred at prediction (the centring changes no training step): the climb up to the definition-only
+# copies, and the rows measured against that uncentred recipe
+RAW = ["--prediction-mean", "raw"]
 assert TRAIN[:len(RETRIEVAL)] == RETRIEVAL, "the rows below change the recommended recipe's options by position"
 # name -> (what changes, fit: None | defemb-fit options, training options or None (the fit alone), budget)
 ROWS = {
     "paper": ("the paper as printed: Eq. 5 alone from the authors' W, the paper's prompts", None, list(PAPER.train), BUDGET),
     "+ls": ("+ W from least squares (defemb-fit: headword reads, lambda on validation)",
-            ["--skip-definition-only-copies", *STATE], ["--skip-definition-only-copies"], BUDGET),
+            ["--skip-definition-only-copies", *STATE], ["--skip-definition-only-copies", *RAW], BUDGET),
     "+retrieval": ("+ the retrieval term (InfoNCE over all rows, weight 1, temperature 0.05)",
-                   ["--skip-definition-only-copies", *STATE], ["--skip-definition-only-copies", *RETRIEVAL], BUDGET),
-    "recommended": ("+ the definition-only copies in the corpus: the recommended recipe", FIT, TRAIN, BUDGET),
+                   ["--skip-definition-only-copies", *STATE], ["--skip-definition-only-copies", *RETRIEVAL, *RAW],
+                   BUDGET),
+    "+copies": ("+ the definition-only copies in the corpus", FIT, [*TRAIN, *RAW], BUDGET),
+    "recommended": ("+ rows centred on the pretrained rows' mean (--prediction-mean rows): the recommended recipe",
+                    FIT, TRAIN, BUDGET),
     "fit-alone": ("recommended, its fitted W alone (no training)", FIT, None, BUDGET),
     "prompt-mean": ("recommended, W reading the prompt's mean state beside the headword's (fit and training)",
                     PROMPT_MEAN, [*TRAIN, *PROMPT_MEAN], BUDGET),
@@ -54,20 +60,22 @@ ROWS = {
                  BUDGET),
     "mask-everywhere": ("recommended, --mask-headword-everywhere (no copy of the headword in its definition)", FIT,
                         [*TRAIN, "--mask-headword-everywhere"], BUDGET),
-    "temperature-0.1": ("recommended, retrieval temperature 0.1", FIT,
-                        ["--retrieval-weight", "1", "--retrieval-temperature", "0.1", *TRAIN[len(RETRIEVAL):]], BUDGET),
+    "temperature-0.1": ("+copies, retrieval temperature 0.1", FIT,
+                        ["--retrieval-weight", "1", "--retrieval-temperature", "0.1", *TRAIN[len(RETRIEVAL):], *RAW],
+                        BUDGET),
     "weight-0.3": ("recommended, retrieval weight 0.3", FIT,
                    ["--retrieval-weight", "0.3", "--retrieval-temperature", "0.05", *TRAIN[len(RETRIEVAL):]], BUDGET),
-    "lr-1e-3": ("recommended, peak learning rate 1e-3", FIT, TRAIN, Budget(updates=1000, lr=1e-3, warmup=25, max_tokens=1024)),
-    "mask-always": ("recommended, headword subwords always <mask> (not 50/25/25)", FIT,
-                    [*TRAIN, "--mask-prob", "1", "--random-token-prob", "0"], BUDGET),
+    "lr-1e-3": ("+copies, peak learning rate 1e-3", FIT, [*TRAIN, *RAW],
+                Budget(updates=1000, lr=1e-3, warmup=25, max_tokens=1024)),
+    "mask-always": ("+copies, headword subwords always <mask> (not 50/25/25)", FIT,
+                    [*TRAIN, "--mask-prob", "1", "--random-token-prob", "0", *RAW], BUDGET),
     "2000-updates": ("recommended, 2,000 updates", FIT, TRAIN, Budget(updates=2000, lr=5e-4, warmup=25, max_tokens=1024)),
 }
 
 
 # make eval's runs of three rows: the slug of their prediction files, and the steps that built them
 EVAL_ROWS = {"paper": ("paper", ["train paper"]), "recommended": ("recommended", ["fit", "train recommended"]),
-             "fit-alone": ("fitted", ["fit"])}
+             "+copies": ("uncentred", ["fit", "train recommended"]), "fit-alone": ("fitted", ["fit"])}
 
 
 def from_eval(eval_out: Path, row: str, seed: int) -> dict:

@@ -48,8 +48,11 @@ BUDGETS = {
 }
 READINGS = {"heldout": "paper prompt", "heldout_defonly": "definition only"}
 REC, FIT, PAPER_RUN = "recommended", "recommended W alone (defemb-fit, no training)", "paper as printed"
-MODELS = (REC, FIT, PAPER_RUN)
-SLUGS = {REC: "recommended", FIT: "fitted", PAPER_RUN: "paper"}  # file and step names
+UNCENTRED = "recommended, rows not centred (--prediction-mean raw)"
+MODELS = (REC, UNCENTRED, FIT, PAPER_RUN)
+SLUGS = {REC: "recommended", UNCENTRED: "uncentred", FIT: "fitted", PAPER_RUN: "paper"}  # file and step names
+# the recommended checkpoint read a second time, without the centring: what the centring gives
+READ_AS = {UNCENTRED: (REC, ["--prediction-mean", "raw"])}
 INITS = {"DefinitionEMB, recommended": "defemb", "DefinitionEMB, paper as printed": "defemb",
          "DefinitionEMB, fitted W alone": "defemb", "subword mean": "subwords", "definition mean": "description-mean",
          "mean row": "mean"}
@@ -85,12 +88,13 @@ def run_seed(step: Step, work: Path, original: Path, model_dir: Path, budget: di
                               "--log-interval", max(1, budget["train"].updates // 20)]), show=2, threads=threads)
         checkpoints[model] = save_dir / "checkpoint_last.pt"
     predictions = {}
-    for model, checkpoint in checkpoints.items():
+    for model in MODELS:
+        checkpoint, options = READ_AS.get(model, (model, []))
         for split in READINGS:
             out = work / f"{SLUGS[model]}-{split}.pt"
             step.run(f"s{seed} predict {SLUGS[model]} {split}", [
-                BIN / "defemb-predict", "--checkpoint", checkpoint, "--corpus", corpus, "--splits", split,
-                "--token-ids", corpus / "holdout_ids.txt", "--out", out, "--device", "cpu", "--no-progress"],
+                BIN / "defemb-predict", "--checkpoint", checkpoints[checkpoint], "--corpus", corpus, "--splits", split,
+                "--token-ids", corpus / "holdout_ids.txt", "--out", out, "--device", "cpu", "--no-progress", *options],
                 threads=threads)
             predictions[name(model, split)] = out
     step.run(f"s{seed} reconstruction", [

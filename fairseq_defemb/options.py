@@ -13,6 +13,8 @@ FIT_POSITIONS = ("every", "headword")
 PROJECTION_INPUTS = ("state", "state+prompt-mean")
 # definition_cloze --prediction-norm / defemb-predict --prediction-norm: the norm of a predicted row
 PREDICTION_NORMS = ("rows", "raw")
+# definition_cloze --prediction-mean / defemb-predict --prediction-mean: where predicted rows are centred
+PREDICTION_MEANS = ("rows", "raw")
 # defemb-surgery --method: DefinitionEMB, or a post-processing baseline of the whole matrix
 # (fairseq_defemb.surgery.swap.BASELINES, in this order)
 SURGERY_METHODS = ("definitionemb", "deldirection", "deldirection-centred", "del-zscore")

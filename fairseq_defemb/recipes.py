@@ -4,10 +4,11 @@
   the corpus also holds each prompt with its headword alone (the reading a new word gets);
   W starts from least squares on the frozen encoder (``defemb-fit``); training adds a retrieval
   term (InfoNCE of the true row among all rows) to Eq. 5; a predicted row takes the pretrained
-  rows' mean norm (the task's default ``--prediction-norm rows``).
+  rows' mean norm, centred on the rows' mean (the task's defaults ``--prediction-norm rows
+  --prediction-mean rows``).
 * ``PAPER``: the paper as printed, where it speaks (Eq. 5 alone, the prompt of Figure 4: the
   copies of a recommended corpus are left out), and the authors' code where it is silent (W drawn
-  N(0, 1/h), rows used as W h computes them).
+  N(0, 1/h), rows used as W h computes them, neither rescaled nor centred).
 
 Both train with the paper's optimiser (Adam (0.9, 0.98), weight decay 0.01, inverse square root
 schedule after a linear warm-up from 1e-7: Table 12); only the length of the run and its rate
@@ -58,7 +59,7 @@ def as_flags(options: dict) -> list[str]:
 
 RECOMMENDED = Recipe(
     name="recommended",
-    description="least-squares W, Eq. 5 + retrieval term, definition-only copies in the corpus",
+    description="least-squares W, Eq. 5 + retrieval term, definition-only copies in the corpus, rows centred",
     corpus_options={"definition_only_copies": True},
     train=("--retrieval-weight", "1", "--retrieval-temperature", "0.05"),
     fitted_start=True,
@@ -69,7 +70,8 @@ RECOMMENDED = Recipe(
 PAPER = Recipe(
     name="paper",
     description="the paper as printed: Eq. 5 alone, W drawn N(0, 1/h) as the authors' code draws it",
-    train=("--projection-init", "normal", "--skip-definition-only-copies", "--prediction-norm", "raw"),
+    train=("--projection-init", "normal", "--skip-definition-only-copies", "--prediction-norm", "raw",
+           "--prediction-mean", "raw"),
     fitted_start=False,
 )
 RECIPES = {recipe.name: recipe for recipe in (RECOMMENDED, PAPER)}

@@ -285,6 +285,24 @@ def test_defemb_init_predicts_with_defemb_predict_code(plm, definition_model, tm
     assert report["init"] == "defemb" and report["definition_model"] == str(definition_model)
 
 
+def test_defemb_rows_are_centred_on_the_corpus_the_model_was_trained_on(plm, tmp_path, capsys):
+    """The new words' own corpus has no token whose row is known: the reference tokens come from the
+    corpus the definition model's checkpoint records, or --definition-corpus when it has moved."""
+    model = fitted_definition_model(plm, tmp_path)
+    (tmp_path / "w.tsv").write_text(WORDS)
+    base = ["--checkpoint", plm, "--words", tmp_path / "w.tsv", "--init", "defemb", "--definition-model", model]
+    assert run([*base, "--out", tmp_path / "recorded"]) == 0
+    (tmp_path / "defs").rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert run([*base, "--out", tmp_path / "lost"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "defs") in err and "--definition-corpus" in err and not (tmp_path / "lost").exists()
+    assert run([*base, "--definition-corpus", tmp_path / "moved", "--out", tmp_path / "given"]) == 0
+    key = TIED_EMBEDDING_KEYS["bart"][0]
+    recorded, given = (model_state(tmp_path / n)[key][-5:-1] for n in ("recorded", "given"))
+    assert torch.equal(recorded, given)
+
+
 def test_definition_model_of_another_dictionary_is_a_clear_error(definition_model, tmp_path, capsys):
     other = tmp_path / "other"
     make_tiny_checkpoint(other, "bart", dict_path=write_gpt2_dict(tmp_path / "d.txt", keep=lambda i: i != 1000))

@@ -153,7 +153,7 @@ def test_predict_reproduces_the_models_own_forward(trained, uneven_corpus, tmp_p
         for norm in ("rows", "raw"):
             out = tmp_path / f"{average}-{norm}.pt"
             flag = [] if average == "definitions" else ["--average", average]  # definitions is the default
-            flag += [] if norm == "rows" else ["--prediction-norm", norm]
+            flag += ([] if norm == "rows" else ["--prediction-norm", norm]) + ["--prediction-mean", "raw"]
             assert predict_main(["--checkpoint", str(trained[family]), "--corpus", str(uneven_corpus),
                                  "--out", str(out), "--no-progress", "--max-tokens", "64", *flag]) == 0
             result = PredictedEmbeddings.load(out)
@@ -166,6 +166,34 @@ def test_predict_reproduces_the_models_own_forward(trained, uneven_corpus, tmp_p
     assert result.embedding_dim == 32 and result.dictionary_size == len(dictionary)
     # Only headword tokens get a prediction.
     assert set(result.token_ids.tolist()) == {dictionary.index(w) for w in DEFINITIONS}
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_prediction_mean_centres_on_the_reference_tokens(trained, uneven_corpus, tmp_path, family):
+    """--prediction-mean rows (the default): every row at the rows' mean norm, minus the mean of the
+    valid split's rows predicted the same way (the tiny corpus has fewer than 300 tokens there: all of
+    them are the reference), plus the pretrained rows' mean, then at the rows' mean norm again."""
+    from fairseq_defemb.predict import REFERENCE_TOKENS
+
+    common = ["--checkpoint", str(trained[family]), "--corpus", str(uneven_corpus), "--no-progress"]
+    paths = {name: tmp_path / f"{name}.pt" for name in ("centred", "uncentred", "reference")}
+    assert predict_main([*common, "--out", str(paths["centred"])]) == 0
+    assert predict_main([*common, "--out", str(paths["uncentred"]), "--prediction-mean", "raw"]) == 0
+    assert predict_main([*common, "--out", str(paths["reference"]), "--prediction-mean", "raw", "--splits", "valid"]) == 0
+    centred, uncentred, reference = (PredictedEmbeddings.load(paths[n]) for n in ("centred", "uncentred", "reference"))
+    assert len(reference.token_ids) < REFERENCE_TOKENS
+    model, task = load_definition_model(trained[family], uneven_corpus)
+    dictionary = task.source_dictionary
+    pretrained = model.target_embeddings.detach().double()
+    words = [i for i in range(dictionary.nspecial, len(dictionary)) if i != dictionary.index("<mask>")]
+    row_norm = pretrained[words].norm(dim=1).mean()
+    shifted = uncentred.embeddings.double() - reference.embeddings.double().mean(0) + pretrained[words].mean(0)
+    want = shifted * row_norm / shifted.norm(dim=1, keepdim=True)
+    assert torch.equal(centred.token_ids, uncentred.token_ids)
+    torch.testing.assert_close(centred.embeddings.double(), want, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(centred.embeddings, uncentred.embeddings, atol=1e-3)
+    assert centred.extra["coverage"]["prediction_mean"] == "rows"
+    assert uncentred.extra["coverage"]["prediction_mean"] == "raw"
 
 
 def test_predict_rejects_an_unknown_average(trained, tmp_path, capsys):

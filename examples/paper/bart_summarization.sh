@@ -32,11 +32,13 @@ read -ra GENERATE <<< "${GENERATE:-}"; read -ra SURGERY <<< "${SURGERY:-}"
 # 1. BPE-encode and binarize the data set as fairseq's BART example does (once per data set)
 if [ ! -f "$DATASET-bin/dict.source.txt" ]; then
     mkdir -p "$DATASET.bpe"
-    for SPLIT in train val test; do for LANG in source target; do
+    # both sides of a split in one call (the encoder zips its inputs line by line): fairseq's example
+    # runs one call per side, with the same output, and each call pays fairseq's start-up again
+    for SPLIT in train val test; do
         python -m fairseq.examples.roberta.multiprocessing_bpe_encoder --encoder-json "$ENCODER_JSON" \
-            --vocab-bpe "$VOCAB_BPE" --inputs "$RAW/$SPLIT.$LANG" --outputs "$DATASET.bpe/$SPLIT.$LANG" \
-            --workers "$WORKERS" --keep-empty
-    done; done
+            --vocab-bpe "$VOCAB_BPE" --inputs "$RAW/$SPLIT.source" "$RAW/$SPLIT.target" \
+            --outputs "$DATASET.bpe/$SPLIT.source" "$DATASET.bpe/$SPLIT.target" --workers "$WORKERS" --keep-empty
+    done
     fairseq-preprocess --source-lang source --target-lang target --trainpref "$DATASET.bpe/train" \
         --validpref "$DATASET.bpe/val" --testpref "$DATASET.bpe/test" --destdir "$DATASET-bin/" \
         --workers "$WORKERS" --srcdict "$PLM/dict.txt" --tgtdict "$PLM/dict.txt"

@@ -79,8 +79,8 @@ def grow(tensor: torch.Tensor, insert_at: int, new_rows: torch.Tensor) -> torch.
 
 
 def add_tokens_fairseq(*, checkpoint: str | Path, words: str | Path, init: str, out: str | Path,
-                       definition_model: str | Path | None = None, replace: bool = False,
-                       gpt2_encoder_json: str | Path | None = None, gpt2_vocab_bpe: str | Path | None = None,
+                       definition_model: str | Path | None = None, definition_corpus: str | Path | None = None,
+                       replace: bool = False, gpt2_encoder_json: str | Path | None = None, gpt2_vocab_bpe: str | Path | None = None,
                        max_prompt_tokens: int = 256, neighbours: int = 5, device: str = "cpu",
                        overwrite: bool = False, progress: bool = False, definition_updates: int = CPU_BUDGET.updates, workers: int = 1,
                        cache_dir: str | Path | None = None, say=print) -> dict:
@@ -129,7 +129,8 @@ def add_tokens_fairseq(*, checkpoint: str | Path, words: str | Path, init: str, 
             definition_model, built = ensure_definition_model(
                 fairseq_dir=ckpt_dir, tokenizer=gpt2_tokenizer(encoder_json, vocab_bpe), cache_dir=cache_dir,
                 updates=definition_updates, device=device, workers=workers, progress=progress, say=say)
-        rows, _counts = defemb_rows(definition_model, dict_path, placeholders, prompts, device=device, progress=progress)
+        rows, _counts = defemb_rows(definition_model, dict_path, placeholders, prompts, device=device, progress=progress,
+                                    definition_corpus=definition_corpus)
     else:
         rows, notes = baseline_rows(init, old, targets, placeholders, prompts, excluded)
 

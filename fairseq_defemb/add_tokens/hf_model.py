@@ -122,7 +122,8 @@ def _transformers_bars(enabled: bool):
 
 
 def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: str | Path,
-                  definition_model: str | Path | None = None, replace: bool = False, max_prompt_tokens: int = 256,
+                  definition_model: str | Path | None = None, definition_corpus: str | Path | None = None,
+                  replace: bool = False, max_prompt_tokens: int = 256,
                   neighbours: int = 5, device: str = "cpu", overwrite: bool = False, progress: bool = False,
                   definition_updates: int = CPU_BUDGET.updates, workers: int = 1, cache_dir: str | Path | None = None, say=print) -> dict:
     """Write ``out``: the transformers model and tokenizer of ``hf_model`` with the words of ``words``
@@ -179,7 +180,7 @@ def add_tokens_hf(*, hf_model: str | Path, words: str | Path, init: str, out: st
         with tempfile.TemporaryDirectory(prefix="defemb-add-tokens-dict-") as tmp:
             dict_path, fairseq_ids = _definition_dictionary(hf_model, config, Path(tmp))
             rows, _counts = defemb_rows(definition_model, dict_path, placeholders, prompts, id_map=fairseq_ids,
-                                        device=device, progress=progress)
+                                        device=device, progress=progress, definition_corpus=definition_corpus)
     else:
         rows, notes = baseline_rows(init, matrix, targets, placeholders, prompts, excluded)
 

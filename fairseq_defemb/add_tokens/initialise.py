@@ -111,14 +111,16 @@ def baseline_rows(init: str, matrix: np.ndarray, targets: list[Target], placehol
 
 def defemb_rows(definition_model: str | Path, dict_path: str | Path, placeholders: list[int], prompts: list[Prompt],
                 *, id_map: np.ndarray | None = None, max_tokens: int = 8192, device: str = "cpu",
-                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                progress: bool = False, definition_corpus: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """DefinitionEMB's rows for ``placeholders`` (float64) and their definition counts: the prompts
     written as the ``heldout`` split of a temporary corpus over ``dict_path`` whose held-out ids
     are the placeholders, predicted by ``fairseq_defemb.predict``. ``id_map[i]`` is the ``dict_path`` id
-    of the prompts' id ``i`` when they differ (a converted BERT); placeholders, past it, stay."""
+    of the prompts' id ``i`` when they differ (a converted BERT); placeholders, past it, stay.
+    Centred rows (the model's ``--prediction-mean rows``) take their reference tokens from
+    ``definition_corpus``, by default the corpus the model's checkpoint says it was trained on."""
     from preprocess.corpus.holdout import HELDOUT_SPLIT, write_holdout
     from fairseq_defemb.data.corpus_format import DICT_FILE, CorpusWriter, write_metadata
-    from fairseq_defemb.predict import load_definition_model, predict_with_model
+    from fairseq_defemb.predict import load_definition_model, predict_with_model, prediction_mean_of, task_on_corpus
 
     with tempfile.TemporaryDirectory(prefix="defemb-add-tokens-") as tmp:
         corpus = Path(tmp)
@@ -141,8 +143,21 @@ def defemb_rows(definition_model: str | Path, dict_path: str | Path, placeholder
                     f"--definition-model {definition_model}: trained for another dictionary than {dict_path}; "
                     "train (or defemb-fit) it on a corpus built with this model's dict.txt") from None
             raise AddTokensError(f"--definition-model {definition_model}: {err}") from None
+        reference = None
+        if prediction_mean_of(task) == "rows":
+            # the new words' corpus has no token whose row is known: the model's own corpus has
+            source = Path(definition_corpus or task.trained_on_corpus)
+            if not (source / "corpus.json").is_file():
+                raise AddTokensError(
+                    f"--definition-model {definition_model}: its rows are centred on tokens of the corpus it was "
+                    f"trained on, and {source} holds no corpus (moved or deleted?); pass that corpus with "
+                    "--definition-corpus DIR")
+            try:
+                reference = task_on_corpus(task, source)
+            except ValueError as err:
+                raise AddTokensError(f"--definition-corpus {source}: {err}") from None
         ids, vectors, counts = predict_with_model(model, task, (HELDOUT_SPLIT,), max_tokens=max_tokens,
-                                                  progress=progress)
+                                                  progress=progress, reference_task=reference)
     slot = {int(t): i for i, t in enumerate(ids.tolist())}
     order = [slot[p] for p in placeholders]
     return vectors.numpy()[order].astype(np.float64), counts.numpy()[order]

@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--definition-model", help="--init defemb: a checkpoint defemb-predict accepts (fairseq-train "
                    "--task definition_cloze, or defemb-fit), over the model's dict.txt; default: the recommended "
                    "definition model for this model, built once (corpus, least-squares W, training) and cached")
+    p.add_argument("--definition-corpus", help="--init defemb with --definition-model: the corpus that model was "
+                   "trained on, whose tokens centre its rows (default: the corpus its checkpoint records)")
     p.add_argument("--definition-updates", type=int, default=CPU_BUDGET.updates,
                    help=f"training updates of a definition model built here (default {CPU_BUDGET.updates}: minutes "
                    "for a small encoder on a CPU, hours for bart.large; 0: the least-squares W alone, no training)")
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print("defemb-add-tokens: error: --definition-updates must be >= 0", file=sys.stderr)
         return 2
     common = dict(words=args.words, init=args.init, out=args.out, definition_model=args.definition_model,
+                  definition_corpus=args.definition_corpus,
                   replace=args.replace, max_prompt_tokens=args.max_prompt_tokens, neighbours=args.neighbours,
                   device=resolve_device(args.device), overwrite=args.overwrite, progress=not args.no_progress,
                   definition_updates=args.definition_updates, cache_dir=args.cache_dir, workers=args.workers,

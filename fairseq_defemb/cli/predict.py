@@ -11,7 +11,7 @@ import logging
 import sys
 
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
-from fairseq_defemb.options import AVERAGES, DEVICES, PREDICTION_NORMS, resolve_device
+from fairseq_defemb.options import AVERAGES, DEVICES, PREDICTION_MEANS, PREDICTION_NORMS, resolve_device
 
 DESCRIPTION = __doc__.split("\n", 1)[1]
 
@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prediction-norm", choices=PREDICTION_NORMS, default=None,
                         help="'rows': every embedding rescaled to the mean norm of the pretrained rows; 'raw': W h as "
                         "computed; default: as the checkpoint was trained (definition_cloze --prediction-norm)")
+    parser.add_argument("--prediction-mean", choices=PREDICTION_MEANS, default=None,
+                        help="'rows': embeddings centred so that the model's mean prediction over 300 tokens of the "
+                        "corpus's valid split (train when it has none) becomes the pretrained rows' mean; 'raw': W h "
+                        "as computed; default: as the checkpoint was trained (definition_cloze --prediction-mean)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="auto (default: cuda if there is one), cpu or cuda")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -57,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             args.checkpoint, args.corpus, args.out, splits=tuple(s for s in args.splits.split(",") if s),
             max_tokens=args.max_tokens, batch_size=args.batch_size, token_ids=token_ids, device=resolve_device(args.device),
             mask_headword_everywhere=args.mask_headword_everywhere, prediction_norm=args.prediction_norm,
+            prediction_mean=args.prediction_mean,
             progress=not args.no_progress,
             average=args.average)
     except (OSError, ValueError) as err:  # OSError: unreadable input, or disk full while writing

@@ -16,7 +16,7 @@ from fairseq_defemb.data.cloze_dataset import DefinitionClozeDataset
 from fairseq_defemb.data.corpus_format import DICT_FILE, check_corpus_dictionary, load_split
 from fairseq_defemb.data.vocabulary import MASK_SYMBOL, load_fairseq_dictionary
 from fairseq_defemb.models.pretrained import check_starting_point
-from fairseq_defemb.options import FIT_POSITIONS, PREDICTION_NORMS
+from fairseq_defemb.options import FIT_POSITIONS, PREDICTION_MEANS, PREDICTION_NORMS
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ CORRUPTION_CHOICES = ChoiceEnum(["auto", "bert", "sentinel"])
 PROJECTION_INIT_CHOICES = ChoiceEnum(["auto", "least-squares", "normal", "random"])
 FIT_POSITION_CHOICES = ChoiceEnum(list(FIT_POSITIONS))
 PREDICTION_NORM_CHOICES = ChoiceEnum(list(PREDICTION_NORMS))
+PREDICTION_MEAN_CHOICES = ChoiceEnum(list(PREDICTION_MEANS))
 
 
 @dataclass
@@ -63,6 +64,13 @@ class DefinitionClozeConfig(FairseqDataclass):
                   "the mean norm of the pretrained embedding rows, the direction the model's (least squares and "
                   "Eq. 5 shrink predictions toward the targets' centroid, to rows surgery's sanity guard "
                   "refuses); 'raw': W h as computed"},
+    )
+    prediction_mean: PREDICTION_MEAN_CHOICES = field(
+        default="rows",
+        metadata={"help": "where the embeddings defemb-predict writes are centred (the paper is silent): 'rows' "
+                  "(default): the model's mean prediction over reference tokens of the corpus (its valid split) "
+                  "is replaced by the pretrained rows' mean, so the direction every prediction shares is not a "
+                  "hub every new row sits next to (docs/definition-model.md measures it); 'raw': W h as computed"},
     )
     projection_init: PROJECTION_INIT_CHOICES = field(
         default="auto",
@@ -214,12 +222,15 @@ class DefinitionClozeTask(FairseqTask):
             logger.info(f"valid loss before training ({valid['prompts']} prompts, corrupted as validation is): "
                         + ", ".join(scores))
 
-    def set_prediction_norm(self, value: str) -> None:
-        """Override the stored ``--prediction-norm`` (defemb-predict --prediction-norm)."""
-        if value not in PREDICTION_NORMS:
-            raise ValueError(f"--prediction-norm {value}: one of {', '.join(PREDICTION_NORMS)}")
-        with open_dict(self.cfg):
-            self.cfg.prediction_norm = value
+    def set_prediction(self, norm: str | None = None, mean: str | None = None) -> None:
+        """Override the stored ``--prediction-norm`` / ``--prediction-mean`` (defemb-predict's options; None keeps)."""
+        for option, value, choices in (("norm", norm, PREDICTION_NORMS), ("mean", mean, PREDICTION_MEANS)):
+            if value is None:
+                continue
+            if value not in choices:
+                raise ValueError(f"--prediction-{option} {value}: one of {', '.join(choices)}")
+            with open_dict(self.cfg):
+                setattr(self.cfg, f"prediction_{option}", value)
 
     def set_mask_headword_everywhere(self, value: bool) -> None:
         """Override the stored ``--mask-headword-everywhere`` (prediction from a checkpoint trained without it)."""
