@@ -49,10 +49,13 @@ BUDGETS = {
 READINGS = {"heldout": "paper prompt", "heldout_defonly": "definition only"}
 REC, FIT, PAPER_RUN = "recommended", "recommended W alone (defemb-fit, no training)", "paper as printed"
 UNCENTRED = "recommended, rows not centred (--prediction-mean raw)"
-MODELS = (REC, UNCENTRED, FIT, PAPER_RUN)
-SLUGS = {REC: "recommended", UNCENTRED: "uncentred", FIT: "fitted", PAPER_RUN: "paper"}  # file and step names
-# the recommended checkpoint read a second time, without the centring: what the centring gives
-READ_AS = {UNCENTRED: (REC, ["--prediction-mean", "raw"])}
+FIT_CENTRED = "recommended W alone, rows centred (--prediction-mean rows)"
+MODELS = (REC, UNCENTRED, FIT, FIT_CENTRED, PAPER_RUN)
+SLUGS = {REC: "recommended", UNCENTRED: "uncentred", FIT: "fitted", FIT_CENTRED: "fitted-centred",
+         PAPER_RUN: "paper"}  # file and step names
+# checkpoints read a second time the other way (the trained model centres its rows, defemb-fit's does
+# not): what the centring gives each
+READ_AS = {UNCENTRED: (REC, ["--prediction-mean", "raw"]), FIT_CENTRED: (FIT, ["--prediction-mean", "rows"])}
 INITS = {"DefinitionEMB, recommended": "defemb", "DefinitionEMB, paper as printed": "defemb",
          "DefinitionEMB, fitted W alone": "defemb", "subword mean": "subwords", "definition mean": "description-mean",
          "mean row": "mean"}

@@ -344,9 +344,11 @@ def detect_family(pretrained_checkpoint: str | Path) -> str:
 
 def build_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Path,
                            mask_headword_everywhere: bool = False, skip_definition_only_copies: bool = False,
-                           projection_input: str = "state", seed: int = 1, device: str = "cpu"):
+                           projection_input: str = "state", prediction_mean: str = "raw", seed: int = 1,
+                           device: str = "cpu"):
     """The untrained DefinitionEMB model fairseq-train would build (``--task definition_cloze
-    --arch defemb_roberta|defemb_bart`` from ``pretrained_checkpoint``); returns (model, task, cfg)."""
+    --arch defemb_roberta|defemb_bart`` from ``pretrained_checkpoint``), its rows not centred by
+    default as a fitted W's are not (``defemb-fit --prediction-mean``); returns (model, task, cfg)."""
     from fairseq_defemb import register
 
     register()
@@ -355,7 +357,7 @@ def build_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | P
     family = detect_family(pretrained_checkpoint)
     # W is fitted by the caller: the task's own least-squares start would read the prompts twice
     extra = ["--criterion", "mimic_mse", "--pretrained-checkpoint", str(pretrained_checkpoint), "--seed", str(seed),
-             "--projection-init", "random", "--projection-input", projection_input]
+             "--projection-init", "random", "--projection-input", projection_input, "--prediction-mean", prediction_mean]
     if mask_headword_everywhere:
         extra.append("--mask-headword-everywhere")
     if skip_definition_only_copies:
@@ -370,7 +372,8 @@ def build_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | P
 def fit_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Path, out: str | Path,
                          samples: int | None = 10000, valid_samples: int | None = None, lam: float | None = None,
                          mask_headword_everywhere: bool = False, skip_definition_only_copies: bool = False,
-                         projection_input: str = "state+prompt-mean", seed: int = 1, max_tokens: int = 8192,
+                         projection_input: str = "state+prompt-mean", prediction_mean: str = "raw", seed: int = 1,
+                         max_tokens: int = 8192,
                          batch_size: int | None = None, exclude_token_ids: set[int] | None = None,
                          positions: str = "headword", device: str = "cpu", progress: bool = False) -> dict[str, Any]:
     """``defemb-fit``: the frozen PLM plus a fitted W, saved (atomically) as the fairseq checkpoint of a
@@ -385,7 +388,8 @@ def fit_definition_model(*, pretrained_checkpoint: str | Path, corpus: str | Pat
     model, task, cfg = build_definition_model(pretrained_checkpoint=pretrained_checkpoint, corpus=corpus,
                                               mask_headword_everywhere=mask_headword_everywhere,
                                               skip_definition_only_copies=skip_definition_only_copies,
-                                              projection_input=projection_input, seed=seed, device=device)
+                                              projection_input=projection_input, prediction_mean=prediction_mean,
+                                              seed=seed, device=device)
     report = fit_projection(model, task, samples=samples, valid_samples=valid_samples, lam=lam, seed=seed,
                             max_tokens=max_tokens, batch_size=batch_size, exclude_token_ids=exclude_token_ids,
                             positions=positions, progress=progress)

@@ -234,7 +234,7 @@ def test_bad_inputs_write_nothing(plm, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def fitted_definition_model(plm: Path, root: Path) -> Path:
+def fitted_definition_model(plm: Path, root: Path, prediction_mean: str = "raw") -> Path:
     """A training-free definition model (defemb-fit) of ``plm`` over a small manual corpus."""
     from preprocess.corpus.build import build_corpus
     from fairseq_defemb.fit import fit_definition_model
@@ -247,7 +247,8 @@ def fitted_definition_model(plm: Path, root: Path) -> Path:
                  gpt2_encoder_json=str(GPT2 / "encoder.json"), gpt2_vocab_bpe=str(GPT2 / "vocab.bpe"), valid_size=2)
     # A small fixed lambda: chosen on two validation prompts, ridge regression picks a W so damped that
     # every word maps to one row, and these tests check that the words' definitions reach their rows.
-    fit_definition_model(pretrained_checkpoint=plm / "model.pt", corpus=root / "defs", out=root / "fit.pt", lam=1e-3)
+    fit_definition_model(pretrained_checkpoint=plm / "model.pt", corpus=root / "defs", out=root / "fit.pt", lam=1e-3,
+                         prediction_mean=prediction_mean)
     return root / "fit.pt"
 
 
@@ -287,8 +288,9 @@ def test_defemb_init_predicts_with_defemb_predict_code(plm, definition_model, tm
 
 def test_defemb_rows_are_centred_on_the_corpus_the_model_was_trained_on(plm, tmp_path, capsys):
     """The new words' own corpus has no token whose row is known: the reference tokens come from the
-    corpus the definition model's checkpoint records, or --definition-corpus when it has moved."""
-    model = fitted_definition_model(plm, tmp_path)
+    corpus the definition model's checkpoint records, or --definition-corpus when it has moved (a fitted
+    W centred as a trained model is: defemb-fit --prediction-mean rows)."""
+    model = fitted_definition_model(plm, tmp_path, prediction_mean="rows")
     (tmp_path / "w.tsv").write_text(WORDS)
     base = ["--checkpoint", plm, "--words", tmp_path / "w.tsv", "--init", "defemb", "--definition-model", model]
     assert run([*base, "--out", tmp_path / "recorded"]) == 0

@@ -210,11 +210,16 @@ def test_a_fit_warm_starts_only_a_model_reading_what_it_was_fitted_on(tiny_dir, 
     # defemb-fit's default is the reading whose fitted W alone measured best (docs/definition-model.md)
     from fairseq_defemb.cli.fit import build_parser
 
-    assert build_parser().parse_args(["--pretrained-checkpoint", "m", "--corpus", "c", "--out", "o"]) \
-        .projection_input == "state+prompt-mean"
+    defaults = build_parser().parse_args(["--pretrained-checkpoint", "m", "--corpus", "c", "--out", "o"])
+    assert defaults.projection_input == "state+prompt-mean"
     assert fit_main(["--pretrained-checkpoint", str(tiny_dir / "roberta" / "model.pt"), "--corpus",
                      str(tiny_dir / "corpus"), "--out", str(tmp_path / "fit.pt"), "--samples", "10", "--lambda", "1",
                      "--no-progress"]) == 0
+    # ... and its rows are not centred (centring did not help a fitted W alone), while a trained model's are
+    from fairseq_defemb.predict import load_definition_model, prediction_mean_of
+
+    assert prediction_mean_of(load_definition_model(tmp_path / "fit.pt", tiny_dir / "corpus")[1]) == "raw"
+    assert build_with_cfg(tiny_dir, "roberta")[3].task.prediction_mean == "rows"
     with pytest.raises(ValueError, match="another --projection-input"):
         build_with_cfg(tiny_dir, "roberta", ["--projection-init-from", str(tmp_path / "fit.pt")])
     task, model, _, _ = build_with_cfg(tiny_dir, "roberta", ["--projection-init-from", str(tmp_path / "fit.pt"),

@@ -1,4 +1,5 @@
 """Stock fairseq-train with --user-dir, resuming, 2-rank DDP on CPU, and defemb-predict."""
+import json
 import re
 import shutil
 import socket
@@ -194,6 +195,21 @@ def test_prediction_mean_centres_on_the_reference_tokens(trained, uneven_corpus,
     assert not torch.allclose(centred.embeddings, uncentred.embeddings, atol=1e-3)
     assert centred.extra["coverage"]["prediction_mean"] == "rows"
     assert uncentred.extra["coverage"]["prediction_mean"] == "raw"
+
+
+def test_centring_without_reference_prompts_is_refused(trained, uneven_corpus, tmp_path, capsys):
+    """A corpus whose metadata lists no valid or train prompt has no token to centre on: exit 2 naming
+    the corpus and --prediction-mean raw, nothing written; raw predictions still work."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(uneven_corpus, corpus)
+    metadata = json.loads((corpus / "corpus.json").read_text())
+    metadata["splits"] = {"train": 0, "valid": 0}
+    (corpus / "corpus.json").write_text(json.dumps(metadata))
+    common = ["--checkpoint", str(trained["roberta"]), "--corpus", str(corpus), "--no-progress"]
+    assert predict_main([*common, "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err
+    assert str(corpus) in err and "--prediction-mean raw" in err and not (tmp_path / "x.pt").exists()
+    assert predict_main([*common, "--out", str(tmp_path / "x.pt"), "--prediction-mean", "raw"]) == 0
 
 
 def test_predict_rejects_an_unknown_average(trained, tmp_path, capsys):

@@ -38,7 +38,8 @@ KEY_CHARS = 16  # of a sha256: enough to tell models apart, short enough for a p
 # the corpus and the fit built here: every embedded source; prompts of up to 64 tokens (MiniLM's
 # held-out measurement cuts at 32, most GCIDE definitions fit in 64); defemb-fit's defaults
 CORPUS_OPTIONS = {"sources": DEFAULT_SOURCES, "max_prompt_tokens": 64, "valid_size": 2000}
-FIT_OPTIONS = {"samples": 10000}
+# prediction_mean spelled out: a fit cached before the option existed would load with the task's default
+FIT_OPTIONS = {"samples": 10000, "prediction_mean": "raw"}
 
 
 def default_cache_dir() -> Path:

@@ -16,7 +16,7 @@ import logging
 import sys
 
 from fairseq_defemb.cli.logging_setup import configure_cli_logging
-from fairseq_defemb.options import DEVICES, FIT_POSITIONS, PROJECTION_INPUTS, resolve_device
+from fairseq_defemb.options import DEVICES, FIT_POSITIONS, PREDICTION_MEANS, PROJECTION_INPUTS, resolve_device
 
 DESCRIPTION = __doc__.split("\n", 1)[1]
 
@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "definition_cloze --projection-input): 'state+prompt-mean' (default, the measured best: "
                    "docs/definition-model.md) the read state beside the mean of the last layer over the prompt, or "
                    "'state' the read state alone (Eq. 4)")
+    p.add_argument("--prediction-mean", choices=PREDICTION_MEANS, default="raw",
+                   help="how defemb-predict centres this checkpoint's rows (definition_cloze --prediction-mean): 'raw' "
+                   "(default, the measured best for a fitted W alone: centring lost MRR on both make eval seeds with "
+                   "--projection-input state, and gained on one seed and lost on the other with state+prompt-mean, "
+                   "docs/definition-model.md), or 'rows'")
     p.add_argument("--seed", type=int, default=1, help="seed of the prompt samples and of the reference random W")
     p.add_argument("--max-tokens", type=int, default=8192, help="tokens per batch of the read pass (default 8192)")
     p.add_argument("--batch-size", type=int, default=None, help="at most this many items per batch")
@@ -85,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             samples=args.samples or None, valid_samples=args.valid_samples or None, lam=args.lam,
             mask_headword_everywhere=args.mask_headword_everywhere,
             skip_definition_only_copies=args.skip_definition_only_copies, projection_input=args.projection_input,
-            seed=args.seed, max_tokens=args.max_tokens,
+            prediction_mean=args.prediction_mean, seed=args.seed, max_tokens=args.max_tokens,
             batch_size=args.batch_size, positions=args.positions,
             exclude_token_ids=read_token_ids(args.exclude_token_ids, "--exclude-token-ids") if args.exclude_token_ids else None,
             device=resolve_device(args.device), progress=not args.no_progress)
