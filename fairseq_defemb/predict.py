@@ -236,12 +236,13 @@ def finish_rows(vectors: torch.Tensor, model, task, reference: torch.Tensor | No
 
 
 def prediction_norm_of(task) -> str:
-    """The checkpoint's --prediction-norm; 'raw' for a checkpoint from before the option existed."""
+    """The checkpoint's --prediction-norm (fairseq gives a checkpoint saved before the option existed
+    the task's default when it loads it; 'raw' for a task config without the field)."""
     return str(getattr(task.cfg, "prediction_norm", "raw"))
 
 
 def prediction_mean_of(task) -> str:
-    """The checkpoint's --prediction-mean; 'raw' for a checkpoint from before the option existed."""
+    """The checkpoint's --prediction-mean, read as ``prediction_norm_of`` reads its option."""
     return str(getattr(task.cfg, "prediction_mean", "raw"))
 
 
