@@ -127,9 +127,9 @@ def test_roberta_reads_the_masked_position(tiny_dir):
 
 
 @pytest.mark.parametrize("normalize_before", [False, True])
-def test_roberta_inference_reads_the_last_layer_only_where_predicted(tiny_dir, tmp_path, normalize_before):
-    """In eval mode the last layer runs queries only at predict_mask: equal to the full forward,
-    for post- and pre-LN encoders, padded batches and rows reading several positions."""
+def test_roberta_reads_the_last_layer_only_where_predicted(tiny_dir, tmp_path, normalize_before):
+    """The last layer runs queries only at predict_mask: equal to the full forward, for post- and
+    pre-LN encoders, padded batches and rows reading several positions, and in training its gradients."""
     from tiny_corpus import make_tiny_corpus
     from tiny_models import ARCH_ARGS
 
@@ -154,6 +154,25 @@ def test_roberta_inference_reads_the_last_layer_only_where_predicted(tiny_dir, t
             hidden, _ = model.encoder.extract_features(net["src_tokens"])
             torch.testing.assert_close(model(**net), model.projection(hidden[net["predict_mask"]]), atol=1e-5, rtol=1e-5)
     assert net["predict_mask"].sum(1).max() > 1
+    # Training reads the same way: with dropout off, the loss's gradients are the full forward's.
+    model.train()
+    for module in model.modules():
+        if hasattr(module, "p") and "Dropout" in type(module).__name__:
+            module.p = 0.0
+    target = torch.randn(int(net["predict_mask"].sum()), model.projection.weight.shape[0])
+    rows = []
+    hook = model.encoder.sentence_encoder.layers[-1].fc1.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[:2]))
+    model(**net)
+    hook.remove()
+    assert rows == [(int(net["predict_mask"].sum(1).max()), len(net["src_tokens"]))]  # queries only where read
+    grads = []
+    for read in (lambda: model(**net), lambda: model.projection(model.encoder.extract_features(net["src_tokens"])[0][net["predict_mask"]])):
+        model.zero_grad()
+        (read() - target).pow(2).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and "encoder.sentence_encoder.layers.0.fc1.weight" in grads[0]
+    for key in grads[0]:
+        torch.testing.assert_close(grads[0][key], grads[1][key], atol=1e-4, rtol=1e-4, msg=key)
 
 
 # -- model construction ---------------------------------------------------------

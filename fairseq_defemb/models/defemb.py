@@ -174,7 +174,7 @@ class DefinitionEmbRobertaModel(DefinitionEmbeddingMixin, RobertaModel):
 
     def read_states(self, src_tokens, predict_mask, src_lengths=None, **kwargs):
         # the prompt's mean needs the last layer everywhere: features_at's saving does not apply
-        if self.training or self.projection_input != "state":
+        if self.projection_input != "state":
             hidden, _ = self.encoder.extract_features(src_tokens)
             padding = src_tokens.eq(self.encoder.sentence_encoder.padding_idx)
             return self.with_prompt_mean(hidden[predict_mask], hidden, padding, predict_mask)
@@ -185,8 +185,9 @@ class DefinitionEmbRobertaModel(DefinitionEmbeddingMixin, RobertaModel):
 
         Prediction reads one position of a whole prompt, so the last layer needs keys and
         values everywhere but queries, attention output and feed-forward only where
-        ``predict_mask`` is set: that removes most of the last layer's cost. Inference only:
-        in training the full forward keeps dropout's random draws as stock fairseq makes them.
+        ``predict_mask`` is set: that removes most of the last layer's cost, in training too (the
+        unread rows never reach the loss, so gradients are the full forward's; dropout draws its
+        masks for the read rows alone, the same distribution stock fairseq's forward draws from).
         """
         encoder = self.encoder.sentence_encoder
         padding = src_tokens.eq(encoder.padding_idx)
