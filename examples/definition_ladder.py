@@ -21,9 +21,10 @@ import json
 import resource
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from fairseq_defemb.recipes import PAPER, RECOMMENDED, Budget
+from fairseq_defemb.recipes import PAPER, RECOMMENDED, Budget, Recipe, short_hash
 
 from demo import minilm_dir
 from demo_support import BIN, Step, definition_cloze_cmd
@@ -34,42 +35,52 @@ RETRIEVAL = ["--retrieval-weight", "1", "--retrieval-temperature", "0.05"]
 STATE = ["--projection-input", "state"]  # W reads h_{g(k)} alone (Eq. 4)
 PROMPT_MEAN = ["--projection-input", "state+prompt-mean"]  # ... and the prompt's mean state beside it
 FIT, TRAIN = RECOMMENDED.fit_flags(), list(RECOMMENDED.train)
-# rows not centred at prediction (the centring changes no training step): the climb up to the definition-only
+# rows read without the centring (defemb-predict's option: it changes no training step, so a row that
+# differs from another only by it reads the same checkpoint): the climb up to the definition-only
 # copies, and the rows measured against that uncentred recipe
 RAW = ["--prediction-mean", "raw"]
 assert TRAIN[:len(RETRIEVAL)] == RETRIEVAL, "the rows below change the recommended recipe's options by position"
-# name -> (what changes, fit: None | defemb-fit options, training options or None (the fit alone), budget)
+
+
+@dataclass(frozen=True)
+class Row:
+    description: str
+    fit: list | None  # defemb-fit options, or None: no fit
+    train: list | None  # fairseq-train options, or None: the fit alone
+    budget: Budget = BUDGET
+    read: list = field(default_factory=list)  # defemb-predict options
+
+
 ROWS = {
-    "paper": ("the paper as printed: Eq. 5 alone from the authors' W, the paper's prompts", None, list(PAPER.train), BUDGET),
-    "+ls": ("+ W from least squares (defemb-fit: headword reads, lambda on validation)",
-            ["--skip-definition-only-copies", *STATE], ["--skip-definition-only-copies", *RAW], BUDGET),
-    "+retrieval": ("+ the retrieval term (InfoNCE over all rows, weight 1, temperature 0.05)",
-                   ["--skip-definition-only-copies", *STATE], ["--skip-definition-only-copies", *RETRIEVAL, *RAW],
-                   BUDGET),
-    "+copies": ("+ the definition-only copies in the corpus", FIT, [*TRAIN, *RAW], BUDGET),
-    "recommended": ("+ rows centred on the pretrained rows' mean (--prediction-mean rows): the recommended recipe",
-                    FIT, TRAIN, BUDGET),
-    "fit-alone": ("recommended, its fitted W alone (no training)", FIT, None, BUDGET),
-    "prompt-mean": ("recommended, W reading the prompt's mean state beside the headword's (fit and training)",
-                    PROMPT_MEAN, [*TRAIN, *PROMPT_MEAN], BUDGET),
-    "fit-alone-prompt-mean": ("the fitted W alone, reading the prompt's mean state too (defemb-fit's default)",
-                              PROMPT_MEAN, None, BUDGET),
-    "fit-every": ("recommended, W fitted on every headword subword, not the headword as written",
-                  [*FIT, "--positions", "every"], TRAIN, BUDGET),
-    "random-w": ("recommended, from nn.Linear's random W (no fit)", None, ["--projection-init", "random", *TRAIN],
-                 BUDGET),
-    "mask-everywhere": ("recommended, --mask-headword-everywhere (no copy of the headword in its definition)", FIT,
-                        [*TRAIN, "--mask-headword-everywhere"], BUDGET),
-    "temperature-0.1": ("+copies, retrieval temperature 0.1", FIT,
-                        ["--retrieval-weight", "1", "--retrieval-temperature", "0.1", *TRAIN[len(RETRIEVAL):], *RAW],
-                        BUDGET),
-    "weight-0.3": ("recommended, retrieval weight 0.3", FIT,
-                   ["--retrieval-weight", "0.3", "--retrieval-temperature", "0.05", *TRAIN[len(RETRIEVAL):]], BUDGET),
-    "lr-1e-3": ("+copies, peak learning rate 1e-3", FIT, [*TRAIN, *RAW],
-                Budget(updates=1000, lr=1e-3, warmup=25, max_tokens=1024)),
-    "mask-always": ("+copies, headword subwords always <mask> (not 50/25/25)", FIT,
-                    [*TRAIN, "--mask-prob", "1", "--random-token-prob", "0", *RAW], BUDGET),
-    "2000-updates": ("recommended, 2,000 updates", FIT, TRAIN, Budget(updates=2000, lr=5e-4, warmup=25, max_tokens=1024)),
+    "paper": Row("the paper as printed: Eq. 5 alone from the authors' W, the paper's prompts", None, list(PAPER.train)),
+    "+ls": Row("+ W from least squares (defemb-fit: headword reads, lambda on validation)",
+               ["--skip-definition-only-copies", *STATE], ["--skip-definition-only-copies"], read=RAW),
+    "+retrieval": Row("+ the retrieval term (InfoNCE over all rows, weight 1, temperature 0.05)",
+                      ["--skip-definition-only-copies", *STATE], ["--skip-definition-only-copies", *RETRIEVAL], read=RAW),
+    "+copies": Row("+ the definition-only copies in the corpus", FIT, TRAIN, read=RAW),
+    "recommended": Row("+ rows centred on the pretrained rows' mean (--prediction-mean rows): the recommended recipe",
+                       FIT, TRAIN),
+    "fit-alone": Row("recommended, its fitted W alone (no training)", FIT, None),
+    "prompt-mean": Row("recommended, W reading the prompt's mean state beside the headword's (fit and training)",
+                       PROMPT_MEAN, [*TRAIN, *PROMPT_MEAN]),
+    "fit-alone-prompt-mean": Row("the fitted W alone, reading the prompt's mean state too (defemb-fit's default)",
+                                 PROMPT_MEAN, None),
+    "fit-every": Row("recommended, W fitted on every headword subword, not the headword as written",
+                     [*FIT, "--positions", "every"], TRAIN),
+    "random-w": Row("recommended, from nn.Linear's random W (no fit)", None, ["--projection-init", "random", *TRAIN]),
+    "mask-everywhere": Row("recommended, --mask-headword-everywhere (no copy of the headword in its definition)", FIT,
+                           [*TRAIN, "--mask-headword-everywhere"]),
+    "temperature-0.1": Row("+copies, retrieval temperature 0.1", FIT,
+                           ["--retrieval-weight", "1", "--retrieval-temperature", "0.1", *TRAIN[len(RETRIEVAL):]],
+                           read=RAW),
+    "weight-0.3": Row("recommended, retrieval weight 0.3", FIT,
+                      ["--retrieval-weight", "0.3", "--retrieval-temperature", "0.05", *TRAIN[len(RETRIEVAL):]]),
+    "lr-1e-3": Row("+copies, peak learning rate 1e-3", FIT, TRAIN, Budget(updates=1000, lr=1e-3, warmup=25,
+                                                                           max_tokens=1024), read=RAW),
+    "mask-always": Row("+copies, headword subwords always <mask> (not 50/25/25)", FIT,
+                       [*TRAIN, "--mask-prob", "1", "--random-token-prob", "0"], read=RAW),
+    "2000-updates": Row("recommended, 2,000 updates", FIT, TRAIN, Budget(updates=2000, lr=5e-4, warmup=25,
+                                                                         max_tokens=1024)),
 }
 
 
@@ -85,10 +96,10 @@ def from_eval(eval_out: Path, row: str, seed: int) -> dict:
     work = eval_out / f"seed{seed}"
     timings = json.loads((eval_out / "results.json").read_text())["timings"]
     names = [f"s{seed} {s}" for s in steps] + [f"s{seed} predict {slug} {split}" for split in READINGS]
-    description, fit_options, train_options, budget = ROWS[row]
-    return {"row": row, "description": description, "fit": fit_options, "train": train_options, "budget": vars(budget),
-            "seconds": {"wall": round(sum(timings[n] for n in names), 1), "cpu": None}, "from": str(eval_out),
-            "predictions": {split: str(work / f"{slug}-{split}.pt") for split in READINGS}}
+    spec = ROWS[row]
+    return {"row": row, "description": spec.description, "fit": spec.fit, "train": spec.train, "read": spec.read,
+            "budget": vars(spec.budget), "seconds": {"wall": round(sum(timings[n] for n in names), 1), "cpu": None},
+            "from": str(eval_out), "predictions": {split: str(work / f"{slug}-{split}.pt") for split in READINGS}}
 
 
 def child_cpu_seconds() -> float:
@@ -96,50 +107,53 @@ def child_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def fitted(step: Step, out: Path, original: Path, corpus: Path, options: list[str], seed: int) -> tuple[Path, dict]:
-    """defemb-fit with ``options``, run once for every row that starts from it: its checkpoint, and its
-    cost when an earlier row made it (zero when made now: the row's own clock counts it)."""
-    name = "_".join(o.strip("-") for o in options) or "default"
-    fit, cost = out / "fits" / f"{name}.pt", out / "fits" / f"{name}.cost.json"
-    if cost.is_file():
-        return fit, json.loads(cost.read_text())
-    fit.parent.mkdir(exist_ok=True)
+def once(out: Path, name: str, make) -> tuple[Path, dict]:
+    """``make(path)`` run once for every row that needs ``path`` (a fit or a training): the path, and
+    its cost when an earlier row made it (zero when made now: the row's own clock counts it)."""
+    path = out / name
+    cost = path.with_suffix(".cost.json")
+    if cost.is_file() and path.exists():
+        return path, json.loads(cost.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
     wall, cpu = time.perf_counter(), child_cpu_seconds()
-    step.run(f"fit {name}", [BIN / "defemb-fit", "--pretrained-checkpoint", original / "model.pt", "--corpus",
-                             corpus, "--out", fit, "--seed", seed, "--no-progress", *options], show=2)
+    make(path)
     cost.write_text(json.dumps({"wall": time.perf_counter() - wall, "cpu": child_cpu_seconds() - cpu}))
-    return fit, {"wall": 0.0, "cpu": 0.0}
+    return path, {"wall": 0.0, "cpu": 0.0}
 
 
 def run_row(step: Step, out: Path, original: Path, corpus: Path, row: str, seed: int) -> dict:
-    """One row's definition model and predictions; its cost counts the fit it starts from."""
-    description, fit_options, train_options, budget = ROWS[row]
+    """One row's definition model and predictions; its cost counts the fit and training it reads,
+    whichever row made them."""
+    spec = ROWS[row]
     work = out / "work" / row
     work.mkdir(parents=True, exist_ok=True)
     wall, cpu = time.perf_counter(), child_cpu_seconds()
-    checkpoint, start, fit_cost = None, [], {"wall": 0.0, "cpu": 0.0}
-    if fit_options is not None:
-        fit, fit_cost = fitted(step, out, original, corpus, fit_options, seed)
-        checkpoint, start = fit, ["--projection-init-from", fit]
-    if train_options is not None:
-        recipe = PAPER if row == "paper" else RECOMMENDED
-        recipe = type(recipe)(name=row, description=description, train=tuple(train_options))
-        step.run(f"{row} train", definition_cloze_cmd(
-            corpus, original / "model.pt", work / "checkpoints", arch="defemb_roberta", recipe=recipe, budget=budget,
-            seed=seed, extra=[*start, "--disable-validation", "--no-save-optimizer-state", "--log-interval", "100"]),
-            show=1)
-        checkpoint = work / "checkpoints" / "checkpoint_last.pt"
+    checkpoint, start, costs = None, [], []
+    if spec.fit is not None:
+        fit_name = "_".join(o.strip("-") for o in spec.fit) or "default"
+        checkpoint, cost = once(out / "fits", f"{fit_name}.pt", lambda path: step.run(f"fit {fit_name}", [
+            BIN / "defemb-fit", "--pretrained-checkpoint", original / "model.pt", "--corpus", corpus, "--out", path,
+            "--seed", seed, "--no-progress", *spec.fit], show=2))
+        start, costs = ["--projection-init-from", checkpoint], [cost]
+    if spec.train is not None:
+        recipe = Recipe(name=row, description=spec.description, train=tuple(spec.train))
+        key = short_hash((spec.fit, spec.train, vars(spec.budget)))
+        save_dir, cost = once(out / "trained", key, lambda path: step.run(f"{row} train", definition_cloze_cmd(
+            corpus, original / "model.pt", path, arch="defemb_roberta", recipe=recipe, budget=spec.budget, seed=seed,
+            extra=[*start, "--disable-validation", "--no-save-optimizer-state", "--log-interval", "100"]), show=1))
+        checkpoint, costs = save_dir / "checkpoint_last.pt", [*costs, cost]
     predictions = {}
     for split in READINGS:
         predictions[split] = work / f"{split}.pt"
         step.run(f"{row} predict {split}", [
             BIN / "defemb-predict", "--checkpoint", checkpoint, "--corpus", corpus, "--splits", split,
-            "--token-ids", corpus / "holdout_ids.txt", "--out", predictions[split], "--device", "cpu", "--no-progress"])
-    # a fit made for an earlier row is counted again: each row's cost is what building it alone costs
-    seconds = {k: round(v + fit_cost[k], 1)
+            "--token-ids", corpus / "holdout_ids.txt", "--out", predictions[split], "--device", "cpu", "--no-progress",
+            *spec.read])
+    # what an earlier row made is counted again: each row's cost is what building it alone costs
+    seconds = {k: round(v + sum(c[k] for c in costs), 1)
                for k, v in (("wall", time.perf_counter() - wall), ("cpu", child_cpu_seconds() - cpu))}
-    return {"row": row, "description": description, "fit": fit_options, "train": train_options, "budget": vars(budget),
-            "seconds": seconds, "predictions": {k: str(v) for k, v in predictions.items()}}
+    return {"row": row, "description": spec.description, "fit": spec.fit, "train": spec.train, "read": spec.read,
+            "budget": vars(spec.budget), "seconds": seconds, "predictions": {k: str(v) for k, v in predictions.items()}}
 
 
 def score(out: Path, original: Path, corpus: Path, results: dict, seed: int) -> dict:
@@ -201,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             done.write_text(json.dumps(from_eval(args.eval_out, row, args.seed), indent=2) + "\n")
         elif not done.is_file():
             done.write_text(json.dumps(run_row(step, out, original, corpus, row, args.seed), indent=2) + "\n")
-            for checkpoint in (out / "work" / row / "checkpoints").glob("*.pt"):
-                checkpoint.unlink()  # whole models: the predictions are what is kept
         results[row] = json.loads(done.read_text())
+    for checkpoint in (out / "trained").glob("*/*.pt"):
+        checkpoint.unlink()  # whole models, read by every row that needs them: the predictions are what is kept
     report = score(out, original, corpus, results, args.seed)
     (out / "ladder.json").write_text(json.dumps({"seed": args.seed, "rows": results, "report": report}, indent=2) + "\n")
     (out / "ladder.md").write_text(table(results, report))

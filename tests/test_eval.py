@@ -65,3 +65,25 @@ def test_short_eval_reports_what_it_saved(tmp_path):
             assert methods[f"{row} | {reading}"]["all"] == pytest.approx(seed1[name(model, split)]["all"], rel=1e-6)
         assert rows["rows"][row]["seconds"]["wall"] > 0 and rows["rows"][row]["seconds"]["cpu"] is None
     assert "| recommended |" in (ladder / "ladder.md").read_text()
+
+
+def test_ladder_rows_that_differ_in_their_reading_share_one_training(tmp_path):
+    """+copies and recommended differ only in defemb-predict's centring: one checkpoint, made once,
+    its cost counted in both rows; a checkpoint removed since is made again."""
+    from definition_ladder import ROWS, once
+
+    made = []
+
+    def make(path):
+        made.append(path)
+        path.write_text("checkpoint")
+
+    assert once(tmp_path, "key", make) == (tmp_path / "key", {"wall": 0.0, "cpu": 0.0})
+    path, cost = once(tmp_path, "key", make)
+    assert made == [path] and set(cost) == {"wall", "cpu"} and cost["wall"] >= 0
+    path.unlink()
+    once(tmp_path, "key", make)
+    assert len(made) == 2
+    trained = {row: (ROWS[row].fit, ROWS[row].train, ROWS[row].budget) for row in ("+copies", "recommended")}
+    assert trained["+copies"] == trained["recommended"]
+    assert ROWS["+copies"].read == ["--prediction-mean", "raw"] and ROWS["recommended"].read == []
