@@ -79,10 +79,10 @@ $(ROUGE_READY): $(STAMP) $(PERL_XML)
 # Test files run side by side (pytest-xdist, one worker per core, each file on one worker so its
 # module fixtures are built once): the slow tests spend much of their time in one-threaded start-up.
 test: install
-	$(PY) -m pytest -q -n auto --dist loadfile tests
+	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder tests
 
 test-fast: install
-	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow" tests
+	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder -m "not slow" tests
 
 demo: install
 	$(PY) examples/demo.py --out demo-out
