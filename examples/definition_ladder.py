@@ -19,6 +19,7 @@ instead of running them again.
 import argparse
 import json
 import resource
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -216,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         elif not done.is_file():
             done.write_text(json.dumps(run_row(step, out, original, corpus, row, args.seed), indent=2) + "\n")
         results[row] = json.loads(done.read_text())
-    for checkpoint in (out / "trained").glob("*/*.pt"):
-        checkpoint.unlink()  # whole models, read by every row that needs them: the predictions are what is kept
+    for trained in (out / "trained").glob("*"):
+        if trained.is_dir():  # whole models, read by every row that needs them: the predictions are what is kept
+            shutil.rmtree(trained)
     report = score(out, original, corpus, results, args.seed)
     (out / "ladder.json").write_text(json.dumps({"seed": args.seed, "rows": results, "report": report}, indent=2) + "\n")
     (out / "ladder.md").write_text(table(results, report))
