@@ -10,7 +10,7 @@ own steps. The first rows climb from the paper as printed to the recommended rec
 change one thing of the recommended recipe. Each row's result is kept in ``--out``/rows, so a run
 that stops resumes where it stopped; ``--out``/ladder.md and ladder.json hold the table.
 With ``--eval-out``, the ladder reads ``make eval``'s converted model and corpus of the same seed and
-takes the rows ``make eval`` ran (paper, recommended, fit-alone) from its predictions and step times
+takes the rows ``make eval`` ran (paper, +copies, recommended, fit-alone) from its predictions and step times
 instead of running them again.
 
     python examples/definition_ladder.py --out ladder-s1 --seed 1
