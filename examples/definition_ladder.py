@@ -82,6 +82,8 @@ ROWS = {
                        [*TRAIN, "--mask-prob", "1", "--random-token-prob", "0"], read=RAW),
     "2000-updates": Row("recommended, 2,000 updates", FIT, TRAIN, Budget(updates=2000, lr=5e-4, warmup=25,
                                                                          max_tokens=1024)),
+    "linear-decay": Row("recommended, the rate falling linearly from 5e-4 to 0 after the warm-up (not inverse sqrt)",
+                        FIT, TRAIN, Budget(updates=1000, lr=5e-4, warmup=25, max_tokens=1024, schedule="linear")),
 }
 
 

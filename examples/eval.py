@@ -106,7 +106,9 @@ def run_seed(step: Step, work: Path, original: Path, model_dir: Path, budget: di
         "--wordpiece-vocab", model_dir / "vocab.txt", "--seed", seed, "--out", work / "reconstruction"], show=0,
         threads=threads)
     report = json.loads((work / "reconstruction" / "report.json").read_text())
-    new_words = new_word_check(step, work, model_dir, checkpoints, seed, threads)
+    new_words = new_word_check(step, work, model_dir, {
+        "DefinitionEMB, recommended": checkpoints[REC], "DefinitionEMB, paper as printed": checkpoints[PAPER_RUN],
+        "DefinitionEMB, fitted W alone": checkpoints[FIT]}, f"s{seed} ", threads)
     curves = {model: training_curve(log) for model, log in logs.items()}
     fit = json.loads((work / "fit.json").read_text())
     shutil.rmtree(work / "checkpoints")
@@ -116,9 +118,11 @@ def run_seed(step: Step, work: Path, original: Path, model_dir: Path, budget: di
             "holdout": json.loads((corpus / "coverage.json").read_text())["holdout"]}
 
 
-def new_word_check(step: Step, work: Path, model_dir: Path, checkpoints: dict, seed: int,
+def new_word_check(step: Step, work: Path, model_dir: Path, checkpoints: dict, prefix: str = "",
                    threads: int | None = None) -> dict:
-    """Every initialiser on the new words: defemb-add-tokens, then each new row's best related rank."""
+    """The new words added by ``defemb-add-tokens`` with each initialiser of ``checkpoints`` (an INITS
+    label -> its definition model, None for an initialiser that reads none), then each new row's best
+    related rank."""
     from safetensors.numpy import load_file
 
     from fairseq_defemb.analysis.new_words import best_related_ranks, read_new_words, summary
@@ -127,14 +131,12 @@ def new_word_check(step: Step, work: Path, model_dir: Path, checkpoints: dict, s
     words = read_new_words(NEW_WORDS, vocabulary)
     tsv = work / "new_words.tsv"
     tsv.write_text("".join(f"{w['word']}\t{w['pos']}\t{w['definition']}\n" for w in words), encoding="utf-8")
-    models = {"DefinitionEMB, recommended": checkpoints[REC], "DefinitionEMB, paper as printed": checkpoints[PAPER_RUN],
-              "DefinitionEMB, fitted W alone": checkpoints[FIT]}
     results = {}
-    for label, init in INITS.items():
+    for label, checkpoint in checkpoints.items():
         out = work / "new-words" / label.split(",")[-1].strip().replace(" ", "-")
-        step.run(f"s{seed} new words {label}", [
-            BIN / "defemb-add-tokens", "--hf-model", model_dir, "--words", tsv, "--init", init, "--out", out,
-            "--device", "cpu", "--no-progress", *(["--definition-model", models[label]] if label in models else [])],
+        step.run(f"{prefix}new words {label}", [
+            BIN / "defemb-add-tokens", "--hf-model", model_dir, "--words", tsv, "--init", INITS[label], "--out", out,
+            "--device", "cpu", "--no-progress", *(["--definition-model", checkpoint] if checkpoint else [])],
             threads=threads)
         report = json.loads((out / "add_tokens.json").read_text())
         matrix = next(v for k, v in load_file(str(out / "model.safetensors")).items() if k.endswith("word_embeddings.weight"))
@@ -166,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         threads = 1 if len(budget["seeds"]) > 1 else None
         for seed in budget["seeds"]:
             (work / f"seed{seed}").mkdir()
+        # The initialisers that read no definition model give every seed the same rows: added once.
+        without_model = new_word_check(step, work, model_dir, {label: None for label, init in INITS.items()
+                                                                if init != "defemb"})
         pool = ThreadPoolExecutor(max_workers=len(budget["seeds"]))
         try:
             jobs = {seed: pool.submit(run_seed, step, work / f"seed{seed}", original, model_dir, budget, seed, threads)
@@ -173,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             seeds = {seed: job.result() for seed, job in jobs.items()}
         finally:
             pool.shutdown(cancel_futures=True)  # a failed seed stops what has not started
+        for result in seeds.values():
+            result["new_words"].update(without_model)
         plot_readings(seeds, work / "readings.png")
         write_summary(work, args, budget, seeds, step.timings, time.perf_counter() - started)
     print(f"\ndone in {time.perf_counter() - started:.0f} s: {args.out}/summary.md")
@@ -219,7 +226,7 @@ def write_summary(work: Path, args, budget: dict, seeds: dict, timings: dict, se
         "predictions to their mean (1.0: one vector for every token). *Norm ratio*: |prediction| / |true row|.", "",
         f"Recipes: **recommended** = {RECOMMENDED.description}; **paper as printed** = {PAPER.description}; both "
         f"{budget['train'].updates} updates of <= {budget['train'].max_tokens} tokens at lr {budget['train'].lr:g} "
-        f"(inverse_sqrt, {budget['train'].warmup} warm-up updates). The fitted W is the recommended recipe's start, "
+        f"({budget['train'].schedule}, {budget['train'].warmup} warm-up updates). The fitted W is the recommended recipe's start, "
         "scored alone.", "",
     ]
     for split, reading in READINGS.items():

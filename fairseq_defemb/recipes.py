@@ -85,6 +85,8 @@ class Budget:
     lr: float = 5e-4
     warmup: int = 25
     max_tokens: int = 1024
+    # "inverse_sqrt" (Table 12's) or "linear": warm-up, then a straight line to 0 at the last update
+    schedule: str = "inverse_sqrt"
 
 
 CPU_BUDGET = Budget()
@@ -93,8 +95,13 @@ CPU_BUDGET = Budget()
 def training_options(recipe: Recipe, budget: Budget, *, seed: int = 1) -> list[str]:
     """``fairseq-train`` options after ``DATA --user-dir ...``: the task, criterion and optimiser of
     ``recipe`` at ``budget`` (the caller adds --arch, --pretrained-checkpoint, --save-dir, devices)."""
+    schedules = {"inverse_sqrt": ["--lr-scheduler", "inverse_sqrt", "--warmup-init-lr", "1e-7"],
+                 "linear": ["--lr-scheduler", "polynomial_decay", "--end-learning-rate", "0",
+                            "--total-num-update", str(budget.updates)]}
+    if budget.schedule not in schedules:
+        raise ValueError(f"Budget.schedule {budget.schedule!r}: one of {', '.join(schedules)}")
     return ["--task", "definition_cloze", "--criterion", "mimic_mse", "--optimizer", "adam",
             "--adam-betas", "(0.9, 0.98)", "--weight-decay", "0.01", "--lr", str(budget.lr),
-            "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(budget.warmup), "--warmup-init-lr", "1e-7",
+            *schedules[budget.schedule], "--warmup-updates", str(budget.warmup),
             "--max-tokens", str(budget.max_tokens), "--max-update", str(budget.updates), "--seed", str(seed),
             *recipe.train]

@@ -293,3 +293,21 @@ def test_predict_reads_the_given_corpus_not_the_recorded_one(tmp_path):
                          "--no-progress"]) == 0
     d = load_model_dictionary(tmp_path / "given" / "dict.txt")
     assert set(PredictedEmbeddings.load(out).token_ids.tolist()) == {d.index(w) for w in DEFINITIONS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", ["inverse_sqrt", "linear"])
+def test_budget_schedules_are_what_fairseq_train_runs(tiny_dir, tmp_path, schedule):
+    """A Budget's schedule as fairseq-train runs it: after the warm-up, the inverse square root of
+    Table 12, or a straight line that reaches 0 at the last update."""
+    from fairseq_defemb.recipes import PAPER, Budget, training_options
+
+    budget = Budget(updates=5, lr=1e-3, warmup=1, max_tokens=256, schedule=schedule)
+    log = run([str(VENV_BIN / "fairseq-train"), str(tiny_dir / "corpus"), "--user-dir", str(REPO / "fairseq_defemb"),
+               *training_options(PAPER, budget, seed=7), "--arch", "defemb_roberta", "--pretrained-checkpoint",
+               str(tiny_dir / "roberta" / "model.pt"), "--cpu", "--save-dir", str(tmp_path), "--no-save",
+               "--log-format", "simple", "--log-interval", "1", "--required-batch-size-multiple", "1",
+               "--num-workers", "0", "--disable-validation"])
+    lrs = [float(x) for x in re.findall(r"train_inner \| .*?num_updates=\d+, lr=([0-9.e-]+)", log)]
+    expected = [1e-3 * (1 - (u - 1) / 4) if schedule == "linear" else 1e-3 * u ** -0.5 for u in range(1, 6)]
+    assert lrs == pytest.approx(expected, abs=1e-9)

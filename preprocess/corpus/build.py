@@ -107,7 +107,7 @@ def with_definition_only_copies(prompts: list[Prompt]) -> list[Prompt]:
 
 def headword_echo_count(prompts: list[Prompt]) -> dict:
     """How many prompts hold one of their headword's subword ids outside the variant spans."""
-    n = sum(len(echo_positions(np.asarray(p.ids), np.asarray(p.spans))) > 0 for p in prompts)
+    n = sum(len(echo_positions(p.ids, p.spans)) > 0 for p in prompts)
     return {"prompts": int(n), "of": len(prompts), "share": round(n / max(len(prompts), 1), 4)}
 
 
