@@ -84,6 +84,9 @@ ROWS = {
                                                                          max_tokens=1024)),
     "linear-decay": Row("recommended, the rate falling linearly from 5e-4 to 0 after the warm-up (not inverse sqrt)",
                         FIT, TRAIN, Budget(updates=1000, lr=5e-4, warmup=25, max_tokens=1024, schedule="linear")),
+    "top-2-layers": Row("recommended, W and the encoder's top 2 layers trained, the 4 under them frozen",
+                        FIT, [*TRAIN, "--train-layers", "2"]),
+    "w-alone-trained": Row("recommended, W alone trained (the encoder frozen)", FIT, [*TRAIN, "--train-layers", "0"]),
 }
 
 

@@ -193,6 +193,28 @@ def test_pretrained_weights_loaded_and_embeddings_frozen(tiny_dir):
 
 
 @pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_train_layers_trains_w_and_the_top_layers_only(tiny_dir, family):
+    """--train-layers N: gradients reach W and the top N layers of the stack W reads, nothing under
+    them (BART's encoder included); a loss step leaves every other weight as loaded."""
+    task, model, criterion = build(tiny_dir, family, ["--train-layers", "1"])
+    stack = "encoder.sentence_encoder.layers" if family == "roberta" else "decoder.layers"
+    top = f"{stack}.{len(model.read_stack()[0]) - 1}."
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "projection.weight" in trained and any(n.startswith(top) for n in trained)
+    assert all(n == "projection.weight" or n.startswith(top) for n in trained), sorted(trained)
+    model.train()
+    loss, _, _ = criterion(model, batch(task.dataset("train"), range(4)))
+    loss.backward()
+    assert {n for n, p in model.named_parameters() if p.grad is not None} == trained
+    _, w_alone, _ = build(tiny_dir, family, ["--train-layers", "0"])
+    assert [n for n, p in w_alone.named_parameters() if p.requires_grad] == ["projection.weight"]
+    with pytest.raises(ValueError, match="has 2 layers"):
+        build(tiny_dir, family, ["--train-layers", "3"])
+    with pytest.raises(ValueError, match="drop --update-embeddings"):
+        build(tiny_dir, family, ["--train-layers", "1", "--update-embeddings"])
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
 def test_normal_projection_init_is_the_authors_w(tiny_dir, family):
     """--projection-init normal: W ~ N(0, 1/h_s) (the authors' linear W), reproducible from fairseq's seed;
     --projection-init random: nn.Linear's uniform init (std 1/sqrt(3 h_s))."""

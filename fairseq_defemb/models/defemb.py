@@ -45,6 +45,10 @@ def add_defemb_args(parser) -> None:
                         "'state+prompt-mean' that state and the mean of the last layer over the prompt (BART: of the "
                         "encoder's output), concatenated: what defemb-fit fits by default (its W alone ranks held-out "
                         "tokens best; trained from it, no better than 'state': docs/definition-model.md)")
+    parser.add_argument("--train-layers", type=int, metavar="N", default=None,
+                        help="train W and only the top N layers of the stack W reads (RoBERTa: the encoder's; BART: "
+                        "the decoder's, its encoder frozen); everything under them keeps its pretrained weights and "
+                        "the backward pass stops there. 0: W alone. Default: every layer, as the paper trains")
 
 
 class DefinitionEmbeddingMixin:
@@ -62,6 +66,11 @@ class DefinitionEmbeddingMixin:
         self.projection = nn.Linear(reads, embed_tokens.embedding_dim, bias=False)
         self.register_buffer("target_embeddings", embed_tokens.weight.detach().clone())
         self.update_embeddings = bool(getattr(args, "update_embeddings", False))
+        self.train_layers = getattr(args, "train_layers", None)
+
+    def read_stack(self) -> tuple[nn.ModuleList, nn.Module | None]:
+        """The layers whose last output W reads, and the norm applied after them (None: none)."""
+        raise NotImplementedError
 
     def _freeze(self) -> None:
         self.embed_tokens.weight.requires_grad = self.update_embeddings
@@ -69,6 +78,18 @@ class DefinitionEmbeddingMixin:
             # Heads the definition cloze never reads (RoBERTa's LM head) stay as loaded.
             if ".lm_head." in f".{name}" and param is not self.embed_tokens.weight:
                 param.requires_grad = False
+        if self.train_layers is None:
+            return
+        layers, norm = self.read_stack()
+        if not 0 <= self.train_layers <= len(layers):
+            raise ValueError(f"--train-layers {self.train_layers}: the model has {len(layers)} layers to train")
+        if self.update_embeddings:
+            raise ValueError("--train-layers keeps the embeddings frozen: drop --update-embeddings")
+        top = list(layers)[len(layers) - self.train_layers:]
+        trained = [self.projection, *top, *([norm] if top and norm is not None else [])]
+        keep = {id(p) for module in trained for p in module.parameters()}
+        for param in self.parameters():
+            param.requires_grad = param.requires_grad and id(param) in keep
 
     @classmethod
     def build_model(cls, args, task):
@@ -172,6 +193,9 @@ class DefinitionEmbRobertaModel(DefinitionEmbeddingMixin, RobertaModel):
     def is_encoder_decoder(self) -> bool:
         return False
 
+    def read_stack(self) -> tuple[nn.ModuleList, nn.Module | None]:
+        return self.encoder.sentence_encoder.layers, self.encoder.sentence_encoder.layer_norm
+
     def read_states(self, src_tokens, predict_mask, src_lengths=None, **kwargs):
         # the prompt's mean needs the last layer everywhere: features_at's saving does not apply
         if self.projection_input != "state":
@@ -236,6 +260,9 @@ class DefinitionEmbBARTModel(DefinitionEmbeddingMixin, BARTModel):
     @property
     def is_encoder_decoder(self) -> bool:
         return True
+
+    def read_stack(self) -> tuple[nn.ModuleList, nn.Module | None]:
+        return self.decoder.layers, self.decoder.layer_norm
 
     def read_states(self, src_tokens, src_lengths, prev_output_tokens, predict_mask, **kwargs):
         encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
