@@ -86,6 +86,10 @@ ROWS = {
                         FIT, TRAIN, Budget(updates=1000, lr=5e-4, warmup=25, max_tokens=1024, schedule="linear")),
     "top-2-layers": Row("recommended, W and the encoder's top 2 layers trained, the 4 under them frozen",
                         FIT, [*TRAIN, "--train-layers", "2"]),
+    "top-1-layer": Row("recommended, W and the encoder's top layer trained, the 5 under it frozen",
+                       FIT, [*TRAIN, "--train-layers", "1"]),
+    "top-2-layers-2000": Row("top-2-layers, 2,000 updates", FIT, [*TRAIN, "--train-layers", "2"],
+                             Budget(updates=2000, lr=5e-4, warmup=25, max_tokens=1024)),
     "w-alone-trained": Row("recommended, W alone trained (the encoder frozen)", FIT, [*TRAIN, "--train-layers", "0"]),
 }
 
