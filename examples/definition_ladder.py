@@ -22,7 +22,7 @@ import resource
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fairseq_defemb.recipes import PAPER, RECOMMENDED, Budget, Recipe, short_hash
@@ -76,20 +76,18 @@ ROWS = {
                            read=RAW),
     "weight-0.3": Row("recommended, retrieval weight 0.3", FIT,
                       ["--retrieval-weight", "0.3", "--retrieval-temperature", "0.05", *TRAIN[len(RETRIEVAL):]]),
-    "lr-1e-3": Row("+copies, peak learning rate 1e-3", FIT, TRAIN, Budget(updates=1000, lr=1e-3, warmup=25,
-                                                                           max_tokens=1024), read=RAW),
+    "lr-1e-3": Row("+copies, peak learning rate 1e-3", FIT, TRAIN, replace(BUDGET, lr=1e-3), read=RAW),
     "mask-always": Row("+copies, headword subwords always <mask> (not 50/25/25)", FIT,
                        [*TRAIN, "--mask-prob", "1", "--random-token-prob", "0"], read=RAW),
-    "2000-updates": Row("recommended, 2,000 updates", FIT, TRAIN, Budget(updates=2000, lr=5e-4, warmup=25,
-                                                                         max_tokens=1024)),
+    "2000-updates": Row("recommended, 2,000 updates", FIT, TRAIN, replace(BUDGET, updates=2000)),
     "linear-decay": Row("recommended, the rate falling linearly from 5e-4 to 0 after the warm-up (not inverse sqrt)",
-                        FIT, TRAIN, Budget(updates=1000, lr=5e-4, warmup=25, max_tokens=1024, schedule="linear")),
+                        FIT, TRAIN, replace(BUDGET, schedule="linear")),
     "top-2-layers": Row("recommended, W and the encoder's top 2 layers trained, the 4 under them frozen",
                         FIT, [*TRAIN, "--train-layers", "2"]),
     "top-1-layer": Row("recommended, W and the encoder's top layer trained, the 5 under it frozen",
                        FIT, [*TRAIN, "--train-layers", "1"]),
     "top-2-layers-2000": Row("top-2-layers, 2,000 updates", FIT, [*TRAIN, "--train-layers", "2"],
-                             Budget(updates=2000, lr=5e-4, warmup=25, max_tokens=1024)),
+                             replace(BUDGET, updates=2000)),
     "w-alone-trained": Row("recommended, W alone trained (the encoder frozen)", FIT, [*TRAIN, "--train-layers", "0"]),
 }
 

@@ -195,7 +195,7 @@ def test_pretrained_weights_loaded_and_embeddings_frozen(tiny_dir):
 @pytest.mark.parametrize("family", ["roberta", "bart"])
 def test_train_layers_trains_w_and_the_top_layers_only(tiny_dir, family):
     """--train-layers N: gradients reach W and the top N layers of the stack W reads, nothing under
-    them (BART's encoder included); a loss step leaves every other weight as loaded."""
+    them (BART's encoder included); 0 trains W alone; an N past the stack and --update-embeddings are refused."""
     task, model, criterion = build(tiny_dir, family, ["--train-layers", "1"])
     stack = "encoder.sentence_encoder.layers" if family == "roberta" else "decoder.layers"
     top = f"{stack}.{len(model.read_stack()[0]) - 1}."
