@@ -10,7 +10,7 @@ own steps. The first rows climb from the paper as printed to the recommended rec
 change one thing of the recommended recipe. Each row's result is kept in ``--out``/rows, so a run
 that stops resumes where it stopped; ``--out``/ladder.md and ladder.json hold the table.
 With ``--eval-out``, the ladder reads ``make eval``'s converted model and corpus of the same seed and
-takes the rows ``make eval`` ran (paper, +copies, recommended, fit-alone) from its predictions and step times
+takes the rows ``make eval`` ran (paper, +top-2-layers, recommended, fit-alone) from its predictions and step times
 instead of running them again.
 
     python examples/definition_ladder.py --out ladder-s1 --seed 1
@@ -35,12 +35,16 @@ READINGS = {"heldout": "paper prompt", "heldout_defonly": "definition only"}
 RETRIEVAL = ["--retrieval-weight", "1", "--retrieval-temperature", "0.05"]
 STATE = ["--projection-input", "state"]  # W reads h_{g(k)} alone (Eq. 4)
 PROMPT_MEAN = ["--projection-input", "state+prompt-mean"]  # ... and the prompt's mean state beside it
-FIT, TRAIN = RECOMMENDED.fit_flags(), list(RECOMMENDED.train)
+ENCODER = "defemb_roberta"  # every row trains MiniLM, an encoder
+FIT, TRAIN = RECOMMENDED.fit_flags(), RECOMMENDED.train_options(ENCODER)
+ALL_LAYERS = list(RECOMMENDED.train)  # the recommended training with every layer trained (no --train-layers)
+TOP_2 = ["--train-layers", "2"]
 # rows read without the centring (defemb-predict's option: it changes no training step, so a row that
-# differs from another only by it reads the same checkpoint): the climb up to the definition-only
-# copies, and the rows measured against that uncentred recipe
+# differs from another only by it reads the same checkpoint): the climb up to the top-two-layers
+# training, and the rows measured against that uncentred recipe
 RAW = ["--prediction-mean", "raw"]
-assert TRAIN[:len(RETRIEVAL)] == RETRIEVAL, "the rows below change the recommended recipe's options by position"
+assert TRAIN == [*ALL_LAYERS, *TOP_2], "the rows below take the recommended recipe's options apart"
+assert ALL_LAYERS[:len(RETRIEVAL)] == RETRIEVAL, "the rows below change the recommended recipe's options by position"
 
 
 @dataclass(frozen=True)
@@ -53,48 +57,50 @@ class Row:
 
 
 ROWS = {
-    "paper": Row("the paper as printed: Eq. 5 alone from the authors' W, the paper's prompts", None, list(PAPER.train)),
+    "paper": Row("the paper as printed: Eq. 5 alone from the authors' W, the paper's prompts", None,
+                 PAPER.train_options(ENCODER)),
     "+ls": Row("+ W from least squares (defemb-fit: headword reads, lambda on validation)",
                ["--skip-definition-only-copies", *STATE], ["--skip-definition-only-copies"], read=RAW),
     "+retrieval": Row("+ the retrieval term (InfoNCE over all rows, weight 1, temperature 0.05)",
                       ["--skip-definition-only-copies", *STATE], ["--skip-definition-only-copies", *RETRIEVAL], read=RAW),
-    "+copies": Row("+ the definition-only copies in the corpus", FIT, TRAIN, read=RAW),
+    "+copies": Row("+ the definition-only copies in the corpus", FIT, ALL_LAYERS, read=RAW),
+    "+top-2-layers": Row("+ W and the encoder's top 2 layers trained, the 4 under them frozen (--train-layers 2)",
+                         FIT, TRAIN, read=RAW),
     "recommended": Row("+ rows centred on the pretrained rows' mean (--prediction-mean rows): the recommended recipe",
                        FIT, TRAIN),
+    "all-layers": Row("recommended, every layer trained (as +copies, its rows centred)", FIT, ALL_LAYERS),
     "fit-alone": Row("recommended, its fitted W alone (no training)", FIT, None),
-    "prompt-mean": Row("recommended, W reading the prompt's mean state beside the headword's (fit and training)",
-                       PROMPT_MEAN, [*TRAIN, *PROMPT_MEAN]),
+    "prompt-mean": Row("all-layers, W reading the prompt's mean state beside the headword's (fit and training)",
+                       PROMPT_MEAN, [*ALL_LAYERS, *PROMPT_MEAN]),
     "fit-alone-prompt-mean": Row("the fitted W alone, reading the prompt's mean state too (defemb-fit's default)",
                                  PROMPT_MEAN, None),
     "fit-every": Row("recommended, W fitted on every headword subword, not the headword as written",
                      [*FIT, "--positions", "every"], TRAIN),
-    "random-w": Row("recommended, from nn.Linear's random W (no fit)", None, ["--projection-init", "random", *TRAIN]),
-    "mask-everywhere": Row("recommended, --mask-headword-everywhere (no copy of the headword in its definition)", FIT,
-                           [*TRAIN, "--mask-headword-everywhere"]),
+    "random-w": Row("all-layers, from nn.Linear's random W (no fit)", None, ["--projection-init", "random", *ALL_LAYERS]),
+    "mask-everywhere": Row("all-layers, --mask-headword-everywhere (no copy of the headword in its definition)", FIT,
+                           [*ALL_LAYERS, "--mask-headword-everywhere"]),
     "temperature-0.1": Row("+copies, retrieval temperature 0.1", FIT,
-                           ["--retrieval-weight", "1", "--retrieval-temperature", "0.1", *TRAIN[len(RETRIEVAL):]],
+                           ["--retrieval-weight", "1", "--retrieval-temperature", "0.1", *ALL_LAYERS[len(RETRIEVAL):]],
                            read=RAW),
-    "weight-0.3": Row("recommended, retrieval weight 0.3", FIT,
-                      ["--retrieval-weight", "0.3", "--retrieval-temperature", "0.05", *TRAIN[len(RETRIEVAL):]]),
-    "lr-1e-3": Row("+copies, peak learning rate 1e-3", FIT, TRAIN, replace(BUDGET, lr=1e-3), read=RAW),
+    "weight-0.3": Row("all-layers, retrieval weight 0.3", FIT,
+                      ["--retrieval-weight", "0.3", "--retrieval-temperature", "0.05", *ALL_LAYERS[len(RETRIEVAL):]]),
+    "lr-1e-3": Row("+copies, peak learning rate 1e-3", FIT, ALL_LAYERS, replace(BUDGET, lr=1e-3), read=RAW),
     "mask-always": Row("+copies, headword subwords always <mask> (not 50/25/25)", FIT,
-                       [*TRAIN, "--mask-prob", "1", "--random-token-prob", "0"], read=RAW),
-    "2000-updates": Row("recommended, 2,000 updates", FIT, TRAIN, replace(BUDGET, updates=2000)),
-    "linear-decay": Row("recommended, the rate falling linearly from 5e-4 to 0 after the warm-up (not inverse sqrt)",
-                        FIT, TRAIN, replace(BUDGET, schedule="linear")),
-    "top-2-layers": Row("recommended, W and the encoder's top 2 layers trained, the 4 under them frozen",
-                        FIT, [*TRAIN, "--train-layers", "2"]),
+                       [*ALL_LAYERS, "--mask-prob", "1", "--random-token-prob", "0"], read=RAW),
+    "all-layers-2000": Row("all-layers, 2,000 updates", FIT, ALL_LAYERS, replace(BUDGET, updates=2000)),
+    "linear-decay": Row("all-layers, the rate falling linearly from 5e-4 to 0 after the warm-up (not inverse sqrt)",
+                        FIT, ALL_LAYERS, replace(BUDGET, schedule="linear")),
     "top-1-layer": Row("recommended, W and the encoder's top layer trained, the 5 under it frozen",
-                       FIT, [*TRAIN, "--train-layers", "1"]),
-    "top-2-layers-2000": Row("top-2-layers, 2,000 updates", FIT, [*TRAIN, "--train-layers", "2"],
-                             replace(BUDGET, updates=2000)),
-    "w-alone-trained": Row("recommended, W alone trained (the encoder frozen)", FIT, [*TRAIN, "--train-layers", "0"]),
+                       FIT, [*ALL_LAYERS, "--train-layers", "1"]),
+    "2000-updates": Row("recommended, 2,000 updates", FIT, TRAIN, replace(BUDGET, updates=2000)),
+    "w-alone-trained": Row("recommended, W alone trained (the encoder frozen)", FIT,
+                           [*ALL_LAYERS, "--train-layers", "0"]),
 }
 
 
-# make eval's runs of three rows: the slug of their prediction files, and the steps that built them
+# make eval's runs of four rows: the slug of their prediction files, and the steps that built them
 EVAL_ROWS = {"paper": ("paper", ["train paper"]), "recommended": ("recommended", ["fit", "train recommended"]),
-             "+copies": ("uncentred", ["fit", "train recommended"]), "fit-alone": ("fitted", ["fit"])}
+             "+top-2-layers": ("uncentred", ["fit", "train recommended"]), "fit-alone": ("fitted", ["fit"])}
 
 
 def from_eval(eval_out: Path, row: str, seed: int) -> dict:
@@ -147,7 +153,7 @@ def run_row(step: Step, out: Path, original: Path, corpus: Path, row: str, seed:
         recipe = Recipe(name=row, description=spec.description, train=tuple(spec.train))
         key = short_hash((spec.fit, spec.train, vars(spec.budget)))
         save_dir, cost = once(out / "trained", key, lambda path: step.run(f"{row} train", definition_cloze_cmd(
-            corpus, original / "model.pt", path, arch="defemb_roberta", recipe=recipe, budget=spec.budget, seed=seed,
+            corpus, original / "model.pt", path, arch=ENCODER, recipe=recipe, budget=spec.budget, seed=seed,
             extra=[*start, "--disable-validation", "--no-save-optimizer-state", "--log-interval", "100"]), show=1))
         checkpoint, costs = save_dir / "checkpoint_last.pt", [*costs, cost]
     predictions = {}

@@ -122,9 +122,9 @@ def definition_cloze_cmd(definitions: Path, pretrained: Path, save_dir: Path, *,
     """``fairseq-train --task definition_cloze`` of ``recipe`` (fairseq_defemb.recipes: its criterion
     and W options, the paper's optimiser) at a demo's CPU ``budget``; ``extra``: the caller's
     validation, checkpoint, logging and W options."""
-    return [BIN / "fairseq-train", definitions, "--user-dir", REPO / "fairseq_defemb", "--arch", arch,
+    return [BIN / "fairseq-train", definitions, "--user-dir", REPO / "fairseq_defemb",
             "--pretrained-checkpoint", pretrained, "--save-dir", save_dir, "--no-epoch-checkpoints",
-            *training_options(recipe, budget, seed=seed), *CPU, *extra]
+            *training_options(recipe, budget, arch=arch, seed=seed), *CPU, *extra]
 
 
 def training_curve(log: str) -> dict[str, list[float]]:

@@ -3,12 +3,15 @@
 * ``RECOMMENDED``: what measured best at a CPU budget (the ladder in docs/definition-model.md):
   the corpus also holds each prompt with its headword alone (the reading a new word gets);
   W starts from least squares on the frozen encoder (``defemb-fit``); training adds a retrieval
-  term (InfoNCE of the true row among all rows) to Eq. 5; a predicted row takes the pretrained
-  rows' mean norm, centred on the rows' mean (the task's defaults ``--prediction-norm rows
-  --prediction-mean rows``).
+  term (InfoNCE of the true row among all rows) to Eq. 5 and, in an encoder-only model, trains W
+  and the encoder's top two layers only; a predicted row takes the pretrained rows' mean norm,
+  centred on the rows' mean (the task's defaults ``--prediction-norm rows --prediction-mean rows``).
+  The top-two-layers choice was measured on an encoder (MiniLM's 6 layers); a BART's decoder
+  trains every layer until it is measured there.
 * ``PAPER``: the paper as printed, where it speaks (Eq. 5 alone, the prompt of Figure 4: the
-  copies of a recommended corpus are left out), and the authors' code where it is silent (W drawn
-  N(0, 1/h), rows used as W h computes them, neither rescaled nor centred).
+  copies of a recommended corpus are left out; RoBERTa's embeddings updated, BART's frozen), and
+  the authors' code where it is silent (W drawn N(0, 1/h), rows used as W h computes them, neither
+  rescaled nor centred).
 
 Both train with the paper's optimiser (Adam (0.9, 0.98), weight decay 0.01, inverse square root
 schedule after a linear warm-up from 1e-7: Table 12); only the length of the run and its rate
@@ -24,7 +27,9 @@ class Recipe:
     name: str
     description: str
     corpus_options: dict = field(default_factory=dict)  # build_corpus keyword options (defemb-corpus's flags)
-    train: tuple[str, ...] = ()  # fairseq-train options of definition_cloze and mimic_mse
+    train: tuple[str, ...] = ()  # fairseq-train options of definition_cloze and mimic_mse, every model
+    # ... and those added when the model is encoder-only (defemb_roberta*: RoBERTa, BERT-like models)
+    encoder_train: tuple[str, ...] = ()
     fitted_start: bool = False  # W from defemb-fit (least squares on the frozen encoder) before training
     fit_options: dict = field(default_factory=dict)  # fit_definition_model keyword options (defemb-fit's flags)
 
@@ -36,10 +41,14 @@ class Recipe:
         """``fit_options`` as defemb-fit's command-line flags."""
         return as_flags(self.fit_options)
 
+    def train_options(self, arch: str) -> list[str]:
+        """``train``, and ``encoder_train`` when ``arch`` is encoder-only (a ``defemb_roberta*`` architecture)."""
+        return [*self.train, *(self.encoder_train if arch.startswith("defemb_roberta") else ())]
+
     @property
     def key(self) -> str:
         """A short hash of everything the recipe sets: caches of its models change when it does."""
-        return short_hash((sorted(self.corpus_options.items()), self.train, self.fitted_start,
+        return short_hash((sorted(self.corpus_options.items()), self.train, self.encoder_train, self.fitted_start,
                            sorted(self.fit_options.items())))
 
 
@@ -59,9 +68,13 @@ def as_flags(options: dict) -> list[str]:
 
 RECOMMENDED = Recipe(
     name="recommended",
-    description="least-squares W, Eq. 5 + retrieval term, definition-only copies in the corpus, rows centred",
+    description="least-squares W, Eq. 5 + retrieval term, definition-only copies in the corpus, an encoder's "
+                "top two layers trained, rows centred",
     corpus_options={"definition_only_copies": True},
     train=("--retrieval-weight", "1", "--retrieval-temperature", "0.05"),
+    # the four layers under them frozen: ranked better on both held-out seeds for two thirds of the CPU
+    # (docs/definition-model.md's ladder)
+    encoder_train=("--train-layers", "2"),
     fitted_start=True,
     # W reads Eq. 4's state: trained from a W that also reads the prompt's mean, 1,000 updates measured
     # no better (docs/definition-model.md), though that W alone is defemb-fit's best and its default
@@ -72,6 +85,7 @@ PAPER = Recipe(
     description="the paper as printed: Eq. 5 alone, W drawn N(0, 1/h) as the authors' code draws it",
     train=("--projection-init", "normal", "--skip-definition-only-copies", "--prediction-norm", "raw",
            "--prediction-mean", "raw"),
+    encoder_train=("--update-embeddings",),  # the paper freezes BART's embeddings, not RoBERTa's
     fitted_start=False,
 )
 RECIPES = {recipe.name: recipe for recipe in (RECOMMENDED, PAPER)}
@@ -92,16 +106,17 @@ class Budget:
 CPU_BUDGET = Budget()
 
 
-def training_options(recipe: Recipe, budget: Budget, *, seed: int = 1) -> list[str]:
-    """``fairseq-train`` options after ``DATA --user-dir ...``: the task, criterion and optimiser of
-    ``recipe`` at ``budget`` (the caller adds --arch, --pretrained-checkpoint, --save-dir, devices)."""
+def training_options(recipe: Recipe, budget: Budget, *, arch: str, seed: int = 1) -> list[str]:
+    """``fairseq-train`` options after ``DATA --user-dir ...``: the architecture ``arch``, and the task,
+    criterion and optimiser of ``recipe`` at ``budget`` (the caller adds --pretrained-checkpoint,
+    --save-dir, devices)."""
     schedules = {"inverse_sqrt": ["--lr-scheduler", "inverse_sqrt", "--warmup-init-lr", "1e-7"],
                  "linear": ["--lr-scheduler", "polynomial_decay", "--end-learning-rate", "0",
                             "--total-num-update", str(budget.updates)]}
     if budget.schedule not in schedules:
         raise ValueError(f"Budget.schedule {budget.schedule!r}: one of {', '.join(schedules)}")
-    return ["--task", "definition_cloze", "--criterion", "mimic_mse", "--optimizer", "adam",
+    return ["--arch", arch, "--task", "definition_cloze", "--criterion", "mimic_mse", "--optimizer", "adam",
             "--adam-betas", "(0.9, 0.98)", "--weight-decay", "0.01", "--lr", str(budget.lr),
             *schedules[budget.schedule], "--warmup-updates", str(budget.warmup),
             "--max-tokens", str(budget.max_tokens), "--max-update", str(budget.updates), "--seed", str(seed),
-            *recipe.train]
+            *recipe.train_options(arch)]

@@ -68,8 +68,9 @@ def test_short_eval_reports_what_it_saved(tmp_path):
 
 
 def test_ladder_rows_that_differ_in_their_reading_share_one_training(tmp_path):
-    """+copies and recommended differ only in defemb-predict's centring: one checkpoint, made once,
-    its cost counted in both rows; a checkpoint removed since is made again."""
+    """+top-2-layers and recommended (and +copies and all-layers) differ only in defemb-predict's
+    centring: one checkpoint, made once, its cost counted in both rows; a checkpoint removed since is
+    made again."""
     from definition_ladder import ROWS, once
 
     made = []
@@ -84,6 +85,7 @@ def test_ladder_rows_that_differ_in_their_reading_share_one_training(tmp_path):
     path.unlink()
     once(tmp_path, "key", make)
     assert len(made) == 2
-    trained = {row: (ROWS[row].fit, ROWS[row].train, ROWS[row].budget) for row in ("+copies", "recommended")}
-    assert trained["+copies"] == trained["recommended"]
-    assert ROWS["+copies"].read == ["--prediction-mean", "raw"] and ROWS["recommended"].read == []
+    for uncentred, centred in (("+top-2-layers", "recommended"), ("+copies", "all-layers")):
+        trained = {row: (ROWS[row].fit, ROWS[row].train, ROWS[row].budget) for row in (uncentred, centred)}
+        assert trained[uncentred] == trained[centred]
+        assert ROWS[uncentred].read == ["--prediction-mean", "raw"] and ROWS[centred].read == []

@@ -295,6 +295,21 @@ def test_predict_reads_the_given_corpus_not_the_recorded_one(tmp_path):
     assert set(PredictedEmbeddings.load(out).token_ids.tolist()) == {d.index(w) for w in DEFINITIONS}
 
 
+def test_recipes_add_their_encoder_options_to_encoder_only_models():
+    """The recommended recipe trains an encoder's top two layers only (measured on an encoder) and the
+    paper's updates RoBERTa's embeddings (frozen for BART): neither option reaches a BART's training."""
+    from fairseq_defemb.recipes import PAPER, RECOMMENDED, Budget, training_options
+
+    for arch in ("defemb_roberta", "defemb_roberta_base", "defemb_roberta_large"):
+        assert training_options(RECOMMENDED, Budget(), arch=arch)[-2:] == ["--train-layers", "2"]
+        assert training_options(PAPER, Budget(), arch=arch)[-1] == "--update-embeddings"
+    for arch in ("defemb_bart", "defemb_bart_base", "defemb_bart_large"):
+        for recipe in (RECOMMENDED, PAPER):
+            options = training_options(recipe, Budget(), arch=arch)
+            assert options[:2] == ["--arch", arch] and options[-len(recipe.train):] == list(recipe.train)
+            assert "--train-layers" not in options and "--update-embeddings" not in options
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["inverse_sqrt", "linear"])
 def test_budget_schedules_are_what_fairseq_train_runs(tiny_dir, tmp_path, schedule):
@@ -304,7 +319,7 @@ def test_budget_schedules_are_what_fairseq_train_runs(tiny_dir, tmp_path, schedu
 
     budget = Budget(updates=5, lr=1e-3, warmup=1, max_tokens=256, schedule=schedule)
     log = run([str(VENV_BIN / "fairseq-train"), str(tiny_dir / "corpus"), "--user-dir", str(REPO / "fairseq_defemb"),
-               *training_options(PAPER, budget, seed=7), "--arch", "defemb_roberta", "--pretrained-checkpoint",
+               *training_options(PAPER, budget, arch="defemb_roberta", seed=7), "--pretrained-checkpoint",
                str(tiny_dir / "roberta" / "model.pt"), "--cpu", "--save-dir", str(tmp_path), "--no-save",
                "--log-format", "simple", "--log-interval", "1", "--required-batch-size-multiple", "1",
                "--num-workers", "0", "--disable-validation"])
