@@ -155,6 +155,20 @@ def test_wordpiece_example_prompt(wordpiece):
     assert [[d[i] for i in prompt.ids[s:e]] for s, e in prompt.spans] == [["sediment"], ["##sed", "##ime", "##nt"]]
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+@example("".join(map(chr, range(128))))
+@example("A (noun; lower case): a tree's bark, 3-4 cm thick [Obs.]\x7f\x1fend")
+def test_wordpiece_splits_ascii_text_as_berts_character_loop(wordpiece, text):
+    """ASCII text takes a regex instead of BERT's character loop: the same tokens, cased or lowercased."""
+    import copy
+
+    cased = copy.copy(wordpiece)
+    cased.lowercase = False
+    for backend in (wordpiece, cased):
+        assert backend.basic(text) == backend.basic_unicode(text)
+
+
 def test_wordpiece_headword_of_several_basic_tokens_has_no_continuation_form(wordpiece):
     prompt = build_prompt(Entry("well-known", "adj.", "widely known", "t"), wordpiece, 64, SkipLog())
     d = wordpiece.dictionary
