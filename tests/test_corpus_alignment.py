@@ -156,6 +156,24 @@ def test_wordpiece_example_prompt(wordpiece):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text())
+@example("  two  spaces, a tab\there, a line\nend; they'll've 're émigré 日本語 😀 \u00a0 \u2028x  ")
+def test_gpt2_ids_are_fairseqs_encoders(gpt2, text):
+    """The compiled BPE that encodes prompts gives the ids of fairseq's own GPT-2 encoder."""
+    assert gpt2.glue(text) == gpt2.pieces_to_ids([str(i) for i in gpt2.bpe.encode(text)])
+
+
+def test_gpt2_ids_of_gcide_are_fairseqs_encoders(gpt2):
+    import itertools
+
+    from preprocess.corpus.gcide import read_gcide
+
+    for entry in itertools.islice(read_gcide(), 0, 60000, 20):
+        for text in (" " + entry.definition, " " + entry.word, entry.word.upper()):
+            assert gpt2.glue(text) == gpt2.pieces_to_ids([str(i) for i in gpt2.bpe.encode(text)]), text
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet=st.characters(max_codepoint=127)))
 @example("".join(map(chr, range(128))))
 @example("A (noun; lower case): a tree's bark, 3-4 cm thick [Obs.]\x7f\x1fend")
