@@ -36,7 +36,10 @@ def test_short_demo_reports_what_it_saved(tmp_path):
     for convention, label in (("paper", "paper (eig's signs)"), ("sign_invariant", "sign-invariant (both signs)")):
         iso = summary["analysis"]["matrices"]["DelDirection"]["isotropy"][convention]
         assert f"| DelDirection | {label} | " + " | ".join(f"{iso[g]:.3f}" for g in ("frequent", "medium", "rare", "all")) in text
-    assert summary["curve"]["eq5"][-1] < summary["curve"]["eq5"][0]
+    # Each training lowers what it optimises on the fixed validation split: the paper's Eq. 5 alone,
+    # the recommended Eq. 5 plus the retrieval term (at 12 updates its Eq. 5 alone barely moves).
+    for name, curve in summary["curves"].items():
+        assert curve["valid_loss"][-1] < curve["valid_loss"][0], name
     # Every definition model sits beside the mean target row, in the table and in the JSON.
     rows = summary["definition_models"]
     assert rows[0]["model"].startswith("mean target row") and len(rows) == 5

@@ -56,11 +56,11 @@ def test_short_eval_reports_what_it_saved(tmp_path):
 
     ladder = tmp_path.parent / f"{tmp_path.name}-ladder"
     assert ladder_main(["--out", str(ladder), "--seed", "1", "--eval-out", str(out),
-                        "--rows", "paper", "+copies", "recommended", "fit-alone"]) == 0
+                        "--rows", "paper", "+top-2-layers", "recommended", "fit-alone"]) == 0
     rows = json.loads((ladder / "ladder.json").read_text())
     methods = rows["report"]["methods"]
     seed1 = results["seeds"]["1"]["reconstruction"]["methods"]
-    for row, model in (("recommended", REC), ("+copies", UNCENTRED), ("fit-alone", FIT), ("paper", PAPER_RUN)):
+    for row, model in (("recommended", REC), ("+top-2-layers", UNCENTRED), ("fit-alone", FIT), ("paper", PAPER_RUN)):
         for split, reading in READINGS.items():
             assert methods[f"{row} | {reading}"]["all"] == pytest.approx(seed1[name(model, split)]["all"], rel=1e-6)
         assert rows["rows"][row]["seconds"]["wall"] > 0 and rows["rows"][row]["seconds"]["cpu"] is None
