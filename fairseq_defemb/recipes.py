@@ -72,8 +72,8 @@ RECOMMENDED = Recipe(
                 "top two layers trained, rows centred",
     corpus_options={"definition_only_copies": True},
     train=("--retrieval-weight", "1", "--retrieval-temperature", "0.05"),
-    # the four layers under them frozen: ranked better on both held-out seeds for two thirds of the CPU
-    # (docs/definition-model.md's ladder)
+    # the four layers under them frozen: against every layer trained, a tie on one held-out seed and
+    # better on the other, for four fifths of the training CPU (docs/definition-model.md)
     encoder_train=("--train-layers", "2"),
     fitted_start=True,
     # W reads Eq. 4's state: trained from a W that also reads the prompt's mean, 1,000 updates measured
