@@ -7,8 +7,11 @@ the console commands a user runs (``defemb-fit``, ``fairseq-train --task definit
 by ``defemb-predict`` on the held-out prompts (the paper's prompt, and the definition only) and
 ranked by ``fairseq_defemb.analysis.reconstruction``; its cost is the wall and CPU seconds of its
 own steps. The first rows climb from the paper as printed to the recommended recipe; the others
-change one thing of the recommended recipe. Each row's result is kept in ``--out``/rows, so a run
-that stops resumes where it stopped; ``--out``/ladder.md and ladder.json hold the table.
+change one thing of the recommended recipe. Every row trains at make eval's budget, but for what the
+row itself changes (``--updates`` and ``--float32`` set another: the 1,000-update float32 rows of
+docs/definition-model.md ran with ``--updates 1000 --float32``). Each row's result is kept in
+``--out``/rows, so a run that stops resumes where it stopped (a row made at another budget is made
+again); ``--out``/ladder.md and ladder.json hold the table.
 With ``--eval-out``, the ladder reads ``make eval``'s converted model and corpus of the same seed and
 takes the rows ``make eval`` ran (paper, +top-2-layers, recommended, fit-alone) from its predictions and step times
 instead of running them again.
@@ -29,8 +32,9 @@ from fairseq_defemb.recipes import PAPER, RECOMMENDED, Budget, Recipe, short_has
 
 from demo import minilm_dir
 from demo_support import BIN, Step, definition_cloze_cmd
+from eval import BUDGETS
 
-BUDGET = Budget(updates=1000, lr=5e-4, warmup=25, max_tokens=1024)
+BUDGET = BUDGETS["full"]["train"]  # make eval's: its rows and the ladder's are one training
 READINGS = {"heldout": "paper prompt", "heldout_defonly": "definition only"}
 RETRIEVAL = ["--retrieval-weight", "1", "--retrieval-temperature", "0.05"]
 STATE = ["--projection-input", "state"]  # W reads h_{g(k)} alone (Eq. 4)
@@ -52,7 +56,7 @@ class Row:
     description: str
     fit: list | None  # defemb-fit options, or None: no fit
     train: list | None  # fairseq-train options, or None: the fit alone
-    budget: Budget = BUDGET
+    budget: dict = field(default_factory=dict)  # what the row changes of the run's Budget
     read: list = field(default_factory=list)  # defemb-predict options
 
 
@@ -84,15 +88,19 @@ ROWS = {
                            read=RAW),
     "weight-0.3": Row("all-layers, retrieval weight 0.3", FIT,
                       ["--retrieval-weight", "0.3", "--retrieval-temperature", "0.05", *ALL_LAYERS[len(RETRIEVAL):]]),
-    "lr-1e-3": Row("+copies, peak learning rate 1e-3", FIT, ALL_LAYERS, replace(BUDGET, lr=1e-3), read=RAW),
+    "lr-1e-3": Row("+copies, peak learning rate 1e-3", FIT, ALL_LAYERS, {"lr": 1e-3}, read=RAW),
     "mask-always": Row("+copies, headword subwords always <mask> (not 50/25/25)", FIT,
                        [*ALL_LAYERS, "--mask-prob", "1", "--random-token-prob", "0"], read=RAW),
-    "all-layers-2000": Row("all-layers, 2,000 updates", FIT, ALL_LAYERS, replace(BUDGET, updates=2000)),
+    "all-layers-2000": Row("all-layers, 2,000 updates", FIT, ALL_LAYERS, {"updates": 2000}),
     "linear-decay": Row("all-layers, the rate falling linearly from 5e-4 to 0 after the warm-up (not inverse sqrt)",
-                        FIT, ALL_LAYERS, replace(BUDGET, schedule="linear")),
+                        FIT, ALL_LAYERS, {"schedule": "linear"}),
     "top-1-layer": Row("recommended, W and the encoder's top layer trained, the 5 under it frozen",
                        FIT, [*ALL_LAYERS, "--train-layers", "1"]),
-    "2000-updates": Row("recommended, 2,000 updates", FIT, TRAIN, replace(BUDGET, updates=2000)),
+    "1000-updates": Row("recommended, 1,000 updates", FIT, TRAIN, {"updates": 1000}),
+    "2000-updates": Row("recommended, 2,000 updates", FIT, TRAIN, {"updates": 2000}),
+    "4000-updates": Row("recommended, 4,000 updates", FIT, TRAIN, {"updates": 4000}),
+    "float32": Row("recommended, every product in float32 (no --bf16-autocast)", FIT, TRAIN,
+                   {"mixed_precision": False}),
     "w-alone-trained": Row("recommended, W alone trained (the encoder frozen)", FIT,
                            [*ALL_LAYERS, "--train-layers", "0"]),
 }
@@ -103,7 +111,7 @@ EVAL_ROWS = {"paper": ("paper", ["train paper"]), "recommended": ("recommended",
              "+top-2-layers": ("uncentred", ["fit", "train recommended"]), "fit-alone": ("fitted", ["fit"])}
 
 
-def from_eval(eval_out: Path, row: str, seed: int) -> dict:
+def from_eval(eval_out: Path, row: str, seed: int, budget: Budget) -> dict:
     """``row`` as make eval ran it for ``seed``: its predictions, and its wall time summed from
     make eval's step times (CPU time is not recorded there)."""
     slug, steps = EVAL_ROWS[row]
@@ -112,7 +120,7 @@ def from_eval(eval_out: Path, row: str, seed: int) -> dict:
     names = [f"s{seed} {s}" for s in steps] + [f"s{seed} predict {slug} {split}" for split in READINGS]
     spec = ROWS[row]
     return {"row": row, "description": spec.description, "fit": spec.fit, "train": spec.train, "read": spec.read,
-            "budget": vars(spec.budget), "seconds": {"wall": round(sum(timings[n] for n in names), 1), "cpu": None},
+            "budget": vars(budget), "seconds": {"wall": round(sum(timings[n] for n in names), 1), "cpu": None},
             "from": str(eval_out), "predictions": {split: str(work / f"{slug}-{split}.pt") for split in READINGS}}
 
 
@@ -135,10 +143,11 @@ def once(out: Path, name: str, make) -> tuple[Path, dict]:
     return path, {"wall": 0.0, "cpu": 0.0}
 
 
-def run_row(step: Step, out: Path, original: Path, corpus: Path, row: str, seed: int) -> dict:
-    """One row's definition model and predictions; its cost counts the fit and training it reads,
-    whichever row made them."""
+def run_row(step: Step, out: Path, original: Path, corpus: Path, row: str, seed: int, base: Budget) -> dict:
+    """One row's definition model and predictions, trained at ``base`` with the row's changes; its
+    cost counts the fit and training it reads, whichever row made them."""
     spec = ROWS[row]
+    budget = replace(base, **spec.budget)
     work = out / "work" / row
     work.mkdir(parents=True, exist_ok=True)
     wall, cpu = time.perf_counter(), child_cpu_seconds()
@@ -151,9 +160,9 @@ def run_row(step: Step, out: Path, original: Path, corpus: Path, row: str, seed:
         start, costs = ["--projection-init-from", checkpoint], [cost]
     if spec.train is not None:
         recipe = Recipe(name=row, description=spec.description, train=tuple(spec.train))
-        key = short_hash((spec.fit, spec.train, vars(spec.budget)))
+        key = short_hash((spec.fit, spec.train, vars(budget)))
         save_dir, cost = once(out / "trained", key, lambda path: step.run(f"{row} train", definition_cloze_cmd(
-            corpus, original / "model.pt", path, arch=ENCODER, recipe=recipe, budget=spec.budget, seed=seed,
+            corpus, original / "model.pt", path, arch=ENCODER, recipe=recipe, budget=budget, seed=seed,
             extra=[*start, "--disable-validation", "--no-save-optimizer-state", "--log-interval", "100"]), show=1))
         checkpoint, costs = save_dir / "checkpoint_last.pt", [*costs, cost]
     predictions = {}
@@ -167,7 +176,7 @@ def run_row(step: Step, out: Path, original: Path, corpus: Path, row: str, seed:
     seconds = {k: round(v + sum(c[k] for c in costs), 1)
                for k, v in (("wall", time.perf_counter() - wall), ("cpu", child_cpu_seconds() - cpu))}
     return {"row": row, "description": spec.description, "fit": spec.fit, "train": spec.train, "read": spec.read,
-            "budget": vars(spec.budget), "seconds": seconds, "predictions": {k: str(v) for k, v in predictions.items()}}
+            "budget": vars(budget), "seconds": seconds, "predictions": {k: str(v) for k, v in predictions.items()}}
 
 
 def score(out: Path, original: Path, corpus: Path, results: dict, seed: int) -> dict:
@@ -205,8 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--eval-out", type=Path, default=None,
                         help="make eval's output folder: its model and --seed's corpus are used, and the rows it ran "
-                        f"({', '.join(EVAL_ROWS)}) are taken from it")
+                        f"({', '.join(EVAL_ROWS)}) are taken from it; every row trains at its budget")
+    parser.add_argument("--updates", type=int, default=None,
+                        help=f"updates of every row's training (default: make eval's, {BUDGET.updates}; a row that "
+                        "sets its own keeps it)")
+    parser.add_argument("--float32", action="store_true",
+                        help="every product in float32 (default: make eval's, bfloat16 where the CPU has it)")
     args = parser.parse_args(argv)
+    if args.eval_out and (args.updates is not None or args.float32):
+        parser.error("--eval-out trains every row at make eval's budget: drop --updates and --float32")
+    base = replace(BUDGET, **({} if args.updates is None else {"updates": args.updates}),
+                   **({"mixed_precision": False} if args.float32 else {}))
     out = Path(args.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
     step = Step(out)
@@ -215,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         original, corpus = args.eval_out / "original", args.eval_out / f"seed{args.seed}" / "definitions"
         if not (corpus / "corpus.json").is_file():
             parser.error(f"--eval-out {args.eval_out}: no corpus for seed {args.seed} ({corpus}/corpus.json)")
+        base = Budget(**json.loads((args.eval_out / "results.json").read_text())["budget"]["train"])
     if not (original / "model.pt").is_file():
         step.run("convert", [BIN / "defemb-convert-hf", "--model-dir", minilm_dir(), "--out", original])
     if not (corpus / "corpus.json").is_file():
@@ -225,10 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for row in args.rows:
         done = out / "rows" / f"{row}.json"
+        budget = vars(replace(base, **ROWS[row].budget))
         if args.eval_out and row in EVAL_ROWS:
-            done.write_text(json.dumps(from_eval(args.eval_out, row, args.seed), indent=2) + "\n")
-        elif not done.is_file():
-            done.write_text(json.dumps(run_row(step, out, original, corpus, row, args.seed), indent=2) + "\n")
+            done.write_text(json.dumps(from_eval(args.eval_out, row, args.seed, base), indent=2) + "\n")
+        elif not done.is_file() or json.loads(done.read_text()).get("budget") != budget:  # made at another budget
+            done.write_text(json.dumps(run_row(step, out, original, corpus, row, args.seed, base), indent=2) + "\n")
         results[row] = json.loads(done.read_text())
     for trained in (out / "trained").glob("*"):
         if trained.is_dir():  # whole models, read by every row that needs them: the predictions are what is kept

@@ -215,6 +215,29 @@ def test_train_layers_trains_w_and_the_top_layers_only(tiny_dir, family):
 
 
 @pytest.mark.parametrize("family", ["roberta", "bart"])
+def test_bf16_autocast_runs_the_stack_in_bfloat16_and_the_rest_in_float32(tiny_dir, family):
+    """--bf16-autocast: the stack's products run in bfloat16 (its states differ from float32's, within
+    bfloat16's precision) and reach W and the loss as float32; the weights and their gradients stay
+    float32; with fairseq's --fp16 (a half-precision model already) it is refused."""
+    task, model, criterion = build(tiny_dir, family)
+    _, mixed, _ = build(tiny_dir, family, ["--bf16-autocast"])
+    mixed.load_state_dict(model.state_dict())
+    sample = batch(task.dataset("train"), range(4))
+    model.eval(), mixed.eval()
+    exact, approx = model.read_states(**sample["net_input"]), mixed.read_states(**sample["net_input"])
+    assert approx.dtype == torch.float32 and not torch.equal(exact, approx)
+    assert ((approx - exact).norm() / exact.norm()).item() < 0.03
+    mixed.train()
+    criterion(mixed, sample)[0].backward()
+    grads = {n: p.grad for n, p in mixed.named_parameters() if p.requires_grad}
+    assert grads["projection.weight"] is not None
+    assert all(p.dtype == torch.float32 for p in mixed.parameters())
+    assert all(g.dtype == torch.float32 for g in grads.values() if g is not None)
+    with pytest.raises(ValueError, match="drop --fp16"):
+        build(tiny_dir, family, ["--bf16-autocast", "--fp16"])
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart"])
 def test_normal_projection_init_is_the_authors_w(tiny_dir, family):
     """--projection-init normal: W ~ N(0, 1/h_s) (the authors' linear W), reproducible from fairseq's seed;
     --projection-init random: nn.Linear's uniform init (std 1/sqrt(3 h_s))."""
@@ -361,6 +384,12 @@ def test_retrieval_term_adds_a_per_definition_infonce(tiny_dir):
         retrieval += sum(terms) / len(terms)
     assert loss.item() == pytest.approx(eq5 + weight * retrieval, rel=1e-4)
     assert log["mimic"].item() == pytest.approx(eq5, rel=1e-5)
+    # the criterion keeps the matrix's unit rows between steps: a matrix changed in place is read anew
+    with torch.no_grad():
+        model.target_embeddings.copy_(model.target_embeddings.flip(0))
+    changed = criterion(model, sample)[0].item()
+    assert changed != pytest.approx(loss.item(), rel=1e-4)
+    assert changed == pytest.approx(type(criterion)(task, weight, temperature)(model, sample)[0].item(), rel=1e-6)
     with pytest.raises(ValueError, match="--retrieval-weight -1.0 must be >= 0"):
         build(tiny_dir, "roberta", ["--retrieval-weight", "-1"])
 

@@ -4,6 +4,7 @@ import re
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -300,14 +301,33 @@ def test_recipes_add_their_encoder_options_to_encoder_only_models():
     paper's updates RoBERTa's embeddings (frozen for BART): neither option reaches a BART's training."""
     from fairseq_defemb.recipes import PAPER, RECOMMENDED, Budget, training_options
 
+    float32 = Budget(mixed_precision=False)
     for arch in ("defemb_roberta", "defemb_roberta_base", "defemb_roberta_large"):
-        assert training_options(RECOMMENDED, Budget(), arch=arch)[-2:] == ["--train-layers", "2"]
-        assert training_options(PAPER, Budget(), arch=arch)[-1] == "--update-embeddings"
+        assert training_options(RECOMMENDED, float32, arch=arch)[-2:] == ["--train-layers", "2"]
+        assert training_options(PAPER, float32, arch=arch)[-1] == "--update-embeddings"
     for arch in ("defemb_bart", "defemb_bart_base", "defemb_bart_large"):
         for recipe in (RECOMMENDED, PAPER):
-            options = training_options(recipe, Budget(), arch=arch)
+            options = training_options(recipe, float32, arch=arch)
             assert options[:2] == ["--arch", arch] and options[-len(recipe.train):] == list(recipe.train)
             assert "--train-layers" not in options and "--update-embeddings" not in options
+
+
+def test_budgets_train_in_mixed_precision_where_the_device_runs_bfloat16(monkeypatch):
+    """A budget's training takes --bf16-autocast where the device has bfloat16 in hardware (this
+    machine's CPU flags decide it, as /proc/cpuinfo lists them), never when the budget says float32."""
+    import fairseq_defemb.recipes as recipes
+
+    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("flags")), None) if Path("/proc/cpuinfo").is_file() else None
+    if flags is not None:
+        assert recipes.bf16_is_native("cpu") == bool({"avx512_bf16", "amx_tile"} & set(flags))
+    for native in (True, False):
+        monkeypatch.setattr(recipes, "bf16_is_native", lambda device="cpu", native=native: native)
+        for recipe in (recipes.RECOMMENDED, recipes.PAPER):
+            options = recipes.training_options(recipe, recipes.Budget(), arch="defemb_bart")
+            assert ("--bf16-autocast" in options) == native
+            assert "--bf16-autocast" not in recipes.training_options(
+                recipe, recipes.Budget(mixed_precision=False), arch="defemb_bart")
 
 
 @pytest.mark.slow

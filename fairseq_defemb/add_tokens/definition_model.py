@@ -152,7 +152,7 @@ def train(model_pt: Path, corpus: Path, fit: Path, final: Path, budget: Budget, 
                    "--no-save-optimizer-state", "--disable-validation", "--num-workers", "0",
                    "--required-batch-size-multiple", "1", "--log-format", "simple", "--log-interval", "100",
                    *(["--cpu"] if device == "cpu" else []),
-                   *training_options(RECOMMENDED, budget, arch=f"defemb_{detect_family(model_pt)}")]
+                   *training_options(RECOMMENDED, budget, arch=f"defemb_{detect_family(model_pt)}", device=device)]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"fairseq-train of the definition model failed (exit {result.returncode}): "

@@ -43,11 +43,11 @@ def mimic_loss_terms(predicted: torch.Tensor, target: torch.Tensor, rows: torch.
     return per_definition_mean((predicted.float() - target.float()).pow(2).sum(-1), rows, num_rows)
 
 
-def retrieval_terms(predicted: torch.Tensor, targets: torch.Tensor, embeddings: torch.Tensor, rows: torch.Tensor,
+def retrieval_terms(predicted: torch.Tensor, targets: torch.Tensor, unit_rows: torch.Tensor, rows: torch.Tensor,
                     num_rows: int, temperature: float) -> torch.Tensor:
-    """Per-definition mean InfoNCE: cross entropy of ``targets`` among every row of ``embeddings``,
-    the logits being cosines to ``predicted`` over ``temperature``."""
-    logits = F.normalize(predicted.float(), dim=-1) @ F.normalize(embeddings.float(), dim=-1).T / temperature
+    """Per-definition mean InfoNCE: cross entropy of ``targets`` among every row of ``unit_rows`` (the
+    embedding matrix, each row of norm 1), the logits being cosines to ``predicted`` over ``temperature``."""
+    logits = F.normalize(predicted.float(), dim=-1) @ unit_rows.T / temperature
     return per_definition_mean(F.cross_entropy(logits, targets, reduction="none"), rows, num_rows)
 
 
@@ -59,6 +59,15 @@ class MimicMSECriterion(FairseqCriterion):
             raise ValueError(f"--retrieval-weight {retrieval_weight} must be >= 0 and --retrieval-temperature "
                              f"{retrieval_temperature} > 0")
         self.retrieval_weight, self.retrieval_temperature = retrieval_weight, retrieval_temperature
+        self._unit_rows, self._unit_rows_of = None, None
+
+    def unit_rows(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """``embeddings``' rows at norm 1, computed again only when the matrix changes (the frozen
+        target matrix never does: normalising MiniLM's 30,522 rows took ~13 ms of a ~360 ms step)."""
+        of = (embeddings.data_ptr(), embeddings._version, embeddings.device, embeddings.shape)
+        if of != self._unit_rows_of:
+            self._unit_rows, self._unit_rows_of = F.normalize(embeddings.float(), dim=-1), of
+        return self._unit_rows
 
     def forward(self, model, sample, reduce=True):
         predicted = model(**sample["net_input"])
@@ -67,8 +76,8 @@ class MimicMSECriterion(FairseqCriterion):
         per_definition = mimic
         if self.retrieval_weight:
             per_definition = mimic + self.retrieval_weight * retrieval_terms(
-                predicted, sample["target"], model.target_embeddings, sample["target_row"], sample["nsentences"],
-                self.retrieval_temperature)
+                predicted, sample["target"], self.unit_rows(model.target_embeddings), sample["target_row"],
+                sample["nsentences"], self.retrieval_temperature)
         loss = per_definition.sum() if reduce else per_definition
         with torch.no_grad():
             cosine = F.cosine_similarity(predicted.float(), target.float(), dim=-1).sum()

@@ -49,6 +49,12 @@ def add_defemb_args(parser) -> None:
                         help="train W and only the top N layers of the stack W reads (RoBERTa: the encoder's; BART: "
                         "the decoder's, its encoder frozen); everything under them keeps its pretrained weights and "
                         "the backward pass stops there. 0: W alone. Default: every layer, as the paper trains")
+    parser.add_argument("--bf16-autocast", action="store_true",
+                        help="run the stack W reads under torch.autocast in bfloat16 (mixed precision, the CPU's "
+                        "counterpart of the paper's --fp16): its matrix products in bfloat16; W, the loss, the "
+                        "weights and the optimiser's state in float32. Stored in the checkpoint, so its fit and its "
+                        "predictions read the states the same way. Pays on CPUs with AVX512-BF16 or AMX "
+                        "(docs/definition-model.md); elsewhere torch emulates it, slower than float32")
 
 
 class DefinitionEmbeddingMixin:
@@ -67,6 +73,10 @@ class DefinitionEmbeddingMixin:
         self.register_buffer("target_embeddings", embed_tokens.weight.detach().clone())
         self.update_embeddings = bool(getattr(args, "update_embeddings", False))
         self.train_layers = getattr(args, "train_layers", None)
+        self.bf16_autocast = bool(getattr(args, "bf16_autocast", False))
+        if self.bf16_autocast and (getattr(args, "fp16", False) or getattr(args, "bf16", False)):
+            raise ValueError("--bf16-autocast runs a float32 model's products in bfloat16; with --fp16 or --bf16 "
+                             "the model is in half precision already: drop --fp16/--bf16 or --bf16-autocast")
 
     def read_stack(self) -> tuple[nn.ModuleList, nn.Module | None]:
         """The layers whose last output W reads, and the norm applied after them (None: none)."""
@@ -126,8 +136,15 @@ class DefinitionEmbeddingMixin:
 
     def read_states(self, **net_input) -> torch.Tensor:
         """What W reads at every position of ``predict_mask``, in row-major order: h_{g(k)} of Eq. 4
-        (with ``--projection-input state+prompt-mean``, beside its prompt's mean); the one place
-        it is computed, so a closed-form fit of W (fairseq_defemb.fit) sees exactly what training does."""
+        (with ``--projection-input state+prompt-mean``, beside its prompt's mean), in float32; the one
+        place it is computed, so a closed-form fit of W (fairseq_defemb.fit) sees exactly what training does."""
+        device = self.projection.weight.device.type
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=self.bf16_autocast):
+            states = self.stack_states(**net_input)
+        return states.float()
+
+    def stack_states(self, **net_input) -> torch.Tensor:
+        """``read_states`` as the model's own stack computes them (under autocast with --bf16-autocast)."""
         raise NotImplementedError
 
     def forward(self, **net_input) -> torch.Tensor:
@@ -141,10 +158,11 @@ class DefinitionEmbeddingMixin:
         positions of ``prompt`` (B x T x C)."""
         if self.projection_input == "state":
             return states
+        prompt = prompt.float()  # a bfloat16 sum over a prompt would keep three digits
         keep = torch.ones(prompt.shape[:2], dtype=prompt.dtype, device=prompt.device) if padding is None \
             else (~padding).to(prompt.dtype)
         means = (prompt * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)
-        return torch.cat([states, means[predict_mask.nonzero()[:, 0]]], dim=-1)
+        return torch.cat([states.float(), means[predict_mask.nonzero()[:, 0]]], dim=-1)
 
 
 def encoder_layer_at(layer: TransformerEncoderLayerBase, query: torch.Tensor, x: torch.Tensor,
@@ -196,7 +214,7 @@ class DefinitionEmbRobertaModel(DefinitionEmbeddingMixin, RobertaModel):
     def read_stack(self) -> tuple[nn.ModuleList, nn.Module | None]:
         return self.encoder.sentence_encoder.layers, self.encoder.sentence_encoder.layer_norm
 
-    def read_states(self, src_tokens, predict_mask, src_lengths=None, **kwargs):
+    def stack_states(self, src_tokens, predict_mask, src_lengths=None, **kwargs):
         # the prompt's mean needs the last layer everywhere: features_at's saving does not apply
         if self.projection_input != "state":
             hidden, _ = self.encoder.extract_features(src_tokens)
@@ -264,7 +282,7 @@ class DefinitionEmbBARTModel(DefinitionEmbeddingMixin, BARTModel):
     def read_stack(self) -> tuple[nn.ModuleList, nn.Module | None]:
         return self.decoder.layers, self.decoder.layer_norm
 
-    def read_states(self, src_tokens, src_lengths, prev_output_tokens, predict_mask, **kwargs):
+    def stack_states(self, src_tokens, src_lengths, prev_output_tokens, predict_mask, **kwargs):
         encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
         hidden, _ = self.decoder.extract_features(prev_output_tokens, encoder_out=encoder_out)
         padding = encoder_out["encoder_padding_mask"][0] if encoder_out["encoder_padding_mask"] else None
