@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from benchmarks.flops import batch_flops
+from fairseq_defemb.recipes import RECOMMENDED, bf16_is_native
 from benchmarks.harness import (BART_LAYERS, FFN, ROBERTA_LAYERS, TRAIN_MAX_TOKENS, WIDTH, Fixtures, growth_exponent,
                                 interleaved, log, median_ratio)
 
@@ -100,10 +101,49 @@ def train_pair(fx: Fixtures, family: str, prompts: int, batches: int, repeats: i
                         "stock BART, denoising target (whole prompt), cross_entropy"}
 
 
+def mixed_precision_pair(fx: Fixtures, family: str, prompts: int, batches: int, repeats: int) -> dict:
+    """The recommended recipe's update with the stack in bfloat16 (``--bf16-autocast``) against the same
+    update in float32: two models from the same pretrained weights, the same prompts and batches, each
+    through fairseq's Trainer, collation included."""
+    from fairseq.trainer import Trainer
+
+    corpus = fx.subset(prompts)
+    recipe = RECOMMENDED.train_options(f"defemb_{family}")
+    trainers = {}
+    for precision, extra in (("float32", []), ("bfloat16", ["--bf16-autocast"])):
+        task, model, criterion, cfg = fx.definition_model(family, corpus, [*recipe, *extra])
+        trainers[precision] = Trainer(cfg, task, model, criterion)
+    ds = task.datasets["train"]  # both tasks read the same corpus, batched the same way
+    chosen = spread_batches(ds, TRAIN_MAX_TOKENS, batches)
+    words = sum(int(ds.corpus.prompts.sizes[b].sum()) for b in chosen)
+
+    def steps(trainer):
+        def go():
+            for b in chosen:
+                trainer.train_step([ds.collate_indices(b)])
+        return go
+
+    epochs = {precision: steps(trainer) for precision, trainer in trainers.items()}
+    for epoch in epochs.values():
+        epoch()  # warm-up: builds the optimizers
+    times = interleaved(epochs, repeats)
+    return {"prompts_in_corpus": prompts, "updates": len(chosen), "words": words, "max_tokens": TRAIN_MAX_TOKENS,
+            "recipe": recipe, "speedup": median_ratio(times, "float32", "bfloat16"),
+            **{f"{p}_words_per_s": words / statistics.median(t) for p, t in times.items()}}
+
+
 def bench_training(fx: Fixtures) -> dict:
     result = {"target": ">= 0.9"}
     for family in ("roberta", "bart"):
         log(f"training {family}: definition_cloze + mimic_mse vs stock, interleaved ...")
         result[family] = train_pair(fx, family, 400 if fx.quick else 1000, 2 if fx.quick else 4, 1 if fx.quick else 3)
         log(json.dumps(result[family]))
+    if bf16_is_native("cpu"):
+        for family in ("roberta", "bart"):
+            log(f"training {family}: bfloat16 mixed precision vs float32, interleaved ...")
+            result[f"{family}_mixed_precision"] = mixed_precision_pair(
+                fx, family, 400 if fx.quick else 1000, 2 if fx.quick else 4, 1 if fx.quick else 3)
+            log(json.dumps(result[f"{family}_mixed_precision"]))
+    else:
+        result["mixed_precision"] = "not run: this CPU has no bfloat16 in hardware (AVX512-BF16 or AMX)"
     return result

@@ -96,6 +96,22 @@ def test_table_rows_and_misses_follow_the_targets():
     assert "corpus: 150 s" in misses_text(RESULTS) and "isotropy" not in misses_text(RESULTS)
 
 
+def test_mixed_precision_rows_say_whether_bfloat16_pays():
+    """The budgets run --bf16-autocast by default where the CPU has bfloat16, so its row's target is a
+    speed-up: met above 1x, missed at or below it; a run without it says why."""
+    def pair(speedup):
+        return {"speedup": speedup, "bfloat16_words_per_s": 1000 * speedup, "float32_words_per_s": 1000.0,
+                "updates": 4, "recipe": ["--retrieval-weight", "1"]}
+
+    results = {"training": {"roberta_mixed_precision": pair(1.6), "bart_mixed_precision": pair(0.9)}}
+    rows = [row for row in table_rows(results) if "mixed precision" in row[0]]
+    assert [(row[0].split(", ")[-1], row[2].split(" ")[0], row[-1]) for row in rows] == [
+        ("RoBERTa 6x384", "1.60x", "met"), ("BART 3+3x384", "0.90x", "**missed**")]
+    assert "--retrieval-weight 1" in rows[0][1] and "(1600 vs 1000 words/s)" in rows[0][2]
+    without = table_rows({"training": {"mixed_precision": "not run: this CPU has no bfloat16 in hardware"}})
+    assert [row[2:] for row in without] == [("not run: this CPU has no bfloat16 in hardware", "> 1", "not run")]
+
+
 def test_misses_carry_the_measured_breakdown():
     slow = {**RESULTS["isotropy"], "fast_seconds": 3.13,
             "necessary_work_seconds": {"gram": 0.89, "eig_float64": 1.04, "projections": 1.1, "sum": 3.03},
