@@ -89,3 +89,38 @@ def test_ladder_rows_that_differ_in_their_reading_share_one_training(tmp_path):
         trained = {row: (ROWS[row].fit, ROWS[row].train, ROWS[row].budget) for row in (uncentred, centred)}
         assert trained[uncentred] == trained[centred]
         assert ROWS[uncentred].read == ["--prediction-mean", "raw"] and ROWS[centred].read == []
+
+
+def test_ladder_rows_train_at_the_run_budget_with_their_own_changes(tmp_path, monkeypatch):
+    """Every row trains at the run's budget (make eval's by default, --updates / --float32 to change
+    it) with what the row itself sets; a row made at another budget is made again, one made at this
+    budget is reused; --eval-out takes make eval's recorded budget and refuses the options."""
+    import definition_ladder
+
+    made = []
+
+    def run_row(step, out, original, corpus, row, seed, base):
+        made.append((row, base))
+        return {"row": row, "budget": vars(definition_ladder.replace(base, **definition_ladder.ROWS[row].budget))}
+
+    monkeypatch.setattr(definition_ladder, "run_row", run_row)
+    monkeypatch.setattr(definition_ladder, "score", lambda *args: {})
+    monkeypatch.setattr(definition_ladder, "table", lambda *args: "")
+    for path in (tmp_path / "original" / "model.pt", tmp_path / "definitions" / "corpus.json"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+
+    def ladder(*options):
+        assert definition_ladder.main(["--out", str(tmp_path), "--rows", "recommended", "4000-updates", *options]) == 0
+        return [(row, base.updates, base.mixed_precision) for row, base in made]
+
+    default = definition_ladder.BUDGET
+    assert ladder("--updates", "500") == [("recommended", 500, default.mixed_precision),
+                                          ("4000-updates", 500, default.mixed_precision)]
+    saved = json.loads((tmp_path / "rows" / "4000-updates.json").read_text())["budget"]
+    assert saved["updates"] == 4000 and saved["lr"] == default.lr  # the row's own change kept
+    made.clear()
+    assert ladder("--updates", "500") == []  # both made at this budget already
+    assert ladder("--updates", "500", "--float32") == [("recommended", 500, False), ("4000-updates", 500, False)]
+    with pytest.raises(SystemExit):
+        definition_ladder.main(["--out", str(tmp_path), "--eval-out", str(tmp_path), "--updates", "500"])
