@@ -26,6 +26,14 @@ def training_flops(family: str, samples: list[dict]) -> float:
     return sum(batch_flops(s, layers, WIDTH, FFN, family == "bart") for s in samples)
 
 
+def steps(trainer, make_sample, batch_list: list):
+    """One pass of ``trainer.train_step`` over ``batch_list``, as a function to time."""
+    def go():
+        for b in batch_list:
+            trainer.train_step([make_sample(b)])
+    return go
+
+
 def train_pair(fx: Fixtures, family: str, prompts: int, batches: int, repeats: int) -> dict:
     """definition_cloze + mimic_mse vs the stock objective of the same network on the same
     prompts, each through fairseq's Trainer (forward, backward, Adam step, its logging),
@@ -69,12 +77,6 @@ def train_pair(fx: Fixtures, family: str, prompts: int, batches: int, repeats: i
                     "net_input": {"src_tokens": net["src_tokens"], "src_lengths": net["src_lengths"],
                                   "prev_output_tokens": prev}}
 
-    def steps(trainer, make_sample, batch_list):
-        def go():
-            for b in batch_list:
-                trainer.train_step([make_sample(b)])
-        return go
-
     def our_sample(b):
         return ds.collate_indices(b)
 
@@ -117,13 +119,7 @@ def mixed_precision_pair(fx: Fixtures, family: str, prompts: int, batches: int, 
     chosen = spread_batches(ds, TRAIN_MAX_TOKENS, batches)
     words = sum(int(ds.corpus.prompts.sizes[b].sum()) for b in chosen)
 
-    def steps(trainer):
-        def go():
-            for b in chosen:
-                trainer.train_step([ds.collate_indices(b)])
-        return go
-
-    epochs = {precision: steps(trainer) for precision, trainer in trainers.items()}
+    epochs = {precision: steps(trainer, ds.collate_indices, chosen) for precision, trainer in trainers.items()}
     for epoch in epochs.values():
         epoch()  # warm-up: builds the optimizers
     times = interleaved(epochs, repeats)
