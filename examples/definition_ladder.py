@@ -13,7 +13,7 @@ docs/definition-model.md ran with ``--updates 1000 --float32``). Each row's resu
 ``--out``/rows, so a run that stops resumes where it stopped (a row made at another budget is made
 again); ``--out``/ladder.md and ladder.json hold the table.
 With ``--eval-out``, the ladder reads ``make eval``'s converted model and corpus of the same seed and
-takes the rows ``make eval`` ran (paper, +top-2-layers, recommended, fit-alone) from its predictions and step times
+takes the rows ``make eval`` ran (paper, +top-4-layers, recommended, fit-alone) from its predictions and step times
 instead of running them again.
 
     python examples/definition_ladder.py --out ladder-s1 --seed 1
@@ -42,12 +42,12 @@ PROMPT_MEAN = ["--projection-input", "state+prompt-mean"]  # ... and the prompt'
 ENCODER = "defemb_roberta"  # every row trains MiniLM, an encoder
 FIT, TRAIN = RECOMMENDED.fit_flags(), RECOMMENDED.train_options(ENCODER)
 ALL_LAYERS = list(RECOMMENDED.train)  # the recommended training with every layer trained (no --train-layers)
-TOP_2 = ["--train-layers", "2"]
+TOP_4 = ["--train-layers", "4"]
 # rows read without the centring (defemb-predict's option: it changes no training step, so a row that
 # differs from another only by it reads the same checkpoint): the climb up to the top-two-layers
 # training, and the rows measured against that uncentred recipe
 RAW = ["--prediction-mean", "raw"]
-assert TRAIN == [*ALL_LAYERS, *TOP_2], "the rows below take the recommended recipe's options apart"
+assert TRAIN == [*ALL_LAYERS, *TOP_4], "the rows below take the recommended recipe's options apart"
 assert ALL_LAYERS[:len(RETRIEVAL)] == RETRIEVAL, "the rows below change the recommended recipe's options by position"
 
 
@@ -68,7 +68,7 @@ ROWS = {
     "+retrieval": Row("+ the retrieval term (InfoNCE over all rows, weight 1, temperature 0.05)",
                       ["--skip-definition-only-copies", *STATE], ["--skip-definition-only-copies", *RETRIEVAL], read=RAW),
     "+copies": Row("+ the definition-only copies in the corpus", FIT, ALL_LAYERS, read=RAW),
-    "+top-2-layers": Row("+ W and the encoder's top 2 layers trained, the 4 under them frozen (--train-layers 2)",
+    "+top-4-layers": Row("+ W and the encoder's top 4 layers trained, the 2 under them frozen (--train-layers 4)",
                          FIT, TRAIN, read=RAW),
     "recommended": Row("+ rows centred on the pretrained rows' mean (--prediction-mean rows): the recommended recipe",
                        FIT, TRAIN),
@@ -96,6 +96,12 @@ ROWS = {
                         FIT, ALL_LAYERS, {"schedule": "linear"}),
     "top-1-layer": Row("recommended, W and the encoder's top layer trained, the 5 under it frozen",
                        FIT, [*ALL_LAYERS, "--train-layers", "1"]),
+    "top-2-layers": Row("recommended, W and the encoder's top 2 layers trained, the 4 under them frozen",
+                        FIT, [*ALL_LAYERS, "--train-layers", "2"]),
+    "+top-2-layers": Row("+copies, W and the encoder's top 2 layers trained, the 4 under them frozen",
+                         FIT, [*ALL_LAYERS, "--train-layers", "2"], read=RAW),
+    "top-3-layers": Row("recommended, W and the encoder's top 3 layers trained, the 3 under them frozen",
+                        FIT, [*ALL_LAYERS, "--train-layers", "3"]),
     "1000-updates": Row("recommended, 1,000 updates", FIT, TRAIN, {"updates": 1000}),
     "2000-updates": Row("recommended, 2,000 updates", FIT, TRAIN, {"updates": 2000}),
     "4000-updates": Row("recommended, 4,000 updates", FIT, TRAIN, {"updates": 4000}),
@@ -108,7 +114,7 @@ ROWS = {
 
 # make eval's runs of four rows: the slug of their prediction files, and the steps that built them
 EVAL_ROWS = {"paper": ("paper", ["train paper"]), "recommended": ("recommended", ["fit", "train recommended"]),
-             "+top-2-layers": ("uncentred", ["fit", "train recommended"]), "fit-alone": ("fitted", ["fit"])}
+             "+top-4-layers": ("uncentred", ["fit", "train recommended"]), "fit-alone": ("fitted", ["fit"])}
 
 
 def from_eval(eval_out: Path, row: str, seed: int, budget: Budget) -> dict:

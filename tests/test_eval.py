@@ -56,11 +56,11 @@ def test_short_eval_reports_what_it_saved(tmp_path):
 
     ladder = tmp_path.parent / f"{tmp_path.name}-ladder"
     assert ladder_main(["--out", str(ladder), "--seed", "1", "--eval-out", str(out),
-                        "--rows", "paper", "+top-2-layers", "recommended", "fit-alone"]) == 0
+                        "--rows", "paper", "+top-4-layers", "recommended", "fit-alone"]) == 0
     rows = json.loads((ladder / "ladder.json").read_text())
     methods = rows["report"]["methods"]
     seed1 = results["seeds"]["1"]["reconstruction"]["methods"]
-    for row, model in (("recommended", REC), ("+top-2-layers", UNCENTRED), ("fit-alone", FIT), ("paper", PAPER_RUN)):
+    for row, model in (("recommended", REC), ("+top-4-layers", UNCENTRED), ("fit-alone", FIT), ("paper", PAPER_RUN)):
         for split, reading in READINGS.items():
             assert methods[f"{row} | {reading}"]["all"] == pytest.approx(seed1[name(model, split)]["all"], rel=1e-6)
         assert rows["rows"][row]["seconds"]["wall"] > 0 and rows["rows"][row]["seconds"]["cpu"] is None
@@ -68,9 +68,9 @@ def test_short_eval_reports_what_it_saved(tmp_path):
 
 
 def test_ladder_rows_that_differ_in_their_reading_share_one_training(tmp_path):
-    """+top-2-layers and recommended (and +copies and all-layers) differ only in defemb-predict's
-    centring: one checkpoint, made once, its cost counted in both rows; a checkpoint removed since is
-    made again."""
+    """+top-4-layers and recommended (and +copies and all-layers, +top-2-layers and top-2-layers) differ
+    only in defemb-predict's centring: one checkpoint, made once, its cost counted in both rows; a
+    checkpoint removed since is made again."""
     from definition_ladder import ROWS, once
 
     made = []
@@ -85,7 +85,8 @@ def test_ladder_rows_that_differ_in_their_reading_share_one_training(tmp_path):
     path.unlink()
     once(tmp_path, "key", make)
     assert len(made) == 2
-    for uncentred, centred in (("+top-2-layers", "recommended"), ("+copies", "all-layers")):
+    for uncentred, centred in (("+top-4-layers", "recommended"), ("+copies", "all-layers"),
+                             ("+top-2-layers", "top-2-layers")):
         trained = {row: (ROWS[row].fit, ROWS[row].train, ROWS[row].budget) for row in (uncentred, centred)}
         assert trained[uncentred] == trained[centred]
         assert ROWS[uncentred].read == ["--prediction-mean", "raw"] and ROWS[centred].read == []

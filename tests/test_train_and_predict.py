@@ -297,13 +297,13 @@ def test_predict_reads_the_given_corpus_not_the_recorded_one(tmp_path):
 
 
 def test_recipes_add_their_encoder_options_to_encoder_only_models():
-    """The recommended recipe trains an encoder's top two layers only (measured on an encoder) and the
+    """The recommended recipe trains an encoder's top four layers only (measured on an encoder) and the
     paper's updates RoBERTa's embeddings (frozen for BART): neither option reaches a BART's training."""
     from fairseq_defemb.recipes import PAPER, RECOMMENDED, Budget, training_options
 
     float32 = Budget(mixed_precision=False)
     for arch in ("defemb_roberta", "defemb_roberta_base", "defemb_roberta_large"):
-        assert training_options(RECOMMENDED, float32, arch=arch)[-2:] == ["--train-layers", "2"]
+        assert training_options(RECOMMENDED, float32, arch=arch)[-2:] == ["--train-layers", "4"]
         assert training_options(PAPER, float32, arch=arch)[-1] == "--update-embeddings"
     for arch in ("defemb_bart", "defemb_bart_base", "defemb_bart_large"):
         for recipe in (RECOMMENDED, PAPER):
