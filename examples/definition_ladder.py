@@ -107,6 +107,10 @@ ROWS = {
     "4000-updates": Row("recommended, 4,000 updates", FIT, TRAIN, {"updates": 4000}),
     "float32": Row("recommended, every product in float32 (no --bf16-autocast)", FIT, TRAIN,
                    {"mixed_precision": False}),
+    "temperature-0.03": Row("recommended, retrieval temperature 0.03", FIT,
+                            ["--retrieval-weight", "1", "--retrieval-temperature", "0.03", *TRAIN[len(RETRIEVAL):]]),
+    "weight-3": Row("recommended, retrieval weight 3", FIT,
+                    ["--retrieval-weight", "3", "--retrieval-temperature", "0.05", *TRAIN[len(RETRIEVAL):]]),
     "w-alone-trained": Row("recommended, W alone trained (the encoder frozen)", FIT,
                            [*ALL_LAYERS, "--train-layers", "0"]),
 }
