@@ -195,7 +195,8 @@ def test_pretrained_weights_loaded_and_embeddings_frozen(tiny_dir):
 @pytest.mark.parametrize("family", ["roberta", "bart"])
 def test_train_layers_trains_w_and_the_top_layers_only(tiny_dir, family):
     """--train-layers N: gradients reach W and the top N layers of the stack W reads, nothing under
-    them (BART's encoder included); 0 trains W alone; an N past the stack and --update-embeddings are refused."""
+    them (BART's encoder included); 0 trains W alone; an N past the stack trains every layer of it (the
+    embeddings still frozen); a negative N and --update-embeddings are refused."""
     task, model, criterion = build(tiny_dir, family, ["--train-layers", "1"])
     stack = "encoder.sentence_encoder.layers" if family == "roberta" else "decoder.layers"
     top = f"{stack}.{len(model.read_stack()[0]) - 1}."
@@ -208,8 +209,14 @@ def test_train_layers_trains_w_and_the_top_layers_only(tiny_dir, family):
     assert {n for n, p in model.named_parameters() if p.grad is not None} == trained
     _, w_alone, _ = build(tiny_dir, family, ["--train-layers", "0"])
     assert [n for n, p in w_alone.named_parameters() if p.requires_grad] == ["projection.weight"]
-    with pytest.raises(ValueError, match="has 2 layers"):
-        build(tiny_dir, family, ["--train-layers", "3"])
+    _, whole_stack, _ = build(tiny_dir, family, ["--train-layers", "3"])
+    _, two, _ = build(tiny_dir, family, ["--train-layers", "2"])
+    deep = {n for n, p in whole_stack.named_parameters() if p.requires_grad}
+    assert deep == {n for n, p in two.named_parameters() if p.requires_grad}
+    assert {f"{stack}.0.", f"{stack}.1."} <= {n[:len(stack) + 3] for n in deep}
+    assert not whole_stack.embed_tokens.weight.requires_grad
+    with pytest.raises(ValueError, match="give 0"):
+        build(tiny_dir, family, ["--train-layers", "-1"])
     with pytest.raises(ValueError, match="drop --update-embeddings"):
         build(tiny_dir, family, ["--train-layers", "1", "--update-embeddings"])
 

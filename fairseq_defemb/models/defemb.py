@@ -48,7 +48,8 @@ def add_defemb_args(parser) -> None:
     parser.add_argument("--train-layers", type=int, metavar="N", default=None,
                         help="train W and only the top N layers of the stack W reads (RoBERTa: the encoder's; BART: "
                         "the decoder's, its encoder frozen); everything under them keeps its pretrained weights and "
-                        "the backward pass stops there. 0: W alone. Default: every layer, as the paper trains")
+                        "the backward pass stops there. 0: W alone; N at or past the stack's depth: all of its "
+                        "layers (the embeddings still frozen). Default: every layer, as the paper trains")
     parser.add_argument("--bf16-autocast", action="store_true",
                         help="run the stack W reads under torch.autocast in bfloat16 (mixed precision, the CPU's "
                         "counterpart of the paper's --fp16): its matrix products in bfloat16; W, the loss, the "
@@ -91,11 +92,15 @@ class DefinitionEmbeddingMixin:
         if self.train_layers is None:
             return
         layers, norm = self.read_stack()
-        if not 0 <= self.train_layers <= len(layers):
-            raise ValueError(f"--train-layers {self.train_layers}: the model has {len(layers)} layers to train")
+        if self.train_layers < 0:
+            raise ValueError(f"--train-layers {self.train_layers}: give 0 (W alone) or more layers")
         if self.update_embeddings:
             raise ValueError("--train-layers keeps the embeddings frozen: drop --update-embeddings")
-        top = list(layers)[len(layers) - self.train_layers:]
+        # A recipe's N is a count from the top: a model no deeper than N trains all of its layers (the
+        # recommended recipe's 4 on a 2-layer model), with the embeddings still frozen.
+        if self.train_layers > len(layers):
+            logger.info(f"--train-layers {self.train_layers}: the model has {len(layers)} layers, every one trains")
+        top = list(layers)[max(0, len(layers) - self.train_layers):]
         trained = [self.projection, *top, *([norm] if top and norm is not None else [])]
         keep = {id(p) for module in trained for p in module.parameters()}
         for param in self.parameters():
