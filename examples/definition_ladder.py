@@ -42,13 +42,17 @@ PROMPT_MEAN = ["--projection-input", "state+prompt-mean"]  # ... and the prompt'
 ENCODER = "defemb_roberta"  # every row trains MiniLM, an encoder
 FIT, TRAIN = RECOMMENDED.fit_flags(), RECOMMENDED.train_options(ENCODER)
 ALL_LAYERS = list(RECOMMENDED.train)  # the recommended training with every layer trained (no --train-layers)
-TOP_4 = ["--train-layers", "4"]
 # rows read without the centring (defemb-predict's option: it changes no training step, so a row that
-# differs from another only by it reads the same checkpoint): the climb up to the top-two-layers
-# training, and the rows measured against that uncentred recipe
+# differs from another only by it reads the same checkpoint): the climb up to the top-layers training,
+# and the rows measured against an uncentred recipe
 RAW = ["--prediction-mean", "raw"]
-assert TRAIN == [*ALL_LAYERS, *TOP_4], "the rows below take the recommended recipe's options apart"
+assert TRAIN == [*ALL_LAYERS, *RECOMMENDED.encoder_train], "the rows below take the recommended recipe's options apart"
 assert ALL_LAYERS[:len(RETRIEVAL)] == RETRIEVAL, "the rows below change the recommended recipe's options by position"
+
+
+def top(layers: int) -> list[str]:
+    """The recommended training with W and the encoder's top ``layers`` layers trained."""
+    return [*ALL_LAYERS, "--train-layers", str(layers)]
 
 
 @dataclass(frozen=True)
@@ -95,13 +99,13 @@ ROWS = {
     "linear-decay": Row("all-layers, the rate falling linearly from 5e-4 to 0 after the warm-up (not inverse sqrt)",
                         FIT, ALL_LAYERS, {"schedule": "linear"}),
     "top-1-layer": Row("recommended, W and the encoder's top layer trained, the 5 under it frozen",
-                       FIT, [*ALL_LAYERS, "--train-layers", "1"]),
+                       FIT, top(1)),
     "top-2-layers": Row("recommended, W and the encoder's top 2 layers trained, the 4 under them frozen",
-                        FIT, [*ALL_LAYERS, "--train-layers", "2"]),
+                        FIT, top(2)),
     "+top-2-layers": Row("+copies, W and the encoder's top 2 layers trained, the 4 under them frozen",
-                         FIT, [*ALL_LAYERS, "--train-layers", "2"], read=RAW),
+                         FIT, top(2), read=RAW),
     "top-3-layers": Row("recommended, W and the encoder's top 3 layers trained, the 3 under them frozen",
-                        FIT, [*ALL_LAYERS, "--train-layers", "3"]),
+                        FIT, top(3)),
     "1000-updates": Row("recommended, 1,000 updates", FIT, TRAIN, {"updates": 1000}),
     "2000-updates": Row("recommended, 2,000 updates", FIT, TRAIN, {"updates": 2000}),
     "4000-updates": Row("recommended, 4,000 updates", FIT, TRAIN, {"updates": 4000}),
@@ -112,7 +116,7 @@ ROWS = {
     "weight-3": Row("recommended, retrieval weight 3", FIT,
                     ["--retrieval-weight", "3", "--retrieval-temperature", "0.05", *TRAIN[len(RETRIEVAL):]]),
     "w-alone-trained": Row("recommended, W alone trained (the encoder frozen)", FIT,
-                           [*ALL_LAYERS, "--train-layers", "0"]),
+                           top(0)),
 }
 
 

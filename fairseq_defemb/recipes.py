@@ -75,7 +75,7 @@ RECOMMENDED = Recipe(
     # the two layers under them frozen (make eval, 2,000 updates, docs/definition-model.md): held-out
     # ranks level with the top two layers' on both seeds and readings, and new words far better (a
     # related neighbour in the top 10 for 83% of them, against 71%); every layer trained ranks the
-    # held-out tokens lower in the paper's prompt, for more CPU
+    # held-out tokens lower in the paper's prompt (significantly on one seed), for more CPU
     encoder_train=("--train-layers", "4"),
     fitted_start=True,
     # W reads Eq. 4's state: trained from a W that also reads the prompt's mean, 1,000 updates measured
