@@ -15,9 +15,12 @@ again); ``--out``/ladder.md and ladder.json hold the table.
 With ``--eval-out``, the ladder reads ``make eval``'s converted model and corpus of the same seed and
 takes the rows ``make eval`` ran (paper, +top-4-layers, recommended, fit-alone) from its predictions and step times
 instead of running them again.
+With ``--max-prompt-tokens N`` beside it, the rows read a corpus of the same sources and held-out tokens with
+prompts cut to N tokens instead, every row trained.
 
     python examples/definition_ladder.py --out ladder-s1 --seed 1
     python examples/definition_ladder.py --out ladder-s1 --seed 1 --eval-out eval-out --rows +ls +retrieval
+    python examples/definition_ladder.py --out ladder64-s1 --seed 1 --eval-out eval-out --max-prompt-tokens 64 --rows recommended
 """
 import argparse
 import json
@@ -117,6 +120,11 @@ ROWS = {
                     ["--retrieval-weight", "3", "--retrieval-temperature", "0.05", *TRAIN[len(RETRIEVAL):]]),
     "w-alone-trained": Row("recommended, W alone trained (the encoder frozen)", FIT,
                            top(0)),
+    "dropout-0": Row("recommended, no dropout in the encoder (--dropout 0 --attention-dropout 0)", FIT,
+                     [*TRAIN, "--dropout", "0", "--attention-dropout", "0"]),
+    "dropout-0-weight-3": Row("recommended, no dropout in the encoder and retrieval weight 3", FIT,
+                              ["--retrieval-weight", "3", "--retrieval-temperature", "0.05", *TRAIN[len(RETRIEVAL):],
+                               "--dropout", "0", "--attention-dropout", "0"]),
 }
 
 
@@ -221,6 +229,11 @@ def table(results: dict, report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def made_for(result: dict) -> tuple[dict | None, str | None]:
+    """The budget and corpus a kept row was made at: one made at others is made again."""
+    return result.get("budget"), result.get("corpus")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="working and output folder (kept: a later run resumes)")
@@ -234,35 +247,46 @@ def main(argv: list[str] | None = None) -> int:
                         "sets its own keeps it)")
     parser.add_argument("--float32", action="store_true",
                         help="every product in float32 (default: make eval's, bfloat16 where the CPU has it)")
+    parser.add_argument("--max-prompt-tokens", type=int, default=None,
+                        help="with --eval-out: a corpus of its own, prompts cut to this many tokens (make eval's: "
+                        f"{BUDGETS['full']['prompt_tokens']}), holding out make eval's held-out tokens of --seed; "
+                        "every row is then trained, none taken from make eval")
     args = parser.parse_args(argv)
     if args.eval_out and (args.updates is not None or args.float32):
         parser.error("--eval-out trains every row at make eval's budget: drop --updates and --float32")
+    if args.max_prompt_tokens is not None and not args.eval_out:
+        parser.error("--max-prompt-tokens holds out make eval's tokens: give --eval-out")
     base = replace(BUDGET, **({} if args.updates is None else {"updates": args.updates}),
                    **({"mixed_precision": False} if args.float32 else {}))
     out = Path(args.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
     step = Step(out)
     original, corpus = out / "original", out / "definitions"
+    holdout = ["--holdout", "200"]
+    prompt_tokens = args.max_prompt_tokens or BUDGETS["full"]["prompt_tokens"]
     if args.eval_out:
         original, corpus = args.eval_out / "original", args.eval_out / f"seed{args.seed}" / "definitions"
         if not (corpus / "corpus.json").is_file():
             parser.error(f"--eval-out {args.eval_out}: no corpus for seed {args.seed} ({corpus}/corpus.json)")
         base = Budget(**json.loads((args.eval_out / "results.json").read_text())["budget"]["train"])
+        if args.max_prompt_tokens is not None:
+            holdout, corpus = ["--holdout-ids", corpus / "holdout_ids.txt"], out / f"definitions-{prompt_tokens}"
     if not (original / "model.pt").is_file():
         step.run("convert", [BIN / "defemb-convert-hf", "--model-dir", minilm_dir(), "--out", original])
     if not (corpus / "corpus.json").is_file():
         step.run("corpus", [BIN / "defemb-corpus", "--source", "gcide,numbers", "--vocab", original / "dict.txt",
                             "--bpe", "wordpiece", "--wordpiece-vocab", minilm_dir() / "vocab.txt", "--lowercase",
-                            "--max-prompt-tokens", "32", "--valid-size", "2000", "--holdout", "200", "--workers", "2",
+                            "--max-prompt-tokens", prompt_tokens, "--valid-size", "2000", *holdout, "--workers", "2",
                             "--seed", args.seed, "--out", corpus, "--no-progress", *RECOMMENDED.corpus_flags()])
     results = {}
     for row in args.rows:
         done = out / "rows" / f"{row}.json"
         budget = vars(replace(base, **ROWS[row].budget))
-        if args.eval_out and row in EVAL_ROWS:
+        if args.eval_out and row in EVAL_ROWS and args.max_prompt_tokens is None:
             done.write_text(json.dumps(from_eval(args.eval_out, row, args.seed, base), indent=2) + "\n")
-        elif not done.is_file() or json.loads(done.read_text()).get("budget") != budget:  # made at another budget
-            done.write_text(json.dumps(run_row(step, out, original, corpus, row, args.seed, base), indent=2) + "\n")
+        elif not done.is_file() or made_for(json.loads(done.read_text())) != (budget, str(corpus)):
+            result = run_row(step, out, original, corpus, row, args.seed, base)
+            done.write_text(json.dumps({**result, "corpus": str(corpus)}, indent=2) + "\n")
         results[row] = json.loads(done.read_text())
     for trained in (out / "trained").glob("*"):
         if trained.is_dir():  # whole models, read by every row that needs them: the predictions are what is kept

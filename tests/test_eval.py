@@ -2,6 +2,7 @@
 token may be a training target of either corpus a seed trained on."""
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +126,51 @@ def test_ladder_rows_train_at_the_run_budget_with_their_own_changes(tmp_path, mo
     assert ladder("--updates", "500", "--float32") == [("recommended", 500, False), ("4000-updates", 500, False)]
     with pytest.raises(SystemExit):
         definition_ladder.main(["--out", str(tmp_path), "--eval-out", str(tmp_path), "--updates", "500"])
+
+
+def test_ladder_prompt_length_builds_its_own_corpus_of_make_evals_held_out_tokens(tmp_path, monkeypatch):
+    """--max-prompt-tokens N: the rows read a corpus cut at N holding out make eval's tokens of the seed,
+    and every row is trained (make eval's rows read 32-token prompts); a row kept from another corpus
+    is made again; without --eval-out the option is refused."""
+    import definition_ladder
+
+    eval_out, out = tmp_path / "eval-out", tmp_path / "ladder"
+    (eval_out / "original").mkdir(parents=True)
+    (eval_out / "original" / "model.pt").write_text("")
+    (eval_out / "seed2" / "definitions").mkdir(parents=True)
+    (eval_out / "seed2" / "definitions" / "corpus.json").write_text("{}")
+    (eval_out / "results.json").write_text(json.dumps({"budget": {"train": vars(definition_ladder.BUDGET)}}))
+    commands, made = [], []
+
+    class Step:
+        def __init__(self, out):
+            pass
+
+        def run(self, name, command, **kwargs):
+            commands.append([str(c) for c in command])
+            corpus = Path(commands[-1][commands[-1].index("--out") + 1])
+            corpus.mkdir(parents=True)
+            (corpus / "corpus.json").write_text("{}")
+
+    def run_row(step, out, original, corpus, row, seed, base):
+        made.append((row, corpus))
+        return {"row": row, "budget": vars(base)}
+
+    monkeypatch.setattr(definition_ladder, "Step", Step)
+    monkeypatch.setattr(definition_ladder, "run_row", run_row)
+    monkeypatch.setattr(definition_ladder, "score", lambda *args: {})
+    monkeypatch.setattr(definition_ladder, "table", lambda *args: "")
+    assert definition_ladder.main(["--out", str(out), "--seed", "2", "--eval-out", str(eval_out),
+                                   "--max-prompt-tokens", "64", "--rows", "recommended"]) == 0
+    [corpus_cmd] = commands
+    assert corpus_cmd[corpus_cmd.index("--max-prompt-tokens") + 1] == "64" and "--holdout" not in corpus_cmd
+    assert corpus_cmd[corpus_cmd.index("--holdout-ids") + 1] == str(eval_out / "seed2" / "definitions" / "holdout_ids.txt")
+    assert made == [("recommended", out / "definitions-64")]  # trained, not taken from make eval
+    assert definition_ladder.main(["--out", str(out), "--seed", "2", "--eval-out", str(eval_out),
+                                   "--max-prompt-tokens", "64", "--rows", "recommended"]) == 0
+    assert len(made) == 1  # kept: same budget, same corpus
+    assert definition_ladder.main(["--out", str(out), "--seed", "2", "--eval-out", str(eval_out),
+                                   "--max-prompt-tokens", "48", "--rows", "recommended"]) == 0
+    assert made[-1] == ("recommended", out / "definitions-48")
+    with pytest.raises(SystemExit):
+        definition_ladder.main(["--out", str(out), "--max-prompt-tokens", "64"])
