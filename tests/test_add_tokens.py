@@ -527,7 +527,7 @@ def test_corpus_key_follows_what_builds_the_corpus(tmp_path, monkeypatch):
     with open(tmp_path / "b" / "vocab.bpe", "a") as f:
         f.write("x y\n")
     assert built_here.corpus_key(files["b"]) != key
-    monkeypatch.setattr(built_here, "CORPUS_OPTIONS", {**built_here.CORPUS_OPTIONS, "max_prompt_tokens": 32})
+    monkeypatch.setattr(built_here, "PROMPT_TOKENS", {**built_here.PROMPT_TOKENS, "gpt2": 48})
     assert built_here.corpus_key(files["a"]) != key
 
 
@@ -541,7 +541,7 @@ def test_one_command_builds_caches_and_reuses_the_recommended_definition_model(t
     CPU-sized here: the spelled-out numbers for a corpus, 200 fit prompts, 2 updates."""
     import fairseq_defemb.add_tokens.definition_model as built_here
 
-    monkeypatch.setattr(built_here, "CORPUS_OPTIONS", {"sources": ("numbers",), "max_prompt_tokens": 32, "valid_size": 40})
+    monkeypatch.setattr(built_here, "CORPUS_OPTIONS", {"sources": ("numbers",), "valid_size": 40})
     monkeypatch.setattr(built_here, "FIT_OPTIONS", {"samples": 200})
     (tmp_path / "w.tsv").write_text("covid\tnoun\ta contagious respiratory illness caused by a coronavirus\n")
     base = ["--hf-model", MINILM, "--words", tmp_path / "w.tsv", "--init", "defemb", "--definition-updates", "2",
@@ -556,6 +556,8 @@ def test_one_command_builds_caches_and_reuses_the_recommended_definition_model(t
     # the recipe's hash in the name: a model cached under another recipe is not reused
     assert model.parent.parent == tmp_path / "cache" and model.name.endswith(f"-recommended-{RECOMMENDED.key}-2.pt")
     assert [p.name for p in model.parent.iterdir() if p.name.startswith("corpus")] == [f"corpus-{model.name.split('-')[1]}"]
+    corpus = json.loads((model.parent / f"corpus-{model.name.split('-')[1]}" / "corpus.json").read_text())
+    assert corpus["max_prompt_tokens"] == 32  # a WordPiece vocabulary: make eval's cut, the measured one
     assert run(base + ["--out", tmp_path / "b"]) == 0
     assert "definition model cached" in capsys.readouterr().out
     again = json.loads((tmp_path / "b" / "add_tokens.json").read_text())

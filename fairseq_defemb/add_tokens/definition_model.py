@@ -35,9 +35,13 @@ from preprocess.corpus.sources import DEFAULT_SOURCES
 logger = logging.getLogger(__name__)
 
 KEY_CHARS = 16  # of a sha256: enough to tell models apart, short enough for a path
-# the corpus and the fit built here: every embedded source; prompts of up to 64 tokens (MiniLM's
-# held-out measurement cuts at 32, most GCIDE definitions fit in 64); defemb-fit's defaults
-CORPUS_OPTIONS = {"sources": DEFAULT_SOURCES, "max_prompt_tokens": 64, "valid_size": 2000}
+# the corpus and the fit built here: every embedded source; defemb-fit's defaults
+CORPUS_OPTIONS = {"sources": DEFAULT_SOURCES, "valid_size": 2000}
+# where prompts are cut, by tokenizer. WordPiece: make eval's 32; at its budget, cutting at 64 (the
+# whole definition of 95% of GCIDE's prompts, against half) ranked its held-out tokens lower on both
+# seeds (docs/definition-model.md). GPT-2's BPE (not measured): up to six variant forms, quoted, come
+# before the definition, so it gets twice the room.
+PROMPT_TOKENS = {"wordpiece": 32, "gpt2": 64}
 # prediction_mean spelled out: a fit cached before the option existed would load with the task's default
 FIT_OPTIONS = {"samples": 10000, "prediction_mean": "raw"}
 
@@ -69,7 +73,8 @@ def corpus_key(tokenizer: dict) -> str:
     copy of the same files keeps the key and an edited one does not)."""
     described = {name: sha256(value)[:KEY_CHARS] if name.startswith(("gpt2_", "wordpiece_")) else value
                  for name, value in sorted(tokenizer.items())}
-    return short_hash((sorted(CORPUS_OPTIONS.items()), sorted(RECOMMENDED.corpus_options.items()), sorted(described.items())))
+    return short_hash((sorted(CORPUS_OPTIONS.items()), PROMPT_TOKENS[tokenizer["bpe"]],
+                       sorted(RECOMMENDED.corpus_options.items()), sorted(described.items())))
 
 
 def converted(hf_model: Path, cache_dir: Path, say) -> Path:
@@ -116,7 +121,8 @@ def ensure_definition_model(*, fairseq_dir: str | Path, tokenizer: dict, cache_d
     if not (corpus / "corpus.json").is_file():
         start = time.perf_counter()
         built = build_corpus(dict_path, corpus, **tokenizer, workers=workers, progress=progress,
-                             overwrite=corpus.exists(), **CORPUS_OPTIONS, **RECOMMENDED.corpus_options)
+                             overwrite=corpus.exists(), max_prompt_tokens=PROMPT_TOKENS[tokenizer["bpe"]],
+                             **CORPUS_OPTIONS, **RECOMMENDED.corpus_options)
         report["steps"]["corpus"] = round(time.perf_counter() - start, 1)
         say(f"definition corpus: {sum(built['splits'].values()):,} prompts of the embedded sources in "
             f"{report['steps']['corpus']:.0f} s -> {corpus}")
