@@ -15,7 +15,7 @@ from fairseq_defemb.data.embedding_file import PredictedEmbeddings
 from fairseq_defemb.surgery.checkpoint import read_embedding_matrix
 
 sys.path.insert(0, str(REPO / "examples"))
-from eval import FIT, INITS, MODELS, PAPER_RUN, READINGS, REC, UNCENTRED, name  # noqa: E402
+from eval import FIT, INITS, MODELS, PAPER_RUN, READINGS, REC, UNCENTRED, name, prediction_file  # noqa: E402
 
 
 @pytest.mark.slow
@@ -39,11 +39,16 @@ def test_short_eval_reports_what_it_saved(tmp_path):
                                       for s, e in data.spans_of(i).tolist()])
             assert not np.isin(targets, holdout).any(), (seed, split)
         report = result["reconstruction"]
+        definitions = {}
         for split in READINGS:  # the system's figures, recomputed from the prediction file it saved
-            pred = PredictedEmbeddings.load(work / f"recommended-{split}.pt")
+            pred = PredictedEmbeddings.load(prediction_file(work, REC, split))
             order = [pred.token_ids.tolist().index(t) for t in holdout]
+            definitions[split] = pred.num_definitions.numpy()[order]
             recomputed = aggregate(score_tokens(pred.embeddings.numpy()[order], holdout, matrix), np.ones(len(holdout), bool))
             assert recomputed == pytest.approx(report["methods"][name(REC, split)]["all"], rel=1e-6)
+        # surgery's reading averages every prompt of both: each definition read twice
+        assert (definitions["heldout,heldout_defonly"] == definitions["heldout"] + definitions["heldout_defonly"]).all()
+        assert (definitions["heldout"] > 0).all()
         assert set(report["methods"]) >= {*(name(m, s) for m in MODELS for s in READINGS), "mean row", "subword"}
         assert set(result["new_words"]) == set(INITS)
     assert held_sets[0] != held_sets[1]  # two seeds, two draws of held-out tokens
@@ -53,6 +58,7 @@ def test_short_eval_reports_what_it_saved(tmp_path):
     assert f"| subword mean | {words:.1f} |" in text
     assert (out / "readings.png").stat().st_size > 5000
     # The ladder takes make eval's rows from what it saved: the same prediction files, the same ranks.
+    from definition_ladder import READINGS as LADDER_READINGS
     from definition_ladder import main as ladder_main
 
     ladder = tmp_path.parent / f"{tmp_path.name}-ladder"
@@ -62,7 +68,7 @@ def test_short_eval_reports_what_it_saved(tmp_path):
     methods = rows["report"]["methods"]
     seed1 = results["seeds"]["1"]["reconstruction"]["methods"]
     for row, model in (("recommended", REC), ("+top-4-layers", UNCENTRED), ("fit-alone", FIT), ("paper", PAPER_RUN)):
-        for split, reading in READINGS.items():
+        for split, reading in LADDER_READINGS.items():
             assert methods[f"{row} | {reading}"]["all"] == pytest.approx(seed1[name(model, split)]["all"], rel=1e-6)
         assert rows["rows"][row]["seconds"]["wall"] > 0 and rows["rows"][row]["seconds"]["cpu"] is None
     assert "| recommended |" in (ladder / "ladder.md").read_text()
