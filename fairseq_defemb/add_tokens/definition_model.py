@@ -39,8 +39,8 @@ KEY_CHARS = 16  # of a sha256: enough to tell models apart, short enough for a p
 CORPUS_OPTIONS = {"sources": DEFAULT_SOURCES, "valid_size": 2000}
 # where prompts are cut, by tokenizer. WordPiece: make eval's 32; at its budget, cutting at 64 (the
 # whole definition of 95% of GCIDE's prompts, against half) ranked its held-out tokens lower on both
-# seeds (docs/definition-model.md). GPT-2's BPE (not measured): up to six variant forms, quoted, come
-# before the definition, so it gets twice the room.
+# seeds (docs/definition-model.md). GPT-2's BPE (not measured): up to six variant forms (the attached
+# ones in quotes) come before the definition, so it gets twice the room.
 PROMPT_TOKENS = {"wordpiece": 32, "gpt2": 64}
 # prediction_mean spelled out: a fit cached before the option existed would load with the task's default
 FIT_OPTIONS = {"samples": 10000, "prediction_mean": "raw"}
